@@ -1,0 +1,1 @@
+"""Logical plan of PromQL queries (the GreptimeDB RFC's nodes), optimizer rules and execution."""

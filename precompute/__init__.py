@@ -1,0 +1,1 @@
+"""Streaming precompute engine: windowed sketches computed from ingested batches."""

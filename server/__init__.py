@@ -1,0 +1,1 @@
+"""HTTP server (Prometheus API, ingest endpoints) and the ``tidemark`` command line."""

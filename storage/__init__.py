@@ -1,0 +1,1 @@
+"""Embedded durable store: label index, head + WAL, immutable blocks, sketch store."""

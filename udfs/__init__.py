@@ -1,0 +1,1 @@
+"""The PromQL function registry and pure vectorized kernels (range, instant, aggregation)."""
