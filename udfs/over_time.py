@@ -1,0 +1,294 @@
+"""The ``*_over_time`` family and ``double_exponential_smoothing`` over a ``RangeArray``.
+
+Semantics follow Prometheus ``promql/functions.go`` (main branch, 2026): ``funcAvgOverTime``
+(Kahan sum, switching to an incremental mean on overflow), ``funcSumOverTime`` (Kahan),
+``compareOverTime`` (NaN is replaced by any later value, ties keep the latest timestamp for
+``ts_of_*``), ``varianceOverTime`` (Welford with Kahan-compensated mean and M2, population),
+``funcQuantileOverTime`` / ``funcMadOverTime`` (``quantile`` in ``quantile.go``: NaN sorts as
+the smallest value, linear interpolation between ranks), ``funcDoubleExponentialSmoothing``.
+Sequential folds run through ``ColumnScan`` so rounding matches upstream exactly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from promql.errors import ExecutionError
+from udfs.range_array import RangeArray
+from udfs.scan import (
+    ColumnScan,
+    exact_integer_sums_possible,
+    kahan_inc,
+    window_prefix_sum,
+    window_reduce,
+)
+
+Result = tuple[np.ndarray, np.ndarray]
+
+_MAX_GATHER = 1 << 22  # elements per padded chunk in the sorting kernels
+
+
+def _nonempty(ra: RangeArray) -> np.ndarray:
+    return ra.sizes >= 1
+
+
+def _last_index(ra: RangeArray) -> np.ndarray:
+    return np.maximum(ra.offsets + ra.sizes - 1, 0)
+
+
+def count_over_time(ra: RangeArray) -> Result:
+    present = _nonempty(ra)
+    return np.where(present, ra.sizes.astype(np.float64), np.nan), present
+
+
+def present_over_time(ra: RangeArray) -> Result:
+    present = _nonempty(ra)
+    return np.where(present, 1.0, np.nan), present
+
+
+def absent_over_time(ra: RangeArray) -> Result:
+    """Upstream's kernel: 1 where the window has samples; the planner turns this into absence."""
+    return present_over_time(ra)
+
+
+def _pick(ra: RangeArray, index: np.ndarray, what: np.ndarray) -> Result:
+    present = _nonempty(ra)
+    if what.shape[0] == 0:
+        return np.full(ra.n_windows, np.nan), present
+    return np.where(present, what[np.minimum(index, what.shape[0] - 1)], np.nan), present
+
+
+def first_over_time(ra: RangeArray) -> Result:
+    return _pick(ra, ra.offsets, ra.values)
+
+
+def last_over_time(ra: RangeArray) -> Result:
+    return _pick(ra, _last_index(ra), ra.values)
+
+
+def ts_of_first_over_time(ra: RangeArray) -> Result:
+    return _pick(ra, ra.offsets, ra.timestamps.astype(np.float64) / 1000)
+
+
+def ts_of_last_over_time(ra: RangeArray) -> Result:
+    return _pick(ra, _last_index(ra), ra.timestamps.astype(np.float64) / 1000)
+
+
+def max_over_time(ra: RangeArray) -> Result:
+    # fmax ignores NaN unless the whole window is NaN, exactly upstream's "replace NaN" rule.
+    present = _nonempty(ra)
+    return np.where(present, window_reduce(np.fmax, ra.values, ra), np.nan), present
+
+
+def min_over_time(ra: RangeArray) -> Result:
+    present = _nonempty(ra)
+    return np.where(present, window_reduce(np.fmin, ra.values, ra), np.nan), present
+
+
+def _ts_of_extreme(ra: RangeArray, better_or_equal: np.ufunc) -> Result:
+    """Timestamp of the newest sample that ties the window's extreme (``compareOverTime``)."""
+    scan = ColumnScan.of(ra)
+    m = scan.order.shape[0]
+    best = np.full(m, np.nan)
+    best_t = np.zeros(m, dtype=np.int64)
+    with np.errstate(invalid="ignore"):
+        for _, k, idx in scan.columns():
+            v = ra.values[idx]
+            take = better_or_equal(v, best[:k]) | np.isnan(best[:k])
+            best[:k] = np.where(take, v, best[:k])
+            best_t[:k] = np.where(take, ra.timestamps[idx], best_t[:k])
+    out = scan.scatter(ra.n_windows, best_t.astype(np.float64) / 1000)
+    return out, _nonempty(ra)
+
+
+def ts_of_max_over_time(ra: RangeArray) -> Result:
+    return _ts_of_extreme(ra, np.greater_equal)
+
+
+def ts_of_min_over_time(ra: RangeArray) -> Result:
+    return _ts_of_extreme(ra, np.less_equal)
+
+
+def sum_over_time(ra: RangeArray) -> Result:
+    present = _nonempty(ra)
+    if exact_integer_sums_possible(ra.values):
+        # Every partial sum is exact, so Kahan's compensation is 0 and order is irrelevant.
+        return np.where(present, window_prefix_sum(ra.values, ra), np.nan), present
+    scan = ColumnScan.of(ra)
+    m = scan.order.shape[0]
+    s, c = np.zeros(m), np.zeros(m)
+    for _, k, idx in scan.columns():
+        s[:k], c[:k] = kahan_inc(ra.values[idx], s[:k], c[:k])
+    with np.errstate(invalid="ignore"):
+        out = np.where(np.isinf(s), s, s + c)
+    return scan.scatter(ra.n_windows, out), present
+
+
+def avg_over_time(ra: RangeArray) -> Result:
+    present = _nonempty(ra)
+    if exact_integer_sums_possible(ra.values):
+        sums = window_prefix_sum(ra.values, ra)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(present, sums / ra.sizes, np.nan), present
+    scan = ColumnScan.of(ra)
+    m = scan.order.shape[0]
+    total, comp, mean = np.zeros(m), np.zeros(m), np.zeros(m)
+    incremental = np.zeros(m, dtype=bool)
+    count = np.ones(m)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        for j, k, idx in scan.columns():
+            x = ra.values[idx]
+            if j == 0:
+                total[:k] = x
+                continue
+            cnt = float(j + 1)
+            count[:k] = cnt
+            s, c, mu, inc = total[:k], comp[:k], mean[:k], incremental[:k]
+            new_s, new_c = kahan_inc(x, s, c)
+            ok = ~inc & ~np.isinf(new_s)
+            switch = ~inc & np.isinf(new_s)
+            s[:] = np.where(ok, new_s, s)
+            c[:] = np.where(ok, new_c, c)
+            # Overflow: continue as an incremental mean from the previous sum.
+            mu[:] = np.where(switch, s / (cnt - 1), mu)
+            c[:] = np.where(switch, c / (cnt - 1), c)
+            inc |= switch
+            q = (cnt - 1) / cnt
+            m2, c2 = kahan_inc(x / cnt, q * mu, q * c)
+            mu[:] = np.where(inc, m2, mu)
+            c[:] = np.where(inc, c2, c)
+        out = np.where(incremental, mean + comp, total / count + comp / count)
+    return scan.scatter(ra.n_windows, out), present
+
+
+def _variance(ra: RangeArray) -> tuple[np.ndarray, np.ndarray]:
+    scan = ColumnScan.of(ra)
+    m = scan.order.shape[0]
+    mean, c_mean, aux, c_aux = np.zeros(m), np.zeros(m), np.zeros(m), np.zeros(m)
+    count = np.zeros(m)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        for _, k, idx in scan.columns():
+            x = ra.values[idx]
+            count[:k] += 1
+            d = x - (mean[:k] + c_mean[:k])
+            mean[:k], c_mean[:k] = kahan_inc(d / count[:k], mean[:k], c_mean[:k])
+            aux[:k], c_aux[:k] = kahan_inc(d * (x - (mean[:k] + c_mean[:k])), aux[:k], c_aux[:k])
+        var = (aux + c_aux) / count
+    return scan.scatter(ra.n_windows, var), _nonempty(ra)
+
+
+def stdvar_over_time(ra: RangeArray) -> Result:
+    return _variance(ra)
+
+
+def stddev_over_time(ra: RangeArray) -> Result:
+    var, present = _variance(ra)
+    with np.errstate(invalid="ignore"):
+        return np.sqrt(var), present
+
+
+def _go_sort_rows(mat: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """Sort each row's first ``sizes[r]`` entries as Go's ``vectorByValueHeap`` does.
+
+    ``mat`` holds NaN in padding positions. Go sorts NaN first; numpy sorts NaN last, so rows
+    are sorted by numpy and then shifted right by their count of real NaNs.
+    """
+    width = mat.shape[1]
+    col = np.arange(width)
+    nan_count = np.isnan(mat).sum(axis=1) - (width - sizes)
+    ordered = np.sort(mat, axis=1)
+    src = col[None, :] - nan_count[:, None]
+    picked = np.take_along_axis(ordered, np.clip(src, 0, max(width - 1, 0)), 1)
+    return np.where(src >= 0, picked, np.nan)
+
+
+def _sorted_windows(ra: RangeArray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Windows ``ids`` gathered into a padded matrix, each row sorted as upstream sorts."""
+    sizes = ra.sizes[ids]
+    width = int(sizes.max())
+    col = np.arange(width)
+    valid = col[None, :] < sizes[:, None]
+    gather = np.where(valid, ra.offsets[ids][:, None] + col[None, :], 0)
+    mat = np.where(valid, ra.values[gather], np.nan)
+    return _go_sort_rows(mat, sizes), sizes
+
+
+def _quantile_rows(q: np.ndarray, mat: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """``quantile`` (quantile.go) on each sorted row."""
+    n = sizes.astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        rank = q * (n - 1)
+        lower = np.maximum(0, np.floor(rank))
+        upper = np.minimum(n - 1, lower + 1)
+        weight = rank - np.floor(rank)
+        li = np.clip(lower, 0, max(mat.shape[1] - 1, 0)).astype(np.int64)
+        ui = np.clip(upper, 0, max(mat.shape[1] - 1, 0)).astype(np.int64)
+        lo_v = np.take_along_axis(mat, li[:, None], 1)[:, 0]
+        up_v = np.take_along_axis(mat, ui[:, None], 1)[:, 0]
+        out = lo_v * (1 - weight) + up_v * weight
+    out = np.where(q < 0, -np.inf, out)
+    out = np.where(q > 1, np.inf, out)
+    return np.where(np.isnan(q) | (sizes == 0), np.nan, out)
+
+
+def _chunks(ra: RangeArray) -> list[np.ndarray]:
+    ids = np.flatnonzero(ra.sizes >= 1)
+    if ids.shape[0] == 0:
+        return []
+    width = int(ra.sizes[ids].max())
+    per = max(1, _MAX_GATHER // max(width, 1))
+    return [ids[i : i + per] for i in range(0, ids.shape[0], per)]
+
+
+def quantile_over_time(ra: RangeArray, phi: np.ndarray) -> Result:
+    q = np.broadcast_to(np.asarray(phi, dtype=np.float64), (ra.n_windows,))
+    out = np.full(ra.n_windows, np.nan)
+    for ids in _chunks(ra):
+        mat, sizes = _sorted_windows(ra, ids)
+        out[ids] = _quantile_rows(q[ids], mat, sizes)
+    return out, _nonempty(ra)
+
+
+def mad_over_time(ra: RangeArray) -> Result:
+    out = np.full(ra.n_windows, np.nan)
+    for ids in _chunks(ra):
+        mat, sizes = _sorted_windows(ra, ids)
+        half = np.full(ids.shape[0], 0.5)
+        median = _quantile_rows(half, mat, sizes)
+        valid = np.arange(mat.shape[1])[None, :] < sizes[:, None]
+        with np.errstate(invalid="ignore"):
+            dev = np.where(valid, np.abs(mat - median[:, None]), np.nan)
+        mad = _quantile_rows(half, _go_sort_rows(dev, sizes), sizes)
+        has_nan = np.isnan(np.where(valid, mat, 0.0)).any(axis=1)
+        out[ids] = np.where(has_nan, np.nan, mad)
+    return out, _nonempty(ra)
+
+
+def double_exponential_smoothing(ra: RangeArray, sf: np.ndarray, tf: np.ndarray) -> Result:
+    sfa = np.broadcast_to(np.asarray(sf, dtype=np.float64), (ra.n_windows,))
+    tfa = np.broadcast_to(np.asarray(tf, dtype=np.float64), (ra.n_windows,))
+    used = ra.sizes >= 1  # upstream validates only when a series is evaluated
+    _check_factor(sfa[used], "smoothing factor", "sf")
+    _check_factor(tfa[used], "trend factor", "tf")
+    scan = ColumnScan.of(ra, min_size=2)
+    m = scan.order.shape[0]
+    sfo, tfo = sfa[scan.order], tfa[scan.order]
+    s0, s1, b = np.zeros(m), np.zeros(m), np.zeros(m)
+    if m:
+        s1 = ra.values[scan.starts].copy()
+        b = ra.values[scan.starts + 1] - s1
+    with np.errstate(invalid="ignore", over="ignore"):
+        for j, k, idx in scan.columns(first=1):
+            x = sfo[:k] * ra.values[idx]
+            if j > 1:  # calcTrendValue(i-1, ...) returns b unchanged for i-1 == 0
+                b[:k] = tfo[:k] * (s1[:k] - s0[:k]) + (1 - tfo[:k]) * b[:k]
+            y = (1 - sfo[:k]) * (s1[:k] + b[:k])
+            s0[:k], s1[:k] = s1[:k], x + y
+    return scan.scatter(ra.n_windows, s1), ra.sizes >= 2
+
+
+def _check_factor(f: np.ndarray, what: str, short: str) -> None:
+    bad = (f <= 0) | (f >= 1) | np.isnan(f)
+    if bad.any():
+        val = float(f[np.flatnonzero(bad)[0]])
+        raise ExecutionError(f"invalid {what}. Expected: 0 < {short} < 1, got: {val:f}")

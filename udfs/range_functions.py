@@ -1,0 +1,252 @@
+"""PromQL range-vector functions over a ``RangeArray``: one small kernel per function.
+
+Every kernel has the shape ``fn(ra, *params) -> (values, present)`` with one entry per window;
+``params`` are per-window float64 arrays (already broadcast by the planner). ``present`` false
+means Prometheus emits no sample for that (series, step).
+
+Windows are ``(t - range, t]`` where ``t = ra.window_ends`` is the *range end in the samples'
+time frame* (Prometheus' ``rangeEnd = enh.Ts - offset``). Kernels that need the evaluation time
+itself (``predict_linear``'s intercept) take it as the keyword ``eval_times``; it defaults to
+``window_ends`` (right when there is no offset / ``@``).
+
+Semantics follow Prometheus ``promql/functions.go`` (main branch, 2026): ``extrapolatedRate``,
+``instantValue``, ``linearRegression``, ``funcChanges``, ``funcResets``. The ``*_over_time``
+family lives in ``udfs.over_time`` and is re-exported here so the registry can name
+``udfs.range_functions:<name>`` for every range function.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from udfs.over_time import (
+    absent_over_time,
+    avg_over_time,
+    count_over_time,
+    double_exponential_smoothing,
+    first_over_time,
+    last_over_time,
+    mad_over_time,
+    max_over_time,
+    min_over_time,
+    present_over_time,
+    quantile_over_time,
+    stddev_over_time,
+    stdvar_over_time,
+    sum_over_time,
+    ts_of_first_over_time,
+    ts_of_last_over_time,
+    ts_of_max_over_time,
+    ts_of_min_over_time,
+)
+from udfs.range_array import RangeArray
+from udfs.scan import ColumnScan, kahan_inc, window_prefix_sum, window_reduce
+
+__all__ = [
+    "absent_over_time",
+    "avg_over_time",
+    "changes",
+    "count_over_time",
+    "delta",
+    "deriv",
+    "double_exponential_smoothing",
+    "first_over_time",
+    "idelta",
+    "increase",
+    "irate",
+    "last_over_time",
+    "mad_over_time",
+    "max_over_time",
+    "min_over_time",
+    "predict_linear",
+    "present_over_time",
+    "quantile_over_time",
+    "rate",
+    "resets",
+    "stddev_over_time",
+    "stdvar_over_time",
+    "sum_over_time",
+    "ts_of_first_over_time",
+    "ts_of_last_over_time",
+    "ts_of_max_over_time",
+    "ts_of_min_over_time",
+]
+
+Result = tuple[np.ndarray, np.ndarray]
+
+
+def _range_seconds(range_ms: int) -> float:
+    # Go's Duration.Seconds(): whole seconds plus the nanosecond remainder / 1e9.
+    return float(range_ms // 1000) + float((range_ms % 1000) * 1_000_000) / 1e9
+
+
+def _reset_correction(ra: RangeArray) -> np.ndarray:
+    """Sum of the pre-reset values of every counter reset inside each window."""
+    v = ra.values
+    drop = np.zeros(v.shape[0], dtype=np.float64)
+    if v.shape[0] > 1:
+        with np.errstate(invalid="ignore"):
+            is_reset = v[1:] < v[:-1]
+        drop[1:] = np.where(is_reset, v[:-1], 0.0)
+        n_resets = window_prefix_sum(np.concatenate([[0], is_reset]).astype(np.int64), ra, True)
+    else:
+        n_resets = np.zeros(ra.n_windows, dtype=np.int64)
+    out = np.zeros(ra.n_windows, dtype=np.float64)
+    hit = np.flatnonzero(n_resets > 0)
+    if hit.shape[0]:
+        # Only windows that contain a reset pay for a per-window reduction (pair i-1 -> i is
+        # inside the window for i in (first, last]).
+        sub = RangeArray(
+            drop, ra.timestamps, ra.offsets[hit] + 1, ra.sizes[hit] - 1, ra.window_ends[hit], 0
+        )
+        out[hit] = window_reduce(np.add, drop, sub)
+    return out
+
+
+def _extrapolated_rate(ra: RangeArray, is_counter: bool, is_rate: bool) -> Result:
+    """``extrapolatedRate`` for float samples (no start timestamps, not anchored/smoothed)."""
+    present = ra.sizes >= 2
+    first = ra.offsets
+    last = np.maximum(ra.offsets + ra.sizes - 1, 0)
+    n = ra.values.shape[0]
+    if n == 0:
+        return np.full(ra.n_windows, np.nan), np.zeros(ra.n_windows, dtype=bool)
+    first = np.minimum(first, n - 1)
+    last = np.minimum(last, n - 1)
+    first_v, last_v = ra.values[first], ra.values[last]
+    first_t, last_t = ra.timestamps[first], ra.timestamps[last]
+    range_start = ra.window_ends - ra.range_ms
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        result = last_v - first_v
+        if is_counter:
+            result = result + _reset_correction(ra)
+        to_start = (first_t - range_start).astype(np.float64) / 1000
+        to_end = (ra.window_ends - last_t).astype(np.float64) / 1000
+        sampled = (last_t - first_t).astype(np.float64) / 1000
+        avg_between = sampled / np.maximum(ra.sizes - 1, 1).astype(np.float64)
+        threshold = avg_between * 1.1
+        to_start = np.where(to_start >= threshold, avg_between / 2, to_start)
+        if is_counter:
+            # Counters cannot go below zero: stop the left extrapolation at the zero point.
+            use_zero = (result > 0) & (first_v >= 0)
+            to_zero = np.where(use_zero, sampled * (first_v / result), to_start)
+            to_start = np.where(to_zero < to_start, to_zero, to_start)
+        to_end = np.where(to_end >= threshold, avg_between / 2, to_end)
+        factor = np.where(sampled != 0, (sampled + to_start + to_end) / sampled, 1.0)
+        if is_rate:
+            factor = factor / _range_seconds(ra.range_ms)
+        result = result * factor
+    return np.where(present, result, np.nan), present
+
+
+def rate(ra: RangeArray) -> Result:
+    return _extrapolated_rate(ra, is_counter=True, is_rate=True)
+
+
+def increase(ra: RangeArray) -> Result:
+    return _extrapolated_rate(ra, is_counter=True, is_rate=False)
+
+
+def delta(ra: RangeArray) -> Result:
+    return _extrapolated_rate(ra, is_counter=False, is_rate=False)
+
+
+def _instant_value(ra: RangeArray, is_rate: bool) -> Result:
+    """``instantValue``: the last two samples of the window."""
+    last = ra.offsets + ra.sizes - 1
+    has_two = ra.sizes >= 2
+    cur = np.where(has_two, last, 0)
+    prev = np.where(has_two, last - 1, 0)
+    if ra.values.shape[0] == 0:
+        return np.full(ra.n_windows, np.nan), np.zeros(ra.n_windows, dtype=bool)
+    v1, v0 = ra.values[cur], ra.values[prev]
+    dt = ra.timestamps[cur] - ra.timestamps[prev]
+    present = has_two & (dt != 0)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        if is_rate:
+            # A counter reset leaves the result at the newest value (not a negative delta).
+            out = np.where(v1 < v0, v1, v1 - v0)
+            out = out / (dt.astype(np.float64) / 1000)
+        else:
+            out = v1 - v0
+    return np.where(present, out, np.nan), present
+
+
+def irate(ra: RangeArray) -> Result:
+    return _instant_value(ra, is_rate=True)
+
+
+def idelta(ra: RangeArray) -> Result:
+    return _instant_value(ra, is_rate=False)
+
+
+def _linear_regression(ra: RangeArray, intercept_times: np.ndarray) -> tuple[np.ndarray, ...]:
+    """``linearRegression`` per window with >= 2 samples: (slope, intercept, scan)."""
+    scan = ColumnScan.of(ra, min_size=2)
+    m = scan.order.shape[0]
+    t0 = intercept_times[scan.order]
+    init_y = ra.values[scan.starts] if m else np.zeros(0)
+    const_y = np.ones(m, dtype=bool)
+    sums = {k: (np.zeros(m), np.zeros(m)) for k in ("x", "y", "xy", "x2")}
+    n = np.zeros(m)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        for j, k, idx in scan.columns():
+            y = ra.values[idx]
+            x = (ra.timestamps[idx] - t0[:k]).astype(np.float64) / 1e3
+            if j > 0:
+                const_y[:k] &= y == init_y[:k]
+            n[:k] += 1.0
+            for key, inc in (("x", x), ("y", y), ("xy", x * y), ("x2", x * x)):
+                s, c = sums[key]
+                s[:k], c[:k] = kahan_inc(inc, s[:k], c[:k])
+        sx, sy, sxy, sx2 = (sums[k][0] + sums[k][1] for k in ("x", "y", "xy", "x2"))
+        cov_xy = sxy - sx * sy / n
+        var_x = sx2 - sx * sx / n
+        slope = cov_xy / var_x
+        intercept = sy / n - slope * sx / n
+        inf_y = np.isinf(init_y)
+        slope = np.where(const_y, np.where(inf_y, np.nan, 0.0), slope)
+        intercept = np.where(const_y, np.where(inf_y, np.nan, init_y), intercept)
+    return slope, intercept, scan
+
+
+def deriv(ra: RangeArray) -> Result:
+    # Upstream passes the first sample's timestamp as intercept time to keep x small.
+    first_t = ra.timestamps[np.minimum(ra.offsets, max(ra.values.shape[0] - 1, 0))]
+    slope, _, scan = _linear_regression(ra, first_t if ra.values.shape[0] else ra.window_ends)
+    return scan.scatter(ra.n_windows, slope), ra.sizes >= 2
+
+
+def predict_linear(
+    ra: RangeArray, duration: np.ndarray, *, eval_times: np.ndarray | None = None
+) -> Result:
+    """``slope * duration + intercept`` with the intercept at the evaluation time."""
+    at = ra.window_ends if eval_times is None else np.asarray(eval_times, dtype=np.int64)
+    slope, intercept, scan = _linear_regression(ra, at)
+    d = np.broadcast_to(np.asarray(duration, dtype=np.float64), (ra.n_windows,))[scan.order]
+    with np.errstate(invalid="ignore", over="ignore"):
+        out = slope * d + intercept
+    return scan.scatter(ra.n_windows, out), ra.sizes >= 2
+
+
+def _pair_count(ra: RangeArray, flags: np.ndarray) -> Result:
+    """Count of adjacent pairs ``(i-1, i)`` inside each window where ``flags[i-1]`` holds."""
+    per_sample = np.zeros(ra.values.shape[0], dtype=np.int64)
+    per_sample[1:] = flags
+    counts = window_prefix_sum(per_sample, ra, skip_first=True)
+    present = ra.sizes >= 1
+    return np.where(present, counts.astype(np.float64), np.nan), present
+
+
+def changes(ra: RangeArray) -> Result:
+    v = ra.values
+    with np.errstate(invalid="ignore"):
+        flags = (v[1:] != v[:-1]) & ~(np.isnan(v[1:]) & np.isnan(v[:-1]))
+    return _pair_count(ra, flags)
+
+
+def resets(ra: RangeArray) -> Result:
+    v = ra.values
+    with np.errstate(invalid="ignore"):
+        flags = v[1:] < v[:-1]
+    return _pair_count(ra, flags)
