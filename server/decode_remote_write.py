@@ -1,0 +1,135 @@
+"""Remote write 1.0 bodies (snappy or zstd protobuf ``WriteRequest``) → ``SampleBatch``.
+
+The compiled walker (``server/rw_wire.py``) validates the wire format and returns per-series byte
+ranges and the sample columns. Label sets are decoded in Python only for series whose raw label
+bytes were not seen before: ``RemoteWriteDecoder`` keeps a bounded bytes → ``Labels`` cache, so
+a steady Prometheus stream costs one dict lookup per series. The raw bytes are also handed to
+the store as ``series_keys``.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from server.errors import IngestRejected
+from server.remote_pb import METRIC_TYPES
+from server.rw_wire import WireFormatError, WireLayout, walk_write_request
+from server.validate import canonical_labels, make_batch
+from storage.model import Labels, MetricMetadata, SampleBatch
+
+
+def _varint(buf: bytes, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        b = buf[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if b < 0x80:
+            return result, pos
+        shift += 7
+
+
+def _fields(buf: bytes, lo: int, hi: int):
+    """(field, wire, payload_lo, payload_hi, varint_value) of a structurally valid message."""
+    pos = lo
+    while pos < hi:
+        tag, pos = _varint(buf, pos)
+        field, wire = tag >> 3, tag & 7
+        if wire == 0:
+            v, end = _varint(buf, pos)
+            yield field, wire, pos, end, v
+        elif wire == 2:
+            n, pos = _varint(buf, pos)
+            end = pos + n
+            yield field, wire, pos, end, 0
+        else:
+            end = pos + (8 if wire == 1 else 4)
+            yield field, wire, pos, end, 0
+        pos = end
+
+
+def _utf8(buf: bytes, lo: int, hi: int, what: str) -> str:
+    try:
+        return buf[lo:hi].decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise IngestRejected(f"invalid UTF-8 in {what}: {buf[lo:hi]!r}", "utf8") from err
+
+
+def _labels_at(raw: bytes, rows: list[list[int]]) -> Labels:
+    """Label set from ``(name_lo, name_hi, value_lo, value_hi)`` rows into ``raw``."""
+    try:
+        pairs = [(raw[a:b].decode(), raw[c:d].decode()) for a, b, c, d in rows]
+    except UnicodeDecodeError as err:
+        raise IngestRejected(f"invalid UTF-8 in a label name or value: {err}", "utf8") from err
+    return canonical_labels(pairs)
+
+
+def _metadata(buf: bytes, lo: int, hi: int) -> MetricMetadata:
+    mtype, name, help_, unit = 0, "", "", ""
+    for field, wire, flo, fhi, v in _fields(buf, lo, hi):
+        if field == 1 and wire == 0:
+            mtype = v
+        elif wire == 2 and field in (2, 4, 5):
+            text = _utf8(buf, flo, fhi, "metric metadata")
+            if field == 2:
+                name = text
+            elif field == 4:
+                help_ = text
+            else:
+                unit = text
+    kind = METRIC_TYPES[mtype] if 0 <= mtype < len(METRIC_TYPES) else "unknown"
+    return MetricMetadata(metric_family_name=name, type=kind, help=help_, unit=unit)
+
+
+class RemoteWriteDecoder:
+    """Decodes WriteRequests, remembering label sets by their raw bytes (thread-safe)."""
+
+    def __init__(self, max_cached_series: int = 262_144) -> None:
+        self._cache: dict[bytes, Labels] = {}
+        self._max = max_cached_series
+        self._lock = threading.Lock()
+        self.skipped_fields = 0
+
+    @staticmethod
+    def _fresh_labels(
+        raw: bytes, layout: WireLayout, keys: list[bytes], series: list[Labels | None]
+    ) -> dict[bytes, Labels]:
+        offsets = layout.lab_off.tolist()
+        first = layout.lab_first.tolist()
+        fresh: dict[bytes, Labels] = {}
+        for i, (key, known) in enumerate(zip(keys, series, strict=True)):
+            if known is None and key not in fresh:
+                fresh[key] = _labels_at(raw, offsets[first[i] : first[i + 1]])
+        return fresh
+
+    def decode(self, raw: bytes) -> SampleBatch:
+        """Decode an uncompressed WriteRequest; raises ``IngestRejected``."""
+        try:
+            layout = walk_write_request(raw)
+        except WireFormatError as err:
+            raise IngestRejected(f"malformed protobuf WriteRequest: {err}", "protobuf") from err
+        self.skipped_fields += layout.skipped
+        keys = [
+            raw[a:b] for a, b in zip(layout.key_lo.tolist(), layout.key_hi.tolist(), strict=True)
+        ]
+        cache = self._cache
+        series = [cache.get(k) for k in keys]
+        if None in series:
+            fresh = self._fresh_labels(raw, layout, keys, series)
+            series = [s if s is not None else fresh[k] for k, s in zip(keys, series, strict=True)]
+            with self._lock:
+                if len(cache) + len(fresh) > self._max:
+                    cache.clear()  # bounded memory; a steady stream refills it in one round
+                cache.update(fresh)
+        metadata = [
+            _metadata(raw, lo, hi)
+            for lo, hi in zip(layout.meta_lo.tolist(), layout.meta_hi.tolist(), strict=True)
+        ]
+        return make_batch(
+            series,  # type: ignore[arg-type]  # no None left
+            layout.sample_series,
+            layout.timestamps,
+            layout.values,
+            metadata=metadata,
+            series_keys=keys,
+        )
