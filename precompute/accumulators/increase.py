@@ -1,0 +1,295 @@
+"""Counter state for ``rate``/``increase``: Increase (one series) and MultipleIncrease (keyed).
+
+Per key the state is what Prometheus' ``extrapolatedRate`` (promql/functions.go, v3.x) reads from
+the samples of a range: sample count, first and last sample (time and value), and the
+counter-reset correction (the sum of the value before each reset), so that after merging
+consecutive panes ``increase = last − first + resets`` and the extrapolation are exactly what
+Prometheus computes over the same samples.
+
+Samples inside one open pane may arrive out of order across batches, so new samples are buffered
+and folded in time order lazily (on snapshot, merge, statistics, or when the buffer passes
+``max_buffer``). A sample older than the folded state's last sample cannot be placed any more; it is
+counted in ``out_of_order`` instead of corrupting the reset correction.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from precompute.accumulators.base import (
+    Accumulator,
+    Key,
+    pack_array,
+    pack_keys,
+    unpack_array,
+    unpack_keys,
+)
+
+_COLS = ("n", "first_t", "first_v", "last_t", "last_v", "resets")
+_DTYPES = (np.int64, np.int64, np.float64, np.int64, np.float64, np.float64)
+
+
+@dataclass
+class CounterColumns:
+    """Column-wise counter state, one row per key."""
+
+    n: np.ndarray
+    first_t: np.ndarray
+    first_v: np.ndarray
+    last_t: np.ndarray
+    last_v: np.ndarray
+    resets: np.ndarray
+
+    @classmethod
+    def zeros(cls, size: int) -> CounterColumns:
+        return cls(*(np.zeros(size, dtype=d) for d in _DTYPES))
+
+    def grow(self, size: int) -> None:
+        if size <= self.n.shape[0]:
+            return
+        for name, dtype in zip(_COLS, _DTYPES, strict=True):
+            old = getattr(self, name)
+            new = np.zeros(size, dtype=dtype)
+            new[: old.shape[0]] = old
+            setattr(self, name, new)
+
+    def increase(self) -> np.ndarray:
+        return self.last_v - self.first_v + self.resets
+
+
+def fold_sorted(cols: CounterColumns, kid: np.ndarray, t: np.ndarray, v: np.ndarray) -> int:
+    """Fold samples (any order, duplicates allowed: last written wins) into ``cols``.
+
+    Returns how many samples were older than their key's folded state and so were skipped.
+    """
+    if kid.shape[0] == 0:
+        return 0
+    arrival = np.arange(kid.shape[0])
+    order = np.lexsort((arrival, t, kid))
+    kid, t, v = kid[order], t[order], v[order]
+    last_of_run = np.ones(kid.shape[0], dtype=bool)
+    last_of_run[:-1] = (kid[1:] != kid[:-1]) | (t[1:] != t[:-1])
+    kid, t, v = kid[last_of_run], t[last_of_run], v[last_of_run]
+    had = cols.n[kid] > 0
+    fresh = ~had | (t > cols.last_t[kid])
+    skipped = int((~fresh).sum())
+    kid, t, v, had = kid[fresh], t[fresh], v[fresh], had[fresh]
+    if kid.shape[0] == 0:
+        return skipped
+    seg_start = np.ones(kid.shape[0], dtype=bool)
+    seg_start[1:] = kid[1:] != kid[:-1]
+    prev = np.empty_like(v)
+    prev[1:] = v[:-1]
+    prev[seg_start] = cols.last_v[kid[seg_start]]
+    has_prev = ~seg_start | had
+    contrib = np.where(has_prev & (v < prev), prev, 0.0)
+    starts = np.flatnonzero(seg_start)
+    ends = np.append(starts[1:], kid.shape[0]) - 1
+    keys = kid[starts]
+    new_keys = ~had[starts]
+    cols.first_t[keys[new_keys]] = t[starts[new_keys]]
+    cols.first_v[keys[new_keys]] = v[starts[new_keys]]
+    cols.resets[keys] += np.add.reduceat(contrib, starts)
+    cols.n[keys] += ends - starts + 1
+    cols.last_t[keys] = t[ends]
+    cols.last_v[keys] = v[ends]
+    return skipped
+
+
+def merge_rows(dst: CounterColumns, rows: np.ndarray, src: CounterColumns) -> None:
+    """Merge ``src`` row i into ``dst`` row ``rows[i]``; time ranges are assumed disjoint."""
+    for i, row in enumerate(rows.tolist()):
+        if src.n[i] == 0:
+            continue
+        if dst.n[row] == 0:
+            for name in _COLS:
+                getattr(dst, name)[row] = getattr(src, name)[i]
+            continue
+        a_first = dst.first_t[row] <= src.first_t[i]
+        early, late = ((dst, row), (src, i)) if a_first else ((src, i), (dst, row))
+        (e, ei), (lt, li) = early, late
+        dup = e.last_t[ei] == lt.first_t[li]
+        bridge = e.last_v[ei] if lt.first_v[li] < e.last_v[ei] and not dup else 0.0
+        resets = e.resets[ei] + lt.resets[li] + bridge
+        n = e.n[ei] + lt.n[li] - int(dup)
+        first = (e.first_t[ei], e.first_v[ei])
+        last = (lt.last_t[li], lt.last_v[li])
+        dst.n[row], dst.resets[row] = n, resets
+        dst.first_t[row], dst.first_v[row] = first
+        dst.last_t[row], dst.last_v[row] = last
+
+
+def extrapolated_increase(
+    n: int,
+    first_t: int,
+    first_v: float,
+    last_t: int,
+    last_v: float,
+    resets: float,
+    range_start_ms: int,
+    range_end_ms: int,
+    is_rate: bool = False,
+) -> float | None:
+    """Prometheus' ``extrapolatedRate`` for a counter (promql/functions.go, v3.x), from state.
+
+    ``range_start_ms``/``range_end_ms`` are the query's ``t − range`` and ``t``. Returns None where
+    Prometheus returns no sample (fewer than two samples).
+    """
+    if n < 2:
+        return None
+    result = last_v - first_v + resets
+    duration_to_start = (first_t - range_start_ms) / 1000
+    duration_to_end = (range_end_ms - last_t) / 1000
+    sampled = (last_t - first_t) / 1000
+    avg_between = sampled / (n - 1)
+    threshold = avg_between * 1.1
+    if duration_to_start >= threshold:
+        duration_to_start = avg_between / 2
+    if result > 0 and first_v >= 0:
+        duration_to_zero = sampled * (first_v / result)
+        if duration_to_zero < duration_to_start:
+            duration_to_start = duration_to_zero
+    if duration_to_end >= threshold:
+        duration_to_end = avg_between / 2
+    factor = (sampled + duration_to_start + duration_to_end) / sampled
+    if is_rate:
+        factor /= (range_end_ms - range_start_ms) / 1000
+    return result * factor
+
+
+class _CounterBase(Accumulator):
+    """Shared buffer-and-fold machinery; ``_keys`` is None for the single-series Increase."""
+
+    def __init__(self, max_buffer: int = 10_000) -> None:
+        self.max_buffer = max_buffer
+        self.cols = CounterColumns.zeros(0 if self.keyed else 1)
+        self._keys: list[Key] = []
+        self._index: dict[Key, int] = {}
+        self._buf: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._buffered = 0
+        self.out_of_order = 0
+
+    def _local_ids(self, keys: Sequence[Key] | None, key_ids: np.ndarray | None, n: int):
+        if not self.keyed:
+            return np.zeros(n, dtype=np.int64)
+        assert keys is not None and key_ids is not None
+        uniq, inverse = np.unique(key_ids, return_inverse=True)
+        local = np.fromiter((self._intern(keys[i]) for i in uniq.tolist()), np.int64, len(uniq))
+        return local[inverse]
+
+    def _intern(self, key: Key) -> int:
+        idx = self._index.get(key)
+        if idx is None:
+            idx = self._index[key] = len(self._keys)
+            self._keys.append(key)
+        return idx
+
+    def update(self, values, timestamps, keys=None, key_ids=None) -> None:
+        n = int(values.shape[0])
+        if n == 0:
+            return
+        kid = self._local_ids(keys, key_ids, n)
+        self._buf.append((kid, np.asarray(timestamps, np.int64), np.asarray(values, np.float64)))
+        self._buffered += n
+        if self._buffered > self.max_buffer:
+            self._fold()
+
+    def _fold(self) -> None:
+        if not self._buf:
+            return
+        self.cols.grow(len(self._keys))
+        kid, t, v = (np.concatenate(parts) for parts in zip(*self._buf, strict=True))
+        self._buf, self._buffered = [], 0
+        self.out_of_order += fold_sorted(self.cols, kid, t, v)
+
+    def merge(self, other: Accumulator) -> None:
+        self._check_same(other)
+        assert isinstance(other, _CounterBase)
+        self._fold()
+        other._fold()
+        if self.keyed:
+            rows = np.fromiter((self._intern(k) for k in other._keys), np.int64, len(other._keys))
+            self.cols.grow(len(self._keys))
+        else:
+            rows = np.zeros(1, dtype=np.int64)
+        merge_rows(self.cols, rows, other.cols)
+        self.out_of_order += other.out_of_order
+
+    def is_empty(self) -> bool:
+        return self._buffered == 0 and not bool((self.cols.n > 0).any())
+
+    def _payload(self) -> bytes:
+        self._fold()
+        parts = [struct.pack("<qq", self.max_buffer, self.out_of_order), pack_keys(self._keys)]
+        parts += [pack_array(getattr(self.cols, name)) for name in _COLS]
+        return b"".join(parts)
+
+    @classmethod
+    def _from_payload(cls, payload: memoryview, version: int):
+        max_buffer, ooo = struct.unpack_from("<qq", payload, 0)
+        acc = cls(max_buffer)
+        acc.out_of_order = ooo
+        keys, offset = unpack_keys(payload, 16)
+        acc._keys = keys
+        acc._index = {k: i for i, k in enumerate(keys)}
+        arrays = []
+        for _ in _COLS:
+            arr, offset = unpack_array(payload, offset)
+            arrays.append(arr)
+        acc.cols = CounterColumns(*arrays)
+        return acc
+
+    def empty_like(self):
+        return type(self)(self.max_buffer)
+
+    def _row_stats(self, i: int) -> dict[str, Any]:
+        c = self.cols
+        n = int(c.n[i])
+        return {
+            "count": n,
+            "increase": float(c.last_v[i] - c.first_v[i] + c.resets[i]) if n else math.nan,
+            "first_t": int(c.first_t[i]),
+            "first_v": float(c.first_v[i]),
+            "last_t": int(c.last_t[i]),
+            "last_v": float(c.last_v[i]),
+            "resets": float(c.resets[i]),
+        }
+
+
+class IncreaseAccumulator(_CounterBase):
+    type_name = "Increase"
+    type_code = 7
+
+    def stats(self) -> dict[str, Any]:
+        self._fold()
+        return self._row_stats(0)
+
+    def extrapolated(self, range_start_ms: int, range_end_ms: int, is_rate: bool = False):
+        s = self.stats()
+        return extrapolated_increase(
+            s["count"], s["first_t"], s["first_v"], s["last_t"], s["last_v"], s["resets"],
+            range_start_ms, range_end_ms, is_rate,
+        )  # fmt: skip
+
+
+class MultipleIncreaseAccumulator(_CounterBase):
+    type_name = "MultipleIncrease"
+    type_code = 8
+    keyed = True
+
+    def stats(self) -> dict[str, Any]:
+        self._fold()
+        return {"keys": [{"key": k, "stats": self._row_stats(i)} for i, k in enumerate(self._keys)]}
+
+    def keys(self) -> list[Key]:
+        return list(self._keys)
+
+    def columns(self) -> CounterColumns:
+        self._fold()
+        return self.cols

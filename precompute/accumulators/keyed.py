@@ -1,0 +1,147 @@
+"""Keyed moments: MultipleSum and MultipleMinMax (one row of sum/count/min/max per sub-key).
+
+Rows are interned per accumulator (key tuple → row); a batch costs one dictionary lookup per
+distinct sub-key and numpy reductions over the samples.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import numpy as np
+
+from precompute.accumulators.base import (
+    Accumulator,
+    Key,
+    pack_array,
+    pack_keys,
+    unpack_array,
+    unpack_keys,
+)
+
+
+class KeyInterner:
+    """Sub-key tuples ↔ dense row numbers."""
+
+    def __init__(self, keys: list[Key] | None = None) -> None:
+        self.keys: list[Key] = list(keys or [])
+        self.index: dict[Key, int] = {k: i for i, k in enumerate(self.keys)}
+
+    def intern(self, key: Key) -> int:
+        idx = self.index.get(key)
+        if idx is None:
+            idx = self.index[key] = len(self.keys)
+            self.keys.append(key)
+        return idx
+
+    def rows_for(self, keys: list[Key]) -> np.ndarray:
+        return np.fromiter((self.intern(k) for k in keys), np.int64, len(keys))
+
+    def local_ids(self, keys, key_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(distinct local rows, per-sample index into them)."""
+        uniq, inverse = np.unique(key_ids, return_inverse=True)
+        return self.rows_for([keys[i] for i in uniq.tolist()]), inverse
+
+
+class _KeyedMoments(Accumulator):
+    keyed = True
+    fields: ClassVar[tuple[str, ...]]
+
+    def __init__(self) -> None:
+        self.interner = KeyInterner()
+        self.sums = np.zeros(0)
+        self.counts = np.zeros(0, dtype=np.int64)
+        self.mins = np.zeros(0)
+        self.maxs = np.zeros(0)
+
+    def _grow(self) -> None:
+        size = len(self.interner.keys)
+        old = self.sums.shape[0]
+        if size <= old:
+            return
+        extra = size - old
+        self.sums = np.concatenate([self.sums, np.zeros(extra)])
+        self.counts = np.concatenate([self.counts, np.zeros(extra, dtype=np.int64)])
+        self.mins = np.concatenate([self.mins, np.full(extra, math.nan)])
+        self.maxs = np.concatenate([self.maxs, np.full(extra, math.nan)])
+
+    def _fold(self, rows, sums, counts, mins, maxs) -> None:
+        self._grow()
+        self.sums[rows] += sums
+        self.counts[rows] += counts
+        self.mins[rows] = np.fmin(self.mins[rows], mins)
+        self.maxs[rows] = np.fmax(self.maxs[rows], maxs)
+
+    def update(self, values, timestamps, keys=None, key_ids=None) -> None:
+        assert keys is not None and key_ids is not None
+        if values.shape[0] == 0:
+            return
+        rows, inverse = self.interner.local_ids(keys, key_ids)
+        order = np.argsort(inverse, kind="stable")
+        v = np.asarray(values, np.float64)[order]
+        starts = np.flatnonzero(np.r_[True, np.diff(inverse[order]) != 0])
+        counts = np.diff(np.append(starts, v.shape[0]))
+        self._fold(
+            rows,
+            np.add.reduceat(v, starts),
+            counts,
+            np.fmin.reduceat(v, starts),
+            np.fmax.reduceat(v, starts),
+        )
+
+    def merge(self, other: Accumulator) -> None:
+        self._check_same(other)
+        assert isinstance(other, _KeyedMoments)
+        rows = self.interner.rows_for(other.interner.keys)
+        self._fold(rows, other.sums, other.counts, other.mins, other.maxs)
+
+    def is_empty(self) -> bool:
+        return not self.interner.keys
+
+    def row_stats(self, i: int) -> dict[str, Any]:
+        everything = {
+            "sum": float(self.sums[i]),
+            "count": int(self.counts[i]),
+            "min": float(self.mins[i]),
+            "max": float(self.maxs[i]),
+        }
+        return {name: everything[name] for name in self.fields}
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "keys": [
+                {"key": key, "stats": self.row_stats(i)} for i, key in enumerate(self.interner.keys)
+            ]
+        }
+
+    def _payload(self) -> bytes:
+        arrays = (self.sums, self.counts, self.mins, self.maxs)
+        return pack_keys(self.interner.keys) + b"".join(pack_array(a) for a in arrays)
+
+    @classmethod
+    def _from_payload(cls, payload: memoryview, version: int):
+        acc = cls()
+        keys, offset = unpack_keys(payload, 0)
+        acc.interner = KeyInterner(keys)
+        arrays = []
+        for _ in range(4):
+            arr, offset = unpack_array(payload, offset)
+            arrays.append(arr)
+        acc.sums, acc.counts, acc.mins, acc.maxs = arrays
+        return acc
+
+    def empty_like(self):
+        return type(self)()
+
+
+class MultipleSumAccumulator(_KeyedMoments):
+    type_name = "MultipleSum"
+    type_code = 13
+    fields = ("sum", "count")
+
+
+class MultipleMinMaxAccumulator(_KeyedMoments):
+    type_name = "MultipleMinMax"
+    type_code = 14
+    fields = ("min", "max", "count")
