@@ -40,7 +40,7 @@ from udfs.over_time import (
     ts_of_min_over_time,
 )
 from udfs.range_array import RangeArray
-from udfs.scan import ColumnScan, kahan_inc, window_prefix_sum, window_reduce
+from udfs.scan import ColumnScan, kahan_inc, window_prefix_sum
 
 __all__ = [
     "absent_over_time",
@@ -80,26 +80,27 @@ def _range_seconds(range_ms: int) -> float:
     return float(range_ms // 1000) + float((range_ms % 1000) * 1_000_000) / 1e9
 
 
-def _reset_correction(ra: RangeArray) -> np.ndarray:
-    """Sum of the pre-reset values of every counter reset inside each window."""
+def _add_reset_corrections(ra: RangeArray, result: np.ndarray) -> np.ndarray:
+    """Add the pre-reset value of every counter reset, in time order as upstream does."""
     v = ra.values
-    drop = np.zeros(v.shape[0], dtype=np.float64)
-    if v.shape[0] > 1:
-        with np.errstate(invalid="ignore"):
-            is_reset = v[1:] < v[:-1]
-        drop[1:] = np.where(is_reset, v[:-1], 0.0)
-        n_resets = window_prefix_sum(np.concatenate([[0], is_reset]).astype(np.int64), ra, True)
-    else:
-        n_resets = np.zeros(ra.n_windows, dtype=np.int64)
-    out = np.zeros(ra.n_windows, dtype=np.float64)
+    if v.shape[0] < 2:
+        return result
+    with np.errstate(invalid="ignore"):
+        is_reset = np.concatenate([[False], v[1:] < v[:-1]])
+    n_resets = window_prefix_sum(is_reset.astype(np.int64), ra, skip_first=True)
     hit = np.flatnonzero(n_resets > 0)
-    if hit.shape[0]:
-        # Only windows that contain a reset pay for a per-window reduction (pair i-1 -> i is
-        # inside the window for i in (first, last]).
-        sub = RangeArray(
-            drop, ra.timestamps, ra.offsets[hit] + 1, ra.sizes[hit] - 1, ra.window_ends[hit], 0
-        )
-        out[hit] = window_reduce(np.add, drop, sub)
+    if hit.shape[0] == 0:
+        return result
+    # Only windows that contain a reset are scanned; the sequential order keeps upstream's
+    # rounding (e.g. cancellation between huge values) bit for bit.
+    sub = RangeArray(v, ra.timestamps, ra.offsets[hit], ra.sizes[hit], ra.window_ends[hit], 0)
+    scan = ColumnScan.of(sub, min_size=2)
+    acc = result[hit][scan.order]
+    with np.errstate(invalid="ignore", over="ignore"):
+        for _, k, idx in scan.columns(first=1):
+            acc[:k] = np.where(is_reset[idx], acc[:k] + v[idx - 1], acc[:k])
+    out = result.copy()
+    out[hit[scan.order]] = acc
     return out
 
 
@@ -119,7 +120,7 @@ def _extrapolated_rate(ra: RangeArray, is_counter: bool, is_rate: bool) -> Resul
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         result = last_v - first_v
         if is_counter:
-            result = result + _reset_correction(ra)
+            result = _add_reset_corrections(ra, result)
         to_start = (first_t - range_start).astype(np.float64) / 1000
         to_end = (ra.window_ends - last_t).astype(np.float64) / 1000
         sampled = (last_t - first_t).astype(np.float64) / 1000
@@ -180,11 +181,16 @@ def idelta(ra: RangeArray) -> Result:
     return _instant_value(ra, is_rate=False)
 
 
-def _linear_regression(ra: RangeArray, intercept_times: np.ndarray) -> tuple[np.ndarray, ...]:
-    """``linearRegression`` per window with >= 2 samples: (slope, intercept, scan)."""
+def _linear_regression(
+    ra: RangeArray, intercept_times: np.ndarray | None
+) -> tuple[np.ndarray, ...]:
+    """``linearRegression`` per window with >= 2 samples: (slope, intercept, scan).
+
+    ``intercept_times`` None means each window's first sample time (what ``deriv`` passes).
+    """
     scan = ColumnScan.of(ra, min_size=2)
     m = scan.order.shape[0]
-    t0 = intercept_times[scan.order]
+    t0 = ra.timestamps[scan.starts] if intercept_times is None else intercept_times[scan.order]
     init_y = ra.values[scan.starts] if m else np.zeros(0)
     const_y = np.ones(m, dtype=bool)
     sums = {k: (np.zeros(m), np.zeros(m)) for k in ("x", "y", "xy", "x2")}
@@ -212,8 +218,7 @@ def _linear_regression(ra: RangeArray, intercept_times: np.ndarray) -> tuple[np.
 
 def deriv(ra: RangeArray) -> Result:
     # Upstream passes the first sample's timestamp as intercept time to keep x small.
-    first_t = ra.timestamps[np.minimum(ra.offsets, max(ra.values.shape[0] - 1, 0))]
-    slope, _, scan = _linear_regression(ra, first_t if ra.values.shape[0] else ra.window_ends)
+    slope, _, scan = _linear_regression(ra, None)
     return scan.scatter(ra.n_windows, slope), ra.sizes >= 2
 
 
