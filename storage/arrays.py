@@ -1,0 +1,109 @@
+"""Vectorized array helpers shared by the head, blocks and the read path.
+
+Everything here works on whole numpy arrays: no Python loop per sample. Samples are always carried
+as three parallel arrays ``(group, ts, values)`` where ``group`` is a series id or an output
+position; "sorted" means sorted by ``(group, ts)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+_I64 = np.int64
+
+
+def ranges_index(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Concatenated ``arange(starts[i], ends[i])`` for all ``i``, built without a Python loop."""
+    starts = np.asarray(starts, dtype=_I64)
+    lengths = np.asarray(ends, dtype=_I64) - starts
+    total = int(lengths.sum())
+    if total == 0:
+        return np.zeros(0, dtype=_I64)
+    # Each output element is its range's start plus its rank inside the range.
+    run_starts = np.cumsum(lengths) - lengths
+    shift = np.repeat(starts - run_starts, lengths)
+    return shift + np.arange(total, dtype=_I64)
+
+
+def sort_key(group: np.ndarray, ts: np.ndarray) -> np.ndarray | None:
+    """An int64 key ordering rows by ``(group, ts)``, or None when it could overflow."""
+    if ts.size == 0:
+        return np.zeros(0, dtype=_I64)
+    tmin = int(ts.min())
+    span = int(ts.max()) - tmin + 1
+    gmax = int(group.max()) + 1
+    if gmax * span >= (1 << 62) or int(group.min()) < 0:
+        return None
+    return group.astype(_I64) * span + (ts - tmin)
+
+
+def sort_dedupe(
+    group: np.ndarray, ts: np.ndarray, values: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sort rows by ``(group, ts)``; of duplicate ``(group, ts)`` rows keep the last one given.
+
+    Callers pass rows in write order (oldest first), so "last" is "last written". The sort is
+    stable, and numpy's stable sort (timsort) merges already-sorted runs in near-linear time.
+    """
+    n = ts.shape[0]
+    if n == 0:
+        return group, ts, values
+    key = sort_key(group, ts)
+    if key is not None:
+        order = np.argsort(key, kind="stable")
+        key = key[order]
+        keep = np.empty(n, dtype=bool)
+        np.not_equal(key[1:], key[:-1], out=keep[:-1])
+    else:
+        # The tie-breaker keeps write order explicit because lexsort is only stable per key.
+        order = np.lexsort((np.arange(n), ts, group))
+        g, t = group[order], ts[order]
+        keep = np.empty(n, dtype=bool)
+        keep[:-1] = (g[1:] != g[:-1]) | (t[1:] != t[:-1])
+    keep[-1] = True
+    if keep.all():
+        return group[order], ts[order], values[order]
+    order = order[keep]
+    return group[order], ts[order], values[order]
+
+
+def is_sorted_unique(group: np.ndarray, ts: np.ndarray) -> bool:
+    """True when rows are strictly increasing by ``(group, ts)``."""
+    if ts.shape[0] < 2:
+        return True
+    dg = np.diff(group)
+    if (dg < 0).any():
+        return False
+    return bool(((dg > 0) | (np.diff(ts) > 0)).all())
+
+
+def group_offsets(group: np.ndarray, ngroups: int) -> np.ndarray:
+    """Offsets (length ``ngroups + 1``) of each group's rows in an array sorted by group."""
+    return np.searchsorted(group, np.arange(ngroups + 1, dtype=_I64), side="left").astype(_I64)
+
+
+def delta_encode(ts: np.ndarray) -> np.ndarray:
+    """First element absolute, then differences (int64 wraps, so decoding is exact)."""
+    out = np.empty_like(ts)
+    if ts.size:
+        out[0] = ts[0]
+        np.subtract(ts[1:], ts[:-1], out=out[1:])
+    return out
+
+
+def delta_decode(deltas: np.ndarray) -> np.ndarray:
+    return np.cumsum(deltas, dtype=_I64)
+
+
+def xor_encode(values: np.ndarray) -> np.ndarray:
+    """Gorilla-style: each value's bits XOR the previous value's bits (first one raw)."""
+    bits = np.ascontiguousarray(values, dtype=np.float64).view(np.uint64)
+    out = np.empty_like(bits)
+    if bits.size:
+        out[0] = bits[0]
+        np.bitwise_xor(bits[1:], bits[:-1], out=out[1:])
+    return out
+
+
+def xor_decode(xored: np.ndarray) -> np.ndarray:
+    return np.bitwise_xor.accumulate(xored.astype(np.uint64, copy=False)).view(np.float64)

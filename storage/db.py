@@ -1,0 +1,535 @@
+"""The embedded store's public API: ``Storage``.
+
+Write path (``append``): validate the whole batch (nothing is stored on error), then under one
+writer lock intern new series, write one WAL record, apply the samples to the head; outside the
+lock, optionally wait for a group fsync, then hand the ``DurableBatch`` to listeners.
+
+Read path (``select``): resolve matchers on the label index, order the series by label set, gather
+each source's samples (blocks oldest first, then head segments, then the head's unsorted tail,
+i.e. write order) and, only when more than one source contributed, merge them with one stable
+sort keeping the last written sample of each ``(series, ts)``.
+
+Head -> blocks: when the head spans 1.5 block durations, everything before the newest complete
+block boundary is cut into blocks (one per aligned ``block_duration_ms`` window, late samples
+included), the WAL is rotated and checkpointed, and compaction/retention run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from promql.errors import BadDataError
+from promql.types import Matcher
+from storage import compaction
+from storage.arrays import is_sorted_unique, sort_dedupe
+from storage.block import Block, list_block_dirs, remove_block_dir, write_block
+from storage.head import Head
+from storage.index import LabelIndex, validate_labels
+from storage.model import DurableBatch, Labels, MetricMetadata, SampleBatch
+from storage.wal import WAL, encode_record
+
+log = logging.getLogger(__name__)
+
+_I64 = np.int64
+_MIN_TS = -(1 << 62)
+_MAX_TS = 1 << 62
+_CHECKPOINT_SAMPLES = 1 << 20
+
+
+@dataclass(frozen=True)
+class StorageOptions:
+    fsync: bool = False
+    """fsync the WAL before acknowledging (group commit across threads)."""
+    block_duration_ms: int = 2 * 3600 * 1000
+    retention_ms: int | None = None
+    """Blocks entirely older than (newest sample - retention) are deleted; None keeps all."""
+    wal_segment_bytes: int = 128 << 20
+    head_freeze_samples: int = 1 << 16
+    compaction_levels: int = 4
+    """Compacted block ranges are block_duration * 3**level for level < compaction_levels."""
+    late_cut_interval_s: float = 60.0
+    """Minimum time between cuts triggered only by late samples (not by time advancing)."""
+
+
+@dataclass(frozen=True)
+class SeriesSet:
+    labels: list[Labels]
+    series_ids: np.ndarray
+    offsets: np.ndarray
+    timestamps: np.ndarray
+    values: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def series(self, i: int) -> tuple[Labels, np.ndarray, np.ndarray]:
+        lo, hi = int(self.offsets[i]), int(self.offsets[i + 1])
+        return self.labels[i], self.timestamps[lo:hi], self.values[lo:hi]
+
+
+def _empty_set() -> SeriesSet:
+    z = np.zeros(0, dtype=_I64)
+    return SeriesSet([], z, np.zeros(1, dtype=_I64), z, np.zeros(0, dtype=np.float64))
+
+
+class Storage:
+    def __init__(self, data_dir: Path | None, options: StorageOptions) -> None:
+        self.options = options
+        self.data_dir = data_dir
+        self._lock = threading.RLock()
+        self._index = LabelIndex()
+        self._head = Head(freeze_samples=options.head_freeze_samples)
+        self._blocks: list[Block] = []
+        self._wal: WAL | None = None
+        self._in_wal = np.zeros(0, dtype=bool)
+        self._metadata: dict[str, dict[tuple[str, str, str], MetricMetadata]] = {}
+        self._listeners: list[Callable[[DurableBatch], None]] = []
+        self._next_seq = 1
+        self._last_cut_boundary: int | None = None
+        self._last_cut_time = 0.0
+        self._closed = False
+        self.counters: dict[str, float] = {
+            "samples_appended": 0,
+            "batches_appended": 0,
+            "compactions": 0,
+            "compaction_seconds": 0.0,
+            "blocks_cut": 0,
+            "blocks_deleted": 0,
+            "wal_truncated_bytes": 0,
+        }
+
+    # -- construction --------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, data_dir: str | os.PathLike, options: StorageOptions | None = None) -> Storage:
+        root = Path(data_dir)
+        root.mkdir(parents=True, exist_ok=True)
+        db = cls(root, options or StorageOptions())
+        for path in list_block_dirs(root / "blocks"):
+            block = Block(path)
+            block.bind(db._index)
+            db._blocks.append(block)
+            db._next_seq = max(db._next_seq, block.seq + 1)
+        db._wal = WAL(root / "wal", options.wal_segment_bytes if options else 128 << 20)
+        db._replay()
+        db._wal.open_for_append()
+        db.counters["wal_truncated_bytes"] = db._wal.truncated_bytes
+        with db._lock:
+            db._maybe_cut()
+        return db
+
+    @classmethod
+    def in_memory(cls, options: StorageOptions | None = None) -> Storage:
+        return cls(None, options or StorageOptions())
+
+    def _replay(self) -> None:
+        assert self._wal is not None
+        remap: dict[int, int] = {}
+        remap_arr = np.zeros(0, dtype=_I64)
+        n = 0
+        for rec in self._wal.replay():
+            if rec.series:
+                for wal_id, labels in rec.series:
+                    remap[wal_id] = self._index.add(labels)
+                top = max(remap) + 1
+                remap_arr = np.full(top, -1, dtype=_I64)
+                remap_arr[np.fromiter(remap.keys(), _I64)] = np.fromiter(remap.values(), _I64)
+            for m in rec.metadata:
+                self._add_metadata(m)
+            if rec.ts.shape[0]:
+                if rec.sid.max() >= remap_arr.shape[0] or (remap_arr[rec.sid] < 0).any():
+                    raise OSError("WAL references a series it never defined")
+                self._head.append(remap_arr[rec.sid], rec.ts, rec.values)
+                n += rec.ts.shape[0]
+        log.info("WAL replay: %d samples, %d series", n, len(self._index))
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def add_listener(self, fn: Callable[[DurableBatch], None]) -> None:
+        with self._lock:
+            self._listeners.append(fn)
+
+    def remove_listener(self, fn: Callable[[DurableBatch], None]) -> None:
+        with self._lock:
+            self._listeners.remove(fn)
+
+    def append(self, batch: SampleBatch) -> DurableBatch:
+        """Validate, write to the WAL, apply to the head, notify listeners (see module doc)."""
+        sample_series, ts, values = _validated_arrays(batch)
+        for m in batch.metadata:
+            _validate_metadata(m)
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("storage is closed")
+            known = self._index.lookup(batch.series, batch.series_keys)
+            for i, sid in enumerate(known):
+                if sid < 0:
+                    validate_labels(batch.series[i])
+            series_ids = self._index.intern(batch.series, batch.series_keys, known)
+            sample_ids = series_ids[sample_series]
+            seq = self._log(series_ids, batch.metadata, sample_ids, ts, values)
+            self._head.append(sample_ids, ts, values)
+            for m in batch.metadata:
+                self._add_metadata(m)
+            self.counters["samples_appended"] += ts.shape[0]
+            self.counters["batches_appended"] += 1
+            self._maybe_cut()
+            listeners = list(self._listeners)
+        if self._wal is not None and self.options.fsync:
+            self._wal.sync(seq)
+        durable = DurableBatch(batch, series_ids, sample_ids)
+        for fn in listeners:
+            fn(durable)
+        return durable
+
+    def _log(
+        self,
+        series_ids: np.ndarray,
+        metadata: list[MetricMetadata],
+        sample_ids: np.ndarray,
+        ts: np.ndarray,
+        values: np.ndarray,
+    ) -> int:
+        """Write one WAL record defining the series this WAL has not seen yet."""
+        if self._wal is None:
+            return 0
+        n = len(self._index)
+        if self._in_wal.shape[0] < n:
+            self._in_wal = np.concatenate((self._in_wal, np.zeros(n - len(self._in_wal), bool)))
+        new = np.unique(series_ids[~self._in_wal[series_ids]])
+        defs = [(int(i), self._index.labels(int(i))) for i in new]
+        payload = encode_record(defs, metadata, sample_ids, ts, values)
+        seq = self._wal.write(payload)
+        self._in_wal[new] = True
+        return seq
+
+    def _add_metadata(self, m: MetricMetadata) -> None:
+        entries = self._metadata.setdefault(m.metric_family_name, {})
+        key = (m.type, m.help, m.unit)
+        entries.pop(key, None)
+        entries[key] = m
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def select(self, matchers: Sequence[Matcher], mint_ms: int, maxt_ms: int) -> SeriesSet:
+        """Series matching all matchers with samples in ``[mint_ms, maxt_ms]``, label-sorted."""
+        with self._lock:
+            ids = self._index.sort_ids(self._index.select(matchers))
+            if ids.shape[0] == 0 or mint_ms > maxt_ms:
+                return _empty_set()
+            blocks = [b for b in self._blocks if b.overlaps(mint_ms, maxt_ms)]
+            head = self._head.snapshot()
+            index = self._index
+        parts = [b.gather(ids, mint_ms, maxt_ms) for b in blocks]
+        parts.extend(_gather_head(head, ids, mint_ms, maxt_ms))
+        parts = [p for p in parts if p[0].shape[0]]
+        if not parts:
+            return _empty_set()
+        if len(parts) == 1 and is_sorted_unique(parts[0][0], parts[0][1]):
+            pos, ts, vals = parts[0]
+        else:
+            pos, ts, vals = sort_dedupe(*(np.concatenate([p[i] for p in parts]) for i in range(3)))
+        counts = np.bincount(pos, minlength=ids.shape[0])
+        present = np.flatnonzero(counts)
+        offsets = np.zeros(present.shape[0] + 1, dtype=_I64)
+        np.cumsum(counts[present], out=offsets[1:])
+        sel = ids[present]
+        return SeriesSet(index.labels_of(sel.tolist()), sel, offsets, ts, vals)
+
+    def _present_ids(
+        self, matcher_sets: Sequence[Sequence[Matcher]] | None, mint: int | None, maxt: int | None
+    ) -> np.ndarray:
+        """Sorted ids of series matching any matcher set, with samples in the time range."""
+        lo = _MIN_TS if mint is None else mint
+        hi = _MAX_TS if maxt is None else maxt
+        with self._lock:
+            if matcher_sets:
+                sets = [self._index.select(ms) for ms in matcher_sets]
+                ids = np.unique(np.concatenate(sets)) if sets else np.zeros(0, _I64)
+            else:
+                ids = np.arange(len(self._index), dtype=_I64)
+            blocks = [b for b in self._blocks if b.overlaps(lo, hi)]
+            head = self._head.snapshot()
+            n = len(self._index)
+        if ids.shape[0] == 0:
+            return ids
+        has = np.zeros(n, dtype=bool)
+        for b in blocks:
+            has[b.global_ids[(b.series_mint <= hi) & (b.series_maxt >= lo)]] = True
+        for seg in head.segments:
+            if not seg.sids.shape[0]:
+                continue
+            first, last = seg.ts[seg.starts[:-1]], seg.ts[seg.starts[1:] - 1]
+            cand = seg.sids[(first <= hi) & (last >= lo)]
+            if cand.shape[0]:
+                # Bounds overlapping is not enough: a series may have a gap spanning the range.
+                rows = seg.gather(cand)[0]
+                inside = rows[(seg.ts[rows] >= lo) & (seg.ts[rows] <= hi)]
+                has[seg.sid[inside]] = True
+        for sid, ts, _ in head.tail:
+            has[sid[(ts >= lo) & (ts <= hi)]] = True
+        return ids[has[ids]]
+
+    def series(
+        self,
+        matcher_sets: Sequence[Sequence[Matcher]],
+        mint_ms: int | None = None,
+        maxt_ms: int | None = None,
+        limit: int | None = None,
+    ) -> list[Labels]:
+        ids = self._index.sort_ids(self._present_ids(matcher_sets, mint_ms, maxt_ms))
+        if limit is not None and limit > 0:
+            ids = ids[:limit]
+        return self._index.labels_of(ids.tolist())
+
+    def label_names(
+        self,
+        matcher_sets: Sequence[Sequence[Matcher]] | None = None,
+        mint_ms: int | None = None,
+        maxt_ms: int | None = None,
+    ) -> list[str]:
+        ids = self._present_ids(matcher_sets, mint_ms, maxt_ms)
+        if ids.shape[0] == len(self._index):
+            return self._index.label_names()
+        names = {name for lab in self._index.labels_of(ids.tolist()) for name, _ in lab}
+        return sorted(names)
+
+    def label_values(
+        self,
+        name: str,
+        matcher_sets: Sequence[Sequence[Matcher]] | None = None,
+        mint_ms: int | None = None,
+        maxt_ms: int | None = None,
+    ) -> list[str]:
+        ids = self._present_ids(matcher_sets, mint_ms, maxt_ms)
+        if ids.shape[0] == len(self._index):
+            return self._index.label_values(name)
+        values = {v for lab in self._index.labels_of(ids.tolist()) for n, v in lab if n == name}
+        return sorted(values)
+
+    def metadata(
+        self, metric: str | None = None, limit: int | None = None
+    ) -> dict[str, list[MetricMetadata]]:
+        with self._lock:
+            names = sorted(self._metadata) if metric is None else [metric]
+            out: dict[str, list[MetricMetadata]] = {}
+            for name in names:
+                if limit is not None and limit >= 0 and len(out) >= limit:
+                    break
+                entries = self._metadata.get(name)
+                if entries:
+                    out[name] = list(entries.values())
+            return out
+
+    def stats(self) -> dict[str, float]:
+        with self._lock:
+            out = dict(self.counters)
+            out["series"] = len(self._index)
+            out["head_samples"] = len(self._head)
+            out["head_segments"] = len(self._head.segments)
+            out["blocks"] = len(self._blocks)
+            out["block_samples"] = sum(b.meta.n_samples for b in self._blocks)
+            out["block_bytes"] = sum(b.disk_bytes() for b in self._blocks)
+            out["wal_bytes"] = self._wal.size_bytes() if self._wal else 0
+            out["disk_bytes"] = out["block_bytes"] + out["wal_bytes"]
+            return out
+
+    # -- head cutting, compaction, retention --------------------------------------------------
+
+    def _maybe_cut(self, force_boundary: int | None = None) -> None:
+        """Cut the head into blocks when it spans 1.5 block durations (writer lock held)."""
+        if self.data_dir is None or self._head.maxt is None or self._head.mint is None:
+            return
+        bd = self.options.block_duration_ms
+        if force_boundary is None:
+            if self._head.maxt - self._head.mint < bd * 3 // 2:
+                return
+            boundary = (self._head.maxt - bd // 2) // bd * bd
+            late_only = self._last_cut_boundary is not None and boundary <= self._last_cut_boundary
+            if (
+                late_only
+                and time.monotonic() - self._last_cut_time < self.options.late_cut_interval_s
+            ):
+                return
+        else:
+            boundary = force_boundary
+        if self._head.mint >= boundary:
+            return
+        self._cut(boundary)
+        self._last_cut_boundary = boundary
+        self._last_cut_time = time.monotonic()
+        self._compact_and_retain()
+
+    def _cut(self, boundary: int) -> None:
+        """Persist every head sample older than ``boundary``, then checkpoint the WAL."""
+        seg = self._head.all_sorted()
+        old = seg.ts < boundary
+        sid, ts, vals = seg.sid[old], seg.ts[old], seg.values[old]
+        bd = self.options.block_duration_ms
+        window = ts // bd
+        for w in np.unique(window):
+            m = window == w
+            self._write_block(sid[m], ts[m], vals[m], level=0)
+        self._head.drop_before(boundary)
+        self._checkpoint()
+
+    def _write_block(self, sid: np.ndarray, ts: np.ndarray, vals: np.ndarray, level: int) -> None:
+        """Write rows sorted by (sid, ts) as a new block, ordering series by label set."""
+        assert self.data_dir is not None
+        uniq, inverse = np.unique(sid, return_inverse=True)
+        rank = self._index.rank()[uniq]
+        order = np.argsort(rank)
+        new_pos = np.empty_like(order)
+        new_pos[order] = np.arange(order.shape[0])
+        pos, ts, vals = sort_dedupe(new_pos[inverse], ts, vals)
+        counts = np.bincount(pos, minlength=uniq.shape[0])
+        offsets = np.zeros(uniq.shape[0] + 1, dtype=_I64)
+        np.cumsum(counts, out=offsets[1:])
+        labels = self._index.labels_of(uniq[order].tolist())
+        block = write_block(
+            self.data_dir / "blocks", self._next_seq, labels, offsets, ts, vals, level
+        )
+        self._next_seq += 1
+        block.bind(self._index)
+        self._blocks.append(block)
+        self.counters["blocks_cut"] += 1
+
+    def _checkpoint(self) -> None:
+        """Rotate the WAL and replace all closed segments by one checkpoint."""
+        if self._wal is None:
+            return
+        closed = self._wal.rotate()
+        n = len(self._index)
+        defs = [(i, self._index.labels(i)) for i in range(n)]
+        meta = [m for entries in self._metadata.values() for m in entries.values()]
+        z = np.zeros(0, dtype=_I64)
+        payloads = [encode_record(defs, meta, z, z, np.zeros(0, np.float64))]
+        seg = self._head.all_sorted()
+        for lo in range(0, len(seg), _CHECKPOINT_SAMPLES):
+            hi = lo + _CHECKPOINT_SAMPLES
+            payloads.append(encode_record([], [], seg.sid[lo:hi], seg.ts[lo:hi], seg.values[lo:hi]))
+        self._wal.write_checkpoint(closed, payloads)
+        self._in_wal = np.ones(n, dtype=bool)
+
+    def _compact_and_retain(self) -> None:
+        """Apply retention, then merge blocks until no plan applies (writer lock held)."""
+        newest = self._head.maxt
+        if self._blocks:
+            block_newest = max(b.meta.maxt for b in self._blocks)
+            newest = block_newest if newest is None else max(newest, block_newest)
+        metas = [b.meta for b in self._blocks]
+        for seq in compaction.retention_victims(metas, self.options.retention_ms, newest):
+            self._drop_blocks([seq])
+            self.counters["blocks_deleted"] += 1
+        while True:
+            metas = [b.meta for b in self._blocks]
+            group = compaction.overlapping_group(metas)
+            level = max((m.level for m in metas if m.seq in group), default=0)
+            if not group:
+                group, level = compaction.level_group(
+                    metas,
+                    self.options.block_duration_ms,
+                    self.options.compaction_levels,
+                    self._head.mint,
+                )
+            if not group:
+                return
+            started = time.perf_counter()
+            self._merge_blocks(group, level)
+            self.counters["compactions"] += 1
+            self.counters["compaction_seconds"] += time.perf_counter() - started
+
+    def _merge_blocks(self, seqs: list[int], level: int) -> None:
+        """Replace blocks ``seqs`` by one block; newer blocks win duplicate samples."""
+        chosen = [b for b in self._blocks if b.seq in seqs]  # _blocks is in seq order
+        parts = [b.read_all() for b in chosen]
+        sid, ts, vals = sort_dedupe(*(np.concatenate([p[i] for p in parts]) for i in range(3)))
+        self._write_block(sid, ts, vals, level)
+        self.counters["blocks_cut"] -= 1
+        self._drop_blocks(seqs)
+
+    def _drop_blocks(self, seqs: list[int]) -> None:
+        doomed = [b for b in self._blocks if b.seq in seqs]
+        self._blocks = [b for b in self._blocks if b.seq not in seqs]
+        for b in doomed:
+            remove_block_dir(b.path)
+
+    def flush(self) -> None:
+        """Fsync the WAL and checkpoint it so the next open replays one compact file."""
+        with self._lock:
+            if self._wal is not None and not self._closed:
+                self._head.freeze()
+                self._checkpoint()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            if self._wal is not None:
+                self._wal.close()
+
+
+def _validated_arrays(batch: SampleBatch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The batch's arrays as fresh int64/int64/float64 copies, or BadDataError."""
+    try:
+        ss = np.array(batch.sample_series, dtype=_I64, copy=True)
+        ts_in = np.asarray(batch.timestamps)
+        if ts_in.dtype.kind == "f" and (
+            not np.isfinite(ts_in).all() or (ts_in != np.floor(ts_in)).any()
+        ):
+            raise BadDataError("timestamps must be finite integers (milliseconds)")
+        ts = np.array(ts_in, dtype=_I64, copy=True)
+        values = np.array(batch.values, dtype=np.float64, copy=True)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise BadDataError(f"malformed sample arrays: {exc}") from None
+    n = ts.shape[0]
+    if ss.ndim != 1 or ts.ndim != 1 or values.ndim != 1:
+        raise BadDataError("sample arrays must be one-dimensional")
+    if ss.shape[0] != n or values.shape[0] != n:
+        raise BadDataError("sample_series, timestamps and values differ in length")
+    if n and (ss.min() < 0 or ss.max() >= len(batch.series)):
+        raise BadDataError("sample refers to a series index outside the batch")
+    if n and (ts.min() < _MIN_TS or ts.max() > _MAX_TS):
+        raise BadDataError("timestamp out of range")
+    if batch.series_keys is not None and len(batch.series_keys) != len(batch.series):
+        raise BadDataError("series_keys and series differ in length")
+    return ss, ts, values
+
+
+def _validate_metadata(m: MetricMetadata) -> None:
+    for field_value in (m.metric_family_name, m.type, m.help, m.unit):
+        if not isinstance(field_value, str):
+            raise BadDataError(f"metadata fields must be strings: {m!r}")
+        try:
+            field_value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadDataError(f"invalid UTF-8 in metadata for {m.metric_family_name!r}") from None
+
+
+def _gather_head(head, ids: np.ndarray, mint: int, maxt: int) -> list[tuple]:
+    """Head sources as ``(request index, ts, values)``; segments sorted, the tail not."""
+    out = []
+    for seg in head.segments:
+        if not seg.sids.shape[0]:
+            continue
+        rows, pos = seg.gather(ids)
+        ts = seg.ts[rows]
+        keep = (ts >= mint) & (ts <= maxt)
+        out.append((pos[keep], ts[keep], seg.values[rows[keep]]))
+    if head.tail:
+        order = np.argsort(ids)
+        sorted_ids = ids[order]
+        for sid, ts, vals in head.tail:
+            k = np.minimum(np.searchsorted(sorted_ids, sid), sorted_ids.shape[0] - 1)
+            keep = (sorted_ids[k] == sid) & (ts >= mint) & (ts <= maxt)
+            out.append((order[k[keep]], ts[keep], vals[keep]))
+    return out

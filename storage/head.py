@@ -1,0 +1,151 @@
+"""The in-memory head: a columnar append log frozen into sorted segments.
+
+Appending a remote-write request (thousands of series, one sample each) is three array copies:
+no per-series Python work. Appended arrays collect in an unsorted *tail*; once it holds
+``freeze_samples`` rows it is frozen into an immutable *segment* sorted by ``(series id, ts)``
+with duplicates resolved (last written wins). Segments merge LSM-style (a new segment merges into
+its predecessor while it is at least half its size), so a head of N samples has O(log N)
+segments and reads are a few vectorized gathers per segment plus a filter over the small tail.
+
+Segments and tail arrays are immutable once created, so a reader takes a ``HeadSnapshot`` under
+the store's lock and works on it without the lock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from storage.arrays import ranges_index, sort_dedupe
+
+_I64 = np.int64
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Rows sorted by ``(sid, ts)``, unique; ``starts[k]..starts[k+1]`` are series ``sids[k]``."""
+
+    sids: np.ndarray  # distinct series ids, ascending
+    starts: np.ndarray  # len(sids) + 1
+    sid: np.ndarray  # per row
+    ts: np.ndarray
+    values: np.ndarray
+
+    @staticmethod
+    def build(sid: np.ndarray, ts: np.ndarray, values: np.ndarray) -> Segment:
+        sid, ts, values = sort_dedupe(sid, ts, values)
+        return Segment.from_sorted(sid, ts, values)
+
+    @staticmethod
+    def from_sorted(sid: np.ndarray, ts: np.ndarray, values: np.ndarray) -> Segment:
+        if sid.shape[0] == 0:
+            return Segment(sid[:0], np.zeros(1, dtype=_I64), sid, ts, values)
+        change = np.flatnonzero(sid[1:] != sid[:-1]) + 1
+        starts = np.concatenate(([0], change, [sid.shape[0]])).astype(_I64)
+        return Segment(sid[starts[:-1]], starts, sid, ts, values)
+
+    def __len__(self) -> int:
+        return int(self.ts.shape[0])
+
+    def gather(self, sids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Row indices of the requested series (in request order) and each row's request index."""
+        pos = np.searchsorted(self.sids, sids)
+        pos = np.minimum(pos, self.sids.shape[0] - 1) if self.sids.shape[0] else pos
+        found = np.flatnonzero(self.sids[pos] == sids) if self.sids.shape[0] else pos[:0]
+        p = pos[found]
+        lo, hi = self.starts[p], self.starts[p + 1]
+        rows = ranges_index(lo, hi)
+        return rows, np.repeat(found.astype(_I64), hi - lo)
+
+    def without_before(self, cut_ts: int) -> Segment:
+        keep = self.ts >= cut_ts
+        if keep.all():
+            return self
+        return Segment.from_sorted(self.sid[keep], self.ts[keep], self.values[keep])
+
+
+@dataclass(frozen=True)
+class HeadSnapshot:
+    """An immutable view of the head: segments oldest first, then the unsorted tail chunks."""
+
+    segments: tuple[Segment, ...]
+    tail: tuple[tuple[np.ndarray, np.ndarray, np.ndarray], ...]
+
+    def sources(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, bool]]:
+        """``(sid, ts, values, sorted)`` sources in write order (the tail as one unsorted one)."""
+        out = [(s.sid, s.ts, s.values, True) for s in self.segments]
+        if self.tail:
+            sid, ts, val = (np.concatenate([c[i] for c in self.tail]) for i in range(3))
+            out.append((sid, ts, val, False))
+        return out
+
+
+@dataclass
+class Head:
+    freeze_samples: int = 1 << 16
+    segments: list[Segment] = field(default_factory=list)
+    _tail: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=list)
+    _tail_len: int = 0
+    mint: int | None = None
+    maxt: int | None = None
+
+    def __len__(self) -> int:
+        return sum(len(s) for s in self.segments) + self._tail_len
+
+    def append(self, sid: np.ndarray, ts: np.ndarray, values: np.ndarray) -> None:
+        """Take ownership of the three arrays (callers pass fresh copies)."""
+        n = ts.shape[0]
+        if n == 0:
+            return
+        lo, hi = int(ts.min()), int(ts.max())
+        self.mint = lo if self.mint is None else min(self.mint, lo)
+        self.maxt = hi if self.maxt is None else max(self.maxt, hi)
+        self._tail.append((sid, ts, values))
+        self._tail_len += n
+        if self._tail_len >= self.freeze_samples:
+            self.freeze()
+
+    def freeze(self) -> None:
+        """Turn the tail into a sorted segment and merge segment tiers."""
+        if not self._tail:
+            return
+        sid, ts, val = (np.concatenate([c[i] for c in self._tail]) for i in range(3))
+        self._tail, self._tail_len = [], 0
+        self.segments.append(Segment.build(sid, ts, val))
+        while len(self.segments) >= 2 and 2 * len(self.segments[-1]) >= len(self.segments[-2]):
+            newer = self.segments.pop()
+            older = self.segments.pop()
+            self.segments.append(_merge(older, newer))
+
+    def snapshot(self) -> HeadSnapshot:
+        return HeadSnapshot(tuple(self.segments), tuple(self._tail))
+
+    def drop_before(self, cut_ts: int) -> None:
+        """Forget every sample older than ``cut_ts`` (it has been persisted in a block)."""
+        self.freeze()
+        segs = [s.without_before(cut_ts) for s in self.segments]
+        self.segments = [s for s in segs if len(s)]
+        if not self.segments:
+            self.mint = self.maxt = None
+        else:
+            self.mint = min(int(s.ts.min()) for s in self.segments)
+
+    def all_sorted(self) -> Segment:
+        """Every head sample as one sorted, deduplicated segment (for cuts and checkpoints)."""
+        self.freeze()
+        if not self.segments:
+            return Segment.from_sorted(*(np.zeros(0, dtype=t) for t in (_I64, _I64, np.float64)))
+        while len(self.segments) > 1:
+            newer = self.segments.pop()
+            older = self.segments.pop()
+            self.segments.append(_merge(older, newer))
+        return self.segments[0]
+
+
+def _merge(older: Segment, newer: Segment) -> Segment:
+    return Segment.build(
+        np.concatenate((older.sid, newer.sid)),
+        np.concatenate((older.ts, newer.ts)),
+        np.concatenate((older.values, newer.values)),
+    )
