@@ -79,7 +79,8 @@ def parse_matchers(text: str) -> tuple[Matcher, ...]:
             raise BadDataError(f"bad spatialFilter {text!r}: expected {expect} at offset {pos}")
         assert m is not None
         pos = m.end()
-        pending.append(m.group(kind))
+        if kind != "comma":
+            pending.append(m.group(kind))
         expect = {"name": "op", "op": "str", "str": "comma", "comma": "name"}[kind]
         if kind == "str":
             name, op, raw = pending

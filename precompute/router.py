@@ -1,0 +1,165 @@
+"""Routing ingested samples to workers: metric + spatial filter, grouping, hash partitioning.
+
+For every aggregation the router interns group keys (grouping-label values) and sub-keys
+(aggregated-label values) as tuples, and caches per store series id which group and sub-key the
+series feeds, so a batch is routed with numpy fancy indexing; Python runs once per new series.
+Groups are hash-partitioned (blake2b of aggregation id + key, stable across processes and restarts)
+over the workers, so each group lives on exactly one worker. Work items carry the key-table
+entries the receiving worker has not seen yet, so workers in other processes can name their keys.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from precompute.accumulators.keyhash import key_hash128
+from precompute.config import AggregationConfig
+from precompute.filters import LabelFilter
+from storage.model import METRIC_NAME, DurableBatch, Labels, is_stale
+
+Key = tuple[str, ...]
+_UNRESOLVED = -2
+_UNMATCHED = -1
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """Samples of one aggregation for one worker; ``sub_ids`` only for keyed aggregations."""
+
+    aggregation_id: int
+    group_ids: np.ndarray
+    sub_ids: np.ndarray | None
+    timestamps: np.ndarray
+    values: np.ndarray
+    new_group_keys: tuple[Key, ...]
+    new_sub_keys: tuple[Key, ...]
+
+    def __len__(self) -> int:
+        return int(self.timestamps.shape[0])
+
+
+class _Table:
+    """Append-only key interner."""
+
+    def __init__(self, keys: list[Key] | None = None) -> None:
+        self.keys: list[Key] = list(keys or [])
+        self.index: dict[Key, int] = {k: i for i, k in enumerate(self.keys)}
+
+    def intern(self, key: Key) -> int:
+        idx = self.index.get(key)
+        if idx is None:
+            idx = self.index[key] = len(self.keys)
+            self.keys.append(key)
+        return idx
+
+
+def worker_of(aggregation_id: int, key: Key, num_workers: int) -> int:
+    return key_hash128((str(aggregation_id), *key))[0] % num_workers
+
+
+class AggregationRoutes:
+    def __init__(self, config: AggregationConfig, num_workers: int, groups=None, subs=None) -> None:
+        self.config = config
+        self.filter = LabelFilter.from_matchers(config.matchers)
+        self.num_workers = num_workers
+        self.groups = _Table(groups)
+        self.subs = _Table(subs)
+        self.group_worker = np.array(
+            [worker_of(config.aggregation_id, k, num_workers) for k in self.groups.keys],
+            dtype=np.int64,
+        )
+        self.series_gid = np.full(0, _UNRESOLVED, dtype=np.int64)
+        self.series_sub = np.full(0, 0, dtype=np.int64)
+        self.sent = [(0, 0)] * num_workers  # key-table lengths each worker already has
+
+    def _grow(self, max_series_id: int) -> None:
+        size = self.series_gid.shape[0]
+        if max_series_id < size:
+            return
+        new = max(max_series_id + 1, size * 2, 1024)
+        self.series_gid = np.concatenate(
+            [self.series_gid, np.full(new - size, _UNRESOLVED, dtype=np.int64)]
+        )
+        self.series_sub = np.concatenate([self.series_sub, np.zeros(new - size, dtype=np.int64)])
+
+    def resolve(self, series_ids: np.ndarray, series: list[Labels]) -> None:
+        """Fill the cache for the batch's series not seen before (Python once per new series)."""
+        if series_ids.shape[0] == 0:
+            return
+        self._grow(int(series_ids.max()))
+        todo = np.flatnonzero(self.series_gid[series_ids] == _UNRESOLVED)
+        cfg = self.config
+        for i in todo.tolist():
+            labels = series[i]
+            values = dict(labels)
+            sid = int(series_ids[i])
+            if values.get(METRIC_NAME) != cfg.metric or not self.filter.matches(labels):
+                self.series_gid[sid] = _UNMATCHED
+                continue
+            gid = self.groups.intern(tuple(values.get(n, "") for n in cfg.labels.grouping))
+            if gid == self.group_worker.shape[0]:
+                worker = worker_of(cfg.aggregation_id, self.groups.keys[gid], self.num_workers)
+                self.group_worker = np.append(self.group_worker, worker)
+            self.series_gid[sid] = gid
+            if cfg.keyed:
+                sub = tuple(values.get(n, "") for n in cfg.labels.aggregated)
+                self.series_sub[sid] = self.subs.intern(sub)
+
+    def split(self, sids: np.ndarray, ts: np.ndarray, vals: np.ndarray, live: np.ndarray):
+        """Yield ``(worker, WorkItem)`` for this aggregation's samples of one batch."""
+        gids = self.series_gid[sids]
+        sel = np.flatnonzero((gids >= 0) & live)
+        if sel.shape[0] == 0:
+            return
+        gids = gids[sel]
+        subs = self.series_sub[sids[sel]] if self.config.keyed else None
+        workers = self.group_worker[gids]
+        for w in np.unique(workers).tolist() if self.num_workers > 1 else [0]:
+            pick = np.flatnonzero(workers == w) if self.num_workers > 1 else slice(None)
+            ng, ns = self.sent[w]
+            self.sent[w] = (len(self.groups.keys), len(self.subs.keys))
+            yield (
+                w,
+                WorkItem(
+                    self.config.aggregation_id,
+                    gids[pick],
+                    None if subs is None else subs[pick],
+                    ts[sel][pick],
+                    vals[sel][pick],
+                    tuple(self.groups.keys[ng:]),
+                    tuple(self.subs.keys[ns:]),
+                ),
+            )
+
+
+class Router:
+    def __init__(self, configs: list[AggregationConfig], num_workers: int) -> None:
+        self.num_workers = num_workers
+        self.routes: dict[int, AggregationRoutes] = {
+            c.aggregation_id: AggregationRoutes(c, num_workers) for c in configs
+        }
+
+    def set_routes(self, routes: AggregationRoutes) -> None:
+        self.routes[routes.config.aggregation_id] = routes
+
+    def remove(self, aggregation_id: int) -> None:
+        self.routes.pop(aggregation_id, None)
+
+    def route(self, durable: DurableBatch) -> list[list[WorkItem]]:
+        """Per worker, the work items of one durable batch (stale markers removed)."""
+        batch = durable.batch
+        out: list[list[WorkItem]] = [[] for _ in range(self.num_workers)]
+        if len(batch) == 0 or not self.routes:
+            return out
+        live = ~is_stale(batch.values)
+        sids = np.asarray(durable.sample_series_ids, dtype=np.int64)
+        ts = np.asarray(batch.timestamps, dtype=np.int64)
+        vals = np.asarray(batch.values, dtype=np.float64)
+        series_ids = np.asarray(durable.series_ids, dtype=np.int64)
+        for routes in list(self.routes.values()):
+            routes.resolve(series_ids, batch.series)
+            for w, item in routes.split(sids, ts, vals, live):
+                out[w].append(item)
+        return out

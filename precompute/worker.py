@@ -1,0 +1,294 @@
+"""One shared-nothing worker: panes, per-group event-time watermarks, lateness, late-data policy,
+window closing, idle advancement and snapshot/restore.
+
+A group is one (aggregation, key); each group lives on exactly one worker (the router hashes
+groups). Each sample updates one pane; a group's watermark is ``max event time −
+allowed_lateness_ms`` (or the idle floor set by the flush timer), and every window whose end is at
+or below the watermark is closed by merging its panes and emitted. A sample is late *for a
+window* when that window has already closed: ``Drop`` leaves it out of closed windows (still
+counting it in windows that are open), ``ForwardToStore`` emits a mini-accumulator to every closed
+window that contains it. Python runs per (group, pane) segment of a batch, never per sample.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from precompute.accumulators.base import Accumulator
+from precompute.accumulators.registry import make_accumulator
+from precompute.config import AggregationConfig, EngineOptions, LateDataPolicy
+from precompute.output import PrecomputedOutput
+from precompute.router import WorkItem
+from precompute.windows import WindowSpec
+
+Key = tuple[str, ...]
+Emit = tuple[PrecomputedOutput, Accumulator]
+_MIN = np.iinfo(np.int64).min
+
+
+@dataclass
+class AggCounters:
+    samples_in: int = 0
+    dropped_late: int = 0
+    forwarded_late: int = 0
+    windows_emitted: int = 0
+
+
+@dataclass
+class AggState:
+    config: AggregationConfig
+    spec: WindowSpec
+    group_keys: list[Key] = field(default_factory=list)
+    sub_keys: list[Key] = field(default_factory=list)
+    max_t: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    closed: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    floor: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    touched: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    panes: dict[int, dict[int, Accumulator]] = field(default_factory=dict)
+    counters: AggCounters = field(default_factory=AggCounters)
+
+    def add_keys(self, groups: Iterable[Key], subs: Iterable[Key]) -> None:
+        self.group_keys.extend(groups)
+        self.sub_keys.extend(subs)
+        extra = len(self.group_keys) - self.max_t.shape[0]
+        if extra > 0:
+            self.max_t = np.append(self.max_t, np.full(extra, _MIN))
+            self.closed = np.append(self.closed, np.full(extra, _MIN))
+            self.floor = np.append(self.floor, np.full(extra, _MIN))
+            self.touched = np.append(self.touched, np.zeros(extra, bool))
+
+
+class Worker:
+    def __init__(self, configs: Iterable[AggregationConfig], options: EngineOptions) -> None:
+        self.options = options
+        self.aggs: dict[int, AggState] = {}
+        for config in configs:
+            self.add_config(config)
+
+    # --- configuration --------------------------------------------------------------------
+
+    def add_config(self, config: AggregationConfig) -> None:
+        spec = WindowSpec(config.window_size_ms, config.slide_interval_ms)
+        self.aggs[config.aggregation_id] = AggState(config, spec)
+
+    def remove_config(self, aggregation_id: int) -> None:
+        self.aggs.pop(aggregation_id, None)
+
+    # --- ingest ---------------------------------------------------------------------------
+
+    def process(self, item: WorkItem) -> list[Emit]:
+        st = self.aggs.get(item.aggregation_id)
+        if st is None:
+            return []  # the aggregation was removed while this item was queued
+        st.add_keys(item.new_group_keys, item.new_sub_keys)
+        n = len(item)
+        if n == 0:
+            return []
+        st.counters.samples_in += n
+        gids, ts, vals = item.group_ids, item.timestamps, item.values
+        subs = item.sub_ids
+        spec = st.spec
+        panes = spec.pane_ends(ts)
+        closed = st.closed[gids]
+        late = panes <= closed
+        alive = panes + (spec.size_ms - spec.slide_ms) > closed
+        out: list[Emit] = []
+        if late.any():
+            out += self._late(st, late, gids, panes, ts, vals, subs)
+        idx = np.flatnonzero(alive) if not alive.all() else None
+        if idx is not None:
+            gids_a, panes_a, ts_a, vals_a = gids[idx], panes[idx], ts[idx], vals[idx]
+            subs_a = None if subs is None else subs[idx]
+        else:
+            gids_a, panes_a, ts_a, vals_a, subs_a = gids, panes, ts, vals, subs
+        self._apply(st, gids_a, panes_a, ts_a, vals_a, subs_a)
+        np.maximum.at(st.max_t, gids, ts)
+        st.touched[gids] = True
+        out += self._close_due(st, np.unique(gids))
+        return out
+
+    def _segments(self, gids: np.ndarray, panes: np.ndarray):
+        """Sort by (group, pane); yield ``(order, starts, ends)`` of equal-(group, pane) runs."""
+        order = np.lexsort((panes, gids))
+        g, p = gids[order], panes[order]
+        change = np.ones(g.shape[0], dtype=bool)
+        change[1:] = (g[1:] != g[:-1]) | (p[1:] != p[:-1])
+        starts = np.flatnonzero(change)
+        ends = np.append(starts[1:], g.shape[0])
+        return order, starts, ends, g[starts].tolist(), p[starts].tolist()
+
+    def _apply(self, st: AggState, gids, panes, ts, vals, subs) -> None:
+        if gids.shape[0] == 0:
+            return
+        order, starts, ends, seg_g, seg_p = self._segments(gids, panes)
+        ts, vals = ts[order], vals[order]
+        subs = None if subs is None else subs[order]
+        config, max_buffer = st.config, self.options.max_buffer_per_series
+        for s, e, g, p in zip(starts.tolist(), ends.tolist(), seg_g, seg_p, strict=True):
+            group = st.panes.get(g)
+            if group is None:
+                group = st.panes[g] = {}
+            acc = group.get(p)
+            if acc is None:
+                acc = group[p] = make_accumulator(config, max_buffer)
+            acc.update(vals[s:e], ts[s:e], st.sub_keys, None if subs is None else subs[s:e])
+
+    def _late(self, st: AggState, late, gids, panes, ts, vals, subs) -> list[Emit]:
+        idx = np.flatnonzero(late)
+        if self.options.late_data_policy != LateDataPolicy.FORWARD_TO_STORE:
+            st.counters.dropped_late += int(idx.shape[0])
+            return []
+        st.counters.forwarded_late += int(idx.shape[0])
+        gids, panes, ts, vals = gids[idx], panes[idx], ts[idx], vals[idx]
+        subs = None if subs is None else subs[idx]
+        order, starts, ends, seg_g, seg_p = self._segments(gids, panes)
+        ts, vals = ts[order], vals[order]
+        subs = None if subs is None else subs[order]
+        out: list[Emit] = []
+        for s, e, g, p in zip(starts.tolist(), ends.tolist(), seg_g, seg_p, strict=True):
+            mini = make_accumulator(st.config, self.options.max_buffer_per_series)
+            mini.update(vals[s:e], ts[s:e], st.sub_keys, None if subs is None else subs[s:e])
+            closed_ends = [w for w in st.spec.window_ends_of_pane(p) if w <= st.closed[g]]
+            for i, w in enumerate(closed_ends):
+                acc = mini if i == len(closed_ends) - 1 else mini.snapshot()
+                out.append((self._output(st, g, w), acc))
+        st.counters.windows_emitted += len(out)
+        return out
+
+    def _output(self, st: AggState, gid: int, window_end: int) -> PrecomputedOutput:
+        return PrecomputedOutput(
+            st.config.aggregation_id, st.group_keys[gid], st.spec.start_of(window_end), window_end
+        )
+
+    # --- closing --------------------------------------------------------------------------
+
+    def _watermarks(self, st: AggState, gids: np.ndarray) -> np.ndarray:
+        own = st.max_t[gids]
+        own = np.where(own == _MIN, _MIN, own - self.options.allowed_lateness_ms)
+        return np.maximum(own, st.floor[gids])
+
+    def _close_due(self, st: AggState, gids: np.ndarray) -> list[Emit]:
+        if gids.shape[0] == 0:
+            return []
+        wm = self._watermarks(st, gids)
+        slide = st.spec.slide_ms
+        # A window (s, e] closes once the watermark is past e: a sample at exactly the watermark
+        # time (another series of the group at the same scrape) is still on time.
+        target = np.where(wm == _MIN, _MIN, ((wm - 1) // slide) * slide)
+        due = np.flatnonzero(target > st.closed[gids])
+        out: list[Emit] = []
+        for g, t in zip(gids[due].tolist(), target[due].tolist(), strict=True):
+            out += self._close_group(st, g, t)
+        return out
+
+    def _close_group(self, st: AggState, g: int, target: int) -> list[Emit]:
+        """Emit every window of group ``g`` ending in ``(closed, target]``, evict spent panes."""
+        spec, old = st.spec, int(st.closed[g])
+        st.closed[g] = target
+        group = st.panes.get(g)
+        if not group:
+            return []
+        ends = sorted({w for p in group for w in spec.window_ends_of_pane(p) if old < w <= target})
+        out: list[Emit] = []
+        single = spec.panes_per_window == 1
+        for w in ends:
+            if single:
+                merged = group.pop(w)
+            else:
+                parts = [group[p] for p in spec.pane_ends_of_window(w) if p in group]
+                merged = parts[0].empty_like()
+                for part in parts:
+                    merged.merge(part)
+            out.append((self._output(st, g, w), merged))
+        for p in [p for p in group if spec.last_window_end_of_pane(p) <= target]:
+            del group[p]
+        if not group:
+            del st.panes[g]
+        st.counters.windows_emitted += len(out)
+        return out
+
+    def max_event_times(self) -> dict[int, int]:
+        """Per aggregation, the newest event time this worker has seen (None-free: MIN if none)."""
+        return {
+            a: int(st.max_t.max()) if st.max_t.shape[0] else _MIN for a, st in self.aggs.items()
+        }
+
+    def flush(self, agg_event_times: dict[int, int] | None = None) -> list[Emit]:
+        """Flush-timer tick: groups idle since the last tick advance to the aggregation's event-time
+        watermark (never beyond it, so idle groups do not creep ahead of the data)."""
+        own = self.max_event_times()
+        out: list[Emit] = []
+        for agg_id, st in self.aggs.items():
+            newest = max(own[agg_id], (agg_event_times or {}).get(agg_id, _MIN))
+            if newest != _MIN:
+                floor = newest - self.options.allowed_lateness_ms
+                idle = np.flatnonzero(~st.touched)
+                st.floor[idle] = np.maximum(st.floor[idle], floor)
+                out += self._close_due(st, idle)
+            st.touched[:] = False
+        return out
+
+    def close_all(self) -> list[Emit]:
+        """Close every window that has data (end of a finite stream; tests and benchmarks)."""
+        out: list[Emit] = []
+        for st in self.aggs.values():
+            for g in sorted(st.panes):
+                last = max(st.spec.last_window_end_of_pane(p) for p in st.panes[g])
+                out += self._close_group(st, g, max(last, int(st.closed[g])))
+        return out
+
+    # --- observability and persistence ---------------------------------------------------
+
+    def status(self) -> dict[int, dict[str, Any]]:
+        out = {}
+        for agg_id, st in self.aggs.items():
+            has = st.max_t != _MIN
+            wm = self._watermarks(st, np.flatnonzero(has)) if has.any() else np.zeros(0, np.int64)
+            out[agg_id] = {
+                **st.counters.__dict__,
+                "groups": len(st.group_keys),
+                "open_panes": sum(len(g) for g in st.panes.values()),
+                "max_event_time_ms": int(st.max_t[has].max()) if has.any() else None,
+                "watermark_ms": int(wm.max()) if wm.shape[0] else None,
+                "min_watermark_ms": int(wm.min()) if wm.shape[0] else None,
+            }
+        return out
+
+    def snapshot(self) -> dict[int, dict[str, Any]]:
+        """Plain-data state of every aggregation (open panes serialized with ``to_bytes``)."""
+        return {
+            agg_id: {
+                "config": st.config,
+                "group_keys": list(st.group_keys),
+                "sub_keys": list(st.sub_keys),
+                "max_t": st.max_t.copy(),
+                "closed": st.closed.copy(),
+                "floor": st.floor.copy(),
+                "touched": st.touched.copy(),
+                "panes": [
+                    (g, p, acc.to_bytes())
+                    for g, group in st.panes.items()
+                    for p, acc in group.items()
+                ],
+                "counters": dict(st.counters.__dict__),
+            }
+            for agg_id, st in self.aggs.items()
+        }
+
+    def restore(self, snapshot: dict[int, dict[str, Any]]) -> None:
+        """Load state for aggregations whose config is unchanged since the snapshot."""
+        for agg_id, data in snapshot.items():
+            st = self.aggs.get(agg_id)
+            if st is None or st.config != data["config"]:
+                continue
+            st.group_keys, st.sub_keys = list(data["group_keys"]), list(data["sub_keys"])
+            st.max_t, st.closed = data["max_t"].copy(), data["closed"].copy()
+            st.floor, st.touched = data["floor"].copy(), data["touched"].copy()
+            st.panes = {}
+            for g, p, raw in data["panes"]:
+                st.panes.setdefault(g, {})[p] = Accumulator.from_bytes(raw)
+            st.counters = AggCounters(**data["counters"])
