@@ -1,0 +1,1 @@
+"""``tidemark`` subcommands, one module each (see ``server/cli.py``)."""

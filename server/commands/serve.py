@@ -1,0 +1,124 @@
+"""``tidemark serve``: open the store, serve the HTTP API, shut down cleanly on SIGTERM/SIGINT.
+
+Shutdown order: stop accepting connections and let in-flight requests finish (aiohttp's runner
+cleanup, bounded by ``--shutdown-timeout``), stop the worker pools, then flush and close the store,
+so every acknowledged write is in the WAL and the head is persisted where it can be.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from server.config import DEFAULT_HOST, DEFAULT_PORT, ServerConfig
+from server.timeparse import parse_duration
+
+log = logging.getLogger("tidemark")
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``HOST:PORT``, ``:PORT`` (default host) or ``[v6]:PORT``."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"--listen wants HOST:PORT, got {text!r}")
+    return (host.strip("[]") or DEFAULT_HOST), int(port)
+
+
+def _duration_ms(text: str) -> int:
+    try:
+        return parse_duration(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from err
+
+
+async def serve(config: ServerConfig, storage: object) -> None:
+    from server.app import create_app
+
+    app = create_app(config, storage)
+    runner = web.AppRunner(
+        app, handle_signals=False, shutdown_timeout=config.shutdown_timeout_s, access_log=None
+    )
+    await runner.setup()
+    site = web.TCPSite(runner, config.host, config.port, reuse_address=True)
+    await site.start()
+    print(f"tidemark listening on http://{config.host}:{config.port}", file=sys.stderr, flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down")
+    await runner.cleanup()
+
+
+def run(args: argparse.Namespace) -> int:
+    from storage.db import Storage, StorageOptions
+
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    host, port = args.listen
+    config = ServerConfig(
+        host=host,
+        port=port,
+        data_dir=Path(args.data_dir),
+        max_body_bytes=args.max_body_bytes,
+        max_decompressed_bytes=args.max_decompressed_bytes,
+        ingest_threads=args.ingest_threads,
+    )
+    options = StorageOptions(fsync=args.fsync, retention_ms=args.retention)
+    storage = Storage.open(config.data_dir, options)
+    # Millions of long-lived label tuples make the cyclic GC's full passes expensive and
+    # they never form cycles: move what exists at start out of its reach, collect young less often.
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
+    try:
+        asyncio.run(serve(config, storage))
+    finally:
+        storage.flush()
+        storage.close()
+        log.info("storage flushed and closed")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="run the HTTP server (ingest + Prometheus API)")
+    p.add_argument(
+        "--listen",
+        type=parse_listen,
+        default=(DEFAULT_HOST, DEFAULT_PORT),
+        metavar="HOST:PORT",
+        help=f"address to listen on (default {DEFAULT_HOST}:{DEFAULT_PORT})",
+    )
+    p.add_argument("--data-dir", default="./data", help="storage directory (default ./data)")
+    p.add_argument("--fsync", action="store_true", help="fsync the WAL before acknowledging writes")
+    p.add_argument(
+        "--retention",
+        type=_duration_ms,
+        default=None,
+        metavar="DURATION",
+        help="delete blocks older than this (e.g. 15d); default keeps everything",
+    )
+    defaults = ServerConfig()
+    p.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=defaults.max_body_bytes,
+        help="largest request body as sent (413 above)",
+    )
+    p.add_argument(
+        "--max-decompressed-bytes",
+        type=int,
+        default=defaults.max_decompressed_bytes,
+        help="largest body after decompression (413 above)",
+    )
+    p.add_argument("--ingest-threads", type=int, default=defaults.ingest_threads)
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.set_defaults(func=run)

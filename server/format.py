@@ -1,0 +1,290 @@
+"""Prometheus' JSON forms for query results and for the parsed AST (``/api/v1/parse_query``).
+
+Values are strings formatted as Prometheus' ``jsonutil.MarshalFloat`` does: Go's
+``strconv.FormatFloat(v, 'f', -1, 64)`` (shortest round-trip digits), switching to the ``'e'``
+form below 1e-6 and from 1e21, and ``+Inf``/``-Inf``/``NaN``. Timestamps are float seconds
+written like ``jsonutil.MarshalTimestamp``: integer seconds, then ``.`` and the three millisecond
+digits when they are not zero (``1.500``, ``0.005``). The result body is assembled as text so
+these spellings reach the client byte for byte (a JSON library would re-spell the numbers).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import orjson
+
+from planner.result import QueryResult, SeriesResult
+from promql.ast import (
+    AggregateExpr,
+    BinaryExpr,
+    Call,
+    DurationExpr,
+    Expr,
+    MatrixSelector,
+    NumberLiteral,
+    ParenExpr,
+    StringLiteral,
+    SubqueryExpr,
+    UnaryExpr,
+    VectorSelector,
+)
+from promql.types import ValueType
+from storage.model import Labels
+
+# Go's encoding/json (and jsoniter's standard config) escape these inside strings.
+_HTML_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"})
+
+
+def format_float(f: float) -> str:
+    """Prometheus' sample value spelling (see module docstring)."""
+    if f != f:
+        return "NaN"
+    if f == math.inf:
+        return "+Inf"
+    if f == -math.inf:
+        return "-Inf"
+    r = repr(float(f))
+    a = abs(f)
+    use_e = a != 0 and (a < 1e-6 or a >= 1e21)
+    if "e" not in r:
+        if use_e:  # cannot happen with repr's own cutoffs, kept for clarity
+            return _to_exponent(r)
+        return r[:-2] if r.endswith(".0") else r
+    mantissa, exp_text = r.split("e")
+    exp = int(exp_text)
+    if use_e:
+        return f"{mantissa}e{'-' if exp < 0 else '+'}{abs(exp):02d}"
+    return _to_positional(mantissa, exp)
+
+
+def _to_positional(mantissa: str, exp: int) -> str:
+    sign = "-" if mantissa.startswith("-") else ""
+    digits = mantissa.lstrip("-").replace(".", "")
+    point = 1 + exp  # digits before the decimal point
+    if point <= 0:
+        body = "0." + "0" * (-point) + digits
+    elif point >= len(digits):
+        body = digits + "0" * (point - len(digits))
+    else:
+        body = digits[:point] + "." + digits[point:]
+    return sign + body
+
+
+def _to_exponent(r: str) -> str:
+    return format_float(float(r))
+
+
+def format_timestamp(t_ms: int) -> str:
+    """``jsonutil.MarshalTimestamp``: ``1.5 s`` is written ``1.500``, whole seconds bare."""
+    t = int(t_ms)
+    sign = "-" if t < 0 else ""
+    t = abs(t)
+    whole, frac = divmod(t, 1000)
+    return f"{sign}{whole}" if frac == 0 else f"{sign}{whole}.{frac:03d}"
+
+
+def labels_json(labels: Labels) -> str:
+    """A label set as a JSON object (Go's HTML-safe string escaping)."""
+    return orjson.dumps(dict(labels)).decode().translate(_HTML_ESCAPES)
+
+
+def _points(timestamps: np.ndarray, values: np.ndarray) -> str:
+    ts = [format_timestamp(t) for t in np.asarray(timestamps).tolist()]
+    vs = [format_float(v) for v in np.asarray(values, dtype=np.float64).tolist()]
+    return ",".join(f'[{t},"{v}"]' for t, v in zip(ts, vs, strict=True))
+
+
+def result_json(result: QueryResult, series: Iterable[SeriesResult] | None = None) -> str:
+    """``{"resultType":..,"result":..}`` for a query result (``series`` overrides, for limit)."""
+    rows = list(result.series if series is None else series)
+    kind = result.result_type
+    if kind == ValueType.SCALAR:
+        t, v = result.scalar if result.scalar is not None else (0, math.nan)
+        body = f'[{format_timestamp(t)},"{format_float(v)}"]'
+    elif kind == ValueType.STRING:
+        t, s = result.string if result.string is not None else (0, "")
+        body = f"[{format_timestamp(t)},{_json_string(s)}]"
+    elif kind == ValueType.VECTOR:
+        body = "[" + ",".join(_vector_sample(s) for s in rows if len(s.values)) + "]"
+    else:
+        body = (
+            "["
+            + ",".join(
+                f'{{"metric":{labels_json(s.labels)},"values":[{_points(s.timestamps, s.values)}]}}'
+                for s in rows
+            )
+            + "]"
+        )
+    return f'{{"resultType":"{kind.value}","result":{body}}}'
+
+
+def _vector_sample(s: SeriesResult) -> str:
+    t = format_timestamp(int(s.timestamps[0]))
+    v = format_float(float(s.values[0]))
+    return f'{{"metric":{labels_json(s.labels)},"value":[{t},"{v}"]}}'
+
+
+def _json_string(s: str) -> str:
+    return orjson.dumps(s).decode().translate(_HTML_ESCAPES)
+
+
+def envelope(
+    data_json: str, warnings: list[str] | None = None, infos: list[str] | None = None
+) -> bytes:
+    """``{"status":"success","data":..,"warnings":[..],"infos":[..]}`` around pre-built data."""
+    parts = ['{"status":"success","data":', data_json]
+    if warnings:
+        parts.append(',"warnings":' + orjson.dumps(warnings).decode())
+    if infos:
+        parts.append(',"infos":' + orjson.dumps(infos).decode())
+    parts.append("}")
+    return "".join(parts).encode()
+
+
+# ---------------------------------------------------------------------------------------------
+# /api/v1/parse_query: upstream ``web/api/v1/translate_ast.go``.
+
+
+def translate_ast(node: Expr | None) -> Any:
+    """The JSON tree Prometheus' ``parse_query`` returns for an expression."""
+    if node is None:
+        return None
+    if isinstance(node, AggregateExpr):
+        return {
+            "type": "aggregation",
+            "op": node.op,
+            "expr": translate_ast(node.expr),
+            "param": translate_ast(node.param),
+            "grouping": list(node.grouping),
+            "without": node.without,
+        }
+    if isinstance(node, BinaryExpr):
+        return _translate_binary(node)
+    if isinstance(node, Call):
+        return _translate_call(node)
+    if isinstance(node, MatrixSelector):
+        vs = node.vector_selector
+        return {
+            "type": "matrixSelector",
+            "name": vs.name or "",
+            "range": node.range_ms,
+            "rangeExpr": translate_duration(node.range_expr),
+            **_selector_fields(vs),
+        }
+    if isinstance(node, SubqueryExpr):
+        return {
+            "type": "subquery",
+            "expr": translate_ast(node.expr),
+            "range": node.range_ms,
+            "rangeExpr": translate_duration(node.range_expr),
+            "offset": node.offset_ms,
+            "offsetExpr": translate_duration(node.offset_expr),
+            "step": node.step_ms,
+            "stepExpr": translate_duration(node.step_expr),
+            "timestamp": node.timestamp_ms,
+            "startOrEnd": node.start_or_end,
+        }
+    if isinstance(node, DurationExpr):
+        return translate_duration(node)
+    if isinstance(node, NumberLiteral):
+        return {"type": "numberLiteral", "val": _go_f(node.value)}
+    if isinstance(node, ParenExpr):
+        return {"type": "parenExpr", "expr": translate_ast(node.expr)}
+    if isinstance(node, StringLiteral):
+        return {"type": "stringLiteral", "val": node.value}
+    if isinstance(node, UnaryExpr):
+        return {"type": "unaryExpr", "op": node.op, "expr": translate_ast(node.expr)}
+    if isinstance(node, VectorSelector):
+        return {"type": "vectorSelector", "name": node.name or "", **_selector_fields(node)}
+    raise TypeError(f"unsupported node type {type(node).__name__}")
+
+
+def _selector_fields(vs: VectorSelector) -> dict[str, Any]:
+    return {
+        "offset": vs.offset_ms,
+        "offsetExpr": translate_duration(vs.offset_expr),
+        "matchers": [{"name": m.name, "value": m.value, "type": m.type.value} for m in vs.matchers],
+        "timestamp": vs.timestamp_ms,
+        "startOrEnd": vs.start_or_end,
+        "anchored": vs.anchored,
+        "smoothed": vs.smoothed,
+    }
+
+
+def _translate_binary(node: BinaryExpr) -> dict[str, Any]:
+    matching = None
+    m = node.matching
+    if m is not None:
+        fill = getattr(m, "fill_values", None) or getattr(node, "fill_values", None)
+        lhs = getattr(fill, "lhs", None) if fill is not None else None
+        rhs = getattr(fill, "rhs", None) if fill is not None else None
+        matching = {
+            "card": m.card.value,
+            "labels": list(m.matching_labels),
+            "on": m.on,
+            "include": list(m.include),
+            "fillValues": {"lhs": lhs, "rhs": rhs},
+        }
+    return {
+        "type": "binaryExpr",
+        "op": node.op,
+        "lhs": translate_ast(node.lhs),
+        "rhs": translate_ast(node.rhs),
+        "matching": matching,
+        "bool": node.return_bool,
+    }
+
+
+def _translate_call(node: Call) -> dict[str, Any]:
+    from udfs.registry import get_function
+
+    spec = get_function(node.func)
+    return {
+        "type": "call",
+        "func": {
+            "name": node.func,
+            "argTypes": [t.value for t in spec.arg_types] if spec else [],
+            "variadic": spec.variadic if spec else 0,
+            "returnType": (spec.return_type if spec else node.return_type).value,
+        },
+        "args": [translate_ast(a) for a in node.args],
+    }
+
+
+def translate_duration(node: Expr | None) -> Any:
+    """``translateDurationExpr``: duration arithmetic nodes and their number leaves."""
+    if node is None:
+        return None
+    if isinstance(node, DurationExpr):
+        if node.op == "()":
+            inner = translate_duration(node.rhs if node.rhs is not None else node.lhs)
+            if isinstance(inner, dict) and inner.get("type") == "durationExpr":
+                return {**inner, "wrapped": True}
+            return inner
+        return {
+            "type": "durationExpr",
+            "op": node.op,
+            "lhs": translate_duration(node.lhs),
+            "rhs": translate_duration(node.rhs),
+            "wrapped": False,
+        }
+    if isinstance(node, NumberLiteral):
+        return {"type": "numberLiteral", "val": _go_f(node.value), "duration": node.duration}
+    return translate_ast(node)
+
+
+def _go_f(f: float) -> str:
+    """``strconv.FormatFloat(f, 'f', -1, 64)`` (no exponent form at all)."""
+    if f != f:
+        return "NaN"
+    if math.isinf(f):
+        return "+Inf" if f > 0 else "-Inf"
+    r = repr(float(f))
+    if "e" in r:
+        mantissa, exp = r.split("e")
+        return _to_positional(mantissa, int(exp))
+    return r[:-2] if r.endswith(".0") else r

@@ -1,0 +1,114 @@
+"""Tidemark's own metrics for ``/metrics``, rendered in Prometheus text format 0.0.4.
+
+Counters are updated on the event loop (after the worker thread returns), so a plain dict is
+enough. Storage gauges and counters are read from ``Storage.stats()`` at scrape time.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+_STORAGE_METRICS: dict[str, tuple[str, str, str]] = {
+    # stats key: (metric name, type, help)
+    "series": ("tidemark_storage_series", "gauge", "Series in the label index."),
+    "head_samples": ("tidemark_storage_head_samples", "gauge", "Samples in the in-memory head."),
+    "blocks": ("tidemark_storage_blocks", "gauge", "Persisted blocks."),
+    "block_samples": ("tidemark_storage_block_samples", "gauge", "Samples in persisted blocks."),
+    "block_bytes": ("tidemark_storage_block_bytes", "gauge", "Bytes of persisted blocks on disk."),
+    "wal_bytes": ("tidemark_storage_wal_bytes", "gauge", "Bytes of write-ahead log on disk."),
+    "samples_appended": (
+        "tidemark_storage_samples_appended_total",
+        "counter",
+        "Samples appended to the store.",
+    ),
+    "compactions": ("tidemark_storage_compactions_total", "counter", "Block compactions run."),
+    "compaction_seconds": (
+        "tidemark_storage_compaction_seconds_total",
+        "counter",
+        "Time spent compacting blocks.",
+    ),
+    "blocks_cut": ("tidemark_storage_blocks_cut_total", "counter", "Blocks cut from the head."),
+    "blocks_deleted": (
+        "tidemark_storage_blocks_deleted_total",
+        "counter",
+        "Blocks deleted by retention.",
+    ),
+    "wal_truncated_bytes": (
+        "tidemark_storage_wal_truncated_bytes",
+        "gauge",
+        "Bytes of torn WAL tail truncated at the last start.",
+    ),
+}
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _fmt(v: float) -> str:
+    return repr(int(v)) if float(v).is_integer() and abs(v) < 2**53 else repr(float(v))
+
+
+@dataclass
+class ServerMetrics:
+    start_time: float = field(default_factory=time.time)
+    samples_ingested: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    bytes_ingested: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    requests_ingested: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    rejected: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+
+    def ingested(self, fmt: str, samples: int, body_bytes: int) -> None:
+        self.samples_ingested[fmt] += samples
+        self.bytes_ingested[fmt] += body_bytes
+        self.requests_ingested[fmt] += 1
+
+    def reject(self, reason: str) -> None:
+        self.rejected[reason] += 1
+
+    def render(self, storage_stats: dict[str, float]) -> str:
+        out: list[str] = []
+
+        def family(name: str, kind: str, help_: str, rows: list[tuple[str, float]]) -> None:
+            out.append(f"# HELP {name} {help_}")
+            out.append(f"# TYPE {name} {kind}")
+            out.extend(f"{name}{labels} {_fmt(v)}" for labels, v in rows)
+
+        def by(label: str, d: dict[str, float]) -> list[tuple[str, float]]:
+            return [(f'{{{label}="{_escape(k)}"}}', v) for k, v in sorted(d.items())]
+
+        family(
+            "tidemark_ingest_samples_total",
+            "counter",
+            "Samples accepted, by ingest format.",
+            by("format", self.samples_ingested),
+        )
+        family(
+            "tidemark_ingest_bytes_total",
+            "counter",
+            "Request body bytes accepted (as received), by ingest format.",
+            by("format", self.bytes_ingested),
+        )
+        family(
+            "tidemark_ingest_requests_total",
+            "counter",
+            "Ingest requests accepted, by ingest format.",
+            by("format", self.requests_ingested),
+        )
+        family(
+            "tidemark_requests_rejected_total",
+            "counter",
+            "Requests rejected with a client error, by reason.",
+            by("reason", self.rejected),
+        )
+        for key, (name, kind, help_) in _STORAGE_METRICS.items():
+            if key in storage_stats:
+                family(name, kind, help_, [("", storage_stats[key])])
+        family(
+            "tidemark_start_time_seconds",
+            "gauge",
+            "Start time of the process since the Unix epoch in seconds.",
+            [("", self.start_time)],
+        )
+        return "\n".join(out) + "\n"

@@ -1,0 +1,109 @@
+"""Ingest endpoints: remote write, VictoriaMetrics JSON-lines import, text exposition import.
+
+Each request is decoded and appended in the ingest thread pool (never on the event loop), and is
+answered only after ``Storage.append`` returned, i.e. after the batch is in the WAL (and fsynced
+when configured) and the listeners ran. Any error rejects the whole request and stores nothing:
+decoders build the complete batch before ``append``, which validates it fully before writing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from aiohttp import web
+
+from promql.errors import BadDataError
+from server.body import read_body
+from server.compression import decompress
+from server.config import CONFIG, INGEST_POOL, metrics_of, storage_of
+from server.decode_remote_write import RemoteWriteDecoder
+from server.decode_text import decode_text
+from server.decode_vm_import import decode_vm_import
+from server.errors import IngestRejected, UnsupportedMediaTypeError
+from server.timeparse import time_param
+from storage.model import SampleBatch
+
+DECODER = web.AppKey("tidemark_rw_decoder", RemoteWriteDecoder)
+
+
+def _media_type(request: web.Request) -> str:
+    return request.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+
+
+async def _ingest(request: web.Request, fmt: str, decode: Callable[[bytes], SampleBatch]) -> int:
+    """Read the body, then decode + append in the ingest pool; returns the sample count."""
+    config = request.app[CONFIG]
+    body = await read_body(request, config.max_body_bytes)
+    storage = storage_of(request.app)
+
+    def work() -> int:
+        batch = decode(body)
+        try:
+            storage.append(batch)
+        except BadDataError as err:
+            if isinstance(err, IngestRejected):
+                raise
+            raise IngestRejected(err.message, "storage_validation") from err
+        return len(batch)
+
+    loop = asyncio.get_running_loop()
+    n = await loop.run_in_executor(request.app[INGEST_POOL], work)
+    metrics_of(request.app).ingested(fmt, n, len(body))
+    return n
+
+
+def _encoding(request: web.Request, default: str) -> str:
+    return request.headers.get("Content-Encoding", default) or default
+
+
+async def remote_write(request: web.Request) -> web.Response:
+    """Prometheus remote write 1.0: snappy (or zstd, as vmagent sends) protobuf, 204 when stored."""
+    media = _media_type(request)
+    if media not in ("", "application/x-protobuf"):
+        raise UnsupportedMediaTypeError(
+            f"unsupported Content-Type {media!r} for remote write (want application/x-protobuf)"
+        )
+    encoding = _encoding(request, "snappy")
+    limit = request.app[CONFIG].max_decompressed_bytes
+    decoder = request.app[DECODER]
+    await _ingest(request, "remote_write", lambda b: decoder.decode(decompress(b, encoding, limit)))
+    return web.Response(status=204)
+
+
+async def vm_import(request: web.Request) -> web.Response:
+    """VictoriaMetrics ``/api/v1/import``: JSON lines, or a protobuf WriteRequest by Content-Type."""
+    limit = request.app[CONFIG].max_decompressed_bytes
+    if _media_type(request) == "application/x-protobuf":
+        encoding = _encoding(request, "snappy")
+        decoder = request.app[DECODER]
+        await _ingest(
+            request, "import_protobuf", lambda b: decoder.decode(decompress(b, encoding, limit))
+        )
+    else:
+        encoding = _encoding(request, "identity")
+        await _ingest(
+            request, "import_json", lambda b: decode_vm_import(decompress(b, encoding, limit))
+        )
+    return web.Response(status=204)
+
+
+async def text_import(request: web.Request) -> web.Response:
+    """Prometheus text exposition; samples without a timestamp get the arrival time."""
+    limit = request.app[CONFIG].max_decompressed_bytes
+    encoding = _encoding(request, "identity")
+    now_ms = time.time_ns() // 1_000_000
+    if "timestamp" in request.query:
+        now_ms = time_param(request.query["timestamp"], "timestamp", now_ms)
+    await _ingest(
+        request, "import_text", lambda b: decode_text(decompress(b, encoding, limit), now_ms)
+    )
+    return web.Response(status=204)
+
+
+def setup(app: web.Application) -> None:
+    app[DECODER] = RemoteWriteDecoder(app[CONFIG].max_cached_series)
+    app.router.add_post("/api/v1/write", remote_write)
+    app.router.add_post("/api/v1/import", vm_import)
+    app.router.add_post("/api/v1/import/prometheus", text_import)
