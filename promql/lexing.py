@@ -1,0 +1,357 @@
+"""Literal handling with Go's and Prometheus' exact semantics: strings, numbers, durations.
+
+Prometheus lexes with Go rules (``strconv``, ``model.ParseDuration``, ``model.Duration.String``);
+these helpers reproduce them so that values and error wording match. ``LiteralError`` carries
+the message Prometheus prints, without position: the parser adds that.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from decimal import Decimal
+
+_INT64_MAX = (1 << 63) - 1
+
+
+class LiteralError(ValueError):
+    """A malformed literal; ``str()`` is Prometheus' message."""
+
+
+# --- strings ---------------------------------------------------------------------------------
+
+_SIMPLE_ESCAPES = {
+    "a": "\a",
+    "b": "\b",
+    "f": "\f",
+    "n": "\n",
+    "r": "\r",
+    "t": "\t",
+    "v": "\v",
+    "\\": "\\",
+}
+_HEX = "0123456789abcdefABCDEF"
+
+
+def go_rune(ch: str) -> str:
+    """Go's ``%#U`` of a rune, e.g. ``U+0063 'c'``."""
+    return f"U+{ord(ch):04X} '{ch}'"
+
+
+def unquote(literal: str) -> str:
+    """Value of a quoted PromQL string (``"..."``, ``'...'`` or raw ```...```)."""
+    quote = literal[0]
+    body = literal[1:-1]
+    if quote == "`":
+        return body
+    if "\\" not in body:
+        return body
+    out = bytearray()
+    i = 0
+    n = len(body)
+    while i < n:
+        ch = body[i]
+        if ch != "\\":
+            out += ch.encode("utf-8", "surrogateescape")
+            i += 1
+            continue
+        i += 1
+        if i >= n:
+            raise LiteralError("escape sequence not terminated")
+        esc = body[i]
+        i += 1
+        if esc in _SIMPLE_ESCAPES:
+            out += _SIMPLE_ESCAPES[esc].encode()
+        elif esc == quote:
+            out += esc.encode()
+        elif esc in "01234567":
+            digits, i = _take_digits(body, i - 1, 3, "01234567")
+            value = int(digits, 8)
+            if value > 255:
+                raise LiteralError("escape sequence is an invalid Unicode code point")
+            out.append(value)
+        elif esc in "xuU":
+            width = {"x": 2, "u": 4, "U": 8}[esc]
+            digits, i = _take_digits(body, i, width, _HEX)
+            value = int(digits, 16)
+            if esc == "x":
+                out.append(value)
+            elif value > 0x10FFFF or 0xD800 <= value < 0xE000:
+                raise LiteralError("escape sequence is an invalid Unicode code point")
+            else:
+                out += chr(value).encode()
+        else:
+            raise LiteralError(f"unknown escape sequence {go_rune(esc)}")
+    return out.decode("utf-8", "surrogateescape")
+
+
+def _take_digits(body: str, start: int, width: int, valid: str) -> tuple[str, int]:
+    digits = body[start : start + width]
+    for ch in digits:
+        if ch not in valid:
+            raise LiteralError(f"illegal character {go_rune(ch)} in escape sequence")
+    if len(digits) < width:
+        raise LiteralError("escape sequence not terminated")
+    return digits, start + width
+
+
+_GO_ESCAPES = {
+    "\a": "\\a",
+    "\b": "\\b",
+    "\f": "\\f",
+    "\n": "\\n",
+    "\r": "\\r",
+    "\t": "\\t",
+    "\v": "\\v",
+    "\\": "\\\\",
+    '"': '\\"',
+}
+
+
+def go_quote(value: str) -> str:
+    """Go's ``strconv.Quote``: double quotes, Go escapes, printable Unicode kept as is."""
+    parts = ['"']
+    for ch in value:
+        code = ord(ch)
+        if ch in _GO_ESCAPES:
+            parts.append(_GO_ESCAPES[ch])
+        elif 0xDC80 <= code <= 0xDCFF:  # an invalid UTF-8 byte kept by surrogateescape
+            parts.append(f"\\x{code - 0xDC00:02x}")
+        elif ch == " " or (ch.isprintable() and not ch.isspace()):
+            parts.append(ch)
+        elif code < 0x20 or code == 0x7F:
+            parts.append(f"\\x{code:02x}")
+        elif code < 0x10000:
+            parts.append(f"\\u{code:04x}")
+        else:
+            parts.append(f"\\U{code:08x}")
+    parts.append('"')
+    return "".join(parts)
+
+
+def go_quote_truncated(value: str, limit: int) -> str:
+    """Go's ``%.<limit>q``: the first ``limit`` runes, quoted."""
+    return go_quote(value[:limit])
+
+
+def go_rune_quote(ch: str) -> str:
+    """Go's ``%q`` of a rune: ``'x'``."""
+    if ch == "'":
+        return "'\\''"
+    inner = go_quote(ch)[1:-1]
+    return "'" + inner.replace('\\"', '"') + "'"
+
+
+# --- numbers ---------------------------------------------------------------------------------
+
+_OCTAL = re.compile(r"0[0-7_]+")
+
+
+def parse_number(text: str) -> float:
+    """Value of a NUMBER token as Prometheus computes it (``ParseInt(s, 0, 64)``, then float)."""
+    low = text.lower()
+    if low == "inf":
+        return math.inf
+    if low == "nan":
+        return math.nan
+    value: int | None = None
+    try:
+        value = int(text[1:].lstrip("_") or "0", 8) if _OCTAL.fullmatch(text) else int(text, 0)
+    except ValueError:
+        value = None
+    if value is not None and value <= _INT64_MAX:
+        return float(value)
+    try:
+        result = float(text)
+    except ValueError as exc:
+        raise LiteralError(
+            f'error parsing number: strconv.ParseFloat: parsing "{text}": invalid syntax'
+        ) from exc
+    if math.isinf(result):
+        raise LiteralError(
+            f'error parsing number: strconv.ParseFloat: parsing "{text}": value out of range'
+        )
+    return result
+
+
+def format_number(value: float) -> str:
+    """Go's ``strconv.FormatFloat(v, 'f', -1, 64)`` as Prometheus prints number literals."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if value == 0:
+        return "-0" if math.copysign(1.0, value) < 0 else "0"
+    if value.is_integer() and abs(value) < 1e16:
+        return str(int(value))
+    text = format(Decimal(repr(value)), "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text
+
+
+# --- durations -------------------------------------------------------------------------------
+
+_UNITS: dict[str, tuple[int, int]] = {  # unit -> (order, milliseconds)
+    "y": (1, 365 * 24 * 3600 * 1000),
+    "w": (2, 7 * 24 * 3600 * 1000),
+    "d": (3, 24 * 3600 * 1000),
+    "h": (4, 3600 * 1000),
+    "m": (5, 60 * 1000),
+    "s": (6, 1000),
+    "ms": (7, 1),
+}
+_DURATION_PART = re.compile(r"([0-9]+)([^0-9]*)")
+_MAX_NS = (1 << 63) - 1
+
+
+def parse_duration_ms(text: str) -> int:
+    """``model.ParseDuration`` in integer milliseconds, with its error wording."""
+    if text == "0":
+        return 0
+    if text == "":
+        raise LiteralError("empty duration string")
+    total_ns = 0
+    last_order = 0
+    pos = 0
+    while pos < len(text):
+        match = _DURATION_PART.match(text, pos)
+        if match is None or not match.group(2):
+            raise LiteralError(f'not a valid duration string: "{text}"')
+        unit = match.group(2)
+        if unit not in _UNITS:
+            raise LiteralError(f'unknown unit "{unit}" in duration "{text}"')
+        order, mult_ms = _UNITS[unit]
+        if order <= last_order:
+            raise LiteralError(f'not a valid duration string: "{text}"')
+        last_order = order
+        mult_ns = mult_ms * 1_000_000
+        count = int(match.group(1))
+        if count > (1 << 63) // mult_ns:
+            raise LiteralError("duration out of range")
+        total_ns += count * mult_ns
+        if total_ns > _MAX_NS:
+            raise LiteralError("duration out of range")
+        pos = match.end()
+    return total_ns // 1_000_000
+
+
+_FORMAT_UNITS = (
+    ("y", 365 * 24 * 3600 * 1000, True),
+    ("w", 7 * 24 * 3600 * 1000, True),
+    ("d", 24 * 3600 * 1000, False),
+    ("h", 3600 * 1000, False),
+    ("m", 60 * 1000, False),
+    ("s", 1000, False),
+    ("ms", 1, False),
+)
+
+
+def format_duration_ms(ms: int) -> str:
+    """``model.Duration.String()``: ``1h30m``, ``90d`` rather than ``12w6d``, ``0s`` for zero."""
+    if ms == 0:
+        return "0s"
+    parts = []
+    for unit, mult, exact in _FORMAT_UNITS:
+        if exact and ms % mult != 0:
+            continue
+        count = ms // mult
+        if count > 0:
+            parts.append(f"{count}{unit}")
+            ms -= count * mult
+    return "".join(parts)
+
+
+def seconds_to_ms(seconds: float) -> int:
+    """Go's ``time.Duration(math.Round(s * 1e9))`` truncated to milliseconds."""
+    ns = round(seconds * 1e9) if abs(seconds) < 9.3e9 else int(seconds * 1e9)
+    return int(ns / 1_000_000) if ns < 0 else ns // 1_000_000
+
+
+def duration_out_of_range(seconds: float) -> bool:
+    return seconds > (1 << 63) / 1e9 or seconds < -(1 << 63) / 1e9
+
+
+# --- lexer error prefixes --------------------------------------------------------------------
+
+
+def _is_alnum(ch: str) -> bool:
+    return ch == "_" or ("a" <= ch <= "z") or ("A" <= ch <= "Z") or ("0" <= ch <= "9")
+
+
+def bad_number_prefix(text: str, start: int) -> str:
+    """The text Prometheus' lexer consumed before failing on a malformed number or duration.
+
+    Only used to word ``bad number or duration syntax: "<prefix>"`` the way Prometheus does.
+    """
+    pos = _scan_number_fail_pos(text, start)
+    # acceptRemainingDuration: unit letters, then (digits unit)*, then one more rune is read.
+    if pos < len(text) and text[pos] in "smhdwy":
+        pos += 1
+        if pos < len(text) and text[pos] == "s":
+            pos += 1
+        while pos < len(text) and text[pos].isdigit():
+            while pos < len(text) and text[pos].isdigit():
+                pos += 1
+            if pos < len(text) and text[pos] in "smhdw":
+                pos += 1
+                if pos < len(text) and text[pos] == "s":
+                    pos += 1
+            else:
+                return text[start : min(pos + 1, len(text))]
+        pos += 1
+    return text[start : min(pos, len(text))]
+
+
+def _scan_number_fail_pos(text: str, pos: int) -> int:
+    """Where Prometheus' ``scanNumber`` stops (the runes it accepted)."""
+    n = len(text)
+    digits = "0123456789"
+    if text.startswith(("0x", "0X"), pos):
+        pos += 2
+        if pos < n and text[pos] == "_":
+            pos += 1
+        digits = "0123456789abcdefABCDEF"
+    if pos < n and text[pos] == ".":
+        pos += 1
+    if pos < n and text[pos] in digits:
+        pos += 1
+    dot = exp = False
+    while pos < n and text[pos] in digits + "._eE":
+        ch = text[pos]
+        if ch == "." and dot:
+            return pos + 1
+        if ch in "eE" and exp and digits == "0123456789":
+            return pos + 1
+        if ch == ".":
+            dot = True
+            pos += 1
+            if pos < n and text[pos] in "_.":
+                return pos + 1
+            if len(digits) > 10:
+                return pos
+            continue
+        if ch in "eE" and digits == "0123456789":
+            exp = True
+            pos += 1
+            if pos < n and text[pos] in "+-":
+                pos += 1
+            if pos >= n:
+                return pos
+            if text[pos] in "._eE":
+                return pos + 1
+            continue
+        if ch == "_":
+            pos += 1
+            if pos >= n:
+                return pos
+            if text[pos] in "._eE":
+                return pos + 1
+            continue
+        while pos < n and text[pos] in digits:
+            pos += 1
+    return pos
+
+
+def is_alnum(ch: str) -> bool:
+    return _is_alnum(ch)

@@ -1,0 +1,310 @@
+"""Turning lark's syntax errors into Prometheus' parse error wording and positions.
+
+Prometheus reports lexer errors (``unclosed left parenthesis``, ``unexpected character inside
+braces: '*'``, ``bad number or duration syntax: "5mm"``) and grammar errors
+(``unexpected <by>``, ``unexpected identifier "b" in label matching, expected string``). lark
+only tells us the offending character or token and the terminals it expected; the lexical
+context (open parentheses, braces, brackets) is recovered by rescanning the text before it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lark import Token
+from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
+
+from promql import lexing
+from promql.ast import PosRange
+
+
+class SemanticError(Exception):
+    """An error raised while building or checking the AST; ``message`` is Prometheus' text."""
+
+    def __init__(self, message: str, pos: PosRange) -> None:
+        super().__init__(message)
+        self.message = message
+        self.pos = pos
+
+
+_KEYWORDS = frozenset(
+    [
+        "BOOL",
+        "BY",
+        "GROUP_LEFT",
+        "GROUP_RIGHT",
+        "FILL",
+        "FILL_LEFT",
+        "FILL_RIGHT",
+        "IGNORING",
+        "OFFSET",
+        "SMOOTHED",
+        "ANCHORED",
+        "ON",
+        "WITHOUT",
+    ]
+)
+_OPERATORS = frozenset(
+    [
+        "ADD",
+        "DIV",
+        "EQLC",
+        "EQL_REGEX",
+        "GTE",
+        "GTR",
+        "LAND",
+        "LOR",
+        "LSS",
+        "LTE",
+        "LUNLESS",
+        "MOD",
+        "MUL",
+        "NEQ",
+        "NEQ_REGEX",
+        "POW",
+        "SUB",
+        "AT",
+        "ATAN2",
+    ]
+)
+_AGGREGATORS = frozenset(
+    [
+        "AVG",
+        "BOTTOMK",
+        "COUNT",
+        "COUNT_VALUES",
+        "GROUP",
+        "MAX",
+        "MIN",
+        "QUANTILE",
+        "STDDEV",
+        "STDVAR",
+        "SUM",
+        "TOPK",
+        "LIMITK",
+        "LIMIT_RATIO",
+    ]
+)
+_VALUE_KINDS = {
+    "IDENTIFIER": "identifier",
+    "METRIC_IDENTIFIER": "metric identifier",
+    "STRING": "string",
+    "NUMBER": "number",
+    "DURATION": "duration",
+}
+_MATCH_OPS = frozenset({"EQL", "NEQ", "EQL_REGEX", "NEQ_REGEX"})
+
+
+@dataclass
+class _Context:
+    """Lexical state just before an offset: what Prometheus' lexer would have open."""
+
+    paren_depth: int = 0
+    brace_open: bool = False
+    bracket_open: bool = False
+
+
+def _scan(text: str, end: int) -> _Context:
+    ctx = _Context()
+    i = 0
+    while i < end:
+        ch = text[i]
+        if ch in "\"'`":
+            close = text.find(ch, i + 1) if ch == "`" else _string_end(text, i)
+            if close < 0:
+                return ctx
+            i = close + 1
+            continue
+        if ch == "#":
+            newline = text.find("\n", i)
+            i = len(text) if newline < 0 else newline
+            continue
+        if ch == "(":
+            ctx.paren_depth += 1
+        elif ch == ")":
+            ctx.paren_depth -= 1
+        elif ch == "{":
+            ctx.brace_open = True
+        elif ch == "}":
+            ctx.brace_open = False
+        elif ch == "[":
+            ctx.bracket_open = True
+        elif ch == "]":
+            ctx.bracket_open = False
+        i += 1
+    return ctx
+
+
+def _string_end(text: str, start: int) -> int:
+    quote = text[start]
+    i = start + 1
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\":
+            i += 2
+            continue
+        if ch == quote:
+            return i
+        if ch == "\n":
+            return -1
+        i += 1
+    return -1
+
+
+def token_desc(tok: Token) -> str:
+    """Prometheus' ``Item.desc()`` of a token, as used in ``unexpected ...`` messages."""
+    value = str(tok)
+    if tok.type in _KEYWORDS:
+        return f"<{value}>"
+    if tok.type in _OPERATORS:
+        return f"<op:{value}>"
+    if tok.type in _AGGREGATORS:
+        return f"<aggr:{value}>"
+    kind = _VALUE_KINDS.get(tok.type)
+    if kind in ("identifier", "metric identifier"):
+        return f"{kind} {lexing.go_quote(value)}"
+    if len(value) > 10:
+        quoted = lexing.go_quote_truncated(value, 10) + "..."
+    else:
+        quoted = lexing.go_quote(value)
+    return f"{kind} {quoted}" if kind else quoted
+
+
+def translate(text: str, exc: UnexpectedInput) -> tuple[str, PosRange]:
+    """Prometheus' message and position for a lark syntax error."""
+    if isinstance(exc, UnexpectedCharacters):
+        return _bad_character(text, exc.pos_in_stream)
+    assert isinstance(exc, UnexpectedToken)
+    tok: Token = exc.token
+    if tok.type == "$END":
+        return _unexpected_end(text, set(exc.expected))
+    start = tok.start_pos
+    ctx = _scan(text, start)
+    pos = PosRange(start, tok.end_pos)
+    if tok.type == "RPAREN" and ctx.paren_depth <= 0:
+        return "unexpected right parenthesis ')'", PosRange(tok.end_pos, len(text))
+    if tok.type == "RBRACE" and not ctx.brace_open:
+        return "unexpected character: '}'", PosRange(start, len(text))
+    if tok.type == "RBRACKET" and not ctx.bracket_open:
+        return "unexpected right bracket ']'", PosRange(tok.end_pos, len(text))
+    if tok.type == "LBRACKET" and ctx.bracket_open:
+        return "unexpected left bracket '['", PosRange(tok.end_pos, len(text))
+    if tok.type == "LBRACE" and ctx.brace_open:
+        return "unexpected left brace '{'", PosRange(tok.end_pos, len(text))
+    if tok.type in ("EQL_REGEX", "NEQ_REGEX") and not ctx.brace_open:
+        return f"unexpected character after '{text[start]}': '~'", PosRange(start, len(text))
+    if tok.type in ("EQL", "NEQ") and ctx.bracket_open:
+        return _bad_character(text, start)
+    if ctx.bracket_open and tok.type not in _DURATION_TOKENS:
+        return _bad_character(text, start)
+    context = _context_phrase(text, start, set(exc.expected), ctx)
+    return f"unexpected {token_desc(tok)}{context}", pos
+
+
+_DURATION_TOKENS = frozenset(
+    [
+        "NUMBER",
+        "DURATION",
+        "ADD",
+        "SUB",
+        "MUL",
+        "DIV",
+        "MOD",
+        "POW",
+        "LPAREN",
+        "RPAREN",
+        "COLON",
+        "RBRACKET",
+        "COMMA",
+        "STEP",
+        "RANGE",
+        "MIN_OF",
+        "MAX_OF",
+    ]
+)
+
+
+def _previous_token_text(text: str, start: int) -> str:
+    before = text[:start].rstrip()
+    if not before:
+        return ""
+    if before[-1] in "[:@(,":
+        return before[-1]
+    word_start = len(before)
+    while word_start > 0 and (lexing.is_alnum(before[word_start - 1])):
+        word_start -= 1
+    return before[word_start:].lower()
+
+
+def _context_phrase(text: str, start: int, expected: set[str], ctx: _Context) -> str:
+    prev = _previous_token_text(text, start)
+    if ctx.brace_open:
+        if expected == {"STRING"}:
+            return " in label matching, expected string"
+        if expected <= _MATCH_OPS:
+            return " in label matching, expected label matching operator"
+        if expected == {"COMMA", "RBRACE"}:
+            return ' in label matching, expected "," or "}"'
+        return ' in label matching, expected identifier or "}"'
+    if prev == "offset":
+        return " in offset, expected number, duration, step(), or range()"
+    if prev == "@":
+        return " in @, expected timestamp"
+    if prev == "[":
+        return " in subquery or range selector, expected number, duration, step(), or range()"
+    if "BOOL" in expected and "IDENTIFIER" in expected and "RPAREN" in expected:
+        return " in grouping opts, expected label"
+    if "BOOL" in expected and "IDENTIFIER" in expected and "LPAREN" not in expected:
+        return " in grouping opts, expected label"
+    if expected == {"COMMA", "RPAREN"} and prev not in ("(", ","):
+        return ' in grouping opts, expected "," or ")"'
+    if expected == {"LPAREN"} and prev in ("by", "without", "on", "ignoring"):
+        return ' in grouping opts, expected "("'
+    return ""
+
+
+def _unexpected_end(text: str, expected: set[str]) -> tuple[str, PosRange]:
+    end = len(text)
+    ctx = _scan(text, end)
+    pos = PosRange(end, end)
+    if ctx.brace_open:
+        return "unexpected end of input inside braces", pos
+    if ctx.bracket_open:
+        return "unexpected end of input in duration expression", pos
+    if ctx.paren_depth > 0:
+        return "unclosed left parenthesis", pos
+    return f"unexpected end of input{_context_phrase(text, end, expected, ctx)}", pos
+
+
+def _bad_character(text: str, pos: int) -> tuple[str, PosRange]:
+    ch = text[pos]
+    ctx = _scan(text, pos)
+    nxt = text[pos + 1] if pos + 1 < len(text) else ""
+    rest = PosRange(pos, len(text))
+    if ch in "\"'":
+        return "unterminated quoted string", rest
+    if ch == "`":
+        return "unterminated raw string", rest
+    if ctx.brace_open:
+        if ch == "!" and nxt not in "=~":
+            return f"unexpected character after '!' inside braces: {_rune(nxt)}", rest
+        if ch == "{":
+            return "unexpected left brace '{'", rest
+        return f"unexpected character inside braces: {lexing.go_rune_quote(ch)}", rest
+    if ch.isdigit() or (ch == "." and nxt.isdigit()):
+        prefix = lexing.bad_number_prefix(text, pos)
+        return f"bad number or duration syntax: {lexing.go_quote(prefix)}", rest
+    if ch == "!":
+        return f"unexpected character after '!': {_rune(nxt)}", rest
+    if ch == "=" and nxt == "~":
+        return "unexpected character after '=': '~'", rest
+    if ctx.bracket_open and (ch.isalpha() or ch == "_"):
+        before = text[:pos].rstrip()
+        if before and lexing.is_alnum(before[-1]):
+            return f"unexpected character: {lexing.go_rune_quote(ch)}, expected ':'", rest
+        return f"unexpected character in duration expression: {lexing.go_rune_quote(ch)}", rest
+    return f"unexpected character: {lexing.go_rune_quote(ch)}", rest
+
+
+def _rune(ch: str) -> str:
+    return lexing.go_rune_quote(ch) if ch else "U+FFFFFFFF"
