@@ -1,0 +1,200 @@
+"""The exact PromQL engine: parse → logical plan → rules → execute → ``QueryResult``.
+
+Used by the HTTP query API, the CLI and the conformance runner. Errors are ``promql.errors``
+exceptions carrying Prometheus' ``errorType``; annotations go to ``warnings`` / ``infos``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from planner.executor import Executor
+from planner.explain import Explained, explain_json, explain_text
+from planner.labels import finalize_names, merge_same_labels
+from planner.logical import logical_plan
+from planner.nodes.aggregate import PromAggregate
+from planner.nodes.base import PlanNode
+from planner.nodes.sort import Sort
+from planner.nodes.step_invariant import StepInvariant
+from planner.result import QueryResult, SeriesResult
+from planner.rules import RuleStep, optimize
+from planner.stmt import EvalStmt
+from planner.values import InstantVector, RangeVector, ScalarValue, StringValue, Value
+from promql.ast import Expr
+from promql.errors import BadDataError
+from promql.types import ValueType
+
+if TYPE_CHECKING:
+    from storage.db import Storage
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    lookback_ms: int = 300_000
+    max_samples: int = 50_000_000  # Prometheus' --query.max-samples
+    timeout_s: float = 120.0
+    default_subquery_step_ms: int = 60_000  # subquery without step: the global eval interval
+    delayed_name_removal: bool = False  # Prometheus 3 feature flag; conformance turns it on
+    experimental: bool = False  # experimental functions and syntax
+    precompute: bool = True  # used later by the sketch-rewrite issue
+
+
+@dataclass(frozen=True)
+class Planned:
+    stmt: EvalStmt
+    logical: PlanNode
+    steps: list[RuleStep]
+
+    @property
+    def physical(self) -> PlanNode:
+        return self.steps[-1].plan if self.steps else self.logical
+
+
+class Engine:
+    def __init__(self, storage: Storage, options: EngineOptions | None = None) -> None:
+        self.storage = storage
+        self.options = options or EngineOptions()
+
+    # -- public API -------------------------------------------------------------------------
+
+    def instant_query(
+        self, query: str | Expr, time_ms: int, *, lookback_ms: int | None = None
+    ) -> QueryResult:
+        planned = self.plan(query, time_ms, time_ms, 0, lookback_ms=lookback_ms)
+        return self._run(planned)[0]
+
+    def range_query(
+        self,
+        query: str | Expr,
+        start_ms: int,
+        end_ms: int,
+        step_ms: int,
+        *,
+        lookback_ms: int | None = None,
+    ) -> QueryResult:
+        _check_range(start_ms, end_ms, step_ms)
+        planned = self.plan(query, start_ms, end_ms, step_ms, lookback_ms=lookback_ms, range_=True)
+        return self._run(planned)[0]
+
+    def explain(
+        self,
+        query: str | Expr,
+        start_ms: int,
+        end_ms: int,
+        step_ms: int,
+        *,
+        analyze: bool = False,
+        verbose: bool = False,
+    ) -> Explained:
+        is_range = not (start_ms == end_ms and step_ms <= 1)
+        if is_range:
+            _check_range(start_ms, end_ms, step_ms)
+        planned = self.plan(query, start_ms, end_ms, step_ms, range_=is_range)
+        result, ex = self._run(planned) if analyze else (None, None)
+        args = (planned.stmt, planned.logical, planned.steps, verbose, ex)
+        return Explained(explain_text(*args), explain_json(*args), result, planned.steps)
+
+    # -- planning ---------------------------------------------------------------------------
+
+    def parse(self, query: str | Expr) -> Expr:
+        if not isinstance(query, str):
+            return query
+        from promql.parser import ParserOptions, parse
+
+        return parse(query, ParserOptions(experimental=self.options.experimental))
+
+    def plan(
+        self,
+        query: str | Expr,
+        start_ms: int,
+        end_ms: int,
+        step_ms: int,
+        *,
+        lookback_ms: int | None = None,
+        range_: bool = False,
+    ) -> Planned:
+        expr = self.parse(query)
+        if range_ and expr.type not in (ValueType.SCALAR, ValueType.VECTOR):
+            raise BadDataError(
+                f'invalid expression type "{expr.type.document_name()}" for range query, '
+                "must be Scalar or instant Vector"
+            )
+        lookback = lookback_ms if lookback_ms and lookback_ms > 0 else self.options.lookback_ms
+        stmt = EvalStmt(expr, start_ms, end_ms, step_ms if range_ else 0, lookback)
+        logical = logical_plan(stmt, self.options.default_subquery_step_ms)
+        return Planned(stmt, logical, optimize(logical, stmt.grid))
+
+    # -- execution --------------------------------------------------------------------------
+
+    def _run(self, planned: Planned) -> tuple[QueryResult, Executor]:
+        stmt = planned.stmt
+        ex = Executor(
+            self.storage,
+            self.options,
+            stmt.lookback_ms,
+            time.monotonic() + self.options.timeout_s,
+        )
+        grid = stmt.grid
+        value = ex.run(planned.physical, grid)
+        result = _to_result(value, grid.times(), stmt, _is_ordered(planned.physical))
+        result.warnings.extend(ex.warnings)
+        result.infos.extend(ex.infos)
+        return result, ex
+
+
+def _check_range(start_ms: int, end_ms: int, step_ms: int) -> None:
+    if end_ms < start_ms:
+        raise BadDataError("end timestamp must not be before start time")
+    if step_ms <= 0:
+        raise BadDataError(
+            "zero or negative query resolution step widths are not accepted. Try a positive integer"
+        )
+
+
+def _is_ordered(plan: PlanNode) -> bool:
+    while isinstance(plan, StepInvariant):
+        plan = plan.input
+    if isinstance(plan, Sort):
+        return True
+    return isinstance(plan, PromAggregate) and plan.op in ("topk", "bottomk")
+
+
+def _to_result(value: Value, times: np.ndarray, stmt: EvalStmt, ordered: bool) -> QueryResult:
+    instant = stmt.is_instant
+    if isinstance(value, StringValue):
+        return QueryResult(ValueType.STRING, string=(stmt.start_ms, value.value))
+    if isinstance(value, ScalarValue):
+        if instant:
+            return QueryResult(ValueType.SCALAR, scalar=(stmt.start_ms, float(value.values[0])))
+        return QueryResult(ValueType.MATRIX, [SeriesResult((), times.copy(), value.values.copy())])
+    if isinstance(value, RangeVector):
+        return QueryResult(ValueType.MATRIX, _range_series(value))
+    assert isinstance(value, InstantVector)
+    vec = finalize_names(value) if value.drop_name is not None else merge_same_labels(value)
+    series = []
+    for i, labels in enumerate(vec.labels):
+        mask = vec.present[i]
+        if mask.any():
+            series.append(SeriesResult(labels, times[mask], vec.values[i, mask]))
+    if instant:
+        if not ordered:
+            series.sort(key=lambda s: s.labels)
+        return QueryResult(ValueType.VECTOR, series, ordered=ordered)
+    series.sort(key=lambda s: s.labels)
+    return QueryResult(ValueType.MATRIX, series)
+
+
+def _range_series(rv: RangeVector) -> list[SeriesResult]:
+    """An instant query's range vector: each series' samples in its (single) window."""
+    ra = rv.ranges
+    out = []
+    for i, labels in enumerate(rv.labels):
+        o, n = int(ra.offsets[i]), int(ra.sizes[i])
+        if n:
+            out.append(SeriesResult(labels, ra.timestamps[o : o + n], ra.values[o : o + n]))
+    out.sort(key=lambda s: s.labels)
+    return out

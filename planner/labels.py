@@ -1,0 +1,109 @@
+"""Per-series label work: dropping ``__name__``, signatures, grouping and duplicate merging.
+
+These loop per series (never per step); the value matrices are moved with numpy indexing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from planner.values import InstantVector
+from promql.errors import ExecutionError
+from storage.model import METRIC_NAME, Labels
+
+DUPLICATE_LABELSET = "vector cannot contain metrics with the same labelset"
+
+
+def drop_name(labels: Labels) -> Labels:
+    return tuple(p for p in labels if p[0] != METRIC_NAME)
+
+
+def keep_only(labels: Labels, names: frozenset[str]) -> Labels:
+    return tuple(p for p in labels if p[0] in names)
+
+
+def drop_these(labels: Labels, names: frozenset[str]) -> Labels:
+    return tuple(p for p in labels if p[0] not in names)
+
+
+def label_value(labels: Labels, name: str) -> str:
+    for k, v in labels:
+        if k == name:
+            return v
+    return ""
+
+
+def group_ids(keys: list) -> tuple[np.ndarray, list]:
+    """Dense ids in order of first appearance for hashable keys, and the distinct keys."""
+    index: dict = {}
+    ids = np.empty(len(keys), dtype=np.int64)
+    for i, key in enumerate(keys):
+        ids[i] = index.setdefault(key, len(index))
+    return ids, list(index)
+
+
+def merge_same_labels(vec: InstantVector) -> InstantVector:
+    """Merge series whose label sets became equal; two present at one step is an error.
+
+    Prometheus builds range-query output by label set, so series that differ only by a dropped
+    ``__name__`` merge as long as they never coincide in time.
+    """
+    ids, keys = group_ids(vec.labels)
+    if len(keys) == len(vec.labels):
+        return vec
+    n_groups, k = len(keys), vec.n_steps
+    counts = np.zeros((n_groups, k), dtype=np.int64)
+    np.add.at(counts, ids, vec.present.astype(np.int64))
+    if (counts > 1).any():
+        raise ExecutionError(DUPLICATE_LABELSET)
+    values = np.zeros((n_groups, k), dtype=np.float64)
+    present = np.zeros((n_groups, k), dtype=bool)
+    rows, cols = np.nonzero(vec.present)
+    values[ids[rows], cols] = vec.values[rows, cols]
+    present[ids[rows], cols] = True
+    drop = None
+    if vec.drop_name is not None:
+        drop = np.zeros(n_groups, dtype=bool)
+        np.logical_or.at(drop, ids, vec.drop_name)
+    keep = present.any(axis=1)
+    labels = [keys[i] for i in np.nonzero(keep)[0].tolist()]
+    return InstantVector(labels, values[keep], present[keep], None if drop is None else drop[keep])
+
+
+def with_names_dropped(vec: InstantVector, delayed: bool) -> InstantVector:
+    """Drop ``__name__`` from every series (or mark it for later with delayed name removal)."""
+    if delayed:
+        return InstantVector(
+            vec.labels, vec.values, vec.present, np.ones(vec.n_series, dtype=bool), None
+        )
+    labels = [drop_name(ls) for ls in vec.labels]
+    return merge_same_labels(InstantVector(labels, vec.values, vec.present))
+
+
+def finalize_names(vec: InstantVector) -> InstantVector:
+    """Apply delayed name removal at the end of evaluation."""
+    if vec.drop_name is None or not vec.drop_name.any():
+        return InstantVector(vec.labels, vec.values, vec.present)
+    labels = [
+        drop_name(ls) if d else ls for ls, d in zip(vec.labels, vec.drop_name.tolist(), strict=True)
+    ]
+    return merge_same_labels(InstantVector(labels, vec.values, vec.present))
+
+
+def prune_empty(vec: InstantVector) -> InstantVector:
+    """Drop series that are absent at every step."""
+    keep = vec.present.any(axis=1)
+    if keep.all():
+        return vec
+    return vec.select(np.nonzero(keep)[0])
+
+
+def format_labels(labels: Labels) -> str:
+    """Prometheus' ``labels.String()``: ``{a="1", b="2"}`` with Go-style quoting."""
+    inner = ", ".join(f"{k}={_go_quote(v)}" for k, v in labels)
+    return "{" + inner + "}"
+
+
+def _go_quote(value: str) -> str:
+    out = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t")
+    return f'"{out}"'

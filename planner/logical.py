@@ -1,0 +1,243 @@
+"""AST → logical plan: a pure function of the expression and the statement.
+
+Every PromQL construct maps onto one of the small nodes in ``planner/nodes``; no rule runs here
+(time ranges are left for ``rules.pushdown``, folding for ``rules.constant_folding``). ``@ start()``
+and ``@ end()`` resolve to the statement's start and end, as upstream.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from planner.nodes.absent import Absent
+from planner.nodes.aggregate import PromAggregate
+from planner.nodes.base import PlanError, PlanNode
+from planner.nodes.binary_join import BinaryJoin
+from planner.nodes.count_values import CountValues
+from planner.nodes.empty_metric import EmptyMetric
+from planner.nodes.histogram_quantile import HistogramQuantile
+from planner.nodes.instant_function import InstantFunction
+from planner.nodes.instant_manipulate import InstantManipulate
+from planner.nodes.label_function import LabelFunction
+from planner.nodes.negate import Negate
+from planner.nodes.range_function import RangeFunction
+from planner.nodes.range_manipulate import RangeManipulate
+from planner.nodes.scalar_calc import ScalarCalc, StringLiteral
+from planner.nodes.series_normalize import SeriesNormalize
+from planner.nodes.series_scan import SeriesScan
+from planner.nodes.set_op import SetOp
+from planner.nodes.sort import Sort
+from planner.nodes.subquery import Subquery
+from planner.nodes.timestamp import Timestamp
+from planner.stmt import EvalStmt
+from promql import ast
+from promql.errors import BadDataError
+from promql.types import MatchType, ValueType
+from storage.model import METRIC_NAME, Labels
+
+SET_OPS = frozenset({"and", "or", "unless"})
+SORT_FUNCTIONS = frozenset({"sort", "sort_desc", "sort_by_label", "sort_by_label_desc"})
+DATE_FUNCTIONS = frozenset(
+    {
+        "days_in_month",
+        "day_of_month",
+        "day_of_week",
+        "day_of_year",
+        "hour",
+        "minute",
+        "month",
+        "year",
+    }
+)
+
+
+@dataclass(frozen=True)
+class PlanContext:
+    """What planning needs besides the expression (immutable; passed down, never mutated)."""
+
+    start_ms: int
+    end_ms: int
+    lookback_ms: int
+    default_subquery_step_ms: int
+
+    def resolve_at(self, timestamp_ms: int | None, start_or_end: str | None) -> int | None:
+        if start_or_end == "start":
+            return self.start_ms
+        if start_or_end == "end":
+            return self.end_ms
+        return timestamp_ms
+
+
+def logical_plan(stmt: EvalStmt, default_subquery_step_ms: int = 60_000) -> PlanNode:
+    ctx = PlanContext(stmt.start_ms, stmt.end_ms, stmt.lookback_ms, default_subquery_step_ms)
+    return plan_expr(stmt.expr, ctx)
+
+
+def plan_expr(expr: ast.Expr, ctx: PlanContext) -> PlanNode:
+    match expr:
+        case ast.NumberLiteral():
+            return ScalarCalc("literal", value=expr.value)
+        case ast.StringLiteral():
+            return StringLiteral(expr.value)
+        case ast.ParenExpr():
+            return plan_expr(expr.expr, ctx)
+        case ast.UnaryExpr():
+            inner = plan_expr(expr.expr, ctx)
+            return Negate(inner) if expr.op == "-" else inner
+        case ast.VectorSelector():
+            return _instant_selector(expr, ctx)
+        case ast.MatrixSelector():
+            return _range_selector(expr, ctx)
+        case ast.SubqueryExpr():
+            return _subquery(expr, ctx)
+        case ast.Call():
+            return _call(expr, ctx)
+        case ast.AggregateExpr():
+            return _aggregate(expr, ctx)
+        case ast.BinaryExpr():
+            return _binary(expr, ctx)
+    raise PlanError(f"cannot plan {type(expr).__name__}")
+
+
+def _scan(vs: ast.VectorSelector, drop_stale: bool) -> PlanNode:
+    return SeriesNormalize(SeriesScan(tuple(vs.matchers)), drop_stale=drop_stale)
+
+
+def _instant_selector(vs: ast.VectorSelector, ctx: PlanContext, keep_ts: bool = False) -> PlanNode:
+    return InstantManipulate(
+        _scan(vs, drop_stale=False),
+        ctx.lookback_ms,
+        vs.offset_ms,
+        ctx.resolve_at(vs.timestamp_ms, vs.start_or_end),
+        keep_ts,
+    )
+
+
+def _range_selector(ms: ast.MatrixSelector, ctx: PlanContext) -> PlanNode:
+    vs = ms.vector_selector
+    if vs.anchored or vs.smoothed or ms.range_expr is not None:
+        raise BadDataError("anchored/smoothed selectors and duration expressions are not supported")
+    return RangeManipulate(
+        _scan(vs, drop_stale=True),
+        ms.range_ms,
+        vs.offset_ms,
+        ctx.resolve_at(vs.timestamp_ms, vs.start_or_end),
+    )
+
+
+def _subquery(sq: ast.SubqueryExpr, ctx: PlanContext) -> PlanNode:
+    if sq.range_expr is not None or sq.step_expr is not None or sq.offset_expr is not None:
+        raise BadDataError("duration expressions are not supported")
+    step = sq.step_ms or ctx.default_subquery_step_ms
+    return Subquery(
+        plan_expr(sq.expr, ctx),
+        sq.range_ms,
+        step,
+        sq.offset_ms,
+        ctx.resolve_at(sq.timestamp_ms, sq.start_or_end),
+    )
+
+
+def _unwrap(expr: ast.Expr) -> ast.Expr:
+    while isinstance(expr, ast.ParenExpr):
+        expr = expr.expr
+    return expr
+
+
+def _string_arg(expr: ast.Expr) -> str:
+    e = _unwrap(expr)
+    if not isinstance(e, ast.StringLiteral):
+        raise PlanError("expected a string literal argument")
+    return e.value
+
+
+def _call(call: ast.Call, ctx: PlanContext) -> PlanNode:
+    from udfs.registry import get_function
+
+    name, args = call.func, call.args
+    spec = get_function(name)
+    if spec is None:
+        raise BadDataError(f"unknown function with name {name!r}")
+    special = _special_call(name, args, ctx)
+    if special is not None:
+        return special
+    range_index = next((i for i, a in enumerate(args) if a.type == ValueType.MATRIX), None)
+    if range_index is not None:
+        rng = plan_expr(args[range_index], ctx)
+        params = tuple(plan_expr(a, ctx) for i, a in enumerate(args) if i != range_index)
+        if name == "absent_over_time":
+            return Absent(rng, absent_labels(args[0]))
+        return RangeFunction(name, rng, params, param_first=range_index > 0)
+    if name in DATE_FUNCTIONS and not args:
+        return InstantFunction(name, EmptyMetric(ScalarCalc("time")))
+    vec = plan_expr(args[0], ctx)
+    return InstantFunction(name, vec, tuple(plan_expr(a, ctx) for a in args[1:]))
+
+
+def _special_call(name: str, args: tuple[ast.Expr, ...], ctx: PlanContext) -> PlanNode | None:
+    if name == "time":
+        return ScalarCalc("time")
+    if name == "pi":
+        return ScalarCalc("literal", value=math.pi)
+    if name == "scalar":
+        return ScalarCalc("scalar", (plan_expr(args[0], ctx),))
+    if name == "vector":
+        return EmptyMetric(plan_expr(args[0], ctx))
+    if name == "absent":
+        return Absent(plan_expr(args[0], ctx), absent_labels(args[0]))
+    if name == "timestamp":
+        arg = _unwrap(args[0])
+        if isinstance(arg, ast.VectorSelector):
+            return Timestamp(_instant_selector(arg, ctx, keep_ts=True))
+        return Timestamp(plan_expr(args[0], ctx))
+    if name in SORT_FUNCTIONS:
+        labels = tuple(_string_arg(a) for a in args[1:])
+        return Sort(name, plan_expr(args[0], ctx), labels)
+    if name in ("label_replace", "label_join"):
+        return LabelFunction(name, plan_expr(args[0], ctx), tuple(_string_arg(a) for a in args[1:]))
+    if name == "histogram_quantile":
+        return HistogramQuantile(name, plan_expr(args[1], ctx), (plan_expr(args[0], ctx),))
+    if name == "histogram_fraction":
+        params = (plan_expr(args[0], ctx), plan_expr(args[1], ctx))
+        return HistogramQuantile(name, plan_expr(args[2], ctx), params)
+    return None
+
+
+def absent_labels(expr: ast.Expr) -> Labels:
+    """Upstream ``createLabelsForAbsentFunction``: equality matchers, repeated names removed."""
+    e = _unwrap(expr)
+    if isinstance(e, ast.MatrixSelector):
+        e = e.vector_selector
+    if not isinstance(e, ast.VectorSelector):
+        return ()
+    out: dict[str, str] = {}
+    seen: set[str] = set()
+    for m in e.matchers:
+        if m.name == METRIC_NAME:
+            continue
+        if m.type == MatchType.EQUAL and m.name not in seen:
+            out[m.name] = m.value
+            seen.add(m.name)
+        else:
+            out.pop(m.name, None)
+    return tuple(sorted((k, v) for k, v in out.items() if v != ""))
+
+
+def _aggregate(agg: ast.AggregateExpr, ctx: PlanContext) -> PlanNode:
+    inner = plan_expr(agg.expr, ctx)
+    if agg.op == "count_values":
+        assert agg.param is not None
+        return CountValues(_string_arg(agg.param), inner, tuple(agg.grouping), agg.without)
+    param = plan_expr(agg.param, ctx) if agg.param is not None else None
+    return PromAggregate(agg.op, inner, tuple(agg.grouping), agg.without, param)
+
+
+def _binary(b: ast.BinaryExpr, ctx: PlanContext) -> PlanNode:
+    lhs, rhs = plan_expr(b.lhs, ctx), plan_expr(b.rhs, ctx)
+    if b.op in SET_OPS:
+        return SetOp(b.op, lhs, rhs, b.matching)
+    if b.lhs.type == ValueType.SCALAR and b.rhs.type == ValueType.SCALAR:
+        return ScalarCalc("binary", (lhs, rhs), op=b.op)
+    both_vectors = b.lhs.type == ValueType.VECTOR and b.rhs.type == ValueType.VECTOR
+    return BinaryJoin(b.op, lhs, rhs, b.matching if both_vectors else None, b.return_bool)

@@ -1,0 +1,132 @@
+"""``PromAggregate``: ``sum|avg|min|max|count|group|stddev|stdvar|quantile|topk|bottomk|limitk|
+limit_ratio`` with ``by``/``without``, over all steps at once via ``udfs.aggregation`` kernels.
+
+Grouping is per series (a dict over label tuples); the kernels reduce ``[n_series, k]`` into
+``[n_groups, k]``. Selection aggregations (topk...) keep the input series and their labels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from planner.labels import group_ids
+from planner.nodes.base import PlanError, PlanNode, require_type
+from planner.values import InstantVector, ScalarValue
+from promql.types import ValueType
+from storage.model import METRIC_NAME, Labels
+
+if TYPE_CHECKING:
+    from planner.executor import Executor
+    from planner.stmt import Grid
+
+REDUCERS = frozenset({"sum", "avg", "min", "max", "count", "group", "stddev", "stdvar", "quantile"})
+SELECTORS = frozenset({"topk", "bottomk", "limitk", "limit_ratio"})
+
+
+def grouping_key(labels: Labels, grouping: frozenset[str], without: bool) -> Labels:
+    if without:
+        return tuple(p for p in labels if p[0] not in grouping and p[0] != METRIC_NAME)
+    return tuple(p for p in labels if p[0] in grouping)
+
+
+@dataclass(frozen=True)
+class PromAggregate(PlanNode):
+    op: str
+    input: PlanNode
+    grouping: tuple[str, ...] = ()
+    without: bool = False
+    param: PlanNode | None = None
+
+    INPUTS = ("param", "input")
+
+    def params(self):
+        return [("op", self.op), ("without" if self.without else "by", list(self.grouping))]
+
+    def check(self) -> None:
+        require_type(self, self.input, ValueType.VECTOR)
+        if self.op not in REDUCERS | SELECTORS:
+            raise PlanError(f"PromAggregate: unknown aggregation {self.op}")
+        needs_param = self.op in SELECTORS or self.op == "quantile"
+        if needs_param != (self.param is not None):
+            raise PlanError(f"PromAggregate: {self.op} parameter mismatch")
+
+    def execute(self, ex: Executor, grid: Grid) -> InstantVector:
+        from udfs import aggregation
+
+        param_values: list[np.ndarray] = []
+        if self.param is not None:
+            pv = ex.run(self.param, grid)
+            assert isinstance(pv, ScalarValue)
+            param_values.append(pv.values)
+            _param_annotations(ex, self.op, pv.values)
+        vec = ex.run(self.input, grid)
+        assert isinstance(vec, InstantVector)
+        if vec.n_series == 0:
+            return InstantVector.empty(grid.n_steps)
+        names = frozenset(self.grouping)
+        keys = [grouping_key(ls, names, self.without) for ls in vec.labels]
+        gids, groups = group_ids(keys)
+        kernel = getattr(aggregation, self.op)
+        values = np.where(vec.present, vec.values, 0.0)
+        if self.op in SELECTORS:
+            keep = np.asarray(kernel(values, vec.present, gids, len(groups), *param_values), bool)
+            keep &= vec.present
+            out = InstantVector(vec.labels, np.where(keep, vec.values, 0.0), keep, vec.drop_name)
+            rows = np.nonzero(keep.any(axis=1))[0]
+            if grid.n_steps == 1:
+                rows = _selection_order(rows, gids, out.values[:, 0], self.op)
+            return out.select(rows)
+        out, out_present = kernel(values, vec.present, gids, len(groups), *param_values)
+        out_present = np.asarray(out_present, dtype=bool)
+        result = InstantVector(
+            list(groups), np.where(out_present, np.asarray(out, np.float64), 0.0), out_present
+        )
+        if vec.drop_name is not None and ex.options.delayed_name_removal:
+            # A group keeps a pending name removal if any member had one (upstream).
+            flags = np.zeros(len(groups), dtype=bool)
+            np.logical_or.at(flags, gids, vec.drop_name)
+            result = InstantVector(result.labels, result.values, result.present, flags)
+        rows = np.nonzero(out_present.any(axis=1))[0]
+        return result if rows.size == len(groups) else result.select(rows)
+
+
+def _selection_order(rows: np.ndarray, gids: np.ndarray, values: np.ndarray, op: str) -> np.ndarray:
+    """Instant topk/bottomk order: groups by first appearance, then by value within a group."""
+    if op == "limitk" or op == "limit_ratio":
+        return rows
+    first_seen = np.zeros(int(gids.max()) + 1, dtype=np.int64)
+    first_seen[gids[::-1]] = np.arange(gids.size)[::-1]
+    v = values[rows]
+    by_value = -v if op == "topk" else v
+    by_value = np.where(np.isnan(by_value), np.inf, by_value)  # NaN sorts last
+    order = np.lexsort((by_value, first_seen[gids[rows]]))
+    return rows[order]
+
+
+def _param_annotations(ex: Executor, op: str, values: np.ndarray) -> None:
+    if op == "quantile":
+        bad = values[(values < 0) | (values > 1) | np.isnan(values)]
+        if bad.size:
+            ex.warn(f"PromQL warning: quantile value should be between 0 and 1, got {_g(bad[0])}")
+    elif op == "limit_ratio":
+        if (values > 1).any():
+            ex.warn(
+                f"PromQL warning: ratio value should be between -1 and 1, got {_g(values.max())}, capping to 1"
+            )
+        if (values < -1).any():
+            ex.warn(
+                f"PromQL warning: ratio value should be between -1 and 1, got {_g(values.min())}, capping to -1"
+            )
+
+
+def _g(value: float) -> str:
+    """Go's ``%g`` for the annotation texts (shortest repr, NaN/Inf spelled as Go does)."""
+    if np.isnan(value):
+        return "NaN"
+    if np.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    text = repr(float(value))
+    return text[:-2] if text.endswith(".0") else text

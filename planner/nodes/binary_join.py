@@ -1,0 +1,224 @@
+"""``BinaryJoin``: arithmetic and comparison between vectors (all cardinalities) or with a scalar.
+
+Semantics follow Prometheus 3 ``VectorBinop`` / ``VectorscalarBinop`` / ``resultMetric``
+(``promql/engine.go``): the "one" side must be unique per match group at each step, result
+labels come from the "many" side, ``group_x(...)`` labels are copied from the "one" side, and
+arithmetic (or ``bool``) drops ``__name__``. Matching is done once per series pair; values move
+through numpy fancy indexing over all steps at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from planner.labels import drop_name, format_labels, group_ids, merge_same_labels
+from planner.nodes.base import PlanError, PlanNode, require_type
+from planner.nodes.matching import signature, signature_ids
+from planner.values import InstantVector, ScalarValue
+from promql.ast import Cardinality, VectorMatching
+from promql.errors import ExecutionError
+from promql.types import ValueType
+from storage.model import METRIC_NAME, Labels
+
+if TYPE_CHECKING:
+    from planner.executor import Executor
+    from planner.stmt import Grid
+
+ARITHMETIC = frozenset({"+", "-", "*", "/", "%", "^", "atan2"})
+COMPARISON = frozenset({"==", "!=", ">", "<", ">=", "<="})
+
+
+def apply_op(op: str, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(values, keep)``: arithmetic result (keep ``None``) or the comparison mask."""
+    from udfs import binary
+
+    with np.errstate(all="ignore"):
+        if op in ARITHMETIC:
+            return np.asarray(binary.arith(op, a, b), dtype=np.float64), None
+        return a, np.asarray(binary.compare(op, a, b), dtype=bool)
+
+
+@dataclass(frozen=True)
+class BinaryJoin(PlanNode):
+    """``lhs op rhs`` where at least one side is a vector (scalar-only is ``ScalarCalc``)."""
+
+    op: str
+    lhs: PlanNode
+    rhs: PlanNode
+    matching: VectorMatching | None = None
+    return_bool: bool = False
+
+    INPUTS = ("lhs", "rhs")
+
+    def params(self):
+        out: list[tuple[str, object]] = [("op", self.op)]
+        if self.return_bool:
+            out.append(("bool", True))
+        m = self.matching
+        if m is not None and (m.has_matching or m.card != Cardinality.ONE_TO_ONE):
+            out.append(("on" if m.on else "ignoring", list(m.matching_labels)))
+            if m.card != Cardinality.ONE_TO_ONE:
+                out.append(("card", m.card.value))
+            if m.include:
+                out.append(("include", list(m.include)))
+        return out
+
+    def check(self) -> None:
+        require_type(self, self.lhs, ValueType.VECTOR, ValueType.SCALAR)
+        require_type(self, self.rhs, ValueType.VECTOR, ValueType.SCALAR)
+        if ValueType.VECTOR not in (self.lhs.output_type, self.rhs.output_type):
+            raise PlanError("BinaryJoin needs at least one vector side")
+        if self.op not in ARITHMETIC | COMPARISON:
+            raise PlanError(f"BinaryJoin: unsupported operator {self.op}")
+        if self.matching is not None and self.matching.card == Cardinality.MANY_TO_MANY:
+            raise PlanError("BinaryJoin: many-to-many is only for set operators")
+
+    def execute(self, ex: Executor, grid: Grid) -> InstantVector:
+        lhs, rhs = ex.run(self.lhs, grid), ex.run(self.rhs, grid)
+        delayed = ex.options.delayed_name_removal
+        if isinstance(rhs, ScalarValue):
+            assert isinstance(lhs, InstantVector)
+            return self._with_scalar(lhs, rhs.values, False, delayed)
+        if isinstance(lhs, ScalarValue):
+            assert isinstance(rhs, InstantVector)
+            return self._with_scalar(rhs, lhs.values, True, delayed)
+        assert isinstance(lhs, InstantVector) and isinstance(rhs, InstantVector)
+        return self._vectors(lhs, rhs, delayed)
+
+    def _with_scalar(
+        self, vec: InstantVector, scalar: np.ndarray, swapped: bool, delayed: bool
+    ) -> InstantVector:
+        s = np.broadcast_to(scalar[None, :], vec.values.shape)
+        a, b = (s, vec.values) if swapped else (vec.values, s)
+        values, keep = apply_op(self.op, a, b)
+        present = vec.present
+        if keep is not None:
+            if self.return_bool:
+                values = keep.astype(np.float64)
+            else:
+                values = vec.values  # comparisons keep the vector's own value
+                present = present & keep
+        changes_name = self.op in ARITHMETIC or self.return_bool
+        out = InstantVector(
+            vec.labels, np.where(present, values, 0.0), present, vec.drop_name, None
+        )
+        if not changes_name:
+            return _pruned(out)
+        if delayed:
+            flags = np.ones(out.n_series, dtype=bool)
+            return _pruned(InstantVector(out.labels, out.values, out.present, flags))
+        labels = [drop_name(ls) for ls in out.labels]
+        return merge_same_labels(_pruned(InstantVector(labels, out.values, out.present)))
+
+    def _vectors(self, lhs: InstantVector, rhs: InstantVector, delayed: bool) -> InstantVector:
+        matching = self.matching or VectorMatching()
+        k = lhs.n_steps
+        if lhs.n_series == 0 or rhs.n_series == 0:
+            return InstantVector.empty(k)
+        swapped = matching.card == Cardinality.ONE_TO_MANY
+        many, one = (rhs, lhs) if swapped else (lhs, rhs)
+        sig_m, sig_o, _ = signature_ids(many.labels, one.labels, matching)
+        n_sigs = int(max(sig_m.max(initial=-1), sig_o.max(initial=-1))) + 1
+        one_row = _unique_one_side(one, sig_o, n_sigs, matching, "left" if swapped else "right")
+        match = np.where(many.present, one_row[sig_m], -1)  # [n_many, k]
+        rows, cols = np.nonzero(match >= 0)
+        if rows.size == 0:
+            return InstantVector.empty(k)
+        partner = match[rows, cols]
+        if matching.card == Cardinality.ONE_TO_ONE:
+            _check_one_to_one(sig_m[rows], cols, n_sigs, k)
+        # Result labels depend on the (many, one) series pair: compute them once per pair.
+        pair_key = rows.astype(np.int64) * one.n_series + partner
+        pairs, pair_of = np.unique(pair_key, return_inverse=True)
+        drop = self.op in ARITHMETIC or (self.return_bool and not delayed)
+        pair_labels = [
+            _result_labels(
+                many.labels[p // one.n_series], one.labels[p % one.n_series], matching, drop
+            )
+            for p in pairs.tolist()
+        ]
+        out_id_of_pair, out_labels = group_ids(pair_labels)
+        out_id = out_id_of_pair[pair_of]
+        counts = np.zeros((len(out_labels), k), dtype=np.int64)
+        np.add.at(counts, (out_id, cols), 1)
+        if (counts > 1).any():
+            raise ExecutionError(
+                "multiple matches for labels: grouping labels must ensure unique matches"
+            )
+        mv, ov = many.values[rows, cols], one.values[partner, cols]
+        a, b = (ov, mv) if swapped else (mv, ov)
+        values, keep = apply_op(self.op, a, b)
+        ok = np.ones(rows.size, dtype=bool)
+        if keep is not None:
+            if self.return_bool:
+                values = keep.astype(np.float64)
+            else:
+                ok = keep
+        out_values = np.zeros((len(out_labels), k), dtype=np.float64)
+        out_present = np.zeros((len(out_labels), k), dtype=bool)
+        out_values[out_id[ok], cols[ok]] = values[ok]
+        out_present[out_id[ok], cols[ok]] = True
+        flags = np.full(len(out_labels), self.return_bool, dtype=bool) if delayed else None
+        return _pruned(InstantVector(out_labels, out_values, out_present, flags))
+
+
+def _pruned(vec: InstantVector) -> InstantVector:
+    keep = vec.present.any(axis=1)
+    return vec if keep.all() else vec.select(np.nonzero(keep)[0])
+
+
+def _unique_one_side(
+    one: InstantVector, sig: np.ndarray, n_sigs: int, matching: VectorMatching, side: str
+) -> np.ndarray:
+    """``[n_sigs, k]`` row of the "one" side per signature and step (-1: none); errors on dups."""
+    k = one.n_steps
+    rows, cols = np.nonzero(one.present)
+    counts = np.zeros((n_sigs, k), dtype=np.int64)
+    np.add.at(counts, (sig[rows], cols), 1)
+    bad = np.argwhere(counts > 1)
+    if bad.size:
+        s, step = int(bad[0][0]), int(bad[0][1])
+        dups = [i for i in np.nonzero((sig == s) & one.present[:, step])[0].tolist()][:2]
+        a, b = sorted(format_labels(one.labels[i]) for i in dups)
+        group = format_labels(signature(one.labels[dups[0]], matching))
+        raise ExecutionError(
+            f"found duplicate series for the match group {group} on the {side} hand-side of the "
+            f"operation: [{a}, {b}];many-to-many matching not allowed: matching labels must be "
+            "unique on one side"
+        )
+    out = np.full((n_sigs, k), -1, dtype=np.int64)
+    out[sig[rows], cols] = rows
+    return out
+
+
+def _check_one_to_one(sig_rows: np.ndarray, cols: np.ndarray, n_sigs: int, k: int) -> None:
+    counts = np.zeros((n_sigs, k), dtype=np.int64)
+    np.add.at(counts, (sig_rows, cols), 1)
+    if (counts > 1).any():
+        raise ExecutionError(
+            "multiple matches for labels: many-to-one matching must be explicit "
+            "(group_left/group_right)"
+        )
+
+
+def _result_labels(many: Labels, one: Labels, matching: VectorMatching, drop: bool) -> Labels:
+    """Prometheus ``resultMetric``: labels of the "many" side, adjusted by the matching."""
+    out = dict(many)
+    if drop:
+        out.pop(METRIC_NAME, None)
+    if matching.card == Cardinality.ONE_TO_ONE:
+        names = set(matching.matching_labels)
+        if matching.on:
+            out = {k: v for k, v in out.items() if k in names}
+        else:
+            out = {k: v for k, v in out.items() if k not in names}
+    one_map = dict(one)
+    for name in matching.include:
+        if one_map.get(name, ""):
+            out[name] = one_map[name]
+        else:
+            out.pop(name, None)
+    return tuple(sorted(out.items()))

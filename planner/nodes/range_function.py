@@ -1,0 +1,91 @@
+"""``RangeFunction``: a ``udfs.range_functions`` kernel over every (series, step) window at once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from planner.labels import with_names_dropped
+from planner.nodes.base import PlanError, PlanNode, require_type
+from planner.values import InstantVector, RangeVector, ScalarValue
+from promql.types import ValueType
+from storage.model import metric_name
+
+if TYPE_CHECKING:
+    from planner.executor import Executor
+    from planner.stmt import Grid
+
+# last_over_time / first_over_time act like an offset: they keep the metric name (as upstream).
+KEEPS_NAME = frozenset({"last_over_time", "first_over_time"})
+COUNTER_SUFFIXES = ("_total", "_sum", "_count", "_bucket")
+NON_COUNTER_INFO = (
+    "PromQL info: metric might not be a counter, name does not end in "
+    "_total/_sum/_count/_bucket: {name!s}"
+)
+
+
+def kernel_for(module, name: str):
+    """The kernel named ``name`` (or ``name_`` where it clashes with a Python name)."""
+    fn = getattr(module, name, None) or getattr(module, name + "_", None)
+    if fn is None:
+        raise PlanError(f"no kernel for function {name!r} in {module.__name__}")
+    return fn
+
+
+@dataclass(frozen=True)
+class RangeFunction(PlanNode):
+    """``fn(range_vector, *scalar_params)``; ``param_first`` puts the params before the range."""
+
+    fn: str
+    input: PlanNode
+    params_: tuple[PlanNode, ...] = ()
+    param_first: bool = False
+
+    INPUTS = ("params_", "input")
+
+    def params(self):
+        return [("fn", self.fn)]
+
+    def check(self) -> None:
+        require_type(self, self.input, ValueType.MATRIX)
+        for p in self.params_:
+            require_type(self, p, ValueType.SCALAR)
+
+    def execute(self, ex: Executor, grid: Grid) -> InstantVector:
+        from udfs import range_functions
+
+        rv = ex.run(self.input, grid)
+        assert isinstance(rv, RangeVector)
+        k, n = rv.n_steps, rv.n_series
+        scalars = []
+        for p in self.params_:
+            sv = ex.run(p, grid)
+            assert isinstance(sv, ScalarValue)
+            scalars.append(np.tile(sv.values, n))
+        if n == 0:
+            return InstantVector.empty(k)
+        kernel = kernel_for(range_functions, self.fn)
+        values, present = kernel(rv.ranges, *scalars)
+        present = np.asarray(present, dtype=bool).reshape(n, k)
+        values = np.where(present, np.asarray(values, dtype=np.float64).reshape(n, k), 0.0)
+        keep = present.any(axis=1)
+        rows = np.nonzero(keep)[0]
+        labels = [rv.labels[i] for i in rows.tolist()]
+        drop = None if rv.drop_name is None else rv.drop_name[rows]
+        if self.fn in ("rate", "increase"):
+            _non_counter_info(ex, labels)
+        out = InstantVector(labels, values[rows], present[rows], drop)
+        if self.fn in KEEPS_NAME:
+            return out
+        if drop is not None and ex.options.delayed_name_removal:
+            return InstantVector(labels, out.values, out.present, np.ones(len(labels), bool))
+        return with_names_dropped(out, ex.options.delayed_name_removal)
+
+
+def _non_counter_info(ex: Executor, labels) -> None:
+    for ls in labels:
+        name = metric_name(ls)
+        if name and not name.endswith(COUNTER_SUFFIXES):
+            ex.info(NON_COUNTER_INFO.format(name=f'"{name}"'))

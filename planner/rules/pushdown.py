@@ -1,0 +1,47 @@
+"""``pushdown``: give every ``SeriesScan`` the exact time range its selector reads.
+
+Walks the plan top-down with the grid each node is evaluated on (a ``Subquery`` evaluates its
+input on its own aligned grid, a ``StepInvariant`` on a single step), and applies offset, ``@``
+and the lookback or range window: a selector at times ``T`` reads ``(min T - width, max T]``,
+i.e. the inclusive range ``[min T - width + 1, max T]``. Repeated matchers are dropped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from planner.nodes.base import PlanNode
+from planner.nodes.instant_manipulate import InstantManipulate
+from planner.nodes.range_manipulate import RangeManipulate
+from planner.nodes.series_scan import SeriesScan
+from planner.nodes.step_invariant import StepInvariant, single_step
+from planner.nodes.subquery import Subquery
+from planner.nodes.timing import selector_times
+from planner.stmt import Grid
+
+
+def _set_range(node: PlanNode, mint: int, maxt: int) -> PlanNode:
+    if isinstance(node, SeriesScan):
+        matchers = tuple(dict.fromkeys(node.matchers))
+        return dataclasses.replace(node, matchers=matchers, mint_ms=mint, maxt_ms=maxt)
+    return node.map_inputs(lambda c: _set_range(c, mint, maxt))
+
+
+def _push(node: PlanNode, grid: Grid) -> PlanNode:
+    if isinstance(node, (InstantManipulate, RangeManipulate)):
+        if grid.n_steps == 0:
+            return node
+        times = selector_times(grid, node.offset_ms, node.at_ms)
+        width = node.lookback_ms if isinstance(node, InstantManipulate) else node.range_ms
+        mint, maxt = int(times.min()) - width + 1, int(times.max())
+        return node.map_inputs(lambda c: _set_range(c, mint, maxt))
+    child_grid = grid
+    if isinstance(node, Subquery):
+        child_grid = node.inner_grid(grid)
+    elif isinstance(node, StepInvariant):
+        child_grid = single_step(grid)
+    return node.map_inputs(lambda c: _push(c, child_grid))
+
+
+def pushdown(plan: PlanNode, grid: Grid) -> PlanNode:
+    return _push(plan, grid)

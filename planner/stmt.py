@@ -1,0 +1,58 @@
+"""``EvalStmt``: one query evaluation request, as Prometheus' ``parser.EvalStmt``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from promql.ast import Expr
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Evaluation timestamps ``start, start + step, ... <= end`` (ms). ``step == 0``: one point."""
+
+    start_ms: int
+    end_ms: int
+    step_ms: int
+
+    @property
+    def n_steps(self) -> int:
+        if self.step_ms <= 0 or self.end_ms < self.start_ms:
+            return 1 if self.end_ms >= self.start_ms else 0
+        return (self.end_ms - self.start_ms) // self.step_ms + 1
+
+    @property
+    def last_ms(self) -> int:
+        """The last evaluated timestamp (``end`` aligned down to the step grid)."""
+        if self.step_ms <= 0:
+            return self.start_ms
+        return self.start_ms + (self.n_steps - 1) * self.step_ms
+
+    def times(self) -> np.ndarray:
+        if self.step_ms <= 0:
+            return np.array([self.start_ms], dtype=np.int64)
+        return np.arange(self.start_ms, self.last_ms + 1, self.step_ms, dtype=np.int64)
+
+    def describe(self) -> str:
+        return f"{self.start_ms}..{self.end_ms}"
+
+
+@dataclass(frozen=True)
+class EvalStmt:
+    """A query over ``[start, end]`` every ``step``; an instant query has ``start == end``."""
+
+    expr: Expr
+    start_ms: int
+    end_ms: int
+    step_ms: int
+    lookback_ms: int = 300_000
+
+    @property
+    def is_instant(self) -> bool:
+        return self.start_ms == self.end_ms and self.step_ms <= 1
+
+    @property
+    def grid(self) -> Grid:
+        return Grid(self.start_ms, self.end_ms, 0 if self.is_instant else self.step_ms)
