@@ -1,0 +1,398 @@
+"""Prometheus' query endpoints: ``/api/v1/query``, ``query_range``, ``query_exemplars``,
+``format_query`` and ``parse_query`` (GET and form-encoded POST).
+
+Behaviour follows Prometheus 3's ``web/api/v1/api.go``: parameters as ``server.params`` parses
+them, ``invalid parameter "query": <parse error>`` for bad queries (bad_data, 400), engine
+errors through ``returnAPIError`` (execution 422, timeout 503, canceled 499), ``limit`` truncating
+vectors/matrices with the warning ``results truncated due to limit``, at most 10 warnings and 10
+infos, CORS headers on every answer (``Vary: Origin``; with an ``Origin`` header the allow-*
+headers), gzip when the client accepts it.
+
+Limits: queries run in a thread pool off the event loop, at most ``max_concurrent`` at once;
+further queries wait in a queue, as Prometheus' query gate makes them wait, until their timeout
+("query timed out in query queue"). A query still running when its timeout passes is answered
+with ``timeout`` at once; its thread keeps its slot until the engine stops it (the engine checks
+the same deadline), so the server never runs more than ``max_concurrent`` queries.
+
+Tidemark extensions (documented in the README of the API):
+
+- ``explain=true``: no execution; ``data`` is ``{"explain": {"text": <plan text>, "plan": <plan
+  JSON>}}``.
+- ``analyze=true``: execution; ``data`` is the usual ``{"resultType", "result"}`` plus
+  ``"analyze": {"text": <plan text with per-node time/series/samples>, "plan": <JSON>}``.
+- ``stats=true|all``: ``data.stats`` as Prometheus' shape (``timings`` in seconds measured here,
+  ``samples`` from the engine when it reports them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import re
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from planner.result import QueryResult
+from promql.errors import (
+    BadDataError,
+    ParseError,
+    QueryTimeoutError,
+    TidemarkError,
+    UnavailableError,
+)
+from promql.types import ValueType
+from server.errors import error_response
+from server.format import envelope, result_json, translate_ast
+from server.params import QueryOptions, instant_params, range_params
+from server.timeparse import MAX_TIME_MS, MIN_TIME_MS, parse_time
+
+MAX_ANNOTATIONS = 10
+_CORS_HEADERS = {
+    "Access-Control-Allow-Headers": "Accept, Authorization, Content-Type, Origin",
+    "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
+    "Access-Control-Expose-Headers": "Date",
+}
+
+
+@dataclass(frozen=True)
+class QueryAPIConfig:
+    """Prometheus' ``--query.*`` flags: same defaults (lookback 5m, timeout 2m, 20 at once)."""
+
+    max_concurrent: int = 20
+    timeout_s: float = 120.0
+    max_samples: int = 50_000_000
+    lookback_ms: int = 300_000
+    cors_origin: str = ".*"  # --web.cors.origin
+
+
+class QueryAPI:
+    """Engine, thread pool and concurrency gate shared by the query handlers of one app."""
+
+    def __init__(self, storage: object, config: QueryAPIConfig) -> None:
+        self.config = config
+        self.storage = storage
+        self.pool = ThreadPoolExecutor(config.max_concurrent, thread_name_prefix="query")
+        self.cors = re.compile(f"^(?:{config.cors_origin})$")
+        self._gate: asyncio.Semaphore | None = None
+        self._engine: Any = None
+        self._options: Any = None
+
+    def engine_for(self, timeout_s: float) -> Any:
+        """The shared engine, or one with a shorter timeout for a request's ``timeout``."""
+        if self._engine is None:
+            try:
+                from planner.engine import Engine, EngineOptions
+            except ImportError as err:  # keeps format/parse_query and other areas serving
+                raise UnavailableError(f"query engine not available: {err}") from err
+            self._options = EngineOptions(
+                lookback_ms=self.config.lookback_ms,
+                max_samples=self.config.max_samples,
+                timeout_s=self.config.timeout_s,
+            )
+            self._engine = Engine(self.storage, self._options)
+        if timeout_s >= self._options.timeout_s:
+            return self._engine
+        options = dataclasses.replace(self._options, timeout_s=timeout_s)
+        return type(self._engine)(self.storage, options)
+
+    async def run(self, fn: Callable[[], Any], timeout_s: float) -> tuple[Any, float, float]:
+        """Run ``fn`` in the pool behind the gate; returns (value, queue seconds, exec seconds)."""
+        if self._gate is None:
+            self._gate = asyncio.Semaphore(self.config.max_concurrent)
+        gate = self._gate
+        loop = asyncio.get_running_loop()
+        queued = time.perf_counter()
+        try:
+            await asyncio.wait_for(gate.acquire(), timeout_s)
+        except TimeoutError as err:
+            raise QueryTimeoutError("query timed out in query queue") from err
+        started = time.perf_counter()
+        remaining = max(0.0, timeout_s - (started - queued))
+        future = loop.run_in_executor(self.pool, fn)
+        # The slot is freed when the work really ends, not when the client stops waiting.
+        future.add_done_callback(lambda _f: gate.release())
+        try:
+            value = await asyncio.wait_for(asyncio.shield(future), remaining)
+        except TimeoutError as err:
+            raise QueryTimeoutError("query timed out in expression evaluation") from err
+        return value, started - queued, time.perf_counter() - started
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+QUERY_API = web.AppKey("tidemark_query_api", QueryAPI)
+QUERY_CONFIG = web.AppKey("tidemark_query_config", QueryAPIConfig)
+
+
+def setup(app: web.Application, config: QueryAPIConfig | None = None) -> None:
+    """Register the query routes; the engine is built on startup from the app's storage."""
+    if QUERY_CONFIG not in app:
+        app[QUERY_CONFIG] = config or QueryAPIConfig()
+    for path, handler in (
+        ("/api/v1/query", handle_query),
+        ("/api/v1/query_range", handle_query_range),
+        ("/api/v1/query_exemplars", handle_query_exemplars),
+        ("/api/v1/format_query", handle_format_query),
+        ("/api/v1/parse_query", handle_parse_query),
+    ):
+        app.router.add_get(path, handler, allow_head=False)
+        app.router.add_post(path, handler)
+        app.router.add_route("OPTIONS", path, handle_options)
+    app.on_startup.append(_start)
+    app.on_cleanup.append(_stop)
+
+
+async def _start(app: web.Application) -> None:
+    from server.config import STORAGE
+
+    if QUERY_API not in app:
+        app[QUERY_API] = QueryAPI(app[STORAGE], app[QUERY_CONFIG])
+
+
+async def _stop(app: web.Application) -> None:
+    if QUERY_API in app:
+        app[QUERY_API].close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Handlers
+
+
+async def handle_query(request: web.Request) -> web.StreamResponse:
+    async def body(api: QueryAPI, form: dict[str, str]) -> web.StreamResponse:
+        p = instant_params(form, int(time.time() * 1000))
+        o = p.options
+        if o.explain or o.analyze:
+            return await _explain(request, api, o, p.time_ms, p.time_ms, 0)
+        tree = _parse(o.query, wrap=True)
+        engine = api.engine_for(_timeout(api, o))
+        result, queued, took = await api.run(
+            lambda: engine.instant_query(tree, p.time_ms, lookback_ms=o.lookback_ms),
+            _timeout(api, o),
+        )
+        return _result_response(request, result, o, queued, took)
+
+    return await _guard(request, body)
+
+
+async def handle_query_range(request: web.Request) -> web.StreamResponse:
+    async def body(api: QueryAPI, form: dict[str, str]) -> web.StreamResponse:
+        p = range_params(form)
+        o = p.options
+        if o.explain or o.analyze:
+            return await _explain(request, api, o, p.start_ms, p.end_ms, p.step_ms)
+        tree = _parse(o.query, wrap=True)
+        engine = api.engine_for(_timeout(api, o))
+        result, queued, took = await api.run(
+            lambda: engine.range_query(
+                tree, p.start_ms, p.end_ms, p.step_ms, lookback_ms=o.lookback_ms
+            ),
+            _timeout(api, o),
+        )
+        return _result_response(request, result, o, queued, took)
+
+    return await _guard(request, body)
+
+
+async def handle_query_exemplars(request: web.Request) -> web.StreamResponse:
+    """Tidemark stores no exemplars: validated like upstream, the answer is always empty."""
+
+    async def body(api: QueryAPI, form: dict[str, str]) -> web.StreamResponse:
+        start = _optional_time(form, "start", MIN_TIME_MS)
+        end = _optional_time(form, "end", MAX_TIME_MS)
+        if end < start:
+            raise BadDataError("end timestamp must not be before start timestamp")
+        tree = _parse(form.get("query", ""), wrap=False)
+        from promql.ast import VectorSelector, walk
+
+        if not any(isinstance(n, VectorSelector) for n in walk(tree)):
+            return _finish(request, web.Response(status=204))
+        return _json_response(request, envelope("[]"))
+
+    return await _guard(request, body)
+
+
+async def handle_format_query(request: web.Request) -> web.StreamResponse:
+    async def body(api: QueryAPI, form: dict[str, str]) -> web.StreamResponse:
+        import promql
+
+        tree = _parse(form.get("query", ""), wrap=True)
+        return _json_response(request, envelope(orjson.dumps(promql.format(tree)).decode()))
+
+    return await _guard(request, body)
+
+
+async def handle_parse_query(request: web.Request) -> web.StreamResponse:
+    async def body(api: QueryAPI, form: dict[str, str]) -> web.StreamResponse:
+        tree = _parse(form.get("query", ""), wrap=True)
+        return _json_response(request, envelope(orjson.dumps(translate_ast(tree)).decode()))
+
+    return await _guard(request, body)
+
+
+async def handle_options(request: web.Request) -> web.StreamResponse:
+    return _finish(request, web.Response(status=204))
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers
+
+
+async def _guard(request: web.Request, body: Callable[..., Any]) -> web.StreamResponse:
+    """Form parsing, error envelope and CORS for every handler (never an HTML 500)."""
+    try:
+        form = await _form(request)
+        return await body(request.app[QUERY_API], form)
+    except TidemarkError as err:
+        return _finish(request, error_response(err))
+    except Exception as err:  # an engine bug must still answer in Prometheus' envelope
+        request.app.logger.exception("query handler failed on %s", request.path)
+        return _finish(request, error_response(TidemarkError(f"{type(err).__name__}: {err}")))
+
+
+async def _form(request: web.Request) -> dict[str, str]:
+    """Go's ``FormValue``: first value per name, POST body values before URL query values."""
+    form: dict[str, str] = {}
+    if request.method == "POST":
+        ctype = request.content_type
+        if ctype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+            posted = await request.post()
+            for k in posted:
+                v = posted.get(k)
+                if isinstance(v, str):
+                    form.setdefault(k, v)
+    for k in request.query:
+        form.setdefault(k, request.query.get(k, ""))
+    return form
+
+
+def _timeout(api: QueryAPI, o: QueryOptions) -> float:
+    if o.timeout_s is None or o.timeout_s <= 0:
+        return api.config.timeout_s
+    return min(o.timeout_s, api.config.timeout_s)
+
+
+def _optional_time(form: dict[str, str], name: str, default: int) -> int:
+    value = form.get(name, "")
+    if value == "":
+        return default
+    try:
+        return parse_time(value)
+    except ValueError as err:
+        raise BadDataError(
+            f"invalid parameter \"{name}\": invalid time value for '{name}': {err}"
+        ) from err
+
+
+def _parse(query: str, *, wrap: bool) -> Any:
+    import promql
+
+    try:
+        return promql.parse(query)
+    except ParseError as err:
+        if wrap:
+            raise BadDataError(f'invalid parameter "query": {err}') from err
+        raise
+
+
+async def _explain(
+    request: web.Request, api: QueryAPI, o: QueryOptions, start: int, end: int, step: int
+) -> web.StreamResponse:
+    tree = _parse(o.query, wrap=True)
+    engine = api.engine_for(_timeout(api, o))
+    explained, _queued, _took = await api.run(
+        lambda: engine.explain(tree, start, end, step, analyze=o.analyze),
+        _timeout(api, o),
+    )
+    plan = orjson.dumps({"text": explained.text, "plan": explained.json}).decode()
+    if not o.analyze:
+        return _json_response(request, envelope(f'{{"explain":{plan}}}'))
+    result: QueryResult = explained.result
+    data, warnings, infos = _result_parts(result, o)
+    data = data[:-1] + f',"analyze":{plan}}}'
+    return _json_response(request, envelope(data, warnings, infos))
+
+
+def _result_parts(result: QueryResult, o: QueryOptions) -> tuple[str, list[str], list[str]]:
+    warnings = list(result.warnings)
+    series = result.series
+    limited = result.result_type in (ValueType.VECTOR, ValueType.MATRIX)
+    if limited and 0 < o.limit < len(series):
+        series = series[: o.limit]
+        warnings.append("results truncated due to limit")
+    if o.stats not in ("", "true", "all"):
+        warnings.append(
+            f'value "{o.stats}" for parameter "stats" is deprecated and will be rejected in '
+            'the next major release, use "true" or "all"'
+        )
+    return result_json(result, series), _cap(warnings, "warning"), _cap(result.infos, "info")
+
+
+def _cap(items: list[str], kind: str) -> list[str]:
+    if len(items) <= MAX_ANNOTATIONS:
+        return list(items)
+    extra = len(items) - MAX_ANNOTATIONS
+    return [*items[:MAX_ANNOTATIONS], f"{extra} more {kind} annotations omitted"]
+
+
+def _result_response(
+    request: web.Request, result: QueryResult, o: QueryOptions, queued: float, took: float
+) -> web.StreamResponse:
+    data, warnings, infos = _result_parts(result, o)
+    if o.stats:
+        data = data[:-1] + f',"stats":{_stats(result, queued, took, o.stats)}}}'
+    return _json_response(request, envelope(data, warnings, infos))
+
+
+def _stats(result: QueryResult, queued: float, took: float, mode: str) -> str:
+    """Prometheus' ``stats.QueryStats`` shape; sample counts when the result carries them."""
+    samples: dict[str, Any] = {}
+    total = getattr(result, "total_samples", None)
+    peak = getattr(result, "peak_samples", None)
+    if total is not None:
+        samples["totalQueryableSamples"] = int(total)
+    if peak is not None:
+        samples["peakSamples"] = int(peak)
+    stats = {
+        "timings": {
+            "evalTotalTime": took,
+            "resultSortTime": 0,
+            "queryPreparationTime": 0,
+            "innerEvalTime": took,
+            "execQueueTime": queued,
+            "execTotalTime": queued + took,
+        },
+        "samples": samples,
+    }
+    return orjson.dumps(stats).decode()
+
+
+def _json_response(request: web.Request, body: bytes) -> web.StreamResponse:
+    resp = web.Response(body=body, content_type="application/json")
+    return _finish(request, resp)
+
+
+def _finish(request: web.Request, resp: web.StreamResponse) -> web.StreamResponse:
+    """CORS as Prometheus' ``httputil.SetCORS``; gzip/deflate when the client accepts it."""
+    resp.headers.add("Vary", "Origin")
+    origin = request.headers.get("Origin", "")
+    if origin:
+        resp.headers.update(_CORS_HEADERS)
+        api = request.app.get(QUERY_API)
+        pattern = api.cors.pattern if api is not None else "^(?:.*)$"
+        if pattern == "^(?:.*)$":
+            resp.headers["Access-Control-Allow-Origin"] = "*"
+        elif api is not None and api.cors.match(origin):
+            resp.headers["Access-Control-Allow-Origin"] = origin
+    accept = request.headers.get("Accept-Encoding", "")
+    if resp.status != 204 and ("gzip" in accept or "deflate" in accept):
+        coding = web.ContentCoding.gzip if "gzip" in accept else web.ContentCoding.deflate
+        resp.enable_compression(coding)
+    return resp
