@@ -19,8 +19,10 @@ class Grid:
 
     @property
     def n_steps(self) -> int:
-        if self.step_ms <= 0 or self.end_ms < self.start_ms:
-            return 1 if self.end_ms >= self.start_ms else 0
+        if self.end_ms < self.start_ms:
+            return 0
+        if self.step_ms <= 0:
+            return 1
         return (self.end_ms - self.start_ms) // self.step_ms + 1
 
     @property
@@ -31,6 +33,8 @@ class Grid:
         return self.start_ms + (self.n_steps - 1) * self.step_ms
 
     def times(self) -> np.ndarray:
+        if self.n_steps == 0:
+            return np.zeros(0, dtype=np.int64)
         if self.step_ms <= 0:
             return np.array([self.start_ms], dtype=np.int64)
         return np.arange(self.start_ms, self.last_ms + 1, self.step_ms, dtype=np.int64)

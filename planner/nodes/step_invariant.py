@@ -48,6 +48,7 @@ class StepInvariant(PlanNode):
                 np.repeat(value.values[:, :1], k, axis=1),
                 np.repeat(value.present[:, :1], k, axis=1),
                 value.drop_name,
+                None if value.sample_ts is None else np.repeat(value.sample_ts[:, :1], k, axis=1),
             )
         if isinstance(value, RangeVector):
             ra = value.ranges

@@ -29,8 +29,8 @@ def _set_range(node: PlanNode, mint: int, maxt: int) -> PlanNode:
 
 def _push(node: PlanNode, grid: Grid) -> PlanNode:
     if isinstance(node, (InstantManipulate, RangeManipulate)):
-        if grid.n_steps == 0:
-            return node
+        if grid.n_steps == 0:  # an empty subquery grid reads nothing
+            return node.map_inputs(lambda c: _set_range(c, 1, 0))
         times = selector_times(grid, node.offset_ms, node.at_ms)
         width = node.lookback_ms if isinstance(node, InstantManipulate) else node.range_ms
         mint, maxt = int(times.min()) - width + 1, int(times.max())
