@@ -6,6 +6,8 @@ their parent's own rules, and the first error found is the one reported.
 
 from __future__ import annotations
 
+import threading
+
 import re2
 
 from promql.ast import (
@@ -32,9 +34,20 @@ from udfs.registry import get_function
 _VALID_OPERANDS = (ValueType.SCALAR, ValueType.VECTOR)
 
 
-def check(expr: Expr) -> ValueType:
-    """Raise ``SemanticError`` for the first type error in ``expr``; return its type."""
+def check(expr: Expr, text: str = "") -> ValueType:
+    """Raise ``SemanticError`` for the first type error in ``expr``; return its type.
+
+    ``text`` is the query the tree was parsed from; it locates operators in error messages.
+    """
+    _TEXT.value = text
     return _check(expr)
+
+
+class _Text(threading.local):
+    value = ""
+
+
+_TEXT = _Text()
 
 
 def _expect(expr: Expr, want: ValueType, context: str) -> None:
@@ -83,9 +96,14 @@ def _check(expr: Expr) -> ValueType:
 
 
 def _operator_pos(expr: BinaryExpr) -> PosRange:
-    # Prometheus reports operator errors at the text between the operands; the parser does
-    # not keep the operator token, so approximate with the gap between the operands.
-    return PosRange(expr.lhs.pos.end, expr.rhs.pos.start)
+    # Prometheus reports operator errors at the text between the operands, trimmed of spaces.
+    text = _TEXT.value
+    start, end = expr.lhs.pos.end, expr.rhs.pos.start
+    while start < end and start < len(text) and text[start] in " \t\r\n":
+        start += 1
+    while end > start and end <= len(text) and text[end - 1] in " \t\r\n":
+        end -= 1
+    return PosRange(start, end)
 
 
 def _check_binary(expr: BinaryExpr) -> None:

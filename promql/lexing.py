@@ -298,7 +298,7 @@ def bad_number_prefix(text: str, start: int) -> str:
                 if pos < len(text) and text[pos] == "s":
                     pos += 1
             else:
-                return text[start : min(pos + 1, len(text))]
+                return text[start:pos]
         pos += 1
     return text[start : min(pos, len(text))]
 

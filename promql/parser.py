@@ -458,6 +458,56 @@ def _go_f(value: float) -> str:
     return f"{value:f}"
 
 
+_KEYWORD_TYPES = {
+    name.lower(): name
+    for name in [
+        "ATAN2",
+        "SUM",
+        "AVG",
+        "COUNT",
+        "MIN",
+        "MAX",
+        "GROUP",
+        "STDDEV",
+        "STDVAR",
+        "TOPK",
+        "BOTTOMK",
+        "COUNT_VALUES",
+        "QUANTILE",
+        "LIMITK",
+        "LIMIT_RATIO",
+        "OFFSET",
+        "SMOOTHED",
+        "ANCHORED",
+        "BY",
+        "WITHOUT",
+        "ON",
+        "IGNORING",
+        "GROUP_LEFT",
+        "GROUP_RIGHT",
+        "BOOL",
+        "START",
+        "END",
+        "STEP",
+        "RANGE",
+        "MAX_OF",
+        "MIN_OF",
+    ]
+} | {"and": "LAND", "or": "LOR", "unless": "LUNLESS", "inf": "NUMBER", "nan": "NUMBER"}
+
+
+def _keyword_or_identifier(tok: Token) -> Token:
+    """Keywords are keywords everywhere outside braces, as in Prometheus' (context-free) lexer.
+
+    The contextual lexer would otherwise read ``group_left`` as an identifier where the grammar
+    does not expect the keyword, accepting text Prometheus rejects.
+    """
+    kind = _KEYWORD_TYPES.get(tok.lower())
+    if kind is not None:
+        tok.type = kind
+    return tok
+
+
 _LOCK = threading.Lock()
 _PARSERS: dict[ParserOptions, Lark] = {}
 
@@ -474,6 +524,7 @@ def _lark(options: ParserOptions) -> Lark:
                     lexer="contextual",
                     maybe_placeholders=True,
                     transformer=_Builder(options),
+                    lexer_callbacks={"IDENTIFIER": _keyword_or_identifier},
                 )
                 _PARSERS[options] = parser
     return parser
@@ -492,7 +543,7 @@ def parse(text: str, options: ParserOptions | None = None) -> Expr:
         message, pos = translate(text, exc)
         raise ParseError(message, pos, text) from None
     try:
-        checker.check(expr)
+        checker.check(expr, text)
     except SemanticError as exc:
         raise ParseError(exc.message, exc.pos, text) from None
     return expr

@@ -87,6 +87,7 @@ _AGGREGATORS = frozenset(
 )
 _VALUE_KINDS = {
     "IDENTIFIER": "identifier",
+    "LABEL_NAME": "identifier",
     "METRIC_IDENTIFIER": "metric identifier",
     "STRING": "string",
     "NUMBER": "number",
@@ -193,6 +194,11 @@ def translate(text: str, exc: UnexpectedInput) -> tuple[str, PosRange]:
         return "unexpected left brace '{'", PosRange(tok.end_pos, len(text))
     if tok.type in ("EQL_REGEX", "NEQ_REGEX") and not ctx.brace_open:
         return f"unexpected character after '{text[start]}': '~'", PosRange(start, len(text))
+    if ctx.brace_open and tok.type not in _BRACE_TOKENS:
+        if tok.type in _KEYWORDS or tok.type in _AGGREGATORS or tok.type in _WORD_OPERATORS:
+            tok = Token("IDENTIFIER", str(tok), start_pos=tok.start_pos, end_pos=tok.end_pos)
+        else:
+            return _bad_character(text, start)
     if tok.type in ("EQL", "NEQ") and ctx.bracket_open:
         return _bad_character(text, start)
     if ctx.bracket_open and tok.type not in _DURATION_TOKENS:
@@ -201,6 +207,21 @@ def translate(text: str, exc: UnexpectedInput) -> tuple[str, PosRange]:
     return f"unexpected {token_desc(tok)}{context}", pos
 
 
+_BRACE_TOKENS = frozenset(
+    [
+        "IDENTIFIER",
+        "LABEL_NAME",
+        "STRING",
+        "EQL",
+        "NEQ",
+        "EQL_REGEX",
+        "NEQ_REGEX",
+        "COMMA",
+        "RBRACE",
+        "LBRACE",
+    ]
+)
+_WORD_OPERATORS = frozenset({"LAND", "LOR", "LUNLESS", "ATAN2"})
 _DURATION_TOKENS = frozenset(
     [
         "NUMBER",
@@ -250,11 +271,16 @@ def _context_phrase(text: str, start: int, expected: set[str], ctx: _Context) ->
         return " in offset, expected number, duration, step(), or range()"
     if prev == "@":
         return " in @, expected timestamp"
-    if prev == "[":
-        return " in subquery or range selector, expected number, duration, step(), or range()"
-    if "BOOL" in expected and "IDENTIFIER" in expected and "RPAREN" in expected:
-        return " in grouping opts, expected label"
-    if "BOOL" in expected and "IDENTIFIER" in expected and "LPAREN" not in expected:
+    if ctx.bracket_open:
+        segment = text[text.rfind("[", 0, start) + 1 : start].strip()
+        if segment == "" or segment.lower() in ("step", "range", "min_of", "max_of"):
+            return " in subquery or range selector, expected number, duration, step(), or range()"
+        if segment.endswith(":"):
+            return ' in subquery selector, expected number, duration, step(), range(), or "]"'
+        if ":" in segment:
+            return ' in subquery selector, expected "]"'
+        return ' in subquery or range, expected ":" or "]"'
+    if {"IDENTIFIER", "STRING", "METRIC_IDENTIFIER"} <= expected and "NUMBER" not in expected:
         return " in grouping opts, expected label"
     if expected == {"COMMA", "RPAREN"} and prev not in ("(", ","):
         return ' in grouping opts, expected "," or ")"'
@@ -282,7 +308,7 @@ def _bad_character(text: str, pos: int) -> tuple[str, PosRange]:
     nxt = text[pos + 1] if pos + 1 < len(text) else ""
     rest = PosRange(pos, len(text))
     if ch in "\"'":
-        return "unterminated quoted string", rest
+        return _string_problem(text, pos), rest
     if ch == "`":
         return "unterminated raw string", rest
     if ctx.brace_open:
@@ -304,6 +330,18 @@ def _bad_character(text: str, pos: int) -> tuple[str, PosRange]:
             return f"unexpected character: {lexing.go_rune_quote(ch)}, expected ':'", rest
         return f"unexpected character in duration expression: {lexing.go_rune_quote(ch)}", rest
     return f"unexpected character: {lexing.go_rune_quote(ch)}", rest
+
+
+def _string_problem(text: str, pos: int) -> str:
+    quote = text[pos]
+    i = pos + 1
+    while i < len(text) and text[i] not in (quote, "\n"):
+        if text[i] == "\\":
+            if i + 1 >= len(text):
+                return "escape sequence not terminated"
+            i += 1
+        i += 1
+    return "unterminated quoted string"
 
 
 def _rune(ch: str) -> str:
