@@ -29,6 +29,14 @@ GROUPS = (CORE, EXPERIMENTAL, NATIVE_HISTOGRAM)
 _DURATION_FUNCS = frozenset({"start", "end", "range", "step"})
 _EXPERIMENTAL_AGGREGATIONS = frozenset({"limitk", "limit_ratio"})
 _FILL = re.compile(r"\bfill(?:_left|_right)?\s*\(")
+# Used only when the expression does not parse at all (e.g. syntax our parser lacks).
+_TEXT_MARKERS = (
+    (_FILL, "fill modifier"),
+    (re.compile(r"\]\s*(?:anchored|smoothed)\b"), "anchored/smoothed selector"),
+    (re.compile(r"\binfo\s*\("), "info() function"),
+    (re.compile(r"\blimit(?:k|_ratio)\s*\("), "limitk/limit_ratio aggregation"),
+    (re.compile(r"\b(?:start|end|range|step)\s*\(\s*\)"), "duration expression function"),
+)
 _NAME_TOKEN = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 
 
@@ -52,7 +60,7 @@ def classify(cmd: EvalCmd, facts: StoreFacts) -> tuple[str, str]:
         return EXPERIMENTAL, "type-and-unit labels (__type__/__unit__) in the loaded data"
     if facts.start_timestamps:
         return EXPERIMENTAL, "start timestamps (@st) in the loaded data"
-    reason = _experimental_reason(tree, cmd.expr) if tree is not None else None
+    reason = _experimental_reason(tree, cmd.expr) if tree is not None else _text_reason(cmd.expr)
     if reason is None and experimental_only:
         reason = "parses only with experimental syntax enabled"
     if reason is not None:
@@ -99,6 +107,13 @@ def _experimental_reason(tree: Expr, text: str) -> str | None:
             return "fill modifier"
     if _FILL.search(text):
         return "fill modifier"
+    return None
+
+
+def _text_reason(text: str) -> str | None:
+    for pattern, reason in _TEXT_MARKERS:
+        if pattern.search(text):
+            return f"{reason} (expression does not parse)"
     return None
 
 
