@@ -25,6 +25,7 @@ from server.errors import IngestRejected, UnsupportedMediaTypeError
 from server.timeparse import time_param
 from storage.model import SampleBatch
 
+_PROTOBUF_TYPES = ("", "application/x-protobuf", "application/octet-stream")
 DECODER = web.AppKey("tidemark_rw_decoder", RemoteWriteDecoder)
 
 
@@ -61,7 +62,7 @@ def _encoding(request: web.Request, default: str) -> str:
 async def remote_write(request: web.Request) -> web.Response:
     """Prometheus remote write 1.0: snappy (or zstd, as vmagent sends) protobuf, 204 when stored."""
     media = _media_type(request)
-    if media not in ("", "application/x-protobuf"):
+    if media not in _PROTOBUF_TYPES:
         raise UnsupportedMediaTypeError(
             f"unsupported Content-Type {media!r} for remote write (want application/x-protobuf)"
         )

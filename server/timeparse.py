@@ -39,10 +39,18 @@ def _go_float(s: str) -> float | None:
     return float(s)
 
 
+def _go_round(x: float) -> float:
+    """Go's ``math.Round``: half away from zero (Python's ``round`` is half to even)."""
+    whole = math.trunc(x)
+    if abs(x - whole) >= 0.5:
+        whole += math.copysign(1.0, x)
+    return float(whole)
+
+
 def _from_seconds(t: float) -> int:
     """``time.Unix(int64(s), int64(round(frac*1000)/1000 * 1e9))`` then ``timestamp.FromTime``."""
     frac, whole = math.modf(t)
-    frac = round(frac * 1000) / 1000
+    frac = _go_round(frac * 1000) / 1000
     sec, nsec = int(whole), int(frac * 1e9)
     if nsec < 0:  # time.Unix normalizes nsec into [0, 1e9)
         sec, nsec = sec - 1, nsec + 1_000_000_000
