@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from promql.errors import ExecutionError
+from udfs.quantile import go_sort_rows, quantile_rows
 from udfs.range_array import RangeArray
 from udfs.scan import (
     ColumnScan,
@@ -187,21 +188,6 @@ def stddev_over_time(ra: RangeArray) -> Result:
         return np.sqrt(var), present
 
 
-def _go_sort_rows(mat: np.ndarray, sizes: np.ndarray) -> np.ndarray:
-    """Sort each row's first ``sizes[r]`` entries as Go's ``vectorByValueHeap`` does.
-
-    ``mat`` holds NaN in padding positions. Go sorts NaN first; numpy sorts NaN last, so rows
-    are sorted by numpy and then shifted right by their count of real NaNs.
-    """
-    width = mat.shape[1]
-    col = np.arange(width)
-    nan_count = np.isnan(mat).sum(axis=1) - (width - sizes)
-    ordered = np.sort(mat, axis=1)
-    src = col[None, :] - nan_count[:, None]
-    picked = np.take_along_axis(ordered, np.clip(src, 0, max(width - 1, 0)), 1)
-    return np.where(src >= 0, picked, np.nan)
-
-
 def _sorted_windows(ra: RangeArray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Windows ``ids`` gathered into a padded matrix, each row sorted as upstream sorts."""
     sizes = ra.sizes[ids]
@@ -210,25 +196,7 @@ def _sorted_windows(ra: RangeArray, ids: np.ndarray) -> tuple[np.ndarray, np.nda
     valid = col[None, :] < sizes[:, None]
     gather = np.where(valid, ra.offsets[ids][:, None] + col[None, :], 0)
     mat = np.where(valid, ra.values[gather], np.nan)
-    return _go_sort_rows(mat, sizes), sizes
-
-
-def _quantile_rows(q: np.ndarray, mat: np.ndarray, sizes: np.ndarray) -> np.ndarray:
-    """``quantile`` (quantile.go) on each sorted row."""
-    n = sizes.astype(np.float64)
-    with np.errstate(invalid="ignore"):
-        rank = q * (n - 1)
-        lower = np.maximum(0, np.floor(rank))
-        upper = np.minimum(n - 1, lower + 1)
-        weight = rank - np.floor(rank)
-        li = np.clip(lower, 0, max(mat.shape[1] - 1, 0)).astype(np.int64)
-        ui = np.clip(upper, 0, max(mat.shape[1] - 1, 0)).astype(np.int64)
-        lo_v = np.take_along_axis(mat, li[:, None], 1)[:, 0]
-        up_v = np.take_along_axis(mat, ui[:, None], 1)[:, 0]
-        out = lo_v * (1 - weight) + up_v * weight
-    out = np.where(q < 0, -np.inf, out)
-    out = np.where(q > 1, np.inf, out)
-    return np.where(np.isnan(q) | (sizes == 0), np.nan, out)
+    return go_sort_rows(mat, sizes), sizes
 
 
 def _chunks(ra: RangeArray) -> list[np.ndarray]:
@@ -245,7 +213,7 @@ def quantile_over_time(ra: RangeArray, phi: np.ndarray) -> Result:
     out = np.full(ra.n_windows, np.nan)
     for ids in _chunks(ra):
         mat, sizes = _sorted_windows(ra, ids)
-        out[ids] = _quantile_rows(q[ids], mat, sizes)
+        out[ids] = quantile_rows(q[ids], mat, sizes)
     return out, _nonempty(ra)
 
 
@@ -254,11 +222,11 @@ def mad_over_time(ra: RangeArray) -> Result:
     for ids in _chunks(ra):
         mat, sizes = _sorted_windows(ra, ids)
         half = np.full(ids.shape[0], 0.5)
-        median = _quantile_rows(half, mat, sizes)
+        median = quantile_rows(half, mat, sizes)
         valid = np.arange(mat.shape[1])[None, :] < sizes[:, None]
         with np.errstate(invalid="ignore"):
             dev = np.where(valid, np.abs(mat - median[:, None]), np.nan)
-        mad = _quantile_rows(half, _go_sort_rows(dev, sizes), sizes)
+        mad = quantile_rows(half, go_sort_rows(dev, sizes), sizes)
         has_nan = np.isnan(np.where(valid, mat, 0.0)).any(axis=1)
         out[ids] = np.where(has_nan, np.nan, mad)
     return out, _nonempty(ra)
