@@ -81,3 +81,20 @@ class NoopSink:
 
     def write_raw(self, raw: RawSamples) -> None:
         return None
+
+
+class StoreSink:
+    """Writes emitted windows and raw passthrough batches to a ``SketchStore``."""
+
+    def __init__(self, store) -> None:  # storage.sketch_store.SketchStore
+        self.store = store
+
+    def write(self, outputs: Sequence[tuple[PrecomputedOutput, Accumulator]]) -> None:
+        self.store.append_outputs(outputs)
+
+    def write_raw(self, raw: RawSamples) -> None:
+        from storage.sketch_store import RawBatch
+
+        self.store.append_raw(
+            RawBatch(raw.aggregation_id, raw.series, raw.sample_series, raw.timestamps, raw.values)
+        )

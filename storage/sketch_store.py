@@ -1,0 +1,295 @@
+"""The sketch store: closed precompute windows, append-only, persisted, with retention.
+
+Each entry is ``(aggregation_id, key, window_start, window_end) → serialized accumulator``; a
+window may have several entries (late mini-accumulators, several workers) that the query side
+merges. On disk: an append-only framed log (``u32 length, u32 crc32, payload``; a torn or corrupt
+tail is truncated at open, like the WAL) plus a periodic Arrow IPC snapshot that compacts the log:
+the log is rotated first, the snapshot written to a temporary file, fsynced and renamed, and only
+then are older logs deleted, so a crash at any point leaves a loadable state. Raw passthrough
+samples are kept columnar (one record per batch), not one entry per sample.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import threading
+import time
+import zlib
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.ipc as ipc
+
+from precompute.accumulators.base import Accumulator, pack_keys, unpack_keys
+
+Key = tuple[str, ...]
+_FRAME = struct.Struct("<II")
+_ENTRY = struct.Struct("<BIqq")  # kind, aggregation id, start, end
+_KIND_WINDOW = 1
+_KIND_RAW = 2
+_SNAPSHOT = "sketches.arrow"
+
+
+@dataclass(frozen=True)
+class SketchEntry:
+    aggregation_id: int
+    key: Key
+    window_start: int  # exclusive, ms
+    window_end: int  # inclusive, ms
+    data: bytes  # Accumulator.to_bytes()
+
+    def accumulator(self) -> Accumulator:
+        return Accumulator.from_bytes(self.data)
+
+
+@dataclass(frozen=True)
+class RawBatch:
+    aggregation_id: int
+    series: list[tuple[tuple[str, str], ...]]
+    sample_series: np.ndarray
+    timestamps: np.ndarray
+    values: np.ndarray
+
+
+def _encode_entry(e: SketchEntry) -> bytes:
+    head = _ENTRY.pack(_KIND_WINDOW, e.aggregation_id, e.window_start, e.window_end)
+    return head + pack_keys([e.key]) + e.data
+
+
+def _encode_raw(r: RawBatch) -> bytes:
+    flat = [tuple(x for pair in labels for x in pair) for labels in r.series]
+    t_min = int(r.timestamps.min()) if r.timestamps.shape[0] else 0
+    t_max = int(r.timestamps.max()) if r.timestamps.shape[0] else 0
+    arrays = (r.sample_series.astype(np.int64), r.timestamps.astype(np.int64), r.values)
+    body = b"".join(struct.pack("<Q", a.shape[0]) + a.tobytes() for a in arrays)
+    return _ENTRY.pack(_KIND_RAW, r.aggregation_id, t_min, t_max) + pack_keys(flat) + body
+
+
+def _decode(payload: memoryview) -> SketchEntry | RawBatch:
+    kind, agg, start, end = _ENTRY.unpack_from(payload, 0)
+    keys, offset = unpack_keys(payload, _ENTRY.size)
+    if kind == _KIND_WINDOW:
+        return SketchEntry(agg, keys[0], start, end, bytes(payload[offset:]))
+    arrays = []
+    for dtype in (np.int64, np.int64, np.float64):
+        (n,) = struct.unpack_from("<Q", payload, offset)
+        offset += 8
+        arrays.append(np.frombuffer(payload[offset : offset + 8 * n], dtype=dtype).copy())
+        offset += 8 * n
+    series = [tuple(zip(k[::2], k[1::2], strict=True)) for k in keys]
+    return RawBatch(agg, series, *arrays)
+
+
+class SketchStore:
+    """Thread-safe; ``directory=None`` keeps everything in memory only."""
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str] | None = None,
+        retention_ms: int | None = None,
+        fsync: bool = False,
+        compact_every: int = 100_000,
+    ) -> None:
+        self.directory = Path(directory) if directory is not None else None
+        self.retention_ms = retention_ms
+        self.fsync = fsync
+        self.compact_every = compact_every
+        self._lock = threading.RLock()
+        self._entries: dict[int, list[SketchEntry]] = defaultdict(list)
+        self._raw: dict[int, list[RawBatch]] = defaultdict(list)
+        self._since_compact = 0
+        self._generation = 0
+        self._log: int | None = None
+        self.appended_total = 0
+        if self.directory is not None:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._load()
+
+    # --- persistence ------------------------------------------------------------------------
+
+    def _log_path(self, gen: int) -> Path:
+        assert self.directory is not None
+        return self.directory / f"sketches.{gen:08d}.log"
+
+    def _load(self) -> None:
+        assert self.directory is not None
+        snap_gen = -1
+        snap = self.directory / _SNAPSHOT
+        if snap.exists():
+            with pa.memory_map(str(snap)) as source:
+                table = ipc.open_file(source).read_all()
+            snap_gen = int((table.schema.metadata or {}).get(b"generation", b"-1"))
+            for record in table.column("payload").to_pylist():
+                self._index(_decode(memoryview(record)))
+        gens = sorted(int(p.name.split(".")[1]) for p in self.directory.glob("sketches.*.log"))
+        for gen in gens:
+            if gen <= snap_gen:
+                self._log_path(gen).unlink(missing_ok=True)
+                continue
+            self._replay(self._log_path(gen))
+        self._generation = max([snap_gen + 1, *(g + 1 for g in gens)])
+        self._open_log()
+
+    def _replay(self, path: Path) -> None:
+        data = path.read_bytes()
+        view, offset, good = memoryview(data), 0, 0
+        while offset + _FRAME.size <= len(data):
+            length, crc = _FRAME.unpack_from(view, offset)
+            end = offset + _FRAME.size + length
+            payload = view[offset + _FRAME.size : end]
+            if end > len(data) or zlib.crc32(payload) != crc:
+                break
+            self._index(_decode(payload))
+            offset = good = end
+        if good < len(data):  # torn or corrupt tail from a crash: drop it
+            with open(path, "r+b") as fh:
+                fh.truncate(good)
+
+    def _open_log(self) -> None:
+        path = self._log_path(self._generation)
+        self._log = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+
+    def _write(self, payloads: Iterable[bytes]) -> None:
+        if self._log is None:
+            return
+        frames = b"".join(_FRAME.pack(len(p), zlib.crc32(p)) + p for p in payloads)
+        os.write(self._log, frames)
+        if self.fsync:
+            os.fsync(self._log)
+
+    def _index(self, item: SketchEntry | RawBatch) -> None:
+        if isinstance(item, SketchEntry):
+            self._entries[item.aggregation_id].append(item)
+        else:
+            self._raw[item.aggregation_id].append(item)
+
+    # --- writes -----------------------------------------------------------------------------
+
+    def append(self, entries: Sequence[SketchEntry]) -> None:
+        if not entries:
+            return
+        with self._lock:
+            self._write(_encode_entry(e) for e in entries)
+            for e in entries:
+                self._entries[e.aggregation_id].append(e)
+            self._after_write(len(entries))
+
+    def append_outputs(self, outputs: Sequence[tuple[object, Accumulator]]) -> None:
+        """Append ``(PrecomputedOutput, Accumulator)`` pairs as emitted by the engine."""
+        self.append(
+            [
+                SketchEntry(o.aggregation_id, o.key, o.window_start, o.window_end, acc.to_bytes())  # type: ignore[attr-defined]
+                for o, acc in outputs
+            ]
+        )
+
+    def append_raw(self, raw: RawBatch) -> None:
+        with self._lock:
+            self._write([_encode_raw(raw)])
+            self._raw[raw.aggregation_id].append(raw)
+            self._after_write(1)
+
+    def _after_write(self, n: int) -> None:
+        self.appended_total += n
+        self._since_compact += n
+        if self.directory is not None and self._since_compact >= self.compact_every:
+            self.compact()
+
+    def compact(self, now_ms: int | None = None) -> None:
+        """Apply retention, write an Arrow snapshot of everything, drop the covered logs."""
+        with self._lock:
+            self.apply_retention(now_ms)
+            if self.directory is None:
+                return
+            covered = self._generation
+            assert self._log is not None
+            os.close(self._log)
+            self._generation += 1
+            self._open_log()
+            payloads = [_encode_entry(e) for es in self._entries.values() for e in es]
+            payloads += [_encode_raw(r) for rs in self._raw.values() for r in rs]
+            table = pa.table(
+                {"payload": pa.array(payloads, type=pa.binary())},
+                metadata={"generation": str(covered)},
+            )
+            tmp = self.directory / (_SNAPSHOT + ".tmp")
+            with pa.OSFile(str(tmp), "wb") as sink, ipc.new_file(sink, table.schema) as writer:
+                writer.write_table(table)
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.directory / _SNAPSHOT)
+            for gen in range(covered + 1):
+                self._log_path(gen).unlink(missing_ok=True)
+            self._since_compact = 0
+
+    def apply_retention(self, now_ms: int | None = None) -> int:
+        """Drop windows ending before ``now − retention``; returns how many were dropped."""
+        if self.retention_ms is None:
+            return 0
+        cutoff = (now_ms if now_ms is not None else int(time.time() * 1000)) - self.retention_ms
+        dropped = 0
+        with self._lock:
+            for agg, entries in self._entries.items():
+                keep = [e for e in entries if e.window_end >= cutoff]
+                dropped += len(entries) - len(keep)
+                self._entries[agg] = keep
+            for agg, raws in self._raw.items():
+                self._raw[agg] = [
+                    r for r in raws if r.timestamps.shape[0] and r.timestamps.max() >= cutoff
+                ]
+        return dropped
+
+    def remove_aggregation(self, aggregation_id: int) -> None:
+        with self._lock:
+            self._entries.pop(aggregation_id, None)
+            self._raw.pop(aggregation_id, None)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._log is not None:
+                os.fsync(self._log)
+                os.close(self._log)
+                self._log = None
+
+    # --- reads ------------------------------------------------------------------------------
+
+    def entries(
+        self, aggregation_id: int, start_ms: int | None = None, end_ms: int | None = None
+    ) -> list[SketchEntry]:
+        """Entries whose window ``(start, end]`` lies inside ``[start_ms, end_ms]``, ordered by
+        window end, key and insertion."""
+        lo = start_ms if start_ms is not None else np.iinfo(np.int64).min
+        hi = end_ms if end_ms is not None else np.iinfo(np.int64).max
+        with self._lock:
+            found = [
+                e
+                for e in self._entries.get(aggregation_id, [])
+                if e.window_start >= lo and e.window_end <= hi
+            ]
+        return sorted(found, key=lambda e: (e.window_end, e.key))
+
+    def windows(
+        self, aggregation_id: int, start_ms: int | None = None, end_ms: int | None = None
+    ) -> dict[tuple[Key, int, int], list[SketchEntry]]:
+        """Entries grouped per (key, start, end): what the query side merges."""
+        grouped: dict[tuple[Key, int, int], list[SketchEntry]] = {}
+        for e in self.entries(aggregation_id, start_ms, end_ms):
+            grouped.setdefault((e.key, e.window_start, e.window_end), []).append(e)
+        return grouped
+
+    def raw(self, aggregation_id: int) -> list[RawBatch]:
+        with self._lock:
+            return list(self._raw.get(aggregation_id, []))
+
+    def stats(self) -> dict[str, float]:
+        with self._lock:
+            return {
+                "sketch_entries": float(sum(len(v) for v in self._entries.values())),
+                "sketch_raw_batches": float(sum(len(v) for v in self._raw.values())),
+                "sketch_appended_total": float(self.appended_total),
+            }
