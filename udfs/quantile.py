@@ -23,8 +23,9 @@ def go_sort_rows(mat: np.ndarray, sizes: np.ndarray) -> np.ndarray:
 def quantile_rows(q: np.ndarray, mat: np.ndarray, sizes: np.ndarray) -> np.ndarray:
     """``quantile`` (quantile.go) on each sorted row."""
     n = sizes.astype(np.float64)
+    qs = np.where(np.isnan(q) | (q < 0) | (q > 1), 0.0, q)  # out-of-range q handled below
     with np.errstate(invalid="ignore"):
-        rank = q * (n - 1)
+        rank = qs * (n - 1)
         lower = np.maximum(0, np.floor(rank))
         upper = np.minimum(n - 1, lower + 1)
         weight = rank - np.floor(rank)
