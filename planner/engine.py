@@ -48,6 +48,7 @@ class Planned:
     stmt: EvalStmt
     logical: PlanNode
     steps: list[RuleStep]
+    query: str = ""
 
     @property
     def physical(self) -> PlanNode:
@@ -126,7 +127,8 @@ class Engine:
         lookback = lookback_ms if lookback_ms and lookback_ms > 0 else self.options.lookback_ms
         stmt = EvalStmt(expr, start_ms, end_ms, step_ms if range_ else 0, lookback)
         logical = logical_plan(stmt, self.options.default_subquery_step_ms)
-        return Planned(stmt, logical, optimize(logical, stmt.grid))
+        text = query if isinstance(query, str) else ""
+        return Planned(stmt, logical, optimize(logical, stmt.grid), text)
 
     # -- execution --------------------------------------------------------------------------
 
@@ -137,6 +139,7 @@ class Engine:
             self.options,
             stmt.lookback_ms,
             time.monotonic() + self.options.timeout_s,
+            query=planned.query,
         )
         grid = stmt.grid
         value = ex.run(planned.physical, grid)

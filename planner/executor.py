@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from planner.values import InstantVector, RangeVector, SeriesData, Value
+from promql.ast import PosRange
 from promql.errors import ExecutionError, QueryTimeoutError
 
 if TYPE_CHECKING:
@@ -43,6 +44,7 @@ class Executor:
     warnings: dict[str, None] = field(default_factory=dict)
     infos: dict[str, None] = field(default_factory=dict)
     peak_samples: int = 0
+    query: str = ""  # the query text, for annotation positions
 
     def run(self, node: PlanNode, grid: Grid) -> Value:
         if time.monotonic() > self.deadline:
@@ -65,11 +67,20 @@ class Executor:
         if samples > self.options.max_samples:
             raise ExecutionError(TOO_MANY_SAMPLES)
 
-    def warn(self, message: str) -> None:
-        self.warnings[message] = None
+    def warn(self, message: str, pos: PosRange | None = None) -> None:
+        self.warnings[self._positioned(message, pos)] = None
 
-    def info(self, message: str) -> None:
-        self.infos[message] = None
+    def info(self, message: str, pos: PosRange | None = None) -> None:
+        self.infos[self._positioned(message, pos)] = None
+
+    def _positioned(self, message: str, pos: PosRange | None) -> str:
+        """Upstream appends the ``line:col`` of the expression an annotation is about."""
+        if pos is None or not self.query:
+            return message
+        before = self.query[: pos.start]
+        line = before.count("\n") + 1
+        col = pos.start - (before.rfind("\n") + 1) + 1
+        return f"{message} ({line}:{col})"
 
     def stats_for(self, node: PlanNode) -> NodeStats | None:
         return self.stats.get(id(node))

@@ -159,7 +159,7 @@ def _call(call: ast.Call, ctx: PlanContext) -> PlanNode:
     spec = get_function(name)
     if spec is None:
         raise BadDataError(f"unknown function with name {name!r}")
-    special = _special_call(name, args, ctx)
+    special = _special_call(name, args, ctx, call.pos)
     if special is not None:
         return special
     range_index = next((i for i, a in enumerate(args) if a.type == ValueType.MATRIX), None)
@@ -168,14 +168,16 @@ def _call(call: ast.Call, ctx: PlanContext) -> PlanNode:
         params = tuple(plan_expr(a, ctx) for i, a in enumerate(args) if i != range_index)
         if name == "absent_over_time":
             return Absent(rng, absent_labels(args[0]))
-        return RangeFunction(name, rng, params, param_first=range_index > 0)
+        return RangeFunction(name, rng, params, range_index > 0, args[0].pos)
     if name in DATE_FUNCTIONS and not args:
         return InstantFunction(name, EmptyMetric(ScalarCalc("time")))
     vec = plan_expr(args[0], ctx)
     return InstantFunction(name, vec, tuple(plan_expr(a, ctx) for a in args[1:]))
 
 
-def _special_call(name: str, args: tuple[ast.Expr, ...], ctx: PlanContext) -> PlanNode | None:
+def _special_call(
+    name: str, args: tuple[ast.Expr, ...], ctx: PlanContext, pos: ast.PosRange
+) -> PlanNode | None:
     if name == "time":
         return ScalarCalc("time")
     if name == "pi":
@@ -193,14 +195,15 @@ def _special_call(name: str, args: tuple[ast.Expr, ...], ctx: PlanContext) -> Pl
         return Timestamp(plan_expr(args[0], ctx))
     if name in SORT_FUNCTIONS:
         labels = tuple(_string_arg(a) for a in args[1:])
-        return Sort(name, plan_expr(args[0], ctx), labels)
+        return Sort(name, plan_expr(args[0], ctx), labels, pos)
     if name in ("label_replace", "label_join"):
         return LabelFunction(name, plan_expr(args[0], ctx), tuple(_string_arg(a) for a in args[1:]))
     if name == "histogram_quantile":
-        return HistogramQuantile(name, plan_expr(args[1], ctx), (plan_expr(args[0], ctx),))
+        q = (plan_expr(args[0], ctx),)
+        return HistogramQuantile(name, plan_expr(args[1], ctx), q, tuple(a.pos for a in args))
     if name == "histogram_fraction":
         params = (plan_expr(args[0], ctx), plan_expr(args[1], ctx))
-        return HistogramQuantile(name, plan_expr(args[2], ctx), params)
+        return HistogramQuantile(name, plan_expr(args[2], ctx), params, tuple(a.pos for a in args))
     return None
 
 
@@ -230,7 +233,8 @@ def _aggregate(agg: ast.AggregateExpr, ctx: PlanContext) -> PlanNode:
         assert agg.param is not None
         return CountValues(_string_arg(agg.param), inner, tuple(agg.grouping), agg.without)
     param = plan_expr(agg.param, ctx) if agg.param is not None else None
-    return PromAggregate(agg.op, inner, tuple(agg.grouping), agg.without, param)
+    param_pos = agg.param.pos if agg.param is not None else None
+    return PromAggregate(agg.op, inner, tuple(agg.grouping), agg.without, param, param_pos)
 
 
 def _binary(b: ast.BinaryExpr, ctx: PlanContext) -> PlanNode:

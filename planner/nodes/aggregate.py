@@ -7,14 +7,17 @@ Grouping is per series (a dict over label tuples); the kernels reduce ``[n_serie
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from planner.labels import group_ids
 from planner.nodes.base import PlanError, PlanNode, require_type
+from planner.nodes.range_function import QUANTILE_WARNING, go_g
 from planner.values import InstantVector, ScalarValue
+from promql.ast import PosRange
+from promql.errors import ExecutionError
 from promql.types import ValueType
 from storage.model import METRIC_NAME, Labels
 
@@ -23,6 +26,7 @@ if TYPE_CHECKING:
     from planner.stmt import Grid
 
 REDUCERS = frozenset({"sum", "avg", "min", "max", "count", "group", "stddev", "stdvar", "quantile"})
+RATIO_WARNING = "PromQL warning: ratio value should be between -1 and 1"
 SELECTORS = frozenset({"topk", "bottomk", "limitk", "limit_ratio"})
 
 
@@ -39,6 +43,7 @@ class PromAggregate(PlanNode):
     grouping: tuple[str, ...] = ()
     without: bool = False
     param: PlanNode | None = None
+    param_pos: PosRange | None = field(default=None, compare=False)
 
     INPUTS = ("param", "input")
 
@@ -61,9 +66,10 @@ class PromAggregate(PlanNode):
             pv = ex.run(self.param, grid)
             assert isinstance(pv, ScalarValue)
             param_values.append(pv.values)
-            _param_annotations(ex, self.op, pv.values)
         vec = ex.run(self.input, grid)
         assert isinstance(vec, InstantVector)
+        if param_values and not _check_param(ex, self.op, param_values[0], self.param_pos):
+            return InstantVector.empty(grid.n_steps)
         if vec.n_series == 0:
             return InstantVector.empty(grid.n_steps)
         names = frozenset(self.grouping)
@@ -106,27 +112,35 @@ def _selection_order(rows: np.ndarray, gids: np.ndarray, values: np.ndarray, op:
     return rows[order]
 
 
-def _param_annotations(ex: Executor, op: str, values: np.ndarray) -> None:
-    if op == "quantile":
-        bad = values[(values < 0) | (values > 1) | np.isnan(values)]
-        if bad.size:
-            ex.warn(f"PromQL warning: quantile value should be between 0 and 1, got {_g(bad[0])}")
+def _check_param(ex: Executor, op: str, values: np.ndarray, pos: PosRange | None) -> bool:
+    """Upstream's parameter checks; ``False`` when the result is empty whatever the input."""
+    finite = values[~np.isnan(values)]
+    vmax = float(finite.max()) if finite.size else float("nan")
+    vmin = float(finite.min()) if finite.size else float("nan")
+    has_nan = bool(np.isnan(values).any())
+    if op in ("topk", "bottomk", "limitk"):
+        if finite.size == values.size and vmax < 1:
+            return False
+        if has_nan:
+            raise ExecutionError("Parameter value is NaN")
+        if vmin <= -(2.0**63):
+            raise ExecutionError(f"Scalar value {go_g(vmin)} underflows int64")
+        if vmax >= 2.0**63:
+            raise ExecutionError(f"Scalar value {go_g(vmax)} overflows int64")
     elif op == "limit_ratio":
-        if (values > 1).any():
-            ex.warn(
-                f"PromQL warning: ratio value should be between -1 and 1, got {_g(values.max())}, capping to 1"
-            )
-        if (values < -1).any():
-            ex.warn(
-                f"PromQL warning: ratio value should be between -1 and 1, got {_g(values.min())}, capping to -1"
-            )
-
-
-def _g(value: float) -> str:
-    """Go's ``%g`` for the annotation texts (shortest repr, NaN/Inf spelled as Go does)."""
-    if np.isnan(value):
-        return "NaN"
-    if np.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    text = repr(float(value))
-    return text[:-2] if text.endswith(".0") else text
+        if finite.size == values.size and vmax == 0 and vmin == 0:
+            return False
+        if has_nan:
+            raise ExecutionError("Ratio value is NaN")
+        if vmax > 1:
+            ex.warn(f"{RATIO_WARNING}, got {go_g(vmax)}, capping to 1", pos)
+        if vmin < -1:
+            ex.warn(f"{RATIO_WARNING}, got {go_g(vmin)}, capping to -1", pos)
+    elif op == "quantile":
+        if has_nan:
+            ex.warn(f"{QUANTILE_WARNING}, got NaN", pos)
+        if vmax > 1:
+            ex.warn(f"{QUANTILE_WARNING}, got {go_g(vmax)}", pos)
+        if vmin < 0:
+            ex.warn(f"{QUANTILE_WARNING}, got {go_g(vmin)}", pos)
+    return True

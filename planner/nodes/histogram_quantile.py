@@ -6,15 +6,16 @@ upper bound within a group once per query, and handed to ``udfs.histogram`` for 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from planner.labels import drop_name, group_ids, merge_same_labels
-from planner.nodes.aggregate import _g
 from planner.nodes.base import PlanError, PlanNode, require_type
+from planner.nodes.range_function import QUANTILE_WARNING, go_g
 from planner.values import InstantVector, ScalarValue
+from promql.ast import PosRange
 from promql.types import ValueType
 
 if TYPE_CHECKING:
@@ -40,11 +41,15 @@ class HistogramQuantile(PlanNode):
     fn: str  # histogram_quantile | histogram_fraction
     input: PlanNode
     params_: tuple[PlanNode, ...] = ()
+    arg_pos: tuple[PosRange, ...] = field(default=(), compare=False)  # of the call's args
 
     INPUTS = ("params_", "input")
 
     def params(self):
         return [("fn", self.fn)]
+
+    def _pos(self, index: int) -> PosRange | None:
+        return self.arg_pos[index] if index < len(self.arg_pos) else None
 
     def check(self) -> None:
         require_type(self, self.input, ValueType.VECTOR)
@@ -64,14 +69,15 @@ class HistogramQuantile(PlanNode):
         assert isinstance(vec, InstantVector)
         k = grid.n_steps
         if self.fn == "histogram_quantile":
-            _quantile_warning(ex, scalars[0], vec)
+            _quantile_warning(ex, scalars[0], vec, self._pos(0))
         bounds = [parse_le(dict(ls).get(BUCKET_LABEL, "")) for ls in vec.labels]
         seen = vec.present.any(axis=1)
         for i, b in enumerate(bounds):
             if b is None and seen[i]:
                 le = dict(vec.labels[i]).get(BUCKET_LABEL, "")
                 ex.warn(
-                    f'PromQL warning: bucket label "le" is missing or has a malformed value of "{le}"'
+                    f'PromQL warning: bucket label "le" is missing or has a malformed value of "{le}"',
+                    self._pos(len(self.params_)),
                 )
         valid = np.array([b is not None for b in bounds], dtype=bool)
         rows = np.nonzero(valid)[0]
@@ -101,10 +107,12 @@ class HistogramQuantile(PlanNode):
         return merge_same_labels(result.select(keep))
 
 
-def _quantile_warning(ex: Executor, q: np.ndarray, vec: InstantVector) -> None:
+def _quantile_warning(
+    ex: Executor, q: np.ndarray, vec: InstantVector, pos: PosRange | None
+) -> None:
     if vec.n_series == 0:
         return
     steps_with_data = vec.present.any(axis=0)
     bad = q[steps_with_data & ((q < 0) | (q > 1) | np.isnan(q))]
     if bad.size:
-        ex.warn(f"PromQL warning: quantile value should be between 0 and 1, got {_g(bad[0])}")
+        ex.warn(f"{QUANTILE_WARNING}, got {go_g(float(bad[0]))}", pos)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -10,6 +11,7 @@ import numpy as np
 from planner.labels import with_names_dropped
 from planner.nodes.base import PlanError, PlanNode, require_type
 from planner.values import InstantVector, RangeVector, ScalarValue
+from promql.ast import PosRange
 from promql.types import ValueType
 from storage.model import metric_name
 
@@ -19,6 +21,7 @@ if TYPE_CHECKING:
 
 # last_over_time / first_over_time act like an offset: they keep the metric name (as upstream).
 KEEPS_NAME = frozenset({"last_over_time", "first_over_time"})
+QUANTILE_WARNING = "PromQL warning: quantile value should be between 0 and 1"
 COUNTER_SUFFIXES = ("_total", "_sum", "_count", "_bucket")
 NON_COUNTER_INFO = (
     "PromQL info: metric might not be a counter, name does not end in "
@@ -42,6 +45,7 @@ class RangeFunction(PlanNode):
     input: PlanNode
     params_: tuple[PlanNode, ...] = ()
     param_first: bool = False
+    pos: PosRange | None = field(default=None, compare=False)  # of the first argument
 
     INPUTS = ("params_", "input")
 
@@ -67,7 +71,11 @@ class RangeFunction(PlanNode):
         if n == 0:
             return InstantVector.empty(k)
         kernel = kernel_for(range_functions, self.fn)
-        values, present = kernel(rv.ranges, *scalars)
+        ranges = rv.ranges
+        if self.fn == "predict_linear":
+            # Upstream predicts relative to the evaluation step, not the (offset/@) window end.
+            ranges = dataclasses.replace(ranges, window_ends=np.tile(grid.times(), n))
+        values, present = kernel(ranges, *scalars)
         present = np.asarray(present, dtype=bool).reshape(n, k)
         values = np.where(present, np.asarray(values, dtype=np.float64).reshape(n, k), 0.0)
         keep = present.any(axis=1)
@@ -75,7 +83,12 @@ class RangeFunction(PlanNode):
         labels = [rv.labels[i] for i in rows.tolist()]
         drop = None if rv.drop_name is None else rv.drop_name[rows]
         if self.fn in ("rate", "increase"):
-            _non_counter_info(ex, labels)
+            _non_counter_info(ex, labels, self.pos)
+        if self.fn == "quantile_over_time":
+            q = scalars[0].reshape(n, k)[0]
+            bad = q[present.any(axis=0) & ((q < 0) | (q > 1) | np.isnan(q))]
+            if bad.size:
+                ex.warn(f"{QUANTILE_WARNING}, got {go_g(float(bad[0]))}", self.pos)
         out = InstantVector(labels, values[rows], present[rows], drop)
         if self.fn in KEEPS_NAME:
             return out
@@ -84,8 +97,18 @@ class RangeFunction(PlanNode):
         return with_names_dropped(out, ex.options.delayed_name_removal)
 
 
-def _non_counter_info(ex: Executor, labels) -> None:
+def _non_counter_info(ex: Executor, labels, pos: PosRange | None) -> None:
     for ls in labels:
         name = metric_name(ls)
         if name and not name.endswith(COUNTER_SUFFIXES):
-            ex.info(NON_COUNTER_INFO.format(name=f'"{name}"'))
+            ex.info(NON_COUNTER_INFO.format(name=f'"{name}"'), pos)
+
+
+def go_g(value: float) -> str:
+    """Go's ``%g`` for annotation texts (shortest repr; NaN/Inf spelled as Go does)."""
+    if value != value:
+        return "NaN"
+    if value in (float("inf"), float("-inf")):
+        return "+Inf" if value > 0 else "-Inf"
+    text = repr(float(value))
+    return text[:-2] if text.endswith(".0") else text

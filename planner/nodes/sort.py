@@ -6,7 +6,7 @@ Only an instant query's output order is observable; range results are ordered by
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -14,6 +14,7 @@ import numpy as np
 from planner.labels import label_value
 from planner.nodes.base import PlanError, PlanNode, require_type
 from planner.values import InstantVector
+from promql.ast import PosRange
 from promql.types import ValueType
 
 if TYPE_CHECKING:
@@ -31,6 +32,7 @@ class Sort(PlanNode):
     fn: str
     input: PlanNode
     label_names: tuple[str, ...] = ()
+    pos: PosRange | None = field(default=None, compare=False)
 
     INPUTS = ("input",)
 
@@ -49,7 +51,7 @@ class Sort(PlanNode):
         vec = ex.run(self.input, grid)
         assert isinstance(vec, InstantVector)
         if grid.n_steps != 1:
-            ex.warn(SORT_IN_RANGE)
+            ex.warn(SORT_IN_RANGE, self.pos)
             return vec
         if vec.n_series <= 1:
             return vec
