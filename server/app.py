@@ -36,8 +36,14 @@ def _load(name: str) -> object | None:
 
 def create_app(config: ServerConfig, storage: object) -> web.Application:
     """The application over an open ``storage.db.Storage`` (the caller owns and closes it)."""
-    # Bodies are read with our own bound (server/body.py) so the 413 carries our envelope.
-    app = web.Application(middlewares=[error_middleware], client_max_size=config.max_body_bytes + 1)
+    # Bodies are read with our own bound (server/body.py) so the 413 carries our envelope, and
+    # decompressed by us (server/compression.py): aiohttp's own Content-Encoding handling would
+    # expand gzip without a size bound and reject zstd and snappy.
+    app = web.Application(
+        middlewares=[error_middleware],
+        client_max_size=config.max_body_bytes + 1,
+        handler_args={"auto_decompress": False},
+    )
     app[CONFIG] = config
     app[STORAGE] = storage
     app[METRICS] = ServerMetrics()
