@@ -14,7 +14,7 @@ import numpy as np
 
 from planner.labels import group_ids
 from planner.nodes.base import PlanError, PlanNode, require_type
-from planner.nodes.range_function import QUANTILE_WARNING, go_g
+from planner.nodes.range_function import QUANTILE_WARNING, go_g, kernel_for
 from planner.values import InstantVector, ScalarValue
 from promql.ast import PosRange
 from promql.errors import ExecutionError
@@ -75,10 +75,12 @@ class PromAggregate(PlanNode):
         names = frozenset(self.grouping)
         keys = [grouping_key(ls, names, self.without) for ls in vec.labels]
         gids, groups = group_ids(keys)
-        kernel = getattr(aggregation, self.op)
+        kernel = kernel_for(aggregation, self.op)
         values = np.where(vec.present, vec.values, 0.0)
         if self.op in SELECTORS:
-            keep = np.asarray(kernel(values, vec.present, gids, len(groups), *param_values), bool)
+            extra = [_label_hashes(vec.labels)] if self.op == "limit_ratio" else []
+            keep = kernel(values, vec.present, gids, len(groups), *param_values, *extra)
+            keep = np.asarray(keep, dtype=bool)
             keep &= vec.present
             out = InstantVector(vec.labels, np.where(keep, vec.values, 0.0), keep, vec.drop_name)
             rows = np.nonzero(keep.any(axis=1))[0]
@@ -144,3 +146,18 @@ def _check_param(ex: Executor, op: str, values: np.ndarray, pos: PosRange | None
         if vmin < 0:
             ex.warn(f"{QUANTILE_WARNING}, got {go_g(vmin)}", pos)
     return True
+
+
+def _label_hashes(labels: list[Labels]) -> np.ndarray:
+    """A stable 64-bit hash per label set for ``limit_ratio`` sampling.
+
+    Upstream uses xxhash64 of the label bytes; without an xxhash binding this is blake2b over
+    the same bytes, so the sampled subset is stable but not the same subset as Prometheus'.
+    """
+    import hashlib
+
+    out = np.empty(len(labels), dtype=np.uint64)
+    for i, ls in enumerate(labels):
+        data = b"".join(k.encode() + b"\xff" + v.encode() + b"\xff" for k, v in ls)
+        out[i] = int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
+    return out

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from planner.labels import group_ids
+from planner.labels import group_ids, merge_same_labels
 from planner.nodes.aggregate import grouping_key
 from planner.nodes.base import PlanError, PlanNode, require_type
 from planner.values import InstantVector
@@ -17,15 +17,6 @@ from promql.types import ValueType
 if TYPE_CHECKING:
     from planner.executor import Executor
     from planner.stmt import Grid
-
-
-def format_value(value: float) -> str:
-    """Go's ``strconv.FormatFloat(v, 'f', -1, 64)``: shortest digits, never an exponent."""
-    if np.isnan(value):
-        return "NaN"
-    if np.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return np.format_float_positional(value, trim="-")
 
 
 @dataclass(frozen=True)
@@ -57,24 +48,19 @@ class CountValues(PlanNode):
         if not self.without:
             names = names | {self.label}
         gids, groups = group_ids([grouping_key(ls, names, self.without) for ls in vec.labels])
-        rows, cols = np.nonzero(vec.present)
-        vals = vec.values[rows, cols]
-        # Distinct (group, value) pairs; labels are built once per pair, never per sample.
-        uniq_vals, val_idx = np.unique(vals, return_inverse=True)
-        text = [format_value(v) for v in uniq_vals.tolist()]
-        pair = gids[rows] * len(uniq_vals) + val_idx
-        uniq_pairs, pair_idx = np.unique(pair, return_inverse=True)
-        pair_labels = []
-        for p in uniq_pairs.tolist():
-            g, vi = divmod(p, len(uniq_vals))
+        from udfs.aggregation import count_values, format_value_label
+
+        values = np.where(vec.present, vec.values, 0.0)
+        out_group, out_value, counts, out_present = count_values(
+            values, vec.present, gids, len(groups)
+        )
+        labels = []
+        for g, v in zip(out_group.tolist(), out_value.tolist(), strict=True):  # per output series
             base = dict(groups[g])
-            base[self.label] = text[vi]
-            pair_labels.append(tuple(sorted(base.items())))
-        ids_of_pair, out_labels = group_ids(pair_labels)
-        out_ids = ids_of_pair[pair_idx]
-        counts = np.zeros((len(out_labels), k), dtype=np.float64)
-        np.add.at(counts, (out_ids, cols), 1.0)
-        return InstantVector(out_labels, counts, counts > 0)
+            base[self.label] = format_value_label(v)
+            labels.append(tuple(sorted(base.items())))
+        out = InstantVector(labels, np.asarray(counts, np.float64), np.asarray(out_present, bool))
+        return merge_same_labels(out)
 
 
 def _valid_label_name(name: str) -> bool:
