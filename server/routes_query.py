@@ -121,6 +121,12 @@ class QueryAPI:
             value = await asyncio.wait_for(asyncio.shield(future), remaining)
         except TimeoutError as err:
             raise QueryTimeoutError("query timed out in expression evaluation") from err
+        except BadDataError as err:
+            # Prometheus reports what NewInstantQuery/NewRangeQuery reject (e.g. a range vector
+            # for a range query) as a bad "query" parameter.
+            if err.message.startswith("invalid parameter"):
+                raise
+            raise BadDataError(f'invalid parameter "query": {err.message}') from err
         return value, started - queued, time.perf_counter() - started
 
     def close(self) -> None:
