@@ -144,7 +144,9 @@ def test_or_adds_right_series_whose_signature_is_missing_on_the_left(data, engin
 def test_or_takes_the_right_side_only_at_steps_where_the_left_is_absent(storage, engine):
     load(storage, {'l{k="1"}': ([0], [1.0]), 'r{k="1"}': ([0, 400_000], [2.0, 3.0])})
     r = engine.range_query("l or ignoring(__name__) r", 0, 600_000, 200_000)
-    got = {s.labels: list(zip(s.timestamps.tolist(), s.values.tolist())) for s in r.series}
+    got = {
+        s.labels: list(zip(s.timestamps.tolist(), s.values.tolist(), strict=True)) for s in r.series
+    }
     assert got[(("__name__", "l"), ("k", "1"))] == [(0, 1.0), (200_000, 1.0)]
     assert got[(("__name__", "r"), ("k", "1"))] == [(400_000, 3.0), (600_000, 3.0)]
 
