@@ -52,5 +52,8 @@ class InstantFunction(PlanNode):
         with np.errstate(all="ignore"):
             values = np.asarray(kernel(vec.values, *scalars), dtype=np.float64)
         values = np.broadcast_to(values, vec.values.shape)
-        out = InstantVector(vec.labels, np.where(vec.present, values, 0.0), vec.present)
+        present = vec.present
+        if self.fn == "clamp":  # upstream: max < min yields an empty vector at that step
+            present = present & instant_functions.clamp_present(*scalars)
+        out = InstantVector(vec.labels, np.where(present, values, 0.0), present, vec.drop_name)
         return with_names_dropped(out, ex.options.delayed_name_removal)
