@@ -107,3 +107,46 @@ def xor_encode(values: np.ndarray) -> np.ndarray:
 
 def xor_decode(xored: np.ndarray) -> np.ndarray:
     return np.bitwise_xor.accumulate(xored.astype(np.uint64, copy=False)).view(np.float64)
+
+
+def merge_sorted_parts(
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]], ngroups: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Merge parts (each sorted and unique by ``(group, ts)``, given oldest first) keeping the
+    newest row of each duplicate ``(group, ts)``.
+
+    The common case, each group's time ranges following one another part after part (in-order
+    ingest, adjacent blocks), is a counting scatter without any sort; otherwise one stable sort.
+    """
+    if len(parts) == 1:
+        return parts[0]
+    seen_max = np.full(ngroups, np.iinfo(_I64).min, dtype=_I64)
+    ordered = True
+    for g, t, _ in parts:
+        if g.shape[0] == 0:
+            continue
+        starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
+        ends = np.r_[starts[1:], g.shape[0]] - 1
+        keys = g[starts]
+        if (t[starts] <= seen_max[keys]).any():
+            ordered = False
+            break
+        seen_max[keys] = t[ends]
+    if not ordered:
+        return sort_dedupe(*(np.concatenate([p[i] for p in parts]) for i in range(3)))
+    counts = [np.bincount(p[0], minlength=ngroups) for p in parts]
+    total = np.sum(counts, axis=0)
+    group_start = np.zeros(ngroups, dtype=_I64)
+    np.cumsum(total[:-1], out=group_start[1:])
+    n = int(total.sum())
+    out_g = np.empty(n, dtype=_I64)
+    out_t = np.empty(n, dtype=_I64)
+    out_v = np.empty(n, dtype=np.float64)
+    before = np.zeros(ngroups, dtype=_I64)  # rows of each group placed by earlier parts
+    for (g, t, v), cnt in zip(parts, counts, strict=True):
+        if g.shape[0]:
+            first_in_part = np.cumsum(cnt) - cnt  # row where each group starts inside the part
+            dest = (group_start + before - first_in_part)[g] + np.arange(g.shape[0], dtype=_I64)
+            out_g[dest], out_t[dest], out_v[dest] = g, t, v
+        before += cnt
+    return out_g, out_t, out_v

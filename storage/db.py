@@ -29,7 +29,7 @@ import numpy as np
 from promql.errors import BadDataError
 from promql.types import Matcher
 from storage import compaction
-from storage.arrays import is_sorted_unique, sort_dedupe
+from storage.arrays import merge_sorted_parts, sort_dedupe
 from storage.block import Block, list_block_dirs, remove_block_dir, write_block
 from storage.head import Head
 from storage.index import LabelIndex, validate_labels
@@ -233,10 +233,7 @@ class Storage:
         parts = [p for p in parts if p[0].shape[0]]
         if not parts:
             return _empty_set()
-        if len(parts) == 1 and is_sorted_unique(parts[0][0], parts[0][1]):
-            pos, ts, vals = parts[0]
-        else:
-            pos, ts, vals = sort_dedupe(*(np.concatenate([p[i] for p in parts]) for i in range(3)))
+        pos, ts, vals = merge_sorted_parts(parts, ids.shape[0])
         counts = np.bincount(pos, minlength=ids.shape[0])
         present = np.flatnonzero(counts)
         offsets = np.zeros(present.shape[0] + 1, dtype=_I64)
@@ -523,13 +520,18 @@ def _gather_head(head, ids: np.ndarray, mint: int, maxt: int) -> list[tuple]:
             continue
         rows, pos = seg.gather(ids)
         ts = seg.ts[rows]
+        if seg.mint >= mint and seg.maxt <= maxt:
+            out.append((pos, ts, seg.values[rows]))
+            continue
         keep = (ts >= mint) & (ts <= maxt)
         out.append((pos[keep], ts[keep], seg.values[rows[keep]]))
     if head.tail:
+        # The tail is unsorted and may repeat (series, ts): sort it alone (it is small) so that
+        # every part handed to the merge is sorted and unique.
         order = np.argsort(ids)
         sorted_ids = ids[order]
-        for sid, ts, vals in head.tail:
-            k = np.minimum(np.searchsorted(sorted_ids, sid), sorted_ids.shape[0] - 1)
-            keep = (sorted_ids[k] == sid) & (ts >= mint) & (ts <= maxt)
-            out.append((order[k[keep]], ts[keep], vals[keep]))
+        sid, ts, vals = (np.concatenate([c[i] for c in head.tail]) for i in range(3))
+        k = np.minimum(np.searchsorted(sorted_ids, sid), sorted_ids.shape[0] - 1)
+        keep = (sorted_ids[k] == sid) & (ts >= mint) & (ts <= maxt)
+        out.append(sort_dedupe(order[k[keep]], ts[keep], vals[keep]))
     return out

@@ -31,6 +31,8 @@ class Segment:
     sid: np.ndarray  # per row
     ts: np.ndarray
     values: np.ndarray
+    mint: int = 0
+    maxt: int = -1
 
     @staticmethod
     def build(sid: np.ndarray, ts: np.ndarray, values: np.ndarray) -> Segment:
@@ -43,7 +45,7 @@ class Segment:
             return Segment(sid[:0], np.zeros(1, dtype=_I64), sid, ts, values)
         change = np.flatnonzero(sid[1:] != sid[:-1]) + 1
         starts = np.concatenate(([0], change, [sid.shape[0]])).astype(_I64)
-        return Segment(sid[starts[:-1]], starts, sid, ts, values)
+        return Segment(sid[starts[:-1]], starts, sid, ts, values, int(ts.min()), int(ts.max()))
 
     def __len__(self) -> int:
         return int(self.ts.shape[0])
@@ -129,7 +131,7 @@ class Head:
         if not self.segments:
             self.mint = self.maxt = None
         else:
-            self.mint = min(int(s.ts.min()) for s in self.segments)
+            self.mint = min(s.mint for s in self.segments)
 
     def all_sorted(self) -> Segment:
         """Every head sample as one sorted, deduplicated segment (for cuts and checkpoints)."""

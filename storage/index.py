@@ -10,6 +10,7 @@ Prometheus' TSDB (``PostingsForMatchers``).
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 from collections.abc import Iterable, Sequence
 
@@ -114,13 +115,13 @@ class LabelIndex:
     def lookup(self, series: Sequence[Labels], keys: Sequence[bytes] | None) -> list[int]:
         """Ids of known series, ``-1`` for unknown ones. Does not modify the index."""
         get = self._by_key.get
-        if keys is not None:
-            out = [get(k, -1) for k in keys]
+        # map() keeps the per-series work in C; the common case (all known) ends here.
+        out = list(map(get, series if keys is None else keys, itertools.repeat(-1)))
+        if keys is not None and -1 in out:
             for i, sid in enumerate(out):
                 if sid < 0:
                     out[i] = get(series[i], -1)
-            return out
-        return [get(s, -1) for s in series]
+        return out
 
     def intern(
         self, series: Sequence[Labels], keys: Sequence[bytes] | None, ids: list[int] | None = None
@@ -131,13 +132,20 @@ class LabelIndex:
         does not pay for the lookup twice.
         """
         ids = self.lookup(series, keys) if ids is None else list(ids)
-        for i, sid in enumerate(ids):
-            if sid < 0:
-                ids[i] = self.add(series[i])
-                if keys is not None:
-                    self._by_key[keys[i]] = ids[i]
-            elif keys is not None and keys[i] not in self._by_key:
-                self._by_key[keys[i]] = sid
+        if -1 not in ids and (keys is None or all(map(self._by_key.__contains__, keys))):
+            return np.array(ids, dtype=_I64)
+        if keys is not None:
+            by_key = self._by_key
+            for i, sid in enumerate(ids):
+                if sid < 0:
+                    ids[i] = self.add(series[i])
+                    by_key[keys[i]] = ids[i]
+                elif keys[i] not in by_key:
+                    by_key[keys[i]] = sid
+        elif -1 in ids:
+            for i, sid in enumerate(ids):
+                if sid < 0:
+                    ids[i] = self.add(series[i])
         return np.array(ids, dtype=_I64)
 
     def add(self, labels: Labels) -> int:
