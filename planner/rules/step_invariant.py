@@ -2,7 +2,7 @@
 
 Mirrors Prometheus' ``PreprocessExpr``: a selector or subquery pinned with ``@`` is invariant;
 literals are; a node is when all its inputs are, except the time-dependent ones (``time()``,
-``timestamp()``, the date functions). Only subtrees containing a pinned selector are wrapped (a
+``timestamp()``, ``predict_linear``, the date functions). Only subtrees containing a pinned selector are wrapped (a
 literal is already cheap), and only for range queries (an instant query has one step anyway).
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 from planner.nodes.base import PlanNode
 from planner.nodes.instant_function import InstantFunction
 from planner.nodes.instant_manipulate import InstantManipulate
+from planner.nodes.range_function import RangeFunction
 from planner.nodes.range_manipulate import RangeManipulate
 from planner.nodes.scalar_calc import ScalarCalc, StringLiteral
 from planner.nodes.series_normalize import SeriesNormalize
@@ -63,6 +64,8 @@ def _time_free(node: PlanNode) -> bool:
         return False
     if isinstance(node, Timestamp):
         return False
+    if isinstance(node, RangeFunction) and node.fn == "predict_linear":
+        return False  # predicts relative to the step time, not the pinned window end
     return not (isinstance(node, InstantFunction) and node.fn in TIME_DEPENDENT_FUNCTIONS)
 
 
