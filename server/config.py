@@ -42,6 +42,8 @@ STORAGE = web.AppKey("tidemark_storage", object)
 INGEST_POOL = web.AppKey("tidemark_ingest_pool", ThreadPoolExecutor)
 READ_POOL = web.AppKey("tidemark_read_pool", ThreadPoolExecutor)
 METRICS = web.AppKey("tidemark_metrics", object)
+EXTRA_METRICS = web.AppKey("tidemark_extra_metrics", list)
+"""Callables ``(app) -> str`` whose Prometheus text is appended to ``/metrics`` (precompute)."""
 
 
 def storage_of(app: web.Application) -> Storage:

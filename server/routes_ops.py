@@ -8,7 +8,7 @@ from importlib import metadata as pkg_metadata
 from aiohttp import web
 
 from promql.errors import TidemarkError
-from server.config import metrics_of, storage_of
+from server.config import EXTRA_METRICS, metrics_of, storage_of
 from server.errors import REJECT_HOOK, IngestRejected, success_response
 
 READY = web.AppKey("tidemark_ready", dict)
@@ -47,6 +47,7 @@ async def buildinfo(_: web.Request) -> web.Response:
 async def metrics(request: web.Request) -> web.Response:
     stats = storage_of(request.app).stats()
     text = metrics_of(request.app).render(stats)
+    text += "".join(render(request.app) for render in request.app.get(EXTRA_METRICS, []))
     return web.Response(
         text=text,
         content_type="text/plain",

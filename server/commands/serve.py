@@ -75,6 +75,9 @@ def run(args: argparse.Namespace) -> int:
     )
     options = StorageOptions(fsync=args.fsync, retention_ms=args.retention)
     storage = Storage.open(config.data_dir, options)
+    from server.routes_precompute import configure as configure_precompute
+
+    configure_precompute(args, storage, config.data_dir)  # no-op without --precompute
     # Millions of long-lived label tuples make the cyclic GC's full passes expensive and
     # they never form cycles: move what exists at start out of its reach, collect young less often.
     gc.freeze()
@@ -121,4 +124,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--ingest-threads", type=int, default=defaults.ingest_threads)
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    from server.routes_precompute import add_arguments as precompute_arguments
+
+    precompute_arguments(p)
     p.set_defaults(func=run)
