@@ -11,6 +11,8 @@ import math
 import re
 from decimal import Decimal
 
+import re2
+
 _INT64_MAX = (1 << 63) - 1
 
 
@@ -355,3 +357,39 @@ def _scan_number_fail_pos(text: str, pos: int) -> int:
 
 def is_alnum(ch: str) -> bool:
     return _is_alnum(ch)
+
+
+# --- regular expressions ---------------------------------------------------------------------
+
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # the error goes to the user, not to stderr
+_RE2_OPTIONS.dot_nl = True
+# RE2 (C++) error codes → Go regexp/syntax codes, as Prometheus reports them.
+_GO_REGEX_CODES = {
+    "missing )": "missing closing )",
+    "missing ]": "missing closing ]",
+    "no argument for repetition operator": "missing argument to repetition operator",
+    "bad repetition operator": "invalid nested repetition operator",
+    "invalid repetition size": "invalid repeat count",
+    "invalid named capture group": "invalid named capture",
+    "invalid perl operator": "invalid or unsupported Perl syntax",
+    "trailing \\": "trailing backslash at end of expression",
+}
+
+
+def regex_error(pattern: str) -> str | None:
+    """Go-style ``error parsing regexp: <code>: `<expr>``` for an invalid RE2 pattern, else None.
+
+    The pattern is checked as Prometheus checks matchers: RE2 syntax, ``.`` matching newlines,
+    fully anchored when evaluated.
+    """
+    try:
+        re2.compile(pattern, _RE2_OPTIONS)
+        return None
+    except re2.error as exc:
+        raw = exc.args[0] if exc.args else b""
+        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+    code, _, fragment = text.partition(": ")
+    if code in ("missing )", "missing ]"):
+        fragment = pattern
+    return f"error parsing regexp: {_GO_REGEX_CODES.get(code, code)}: `{fragment}`"

@@ -13,7 +13,6 @@ import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import re2
 from lark import Lark, Token, Transformer
 from lark.exceptions import UnexpectedInput
 
@@ -437,15 +436,10 @@ class _Label(str):
     """A grouping label name (distinguishes labels from tokens among rule children)."""
 
 
-_RE2_OPTIONS = re2.Options()
-_RE2_OPTIONS.log_errors = False  # the error is reported to the user, not to stderr
-
-
 def _check_regex(value: str, pos: PosRange) -> None:
-    try:
-        re2.compile(f"^(?s:{value})$", _RE2_OPTIONS)
-    except re2.error as exc:
-        raise SemanticError(f"error parsing regexp: {exc}", pos) from None
+    message = lexing.regex_error(value)
+    if message is not None:
+        raise SemanticError(message, pos)
 
 
 def _round_ms(seconds: float) -> int:
