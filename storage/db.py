@@ -34,7 +34,7 @@ from storage.block import Block, list_block_dirs, remove_block_dir, write_block
 from storage.head import Head
 from storage.index import LabelIndex, validate_labels
 from storage.model import DurableBatch, Labels, MetricMetadata, SampleBatch
-from storage.wal import WAL, encode_record
+from storage.wal import WAL, encode_cut, encode_record
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +123,10 @@ class Storage:
         db._wal.open_for_append()
         db.counters["wal_truncated_bytes"] = db._wal.truncated_bytes
         with db._lock:
+            if len(db._wal.segments()) > 1:
+                # Segments of an earlier process use that process's series ids; one full
+                # checkpoint now means every segment left is in this process's id space.
+                db._checkpoint()
             db._maybe_cut()
         return db
 
@@ -136,6 +140,9 @@ class Storage:
         remap_arr = np.zeros(0, dtype=_I64)
         n = 0
         for rec in self._wal.replay():
+            if rec.cut is not None:
+                self._head.drop_before(rec.cut)
+                continue
             if rec.series:
                 for wal_id, labels in rec.series:
                     remap[wal_id] = self._index.add(labels)
@@ -207,7 +214,7 @@ class Storage:
         new = np.unique(series_ids[~self._in_wal[series_ids]])
         defs = [(int(i), self._index.labels(int(i))) for i in new]
         payload = encode_record(defs, metadata, sample_ids, ts, values)
-        seq = self._wal.write(payload)
+        seq = self._wal.write(payload, int(ts.max()) if ts.shape[0] else None)
         self._in_wal[new] = True
         return seq
 
@@ -376,7 +383,7 @@ class Storage:
             m = window == w
             self._write_block(sid[m], ts[m], vals[m], level=0)
         self._head.drop_before(boundary)
-        self._checkpoint()
+        self._checkpoint(cut=boundary)
 
     def _write_block(self, sid: np.ndarray, ts: np.ndarray, vals: np.ndarray, level: int) -> None:
         """Write rows sorted by (sid, ts) as a new block, ordering series by label set."""
@@ -399,8 +406,13 @@ class Storage:
         self._blocks.append(block)
         self.counters["blocks_cut"] += 1
 
-    def _checkpoint(self) -> None:
-        """Rotate the WAL and replace all closed segments by one checkpoint."""
+    def _checkpoint(self, cut: int | None = None) -> None:
+        """Rotate the WAL and replace closed segments by a checkpoint.
+
+        Without ``cut``: a full checkpoint (series, metadata and all head samples) replacing
+        every closed segment. With ``cut``: log a cut marker, then replace only the segments
+        whose samples are all older than ``cut`` (now in blocks), by definitions alone.
+        """
         if self._wal is None:
             return
         closed = self._wal.rotate()
@@ -409,11 +421,23 @@ class Storage:
         meta = [m for entries in self._metadata.values() for m in entries.values()]
         z = np.zeros(0, dtype=_I64)
         payloads = [encode_record(defs, meta, z, z, np.zeros(0, np.float64))]
-        seg = self._head.all_sorted()
-        for lo in range(0, len(seg), _CHECKPOINT_SAMPLES):
-            hi = lo + _CHECKPOINT_SAMPLES
-            payloads.append(encode_record([], [], seg.sid[lo:hi], seg.ts[lo:hi], seg.values[lo:hi]))
-        self._wal.write_checkpoint(closed, payloads)
+        maxt = None
+        if cut is None:
+            upto = closed
+            seg = self._head.all_sorted()
+            for lo in range(0, len(seg), _CHECKPOINT_SAMPLES):
+                hi = lo + _CHECKPOINT_SAMPLES
+                payloads.append(
+                    encode_record([], [], seg.sid[lo:hi], seg.ts[lo:hi], seg.values[lo:hi])
+                )
+            maxt = self._head.maxt
+        else:
+            self._wal.write(encode_cut(cut))
+            found = self._wal.persisted_prefix(closed, cut)
+            if found is None:
+                return
+            upto = found
+        self._wal.write_checkpoint(upto, payloads, maxt)
         self._in_wal = np.ones(n, dtype=bool)
 
     def _compact_and_retain(self) -> None:

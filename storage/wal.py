@@ -8,9 +8,14 @@ and drops any later segment (logged): what follows a corrupt record cannot be tr
 ``sync`` implements group commit: concurrent appenders that want an fsync wait for one in-flight
 fsync; whoever finds none running fsyncs up to the newest written byte, covering everyone.
 
-A checkpoint ``checkpoint.NNNNNNNN`` holds the records still needed from segments ``<= N`` (all
-series definitions, metadata and the head samples not yet in blocks); it is written to a temp
-file, fsynced and renamed, after which segments ``<= N`` are deleted.
+Besides batches the log holds *cut markers*: "every sample older than B written so far is in
+blocks". Replaying a marker drops those samples from the head, exactly as the cut did.
+
+A checkpoint ``checkpoint.NNNNNNNN`` replaces segments ``<= N``: all series definitions and
+metadata, plus (for a *full* checkpoint, taken on open and on flush) the head's samples. After a
+cut, segments whose samples are all older than the cut boundary are replaced by a definitions-only
+checkpoint, so steady operation never rewrites samples. Checkpoints are written to a temp file,
+fsynced and renamed, after which the segments they replace are deleted.
 """
 
 from __future__ import annotations
@@ -34,18 +39,26 @@ log = logging.getLogger(__name__)
 _FRAME = struct.Struct("<II")
 _HEAD = struct.Struct("<BII")  # record type, json length, sample count
 _BATCH = 1
+_CUT = 2
+_CUT_BODY = struct.Struct("<q")
 _MAX_RECORD = 1 << 31
 
 
 @dataclass(frozen=True)
 class WalRecord:
-    """Decoded batch record. ``series`` defines WAL ids; samples reference WAL ids."""
+    """Decoded record. A batch: ``series`` defines WAL ids, samples reference WAL ids. A cut
+    marker (``cut`` set): every sample older than ``cut`` written before it is in blocks."""
 
     series: list[tuple[int, tuple[tuple[str, str], ...]]]
     metadata: list[MetricMetadata]
     sid: np.ndarray
     ts: np.ndarray
     values: np.ndarray
+    cut: int | None = None
+
+
+def encode_cut(boundary: int) -> bytes:
+    return _HEAD.pack(_CUT, 0, 0) + _CUT_BODY.pack(boundary)
 
 
 def encode_record(
@@ -71,6 +84,10 @@ def encode_record(
 
 def decode_record(payload: bytes) -> WalRecord:
     kind, jlen, n = _HEAD.unpack_from(payload, 0)
+    if kind == _CUT and len(payload) == _HEAD.size + _CUT_BODY.size:
+        (boundary,) = _CUT_BODY.unpack_from(payload, _HEAD.size)
+        z = np.zeros(0, dtype=np.int64)
+        return WalRecord([], [], z, z, np.zeros(0, dtype=np.float64), cut=boundary)
     if kind != _BATCH or _HEAD.size + jlen + 24 * n != len(payload):
         raise ValueError("malformed WAL record")
     pos = _HEAD.size
@@ -133,6 +150,10 @@ class WAL:
         self._sync_lock = threading.Lock()
         self._sync_cond = threading.Condition(self._sync_lock)
         self._syncing = False
+        # Newest sample timestamp per segment: a closed segment whose newest sample is older
+        # than a later cut's boundary holds nothing the head still needs.
+        self.segment_maxt: dict[int, int] = {}
+        self.checkpoint_maxt: int | None = None
 
     # -- files ---------------------------------------------------------------------------------
 
@@ -171,21 +192,30 @@ class WAL:
             if valid != len(data):
                 raise OSError(f"corrupt WAL checkpoint {cps[-1]} (it was written atomically)")
             for p in payloads:
-                yield decode_record(p)
+                rec = decode_record(p)
+                if rec.ts.shape[0]:
+                    top = int(rec.ts.max())
+                    self.checkpoint_maxt = max(self.checkpoint_maxt or top, top)
+                yield rec
         segs = [s for s in self.segments() if s >= first]
         for i, seg in enumerate(segs):
             path = self._seg_path(seg)
             data = path.read_bytes()
             payloads, valid = read_frames(data)
             for p in payloads:
-                yield decode_record(p)
+                rec = decode_record(p)
+                if rec.ts.shape[0]:
+                    self._note_maxt(seg, int(rec.ts.max()))
+                yield rec
             if valid != len(data):
                 log.warning(
                     "WAL segment %s: corrupt or torn record at byte %d of %d; truncating%s",
                     path,
                     valid,
                     len(data),
-                    f" and dropping {len(segs) - i - 1} later segment(s)" if i + 1 < len(segs) else "",
+                    f" and dropping {len(segs) - i - 1} later segment(s)"
+                    if i + 1 < len(segs)
+                    else "",
                 )
                 self.truncated_bytes = len(data) - valid
                 with open(path, "r+b") as f:
@@ -218,10 +248,18 @@ class WAL:
 
     # -- writing -------------------------------------------------------------------------------
 
-    def write(self, payload: bytes) -> int:
-        """Append one record (handed to the OS on return); returns its sequence number."""
+    def _note_maxt(self, seg: int, maxt: int) -> None:
+        old = self.segment_maxt.get(seg)
+        self.segment_maxt[seg] = maxt if old is None else max(old, maxt)
+
+    def write(self, payload: bytes, maxt: int | None = None) -> int:
+        """Append one record (handed to the OS on return); returns its sequence number.
+
+        ``maxt`` is the newest sample timestamp in the record, if it has samples."""
         if self._segment_len >= self.segment_bytes:
             self._open_segment(self._segment + 1)
+        if maxt is not None:
+            self._note_maxt(self._segment, maxt)
         data = frame(payload)
         view = memoryview(data)
         while view:
@@ -256,9 +294,24 @@ class WAL:
         self._open_segment(closed + 1)
         return closed
 
-    def write_checkpoint(self, upto: int, payloads: list[bytes]) -> None:
-        """Persist ``payloads`` as checkpoint ``upto``, then delete segments and checkpoints
-        it replaces."""
+    def persisted_prefix(self, closed: int, boundary: int) -> int | None:
+        """The newest segment ``<= closed`` such that it and all older segments only hold
+        samples older than ``boundary`` (a cut made after ``closed`` was closed); else None."""
+        if self.checkpoint_maxt is not None and self.checkpoint_maxt >= boundary:
+            return None
+        upto = None
+        for seg in self.segments():
+            if seg > closed:
+                break
+            maxt = self.segment_maxt.get(seg)
+            if maxt is not None and maxt >= boundary:
+                break
+            upto = seg
+        return upto
+
+    def write_checkpoint(self, upto: int, payloads: list[bytes], maxt: int | None) -> None:
+        """Persist ``payloads`` (newest sample ``maxt``) as checkpoint ``upto``, then delete the
+        segments and checkpoints it replaces."""
         final = self.dir / f"checkpoint.{upto:08d}"
         tmp = self.dir / f"checkpoint.{upto:08d}.tmp"
         with open(tmp, "wb") as f:
@@ -268,9 +321,11 @@ class WAL:
             os.fsync(f.fileno())
         os.replace(tmp, final)
         _fsync_dir(self.dir)
+        self.checkpoint_maxt = maxt
         for seg in self.segments():
             if seg <= upto:
                 self._seg_path(seg).unlink()
+                self.segment_maxt.pop(seg, None)
         for cp in self.checkpoints():
             if cp < upto:
                 (self.dir / f"checkpoint.{cp:08d}").unlink()
