@@ -89,6 +89,9 @@ class RemoteWriteDecoder:
         self._max = max_cached_series
         self._lock = threading.Lock()
         self.skipped_fields = 0
+        # Load the compiled walker now (~0.3 s from numba's cache) rather than on the first
+        # request, which would otherwise stall a sender right after (re)start.
+        walk_write_request(b"")
 
     @staticmethod
     def _fresh_labels(
