@@ -30,6 +30,7 @@ from precompute.accumulators.base import (
     unpack_array,
     unpack_keys,
 )
+from precompute.accumulators.keyed import TableMap
 
 _COLS = ("n", "first_t", "first_v", "last_t", "last_v", "resets")
 _DTYPES = (np.int64, np.int64, np.float64, np.int64, np.float64, np.float64)
@@ -103,26 +104,36 @@ def fold_sorted(cols: CounterColumns, kid: np.ndarray, t: np.ndarray, v: np.ndar
 
 
 def merge_rows(dst: CounterColumns, rows: np.ndarray, src: CounterColumns) -> None:
-    """Merge ``src`` row i into ``dst`` row ``rows[i]``; time ranges are assumed disjoint."""
-    for i, row in enumerate(rows.tolist()):
-        if src.n[i] == 0:
-            continue
-        if dst.n[row] == 0:
-            for name in _COLS:
-                getattr(dst, name)[row] = getattr(src, name)[i]
-            continue
-        a_first = dst.first_t[row] <= src.first_t[i]
-        early, late = ((dst, row), (src, i)) if a_first else ((src, i), (dst, row))
-        (e, ei), (lt, li) = early, late
-        dup = e.last_t[ei] == lt.first_t[li]
-        bridge = e.last_v[ei] if lt.first_v[li] < e.last_v[ei] and not dup else 0.0
-        resets = e.resets[ei] + lt.resets[li] + bridge
-        n = e.n[ei] + lt.n[li] - int(dup)
-        first = (e.first_t[ei], e.first_v[ei])
-        last = (lt.last_t[li], lt.last_v[li])
-        dst.n[row], dst.resets[row] = n, resets
-        dst.first_t[row], dst.first_v[row] = first
-        dst.last_t[row], dst.last_v[row] = last
+    """Merge ``src`` row i into ``dst`` row ``rows[i]`` (rows unique); time ranges are assumed
+    disjoint, so the state that starts first is the earlier one."""
+    has = src.n > 0
+    rows, idx = rows[has], np.flatnonzero(has)
+    if rows.shape[0] == 0:
+        return
+    d = {name: getattr(dst, name)[rows] for name in _COLS}
+    s = {name: getattr(src, name)[idx] for name in _COLS}
+    empty = d["n"] == 0
+    src_first = empty | (s["first_t"] < d["first_t"])
+
+    def pick(early: bool, name: str) -> np.ndarray:
+        # early=True → the earlier state's column, else the later state's.
+        a, b = (s[name], d[name]) if early else (d[name], s[name])
+        return np.where(src_first, a, b)
+
+    e_last_t, e_last_v = pick(True, "last_t"), pick(True, "last_v")
+    l_first_t, l_first_v = pick(False, "first_t"), pick(False, "first_v")
+    dup = ~empty & (e_last_t == l_first_t)
+    bridge = np.where(~empty & ~dup & (l_first_v < e_last_v), e_last_v, 0.0)
+    merged = {
+        "n": d["n"] + s["n"] - dup.astype(np.int64),
+        "resets": np.where(empty, s["resets"], d["resets"] + s["resets"] + bridge),
+        "first_t": pick(True, "first_t"),
+        "first_v": pick(True, "first_v"),
+        "last_t": pick(False, "last_t"),
+        "last_v": pick(False, "last_v"),
+    }
+    for name in _COLS:
+        getattr(dst, name)[rows] = np.where(empty, s[name], merged[name])
 
 
 def extrapolated_increase(
@@ -174,14 +185,13 @@ class _CounterBase(Accumulator):
         self._buf: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self._buffered = 0
         self.out_of_order = 0
+        self._map = TableMap()
 
     def _local_ids(self, keys: Sequence[Key] | None, key_ids: np.ndarray | None, n: int):
         if not self.keyed:
             return np.zeros(n, dtype=np.int64)
         assert keys is not None and key_ids is not None
-        uniq, inverse = np.unique(key_ids, return_inverse=True)
-        local = np.fromiter((self._intern(keys[i]) for i in uniq.tolist()), np.int64, len(uniq))
-        return local[inverse]
+        return self._map.lookup(keys, key_ids, lambda ks: [self._intern(k) for k in ks])
 
     def _intern(self, key: Key) -> int:
         idx = self._index.get(key)
@@ -197,7 +207,8 @@ class _CounterBase(Accumulator):
         kid = self._local_ids(keys, key_ids, n)
         self._buf.append((kid, np.asarray(timestamps, np.int64), np.asarray(values, np.float64)))
         self._buffered += n
-        if self._buffered > self.max_buffer:
+        # The bound is per key: a keyed state over 100k series buffers up to 100k × max_buffer.
+        if self._buffered > self.max_buffer * max(1, len(self._keys)):
             self._fold()
 
     def _fold(self) -> None:

@@ -21,12 +21,44 @@ from precompute.accumulators.base import (
 )
 
 
+class TableMap:
+    """Per-accumulator cache from ids in a caller's append-only key table (the worker's sub-key
+    table) to values computed once per key, so steady-state batches map ids with one numpy
+    gather instead of a dictionary lookup per distinct key."""
+
+    def __init__(self, width: int = 0) -> None:
+        self.width = width  # 0: one int per key; else a row of ``width`` ints per key
+        self.table: object | None = None
+        self.values = np.full((0, width) if width else 0, -1, dtype=np.int64)
+
+    def lookup(self, keys, ids: np.ndarray, compute) -> np.ndarray:
+        if keys is not self.table:
+            self.table = keys
+            self.values = np.full((0, self.width) if self.width else 0, -1, dtype=np.int64)
+        size = len(keys)
+        if size > self.values.shape[0]:
+            shape = (
+                (size - self.values.shape[0], self.width)
+                if self.width
+                else size - self.values.shape[0]
+            )
+            self.values = np.concatenate([self.values, np.full(shape, -1, dtype=np.int64)])
+        vals = self.values[ids]
+        missing = (vals[:, 0] if self.width else vals) < 0
+        if missing.any():
+            todo = np.unique(ids[missing])
+            self.values[todo] = np.asarray(compute([keys[i] for i in todo.tolist()]), np.int64)
+            vals = self.values[ids]
+        return vals
+
+
 class KeyInterner:
     """Sub-key tuples ↔ dense row numbers."""
 
     def __init__(self, keys: list[Key] | None = None) -> None:
         self.keys: list[Key] = list(keys or [])
         self.index: dict[Key, int] = {k: i for i, k in enumerate(self.keys)}
+        self._map = TableMap()
 
     def intern(self, key: Key) -> int:
         idx = self.index.get(key)
@@ -40,8 +72,9 @@ class KeyInterner:
 
     def local_ids(self, keys, key_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(distinct local rows, per-sample index into them)."""
-        uniq, inverse = np.unique(key_ids, return_inverse=True)
-        return self.rows_for([keys[i] for i in uniq.tolist()]), inverse
+        local = self._map.lookup(keys, key_ids, self.rows_for)
+        uniq, inverse = np.unique(local, return_inverse=True)
+        return uniq, inverse
 
 
 class _KeyedMoments(Accumulator):

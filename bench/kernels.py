@@ -1,0 +1,109 @@
+"""Kernel micro-benchmark: median wall time of the udfs kernels on Prometheus-shaped data.
+
+    .venv/bin/python bench/kernels.py [--series 10000] [--steps 240] [--repeat 3]
+
+Data: counters scraped every 15 s with jitter and occasional resets; a range query of
+``steps`` steps 15 s apart with 5 m windows (about 20 samples per window). Prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from udfs import aggregation as agg  # noqa: E402
+from udfs import range_functions as rf  # noqa: E402
+from udfs.histogram import histogram_quantile  # noqa: E402
+from udfs.range_array import RangeArray  # noqa: E402
+from udfs.windows import instant_lookback, range_windows  # noqa: E402
+
+SCRAPE_MS = 15_000
+RANGE_MS = 300_000
+
+
+def make_data(n_series: int, n_steps: int, seed: int = 1) -> tuple[np.ndarray, ...]:
+    rng = np.random.default_rng(seed)
+    span = n_steps * SCRAPE_MS + RANGE_MS
+    per = span // SCRAPE_MS
+    base = np.arange(per, dtype=np.int64) * SCRAPE_MS
+    jitter = rng.integers(-500, 500, size=(n_series, per))
+    ts = (base[None, :] + jitter + 1000).ravel()
+    inc = rng.random((n_series, per)) * 10
+    vals = np.cumsum(inc, axis=1)
+    resets = rng.random((n_series, per)) < 0.002
+    vals = vals - np.maximum.accumulate(np.where(resets, vals, 0.0), axis=1)
+    offsets = np.arange(n_series + 1, dtype=np.int64) * per
+    eval_times = RANGE_MS + np.arange(n_steps, dtype=np.int64) * SCRAPE_MS
+    return offsets, ts, vals.ravel(), eval_times
+
+
+def timed(fn: Callable[[], object], repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1000
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--series", type=int, default=10_000)
+    ap.add_argument("--steps", type=int, default=240)
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    offsets, ts, vals, eval_times = make_data(args.series, args.steps)
+    o, s, e = range_windows(offsets, ts, eval_times, RANGE_MS)
+    ra = RangeArray(vals, ts, o, s, e, RANGE_MS)
+    n_steps = eval_times.shape[0]
+    matrix = rf.rate(ra)[0].reshape(args.series, n_steps)
+    present = np.ones_like(matrix, dtype=bool)
+    gids = np.arange(args.series, dtype=np.int64) % 100
+    n_hist_groups = max(args.series // 12, 1)
+    bounds = np.tile([0.005, 0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, np.inf], n_hist_groups)
+    bucket_counts = np.sort(np.abs(matrix[: bounds.shape[0]]), axis=0)
+    h_offsets = np.arange(n_hist_groups + 1, dtype=np.int64) * 12
+    q = np.full(n_steps, 0.9)
+    cases: list[tuple[str, Callable[[], object]]] = [
+        ("range_windows", lambda: range_windows(offsets, ts, eval_times, RANGE_MS)),
+        ("instant_lookback", lambda: instant_lookback(offsets, ts, eval_times, RANGE_MS)),
+        ("rate", lambda: rf.rate(ra)),
+        ("increase", lambda: rf.increase(ra)),
+        ("irate", lambda: rf.irate(ra)),
+        ("changes", lambda: rf.changes(ra)),
+        ("max_over_time", lambda: rf.max_over_time(ra)),
+        ("sum_over_time (Kahan)", lambda: rf.sum_over_time(ra)),
+        ("avg_over_time (Kahan)", lambda: rf.avg_over_time(ra)),
+        ("stddev_over_time", lambda: rf.stddev_over_time(ra)),
+        ("deriv", lambda: rf.deriv(ra)),
+        ("quantile_over_time", lambda: rf.quantile_over_time(ra, np.full(ra.n_windows, 0.9))),
+        ("sum by (100 groups)", lambda: agg.sum_(matrix, present, gids, 100)),
+        ("sum (1 group)", lambda: agg.sum_(matrix, present, np.zeros_like(gids), 1)),
+        ("avg by (100 groups)", lambda: agg.avg(matrix, present, gids, 100)),
+        ("max by (100 groups)", lambda: agg.max_(matrix, present, gids, 100)),
+        ("topk(5) by (100 groups)", lambda: agg.topk(matrix, present, gids, 100, 5.0)),
+        ("quantile(0.9) by (100)", lambda: agg.quantile(matrix, present, gids, 100, q)),
+        (
+            f"histogram_quantile ({n_hist_groups}x12)",
+            lambda: histogram_quantile(q, bounds, bucket_counts, h_offsets),
+        ),
+    ]
+    print(
+        f"{args.series} series x {n_steps} steps, 5m windows, {ts.shape[0]:,} samples, "
+        f"{ra.n_windows:,} windows (~{ra.sizes.mean():.1f} samples each)"
+    )
+    print(f"{'kernel':<36}{'median ms':>12}")
+    for name, fn in cases:
+        print(f"{name:<36}{timed(fn, args.repeat):>12.1f}")
+
+
+if __name__ == "__main__":
+    main()

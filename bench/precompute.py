@@ -1,0 +1,195 @@
+"""Precompute engine throughput: samples/s per workload, 1 and 2 workers, engine alone and end to
+end through ``/api/v1/write``; prints a table with the seed's Rust figures for reference.
+
+    .venv/bin/python bench/precompute.py [--samples 1000000] [--backend thread|process|both]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+import time
+from dataclasses import replace
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from precompute.config import EngineOptions, StreamingConfig, load_config  # noqa: E402
+from precompute.engine import PrecomputeEngine  # noqa: E402
+from precompute.output import NoopSink  # noqa: E402
+from storage.model import DurableBatch, SampleBatch, make_labels  # noqa: E402
+
+SCRAPE_MS = 10_000
+
+WORKLOADS = {
+    "Sum tumbling 10s": ("Sum", 10, 10, "{}", "[job]", "[]", 10_000),
+    "Sum sliding 30s/10s": ("Sum", 30, 10, "{}", "[job]", "[]", 10_000),
+    "Sum sliding 60s/10s": ("Sum", 60, 10, "{}", "[job]", "[]", 10_000),
+    "KLL k=200 60s/10s": ("DatasketchesKLL", 60, 10, "{K: 200}", "[job]", "[]", 10_000),
+    "CountMin 5x2000 60s": (
+        "CountMinSketch",
+        60,
+        60,
+        "{depth: 5, width: 2000}",
+        "[job]",
+        "[instance]",
+        10_000,
+    ),
+    "MultipleIncrease 100k series 60s/10s": (
+        "MultipleIncrease",
+        60,
+        10,
+        "{}",
+        "[]",
+        "[instance]",
+        100_000,
+    ),
+}
+
+
+def config_for(name: str) -> StreamingConfig:
+    t, w, s, params, grouping, aggregated, _ = WORKLOADS[name]
+    kind = "tumbling" if w == s else "sliding"
+    return load_config(
+        f"""
+aggregations:
+  - {{aggregationId: 1, aggregationType: {t}, parameters: {params},
+     labels: {{grouping: {grouping}, aggregated: {aggregated}}}, metric: m,
+     windowSize: {w}, slideInterval: {s}, windowType: {kind}}}
+"""
+    )
+
+
+def make_batches(n_series: int, total: int, seed: int = 0) -> list[DurableBatch]:
+    """One remote-write-like batch per scrape: every series once, counters increasing."""
+    rng = np.random.default_rng(seed)
+    series = [
+        make_labels({"__name__": "m", "job": f"job{i % 10}", "instance": f"host{i}"})
+        for i in range(n_series)
+    ]
+    ids = np.arange(n_series, dtype=np.int64)
+    scrapes = max(1, total // n_series)
+    batches = []
+    base = rng.uniform(0, 1000, n_series)
+    for k in range(scrapes):
+        ts = (k * SCRAPE_MS + rng.integers(0, 1000, n_series)).astype(np.int64)
+        vals = base + k * rng.uniform(0, 10, n_series)
+        batches.append(DurableBatch(SampleBatch(series, ids, ts, vals), ids, ids))
+    return batches
+
+
+def engine_rate(name: str, workers: int, backend: str, batches) -> float:
+    config = config_for(name)
+    options = EngineOptions(num_workers=workers, backend=backend, flush_interval_ms=0)
+    engine = PrecomputeEngine(StreamingConfig(config.aggregations, options), NoopSink())
+    # Warm-up: series resolution and key interning happen once per series, like a long-running
+    # server that has seen its series before; the measured part is steady-state ingest.
+    engine.on_batch(batches[0])
+    engine.drain()
+    n = sum(len(b.batch) for b in batches[1:])
+    t0 = time.perf_counter()
+    for b in batches[1:]:
+        engine.on_batch(b)
+    engine.drain()
+    dt = time.perf_counter() - t0
+    engine.stop(snapshot=False)
+    return n / dt
+
+
+def e2e_rate(name: str | None, workers: int, batches, senders: int = 2) -> float:
+    """Samples/s through a real server's /api/v1/write (snappy protobuf), with or without the
+    precompute engine attached; payloads are encoded before timing."""
+    from server.routes_precompute import attach
+    from storage.db import Storage
+    from storage.sketch_store import SketchStore
+    from tests.server.conftest import Client, ServerThread, free_port
+    from tests.server.payloads import RW_HEADERS, snappy, write_request
+    from server.config import ServerConfig
+
+    payloads = []
+    for b in batches:
+        sb = b.batch
+        rows = [
+            (list(sb.series[i]), [(int(sb.timestamps[i]), float(sb.values[i]))])
+            for i in range(len(sb.series))
+        ]
+        payloads.append(snappy(write_request(rows)))
+    storage = Storage.in_memory()
+    runtime = None
+    if name is not None:
+        cfg = config_for(name)
+        options = EngineOptions(num_workers=workers, backend="thread", flush_interval_ms=1000)
+        runtime = attach(storage, StreamingConfig(cfg.aggregations, options), SketchStore())
+    srv = ServerThread(ServerConfig(host="127.0.0.1", port=free_port()), storage).start()
+    client = Client(f"http://127.0.0.1:{srv.config.port}")
+    assert client.post("/api/v1/write", payloads[0], RW_HEADERS).status == 204
+    if runtime is not None:
+        runtime.engine.drain()
+    todo = list(range(1, len(payloads)))
+    lock = threading.Lock()
+
+    def send() -> None:
+        while True:
+            with lock:
+                if not todo:
+                    return
+                i = todo.pop(0)
+            reply = client.post("/api/v1/write", payloads[i], RW_HEADERS)
+            assert reply.status == 204, reply.body
+
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=send) for _ in range(senders)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if runtime is not None:
+        runtime.engine.drain()
+    dt = time.perf_counter() - t0
+    srv.stop()
+    n = sum(len(b.batch) for b in batches[1:])
+    return n / dt
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--samples", type=int, default=1_000_000)
+    ap.add_argument("--backend", default="thread", choices=["thread", "process", "both"])
+    ap.add_argument("--e2e-samples", type=int, default=300_000)
+    ap.add_argument("--only", default=None, help="substring of a workload name")
+    args = ap.parse_args()
+    backends = ["thread", "process"] if args.backend == "both" else [args.backend]
+    names = [n for n in WORKLOADS if args.only is None or args.only in n]
+    print(f"# precompute engine, {os.cpu_count()} cores, {args.samples:,} samples per run\n")
+    header = "| workload | backend | 1 worker (engine) | 2 workers (engine) | e2e ingest alone | e2e ingest+precompute (2w) | ratio |"
+    print(header)
+    print("|" + "---|" * header.count("|")[:-1] if False else "|---|---|---|---|---|---|---|")
+    for name in names:
+        n_series = WORKLOADS[name][6]
+        batches = make_batches(n_series, args.samples + n_series)
+        e2e_batches = make_batches(n_series, args.e2e_samples + n_series, seed=1)
+        for backend in backends:
+            one = engine_rate(name, 1, backend, batches)
+            two = engine_rate(name, 2, backend, batches)
+            if args.e2e_samples and backend == backends[0]:
+                alone = e2e_rate(None, 2, e2e_batches)
+                withp = e2e_rate(name, 2, e2e_batches)
+                e2e = f"{alone / 1e6:.2f} M/s | {withp / 1e6:.2f} M/s | {withp / alone:.2f}×"
+            else:
+                e2e = "– | – | –"
+            print(
+                f"| {name} | {backend} | {one / 1e6:.2f} M/s | {two / 1e6:.2f} M/s | {e2e} |",
+                flush=True,
+            )
+    print(
+        "\nSeed (Rust, 32 logical CPUs, for reference): windowed Sum ~660 K samples/s with 4 "
+        "workers; raw mode ~8.9 M samples/s with 16 workers."
+    )
+
+
+if __name__ == "__main__":
+    _ = replace
+    main()
