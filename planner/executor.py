@@ -75,12 +75,16 @@ class Executor:
 
     def _positioned(self, message: str, pos: PosRange | None) -> str:
         """Upstream appends the ``line:col`` of the expression an annotation is about."""
-        if pos is None or not self.query:
-            return message
+        where = self.position(pos) if pos is not None else None
+        return message if where is None else f"{message} ({where})"
+
+    def position(self, pos: PosRange) -> str | None:
+        if not self.query:
+            return None
         before = self.query[: pos.start]
         line = before.count("\n") + 1
         col = pos.start - (before.rfind("\n") + 1) + 1
-        return f"{message} ({line}:{col})"
+        return f"{line}:{col}"
 
     def stats_for(self, node: PlanNode) -> NodeStats | None:
         return self.stats.get(id(node))

@@ -13,10 +13,12 @@ import numpy as np
 
 from planner.labels import drop_name, group_ids, merge_same_labels
 from planner.nodes.base import PlanError, PlanNode, require_type
+from planner.nodes.bucket_checks import forced_monotonicity
 from planner.nodes.range_function import QUANTILE_WARNING, go_g
 from planner.values import InstantVector, ScalarValue
 from promql.ast import PosRange
 from promql.types import ValueType
+from storage.model import metric_name
 
 if TYPE_CHECKING:
     from planner.executor import Executor
@@ -49,7 +51,7 @@ class HistogramQuantile(PlanNode):
         return [("fn", self.fn)]
 
     def _pos(self, index: int) -> PosRange | None:
-        return self.arg_pos[index] if index < len(self.arg_pos) else None
+        return self.arg_pos[index] if -len(self.arg_pos) <= index < len(self.arg_pos) else None
 
     def check(self) -> None:
         require_type(self, self.input, ValueType.VECTOR)
@@ -67,36 +69,21 @@ class HistogramQuantile(PlanNode):
             scalars.append(sv.values)
         vec = ex.run(self.input, grid)
         assert isinstance(vec, InstantVector)
-        k = grid.n_steps
         if self.fn == "histogram_quantile":
-            _quantile_warning(ex, scalars[0], vec, self._pos(0))
-        bounds = [parse_le(dict(ls).get(BUCKET_LABEL, "")) for ls in vec.labels]
-        seen = vec.present.any(axis=1)
-        for i, b in enumerate(bounds):
-            if b is None and seen[i]:
-                le = dict(vec.labels[i]).get(BUCKET_LABEL, "")
-                ex.warn(
-                    f'PromQL warning: bucket label "le" is missing or has a malformed value of "{le}"',
-                    self._pos(len(self.params_)),
-                )
-        valid = np.array([b is not None for b in bounds], dtype=bool)
-        rows = np.nonzero(valid)[0]
-        if rows.size == 0:
-            return InstantVector.empty(k)
-        keys = [tuple(p for p in vec.labels[i] if p[0] != BUCKET_LABEL) for i in rows.tolist()]
-        gids, groups = group_ids(keys)
-        upper = np.array([bounds[i] for i in rows.tolist()], dtype=np.float64)
-        order = np.lexsort((upper, gids))
-        rows, gids, upper = rows[order], gids[order], upper[order]
-        counts = np.where(vec.present[rows], vec.values[rows], np.nan)
+            _quantile_warning(ex, scalars[0], self._pos(0))
+        buckets = self._buckets(ex, vec)
+        if buckets is None:
+            return InstantVector.empty(grid.n_steps)
+        rows, upper, gids, groups = buckets
+        counts, bucket_present = vec.values[rows], vec.present[rows]
         group_offsets = np.searchsorted(gids, np.arange(len(groups) + 1)).astype(np.int64)
         kernel = getattr(histogram, self.fn)
-        out, present = kernel(*scalars, upper, counts, group_offsets)
+        out, present = kernel(*scalars, upper, counts, group_offsets, bucket_present)
         present = np.asarray(present, dtype=bool)
-        labels = list(groups)
         delayed = ex.options.delayed_name_removal
-        if not delayed:
-            labels = [drop_name(ls) for ls in labels]
+        if self.fn == "histogram_quantile":
+            self._monotonicity_infos(ex, grid, groups, group_offsets, upper, counts, bucket_present)
+        labels = list(groups) if delayed else [drop_name(ls) for ls in groups]
         result = InstantVector(
             labels,
             np.where(present, np.asarray(out, np.float64), 0.0),
@@ -106,13 +93,42 @@ class HistogramQuantile(PlanNode):
         keep = np.nonzero(present.any(axis=1))[0]
         return merge_same_labels(result.select(keep))
 
+    def _buckets(self, ex: Executor, vec: InstantVector):
+        """Valid bucket rows sorted by (group, upper bound); warns on a bad ``le``."""
+        bounds = [parse_le(dict(ls).get(BUCKET_LABEL, "")) for ls in vec.labels]
+        seen = vec.present.any(axis=1)
+        for i, b in enumerate(bounds):
+            if b is None and seen[i]:
+                ex.warn(_bad_bucket(vec.labels[i], ex.options.delayed_name_removal), self._pos(-1))
+        rows = np.array([i for i, b in enumerate(bounds) if b is not None], dtype=np.int64)
+        if rows.size == 0:
+            return None
+        keys = [tuple(p for p in vec.labels[i] if p[0] != BUCKET_LABEL) for i in rows.tolist()]
+        gids, groups = group_ids(keys)
+        upper = np.array([bounds[i] for i in rows.tolist()], dtype=np.float64)
+        order = np.lexsort((upper, gids))
+        return rows[order], upper[order], gids[order], groups
 
-def _quantile_warning(
-    ex: Executor, q: np.ndarray, vec: InstantVector, pos: PosRange | None
-) -> None:
-    if vec.n_series == 0:
-        return
-    steps_with_data = vec.present.any(axis=0)
-    bad = q[steps_with_data & ((q < 0) | (q > 1) | np.isnan(q))]
+    def _monotonicity_infos(self, ex, grid, groups, offsets, upper, counts, present) -> None:
+        times = grid.times()
+        for g, labels in enumerate(groups):  # per histogram, vectorized over steps
+            a, b = int(offsets[g]), int(offsets[g + 1])
+            found = forced_monotonicity(upper[a:b], counts[a:b], present[a:b], times)
+            if found is None:
+                continue
+            name = (metric_name(labels) or "") if ex.options.delayed_name_removal else ""
+            pos = self._pos(-1)
+            ex.info(found.message(name, ex.position(pos) if pos else None))
+
+
+def _bad_bucket(labels, delayed: bool) -> str:
+    le = dict(labels).get(BUCKET_LABEL, "")
+    text = f'PromQL warning: bucket label "le" is missing or has a malformed value of "{le}"'
+    name = metric_name(labels) if delayed else None
+    return f'{text} for metric name "{name}"' if name else text
+
+
+def _quantile_warning(ex: Executor, q: np.ndarray, pos: PosRange | None) -> None:
+    bad = q[(q < 0) | (q > 1) | np.isnan(q)]
     if bad.size:
         ex.warn(f"{QUANTILE_WARNING}, got {go_g(float(bad[0]))}", pos)
