@@ -128,6 +128,9 @@ class Storage:
                 # checkpoint now means every segment left is in this process's id space.
                 db._checkpoint()
             db._maybe_cut()
+            # A crash between writing a compacted block and deleting its inputs leaves
+            # overlapping blocks; retention may also be due after downtime.
+            db._compact_and_retain()
         return db
 
     @classmethod
@@ -194,7 +197,12 @@ class Storage:
             self._wal.sync(seq)
         durable = DurableBatch(batch, series_ids, sample_ids)
         for fn in listeners:
-            fn(durable)
+            try:
+                fn(durable)
+            except Exception:
+                # The batch is durable; failing the request would only make the client resend
+                # it. A listener's error is its own to report.
+                log.exception("ingest listener %r failed", fn)
         return durable
 
     def _log(

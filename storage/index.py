@@ -46,30 +46,43 @@ def matcher_matches(m: Matcher, value: str) -> bool:
     return hit if m.type is MatchType.REGEX else not hit
 
 
+_VALID_NAMES: set[str] = set()
+_VALID_NAMES_MAX = 100_000
+
+
+def _check_name(name: object) -> None:
+    if not isinstance(name, str) or not _LABEL_NAME.match(name):
+        raise BadDataError(f"invalid label name {name!r}")
+    if len(_VALID_NAMES) < _VALID_NAMES_MAX:
+        _VALID_NAMES.add(name)
+
+
 def validate_labels(labels: Labels) -> None:
     """Raise BadDataError unless ``labels`` is a canonical, named, well-formed label set."""
-    if not isinstance(labels, tuple) or not labels:
+    if type(labels) is not tuple or not labels:
         raise BadDataError(f"empty or malformed label set: {labels!r}")
     prev = ""
     has_name = False
     for pair in labels:
-        if not isinstance(pair, tuple) or len(pair) != 2:
+        if type(pair) is not tuple or len(pair) != 2:
             raise BadDataError(f"malformed label pair {pair!r}")
         name, value = pair
-        if not isinstance(name, str) or not isinstance(value, str):
-            raise BadDataError(f"label name and value must be strings: {pair!r}")
-        if not _LABEL_NAME.match(name):
-            raise BadDataError(f"invalid label name {name!r}")
+        if name not in _VALID_NAMES:  # names repeat across series: check each one once
+            _check_name(name)
+        if type(value) is not str:
+            raise BadDataError(f"label value must be a string: {pair!r}")
         if name <= prev:
             why = "duplicate" if name == prev else "unsorted"
             raise BadDataError(f"{why} label name {name!r} in {labels!r}")
-        if value == "":
+        if not value:
             raise BadDataError(f"empty value for label {name!r}")
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise BadDataError(f"invalid UTF-8 in value of label {name!r}") from None
-        has_name = has_name or name == METRIC_NAME
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise BadDataError(f"invalid UTF-8 in value of label {name!r}") from None
+        if name == METRIC_NAME:
+            has_name = True
         prev = name
     if not has_name:
         raise BadDataError(f"series without a metric name: {labels!r}")
