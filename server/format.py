@@ -89,7 +89,10 @@ def format_timestamp(t_ms: int) -> str:
 
 def labels_json(labels: Labels) -> str:
     """A label set as a JSON object (Go's HTML-safe string escaping)."""
-    return orjson.dumps(dict(labels)).decode().translate(_HTML_ESCAPES)
+    # OPT_NON_STR_KEYS: label names may arrive as ``str`` subclasses (e.g. parser tokens).
+    return (
+        orjson.dumps(dict(labels), option=orjson.OPT_NON_STR_KEYS).decode().translate(_HTML_ESCAPES)
+    )
 
 
 def _points(timestamps: np.ndarray, values: np.ndarray) -> str:
