@@ -144,3 +144,23 @@ def test_cuts_trim_the_wal_without_rewriting_samples_and_replay_matches(tmp_path
     db._wal._fd = -1  # simulate a crash: no close, no flush
     again = Storage.open(tmp_path, opts(wal_segment_bytes=4096))
     assert as_dict(everything(again)) == before
+
+
+def test_overlapping_blocks_left_by_a_crash_mid_compaction_are_merged_on_open(tmp_path):
+    import shutil
+
+    db = Storage.open(tmp_path, opts(compaction_levels=1))
+    scrape(db, 0, 3000)
+    before = as_dict(everything(db))
+    n_blocks = db.stats()["blocks"]
+    db.close()
+    src = list_block_dirs(tmp_path / "blocks")[0]
+    shutil.copytree(src, tmp_path / "blocks" / "0000000999")  # the merged output, inputs kept
+    meta = (tmp_path / "blocks" / "0000000999" / "meta.json").read_text()
+    (tmp_path / "blocks" / "0000000999" / "meta.json").write_text(
+        meta.replace(f'"seq":{int(src.name)}', '"seq":999')
+    )
+    again = Storage.open(tmp_path, opts(compaction_levels=1))
+    assert again.stats()["blocks"] == n_blocks
+    assert again.stats()["compactions"] >= 1
+    assert as_dict(everything(again)) == before

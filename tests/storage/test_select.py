@@ -163,3 +163,16 @@ def test_concurrent_appenders_with_fsync_lose_nothing(tmp_path):
     reopened = Storage.open(tmp_path)
     assert as_dict(everything(reopened)) == before
     assert sum(len(v) for v in before.values()) == 200
+
+
+def test_a_failing_listener_does_not_fail_the_durable_append(db, caplog):
+    def broken(_batch):
+        raise RuntimeError("listener bug")
+
+    seen = []
+    db.add_listener(broken)
+    db.add_listener(seen.append)
+    db.append(batch([(A, 1, 1.0)]))
+    assert len(seen) == 1
+    assert "listener bug" in caplog.text
+    assert db.select([eq("i", "a")], 0, 10).timestamps.tolist() == [1]
