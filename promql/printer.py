@@ -52,7 +52,8 @@ def _labels(names: tuple[str, ...]) -> str:
     return ", ".join(n if _is_legacy_name(n) else go_quote(n) for n in names)
 
 
-def _matcher(m: Matcher) -> str:
+def format_matcher(m: Matcher) -> str:
+    """A matcher as Prometheus prints it: name quoted unless a legacy name, value Go-quoted."""
     name = m.name if _is_legacy_name(m.name) else go_quote(m.name)
     return f"{name}{m.type.value}{go_quote(m.value)}"
 
@@ -85,7 +86,7 @@ def _at(timestamp_ms: int | None, start_or_end: str | None) -> str:
 
 def _selector_core(vs: VectorSelector) -> str:
     parts = [
-        _matcher(m)
+        format_matcher(m)
         for m in vs.matchers
         if not (m.name == "__name__" and m.type.value == "=" and m.value == vs.name and m.value)
     ]
