@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from planner.durations import duration_ms
 from planner.nodes.absent import Absent
 from planner.nodes.aggregate import PromAggregate
 from planner.nodes.base import PlanError, PlanNode
@@ -60,6 +61,16 @@ class PlanContext:
     end_ms: int
     lookback_ms: int
     default_subquery_step_ms: int
+    step_ms: int = 0  # the query step (0 for an instant query), for ``step()``
+
+    @property
+    def range_ms(self) -> int:
+        return self.end_ms - self.start_ms
+
+    def duration(self, expr: ast.Expr | None, fallback: int, allow_negative: bool) -> int:
+        if expr is None:
+            return fallback
+        return duration_ms(expr, self.step_ms, self.range_ms, allow_negative)
 
     def resolve_at(self, timestamp_ms: int | None, start_or_end: str | None) -> int | None:
         if start_or_end == "start":
@@ -70,7 +81,8 @@ class PlanContext:
 
 
 def logical_plan(stmt: EvalStmt, default_subquery_step_ms: int = 60_000) -> PlanNode:
-    ctx = PlanContext(stmt.start_ms, stmt.end_ms, stmt.lookback_ms, default_subquery_step_ms)
+    step = 0 if stmt.is_instant else stmt.step_ms
+    ctx = PlanContext(stmt.start_ms, stmt.end_ms, stmt.lookback_ms, default_subquery_step_ms, step)
     return plan_expr(stmt.expr, ctx)
 
 
@@ -105,10 +117,12 @@ def _scan(vs: ast.VectorSelector, drop_stale: bool) -> PlanNode:
 
 
 def _instant_selector(vs: ast.VectorSelector, ctx: PlanContext, keep_ts: bool = False) -> PlanNode:
+    if vs.anchored or vs.smoothed:
+        raise BadDataError("anchored and smoothed selectors are not supported yet")
     return InstantManipulate(
         _scan(vs, drop_stale=False),
         ctx.lookback_ms,
-        vs.offset_ms,
+        ctx.duration(vs.offset_expr, vs.offset_ms, allow_negative=True),
         ctx.resolve_at(vs.timestamp_ms, vs.start_or_end),
         keep_ts,
     )
@@ -116,25 +130,23 @@ def _instant_selector(vs: ast.VectorSelector, ctx: PlanContext, keep_ts: bool = 
 
 def _range_selector(ms: ast.MatrixSelector, ctx: PlanContext) -> PlanNode:
     vs = ms.vector_selector
-    if vs.anchored or vs.smoothed or ms.range_expr is not None:
-        raise BadDataError("anchored/smoothed selectors and duration expressions are not supported")
+    if vs.anchored or vs.smoothed:
+        raise BadDataError("anchored and smoothed selectors are not supported yet")
     return RangeManipulate(
         _scan(vs, drop_stale=True),
-        ms.range_ms,
-        vs.offset_ms,
+        ctx.duration(ms.range_expr, ms.range_ms, allow_negative=False),
+        ctx.duration(vs.offset_expr, vs.offset_ms, allow_negative=True),
         ctx.resolve_at(vs.timestamp_ms, vs.start_or_end),
     )
 
 
 def _subquery(sq: ast.SubqueryExpr, ctx: PlanContext) -> PlanNode:
-    if sq.range_expr is not None or sq.step_expr is not None or sq.offset_expr is not None:
-        raise BadDataError("duration expressions are not supported")
-    step = sq.step_ms or ctx.default_subquery_step_ms
+    step = ctx.duration(sq.step_expr, sq.step_ms, allow_negative=False)
     return Subquery(
         plan_expr(sq.expr, ctx),
-        sq.range_ms,
-        step,
-        sq.offset_ms,
+        ctx.duration(sq.range_expr, sq.range_ms, allow_negative=False),
+        step or ctx.default_subquery_step_ms,
+        ctx.duration(sq.offset_expr, sq.offset_ms, allow_negative=True),
         ctx.resolve_at(sq.timestamp_ms, sq.start_or_end),
     )
 
@@ -180,6 +192,16 @@ def _special_call(
 ) -> PlanNode | None:
     if name == "time":
         return ScalarCalc("time")
+    constant = {
+        "start": ctx.start_ms / 1000.0,
+        "end": ctx.end_ms / 1000.0,
+        "step": ctx.step_ms / 1000.0,
+        "range": ctx.range_ms / 1000.0,
+    }.get(name)
+    if constant is not None and not args:
+        return ScalarCalc("literal", value=constant)
+    if name in ("min_of", "max_of"):
+        return ScalarCalc("binary", (plan_expr(args[0], ctx), plan_expr(args[1], ctx)), op=name)
     if name == "pi":
         return ScalarCalc("literal", value=math.pi)
     if name == "scalar":

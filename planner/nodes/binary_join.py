@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from planner.stmt import Grid
 
 ARITHMETIC = frozenset({"+", "-", "*", "/", "%", "^", "atan2"})
+MIN_MAX = frozenset({"min_of", "max_of"})
 COMPARISON = frozenset({"==", "!=", ">", "<", ">=", "<="})
 
 
@@ -36,6 +37,9 @@ def apply_op(op: str, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndar
     from udfs import binary
 
     with np.errstate(all="ignore"):
+        if op in MIN_MAX:  # min_of / max_of: math.Min / math.Max (NaN wins)
+            fn = np.minimum if op == "min_of" else np.maximum
+            return fn(np.asarray(a, np.float64), np.asarray(b, np.float64)), None
         if op in ARITHMETIC:
             return np.asarray(binary.arith(op, a, b), dtype=np.float64), None
         return a, np.asarray(binary.compare(op, a, b), dtype=bool)
