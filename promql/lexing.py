@@ -265,9 +265,18 @@ def format_duration_ms(ms: int) -> str:
 
 
 def seconds_to_ms(seconds: float) -> int:
-    """Go's ``time.Duration(math.Round(s * 1e9))`` truncated to milliseconds."""
-    ns = round(seconds * 1e9) if abs(seconds) < 9.3e9 else int(seconds * 1e9)
-    return int(ns / 1_000_000) if ns < 0 else ns // 1_000_000
+    """Go's ``time.Duration(math.Round(s * 1e9))`` truncated to milliseconds.
+
+    Prometheus keeps range and offset literals as float seconds before this conversion, so
+    beyond ~26 days a millisecond part can come out 1 ms short; this reproduces that exactly.
+    """
+    ns = go_round(seconds * 1e9)
+    return -((-ns) // 1_000_000) if ns < 0 else ns // 1_000_000
+
+
+def go_round(value: float) -> int:
+    """Go's ``math.Round`` (half away from zero; Python's ``round`` rounds half to even)."""
+    return int(math.copysign(math.floor(abs(value) + 0.5), value))
 
 
 def duration_out_of_range(seconds: float) -> bool:

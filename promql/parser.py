@@ -444,8 +444,7 @@ def _check_regex(value: str, pos: PosRange) -> None:
 
 def _round_ms(seconds: float) -> int:
     """Go's ``timestamp.FromFloatSeconds``: ``int64(math.Round(s * 1000))``."""
-    scaled = seconds * 1000.0
-    return int(math.copysign(math.floor(abs(scaled) + 0.5), scaled))
+    return lexing.go_round(seconds * 1000.0)
 
 
 def _go_f(value: float) -> str:

@@ -53,7 +53,13 @@ label_names = st.one_of(
 ).filter(lambda s: s != "__name__")
 grouping_names = label_names.filter(bool)
 texts = st.text(max_size=6)
-durations_ms = st.integers(min_value=1, max_value=10**11)
+# Prometheus turns duration literals into float seconds and back into nanoseconds, so a
+# millisecond part survives only below ~26 days; longer durations are drawn in whole seconds.
+durations_ms = st.one_of(
+    st.integers(min_value=1, max_value=20 * 86_400_000),
+    st.integers(min_value=1, max_value=10**8).map(lambda s: s * 1000),
+)
+offsets_ms = st.one_of(st.just(0), durations_ms, durations_ms.map(lambda ms: -ms))
 
 
 def _prec(expr: Expr) -> int:
@@ -89,7 +95,7 @@ def vector_selectors(draw, modifiers: bool = True) -> VectorSelector:
     found = draw(matchers(with_name=name is not None))
     if name is not None:
         found = (*found, Matcher(MatchType.EQUAL, "__name__", name))
-    offset = draw(st.one_of(st.just(0), st.integers(-(10**11), 10**11))) if modifiers else 0
+    offset = draw(offsets_ms) if modifiers else 0
     at = draw(st.sampled_from(["none", "ts", "start", "end"])) if modifiers else "none"
     timestamp = draw(st.integers(-(10**12), 10**12)) if at == "ts" else None
     start_or_end = at if at in ("start", "end") else None
@@ -183,7 +189,7 @@ def subqueries(draw, depth: int) -> Expr:
         inner,
         draw(durations_ms),
         draw(st.one_of(st.just(0), durations_ms)),
-        offset_ms=draw(st.one_of(st.just(0), st.integers(-(10**11), 10**11))),
+        offset_ms=draw(offsets_ms),
         timestamp_ms=draw(st.integers(-(10**12), 10**12)) if at == "ts" else None,
         start_or_end=at if at in ("start", "end") else None,
     )
