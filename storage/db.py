@@ -29,7 +29,7 @@ import numpy as np
 from promql.errors import BadDataError
 from promql.types import Matcher
 from storage import compaction
-from storage.arrays import merge_sorted_parts, sort_dedupe
+from storage.arrays import merge_sorted_parts, ranges_index, sort_dedupe
 from storage.block import Block, list_block_dirs, remove_block_dir, write_block
 from storage.head import Head
 from storage.index import LabelIndex, validate_labels
@@ -387,27 +387,32 @@ class Storage:
         sid, ts, vals = seg.sid[old], seg.ts[old], seg.values[old]
         bd = self.options.block_duration_ms
         window = ts // bd
-        for w in np.unique(window):
+        lo, hi = int(window.min()), int(window.max())
+        windows = range(lo, hi + 1) if hi - lo < 64 else np.unique(window).tolist()
+        for w in windows:
             m = window == w
-            self._write_block(sid[m], ts[m], vals[m], level=0)
+            if m.any():
+                self._write_block(sid[m], ts[m], vals[m], level=0)
         self._head.drop_before(boundary)
         self._checkpoint(cut=boundary)
 
     def _write_block(self, sid: np.ndarray, ts: np.ndarray, vals: np.ndarray, level: int) -> None:
-        """Write rows sorted by (sid, ts) as a new block, ordering series by label set."""
+        """Write rows sorted and unique by (sid, ts) as a new block, series in label order.
+
+        Reordering series is a gather of whole per-series row ranges: no sort over samples.
+        """
         assert self.data_dir is not None
-        uniq, inverse = np.unique(sid, return_inverse=True)
-        rank = self._index.rank()[uniq]
-        order = np.argsort(rank)
-        new_pos = np.empty_like(order)
-        new_pos[order] = np.arange(order.shape[0])
-        pos, ts, vals = sort_dedupe(new_pos[inverse], ts, vals)
-        counts = np.bincount(pos, minlength=uniq.shape[0])
+        n = sid.shape[0]
+        starts = np.flatnonzero(np.r_[True, sid[1:] != sid[:-1]])
+        ends = np.r_[starts[1:], n]
+        uniq = sid[starts]
+        order = np.argsort(self._index.rank()[uniq], kind="stable")
+        rows = ranges_index(starts[order], ends[order])
         offsets = np.zeros(uniq.shape[0] + 1, dtype=_I64)
-        np.cumsum(counts, out=offsets[1:])
+        np.cumsum((ends - starts)[order], out=offsets[1:])
         labels = self._index.labels_of(uniq[order].tolist())
         block = write_block(
-            self.data_dir / "blocks", self._next_seq, labels, offsets, ts, vals, level
+            self.data_dir / "blocks", self._next_seq, labels, offsets, ts[rows], vals[rows], level
         )
         self._next_seq += 1
         block.bind(self._index)
@@ -480,7 +485,7 @@ class Storage:
         """Replace blocks ``seqs`` by one block; newer blocks win duplicate samples."""
         chosen = [b for b in self._blocks if b.seq in seqs]  # _blocks is in seq order
         parts = [b.read_all() for b in chosen]
-        sid, ts, vals = sort_dedupe(*(np.concatenate([p[i] for p in parts]) for i in range(3)))
+        sid, ts, vals = merge_sorted_parts(parts, len(self._index))
         self._write_block(sid, ts, vals, level)
         self.counters["blocks_cut"] -= 1
         self._drop_blocks(seqs)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from storage.arrays import ranges_index, sort_dedupe
+from storage.arrays import merge_sorted_parts, ranges_index, sort_dedupe
 
 _I64 = np.int64
 
@@ -146,8 +146,10 @@ class Head:
 
 
 def _merge(older: Segment, newer: Segment) -> Segment:
-    return Segment.build(
-        np.concatenate((older.sid, newer.sid)),
-        np.concatenate((older.ts, newer.ts)),
-        np.concatenate((older.values, newer.values)),
+    if not len(older) or not len(newer):
+        return newer if len(newer) else older
+    ngroups = int(max(older.sids[-1], newer.sids[-1])) + 1
+    merged = merge_sorted_parts(
+        [(older.sid, older.ts, older.values), (newer.sid, newer.ts, newer.values)], ngroups
     )
+    return Segment.from_sorted(*merged)
