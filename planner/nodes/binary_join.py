@@ -128,20 +128,63 @@ class BinaryJoin(PlanNode):
         n_sigs = int(max(sig_m.max(initial=-1), sig_o.max(initial=-1))) + 1
         one_row = _unique_one_side(one, sig_o, n_sigs, matching, "left" if swapped else "right")
         match = np.where(many.present, one_row[sig_m], -1)  # [n_many, k]
-        rows, cols = np.nonzero(match >= 0)
+        drop = self.op in ARITHMETIC or (self.return_bool and not delayed)
+        join = _Join(many, one, match, swapped, matching, drop)
+        out = self._dense(join, sig_m) if join.partners_are_stable() else None
+        if out is None:
+            out = self._sparse(join, sig_m, n_sigs)
+        if delayed:
+            flags = np.full(out.n_series, self.return_bool, dtype=bool)
+            out = InstantVector(out.labels, out.values, out.present, flags)
+        return _pruned(out)
+
+    def _finish(self, a: np.ndarray, b: np.ndarray, ok: np.ndarray):
+        """Values and the keep mask of ``a op b`` where pairs exist (``ok``)."""
+        values, keep = apply_op(self.op, a, b)
+        if keep is not None:
+            if self.return_bool:
+                values = keep.astype(np.float64)
+            else:
+                ok = ok & keep
+        return values, ok
+
+    def _dense(self, j: _Join, sig_m: np.ndarray) -> InstantVector | None:
+        """Fast path: every "many" series matches one fixed partner, all over the [n, k] grid.
+
+        Returns ``None`` when an error or a label merge is possible (the sparse path decides).
+        """
+        rows = np.nonzero((j.match >= 0).any(axis=1))[0]
+        if rows.size == 0:
+            return InstantVector.empty(j.match.shape[1])
+        partner = j.match[rows].max(axis=1)
+        if np.unique(sig_m[rows]).size != rows.size:
+            return None  # several series share a match group: the checks need the sparse path
+        labels = [
+            _result_labels(j.many.labels[r], j.one.labels[p], j.matching, j.drop)
+            for r, p in zip(rows.tolist(), partner.tolist(), strict=True)
+        ]
+        if len(set(labels)) != len(labels):
+            return None
+        mv, ov = j.many.values[rows], j.one.values[partner]
+        values, ok = self._finish(
+            ov if j.swapped else mv, mv if j.swapped else ov, j.match[rows] >= 0
+        )
+        return InstantVector(labels, np.where(ok, values, 0.0), ok)
+
+    def _sparse(self, j: _Join, sig_m: np.ndarray, n_sigs: int) -> InstantVector:
+        """General path over the matched (series, step) points; detects every upstream error."""
+        k = j.match.shape[1]
+        rows, cols = np.nonzero(j.match >= 0)
         if rows.size == 0:
             return InstantVector.empty(k)
-        partner = match[rows, cols]
-        if matching.card == Cardinality.ONE_TO_ONE:
+        partner = j.match[rows, cols]
+        if j.matching.card == Cardinality.ONE_TO_ONE:
             _check_one_to_one(sig_m[rows], cols, n_sigs, k)
         # Result labels depend on the (many, one) series pair: compute them once per pair.
-        pair_key = rows.astype(np.int64) * one.n_series + partner
-        pairs, pair_of = np.unique(pair_key, return_inverse=True)
-        drop = self.op in ARITHMETIC or (self.return_bool and not delayed)
+        n_one = j.one.n_series
+        pairs, pair_of = np.unique(rows.astype(np.int64) * n_one + partner, return_inverse=True)
         pair_labels = [
-            _result_labels(
-                many.labels[p // one.n_series], one.labels[p % one.n_series], matching, drop
-            )
+            _result_labels(j.many.labels[p // n_one], j.one.labels[p % n_one], j.matching, j.drop)
             for p in pairs.tolist()
         ]
         out_id_of_pair, out_labels = group_ids(pair_labels)
@@ -152,21 +195,32 @@ class BinaryJoin(PlanNode):
             raise ExecutionError(
                 "multiple matches for labels: grouping labels must ensure unique matches"
             )
-        mv, ov = many.values[rows, cols], one.values[partner, cols]
-        a, b = (ov, mv) if swapped else (mv, ov)
-        values, keep = apply_op(self.op, a, b)
-        ok = np.ones(rows.size, dtype=bool)
-        if keep is not None:
-            if self.return_bool:
-                values = keep.astype(np.float64)
-            else:
-                ok = keep
+        mv, ov = j.many.values[rows, cols], j.one.values[partner, cols]
+        a, b = (ov, mv) if j.swapped else (mv, ov)
+        values, ok = self._finish(a, b, np.ones(rows.size, dtype=bool))
         out_values = np.zeros((len(out_labels), k), dtype=np.float64)
         out_present = np.zeros((len(out_labels), k), dtype=bool)
         out_values[out_id[ok], cols[ok]] = values[ok]
         out_present[out_id[ok], cols[ok]] = True
-        flags = np.full(len(out_labels), self.return_bool, dtype=bool) if delayed else None
-        return _pruned(InstantVector(out_labels, out_values, out_present, flags))
+        return InstantVector(out_labels, out_values, out_present)
+
+
+@dataclass(frozen=True)
+class _Join:
+    """One vector-vector match: ``match[i, t]`` is the "one" row paired with many row ``i``."""
+
+    many: InstantVector
+    one: InstantVector
+    match: np.ndarray
+    swapped: bool
+    matching: VectorMatching
+    drop: bool
+
+    def partners_are_stable(self) -> bool:
+        matched = self.match >= 0
+        hi = self.match.max(axis=1)
+        lo = np.where(matched, self.match, np.iinfo(np.int64).max).min(axis=1)
+        return bool(np.all((hi == lo) | ~matched.any(axis=1)))
 
 
 def _pruned(vec: InstantVector) -> InstantVector:
