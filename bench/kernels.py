@@ -19,11 +19,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from udfs import aggregation as agg  # noqa: E402
-from udfs import range_functions as rf  # noqa: E402
-from udfs.histogram import histogram_quantile  # noqa: E402
-from udfs.range_array import RangeArray  # noqa: E402
-from udfs.windows import instant_lookback, range_windows  # noqa: E402
+from udfs import aggregation as agg
+from udfs import range_functions as rf
+from udfs.histogram import histogram_quantile
+from udfs.range_array import RangeArray
+from udfs.windows import instant_lookback, range_windows
 
 SCRAPE_MS = 15_000
 RANGE_MS = 300_000

@@ -17,10 +17,10 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from precompute.config import EngineOptions, StreamingConfig, load_config  # noqa: E402
-from precompute.engine import PrecomputeEngine  # noqa: E402
-from precompute.output import NoopSink  # noqa: E402
-from storage.model import DurableBatch, SampleBatch, make_labels  # noqa: E402
+from precompute.config import EngineOptions, StreamingConfig, load_config
+from precompute.engine import PrecomputeEngine
+from precompute.output import NoopSink
+from storage.model import DurableBatch, SampleBatch, make_labels
 
 SCRAPE_MS = 10_000
 
@@ -102,12 +102,12 @@ def engine_rate(name: str, workers: int, backend: str, batches) -> float:
 def e2e_rate(name: str | None, workers: int, batches, senders: int = 2) -> float:
     """Samples/s through a real server's /api/v1/write (snappy protobuf), with or without the
     precompute engine attached; payloads are encoded before timing."""
+    from server.config import ServerConfig
     from server.routes_precompute import attach
     from storage.db import Storage
     from storage.sketch_store import SketchStore
     from tests.server.conftest import Client, ServerThread, free_port
     from tests.server.payloads import RW_HEADERS, snappy, write_request
-    from server.config import ServerConfig
 
     payloads = []
     for b in batches:

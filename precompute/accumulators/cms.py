@@ -22,6 +22,7 @@ from precompute.accumulators.base import (
     unpack_array,
     unpack_keys,
 )
+from precompute.accumulators.keyed import TableMap
 from precompute.accumulators.keyhash import row_columns
 
 
@@ -34,6 +35,7 @@ class CountMinSketchAccumulator(Accumulator):
         self.depth, self.width, self.count_only = depth, width, count_only
         self.table = np.zeros(depth * width, dtype=np.float64)
         self.total = 0.0
+        self._cell_map = TableMap(width=depth)
 
     def _cells(self, keys: list[Key]) -> np.ndarray:
         offsets = (np.arange(self.depth, dtype=np.int64) * self.width)[:, None]
@@ -44,17 +46,17 @@ class CountMinSketchAccumulator(Accumulator):
         if values.shape[0] == 0:
             return
         uniq, inverse = np.unique(key_ids, return_inverse=True)
-        uniq_keys = [keys[i] for i in uniq.tolist()]
         weights = np.ones(values.shape[0]) if self.count_only else np.asarray(values, np.float64)
-        per_key = np.bincount(inverse, weights=weights, minlength=len(uniq_keys))
-        cells = self._cells(uniq_keys)
+        per_key = np.bincount(inverse, weights=weights, minlength=uniq.shape[0])
+        # Cells per key id of the caller's key table are hashed once, then gathered.
+        cells = self._cell_map.lookup(keys, uniq, lambda ks: self._cells(ks).T).T
         self.table += np.bincount(
             cells.ravel(), weights=np.tile(per_key, self.depth), minlength=self.table.shape[0]
         )
         self.total += float(per_key.sum())
-        self._after_update(uniq_keys, cells)
+        self._after_update(keys, uniq)
 
-    def _after_update(self, keys: list[Key], cells: np.ndarray) -> None:
+    def _after_update(self, keys: list[Key], ids: np.ndarray) -> None:
         return None
 
     def estimate_many(self, keys: list[Key]) -> np.ndarray:
@@ -111,8 +113,8 @@ class CountMinSketchWithHeapAccumulator(CountMinSketchAccumulator):
         self.heapsize = heapsize
         self.candidates: list[Key] = []
 
-    def _after_update(self, keys: list[Key], cells: np.ndarray) -> None:
-        self._retain(keys)
+    def _after_update(self, keys: list[Key], ids: np.ndarray) -> None:
+        self._retain([keys[i] for i in ids.tolist()])
 
     def _retain(self, new_keys: list[Key]) -> None:
         pool = list(dict.fromkeys([*self.candidates, *new_keys]))

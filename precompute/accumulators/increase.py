@@ -30,7 +30,7 @@ from precompute.accumulators.base import (
     unpack_array,
     unpack_keys,
 )
-from precompute.accumulators.keyed import TableMap
+from precompute.accumulators.keyed import KeyInterner
 
 _COLS = ("n", "first_t", "first_v", "last_t", "last_v", "resets")
 _DTYPES = (np.int64, np.int64, np.float64, np.int64, np.float64, np.float64)
@@ -180,25 +180,20 @@ class _CounterBase(Accumulator):
     def __init__(self, max_buffer: int = 10_000) -> None:
         self.max_buffer = max_buffer
         self.cols = CounterColumns.zeros(0 if self.keyed else 1)
-        self._keys: list[Key] = []
-        self._index: dict[Key, int] = {}
+        self.interner = KeyInterner()
         self._buf: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self._buffered = 0
         self.out_of_order = 0
-        self._map = TableMap()
 
     def _local_ids(self, keys: Sequence[Key] | None, key_ids: np.ndarray | None, n: int):
         if not self.keyed:
             return np.zeros(n, dtype=np.int64)
         assert keys is not None and key_ids is not None
-        return self._map.lookup(keys, key_ids, lambda ks: [self._intern(k) for k in ks])
+        return self.interner.rows_from_table(keys, key_ids)
 
-    def _intern(self, key: Key) -> int:
-        idx = self._index.get(key)
-        if idx is None:
-            idx = self._index[key] = len(self._keys)
-            self._keys.append(key)
-        return idx
+    @property
+    def _keys(self) -> list[Key]:
+        return self.interner.keys
 
     def update(self, values, timestamps, keys=None, key_ids=None) -> None:
         n = int(values.shape[0])
@@ -225,20 +220,35 @@ class _CounterBase(Accumulator):
         self._fold()
         other._fold()
         if self.keyed:
-            rows = np.fromiter((self._intern(k) for k in other._keys), np.int64, len(other._keys))
+            n = other.cols.n.shape[0]
+            fresh = not self._keys or not bool((self.cols.n > 0).any())
+            rows = self.interner.rows_from(other.interner, n)
             self.cols.grow(len(self._keys))
+            if fresh and np.array_equal(rows, np.arange(n)):  # merging into an empty window
+                for name in _COLS:
+                    getattr(self.cols, name)[:n] = getattr(other.cols, name)
+                self.out_of_order += other.out_of_order
+                return
         else:
             rows = np.zeros(1, dtype=np.int64)
         merge_rows(self.cols, rows, other.cols)
         self.out_of_order += other.out_of_order
+
+    def _present(self) -> np.ndarray:
+        """Rows holding data (all rows for the single-series Increase)."""
+        if not self.keyed:
+            return np.arange(self.cols.n.shape[0])
+        return np.flatnonzero(self.cols.n > 0)
 
     def is_empty(self) -> bool:
         return self._buffered == 0 and not bool((self.cols.n > 0).any())
 
     def _payload(self) -> bytes:
         self._fold()
-        parts = [struct.pack("<qq", self.max_buffer, self.out_of_order), pack_keys(self._keys)]
-        parts += [pack_array(getattr(self.cols, name)) for name in _COLS]
+        rows = self._present()
+        keys = [self._keys[i] for i in rows.tolist()] if self.keyed else []
+        parts = [struct.pack("<qq", self.max_buffer, self.out_of_order), pack_keys(keys)]
+        parts += [pack_array(getattr(self.cols, name)[rows]) for name in _COLS]
         return b"".join(parts)
 
     @classmethod
@@ -247,8 +257,7 @@ class _CounterBase(Accumulator):
         acc = cls(max_buffer)
         acc.out_of_order = ooo
         keys, offset = unpack_keys(payload, 16)
-        acc._keys = keys
-        acc._index = {k: i for i, k in enumerate(keys)}
+        acc.interner = KeyInterner(keys)
         arrays = []
         for _ in _COLS:
             arr, offset = unpack_array(payload, offset)
@@ -296,10 +305,16 @@ class MultipleIncreaseAccumulator(_CounterBase):
 
     def stats(self) -> dict[str, Any]:
         self._fold()
-        return {"keys": [{"key": k, "stats": self._row_stats(i)} for i, k in enumerate(self._keys)]}
+        keys = self._keys
+        return {
+            "keys": [
+                {"key": keys[i], "stats": self._row_stats(i)} for i in self._present().tolist()
+            ]
+        }
 
     def keys(self) -> list[Key]:
-        return list(self._keys)
+        self._fold()
+        return [self._keys[i] for i in self._present().tolist()]
 
     def columns(self) -> CounterColumns:
         self._fold()

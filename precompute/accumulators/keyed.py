@@ -53,28 +53,90 @@ class TableMap:
 
 
 class KeyInterner:
-    """Sub-key tuples ↔ dense row numbers."""
+    """Sub-key tuples ↔ dense row numbers.
+
+    An accumulator created in a worker starts in *table mode*: its rows are simply the ids of the
+    worker's append-only sub-key table, so updates and merges between panes of the same worker
+    need no per-key Python at all. Anything else (a deserialized accumulator, keys from another
+    table) switches to *own mode*: a private key list and a lazily built index; rows keep their
+    numbers, and ``table_ids`` remembers each row's id in the last table seen so merges from it
+    stay vectorized.
+    """
 
     def __init__(self, keys: list[Key] | None = None) -> None:
-        self.keys: list[Key] = list(keys or [])
-        self.index: dict[Key, int] = {k: i for i, k in enumerate(self.keys)}
+        self._own: list[Key] = list(keys or [])
+        self._index: dict[Key, int] | None = None
+        self.table: list[Key] | None = None
         self._map = TableMap()
+        self.table_ids = np.full(len(self._own), -1, dtype=np.int64)
+
+    @property
+    def keys(self) -> list[Key]:
+        return self.table if self.table is not None else self._own
+
+    @property
+    def index(self) -> dict[Key, int]:
+        if self._index is None:
+            self._index = {k: i for i, k in enumerate(self._own)}
+        return self._index
+
+    def _leave_table_mode(self) -> None:
+        if self.table is None:
+            return
+        table, self.table = self.table, None
+        self._own, self._index = list(table), None
+        self._map.table, self._map.values = table, np.arange(len(table), dtype=np.int64)
+        self.table_ids = np.arange(len(table), dtype=np.int64)
 
     def intern(self, key: Key) -> int:
-        idx = self.index.get(key)
+        self._leave_table_mode()
+        index = self.index
+        idx = index.get(key)
         if idx is None:
-            idx = self.index[key] = len(self.keys)
-            self.keys.append(key)
+            idx = index[key] = len(self._own)
+            self._own.append(key)
         return idx
 
     def rows_for(self, keys: list[Key]) -> np.ndarray:
         return np.fromiter((self.intern(k) for k in keys), np.int64, len(keys))
 
-    def local_ids(self, keys, key_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _track(self, rows: np.ndarray, ids: np.ndarray) -> None:
+        if self.table_ids.shape[0] < len(self._own):
+            extra = len(self._own) - self.table_ids.shape[0]
+            self.table_ids = np.concatenate([self.table_ids, np.full(extra, -1, dtype=np.int64)])
+        self.table_ids[rows] = ids
+
+    def rows_from_table(self, keys: list[Key], key_ids: np.ndarray) -> np.ndarray:
+        """Local row of each id of the caller's key table (per sample)."""
+        if self.table is None and not self._own:
+            self.table = keys
+        if self.table is keys:
+            return key_ids
+        self._leave_table_mode()
+        rows = self._map.lookup(keys, key_ids, self.rows_for)
+        self._track(rows, key_ids)
+        return rows
+
+    def local_ids(self, keys: list[Key], key_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(distinct local rows, per-sample index into them)."""
-        local = self._map.lookup(keys, key_ids, self.rows_for)
-        uniq, inverse = np.unique(local, return_inverse=True)
+        uniq, inverse = np.unique(self.rows_from_table(keys, key_ids), return_inverse=True)
         return uniq, inverse
+
+    def rows_from(self, other: KeyInterner, n: int) -> np.ndarray:
+        """Local rows for ``other``'s rows ``0..n-1``, interning keys not seen yet."""
+        every = np.arange(n, dtype=np.int64)
+        if other.table is not None:
+            return self.rows_from_table(other.table, every)
+        if self.table is None and not self._own:  # adopt a copy of an own-mode interner
+            self._own, self._index = list(other._own), None
+            self._map.table, self._map.values = other._map.table, other._map.values.copy()
+            self.table_ids = other.table_ids.copy()
+            return every
+        ids = other.table_ids[:n]
+        table = other._map.table
+        if table is not None and ids.shape[0] == n and (ids >= 0).all():
+            return self.rows_from_table(table, ids)  # type: ignore[arg-type]
+        return self.rows_for(other._own[:n])
 
 
 class _KeyedMoments(Accumulator):
@@ -126,11 +188,14 @@ class _KeyedMoments(Accumulator):
     def merge(self, other: Accumulator) -> None:
         self._check_same(other)
         assert isinstance(other, _KeyedMoments)
-        rows = self.interner.rows_for(other.interner.keys)
+        rows = self.interner.rows_from(other.interner, other.sums.shape[0])
         self._fold(rows, other.sums, other.counts, other.mins, other.maxs)
 
+    def present(self) -> np.ndarray:
+        return np.flatnonzero(self.counts > 0)
+
     def is_empty(self) -> bool:
-        return not self.interner.keys
+        return self.present().shape[0] == 0
 
     def row_stats(self, i: int) -> dict[str, Any]:
         everything = {
@@ -142,15 +207,16 @@ class _KeyedMoments(Accumulator):
         return {name: everything[name] for name in self.fields}
 
     def stats(self) -> dict[str, Any]:
+        keys = self.interner.keys
         return {
-            "keys": [
-                {"key": key, "stats": self.row_stats(i)} for i, key in enumerate(self.interner.keys)
-            ]
+            "keys": [{"key": keys[i], "stats": self.row_stats(i)} for i in self.present().tolist()]
         }
 
     def _payload(self) -> bytes:
-        arrays = (self.sums, self.counts, self.mins, self.maxs)
-        return pack_keys(self.interner.keys) + b"".join(pack_array(a) for a in arrays)
+        rows = self.present()
+        keys = [self.interner.keys[i] for i in rows.tolist()]
+        arrays = (self.sums[rows], self.counts[rows], self.mins[rows], self.maxs[rows])
+        return pack_keys(keys) + b"".join(pack_array(a) for a in arrays)
 
     @classmethod
     def _from_payload(cls, payload: memoryview, version: int):

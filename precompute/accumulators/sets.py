@@ -53,17 +53,27 @@ class SetAccumulator(Accumulator):
     def merge(self, other: Accumulator) -> None:
         self._check_same(other)
         assert isinstance(other, SetAccumulator)
-        self._fold(self.interner.rows_for(other.interner.keys), other.first_t, other.last_t)
+        rows = self.interner.rows_from(other.interner, other.first_t.shape[0])
+        self._fold(rows, other.first_t, other.last_t)
+
+    def present(self) -> np.ndarray:
+        return np.flatnonzero(self.first_t <= self.last_t)
+
+    def present_keys(self) -> list:
+        keys = self.interner.keys
+        return [keys[i] for i in self.present().tolist()]
 
     def is_empty(self) -> bool:
-        return not self.interner.keys
+        return self.present().shape[0] == 0
 
     def stats(self) -> dict[str, Any]:
-        return {"count": len(self.interner.keys), "keys": [{"key": k, "stats": {}} for k in
-                                                            sorted(self.interner.keys)]}  # fmt: skip
+        keys = sorted(self.present_keys())
+        return {"count": len(keys), "keys": [{"key": k, "stats": {}} for k in keys]}
 
     def _payload(self) -> bytes:
-        return pack_keys(self.interner.keys) + pack_array(self.first_t) + pack_array(self.last_t)
+        rows = self.present()
+        keys = [self.interner.keys[i] for i in rows.tolist()]
+        return pack_keys(keys) + pack_array(self.first_t[rows]) + pack_array(self.last_t[rows])
 
     @classmethod
     def _from_payload(cls, payload: memoryview, version: int):
@@ -83,7 +93,7 @@ class DeltaSetAccumulator(SetAccumulator):
     type_code = 16
 
     def stats(self) -> dict[str, Any]:
-        order = sorted(range(len(self.interner.keys)), key=lambda i: self.interner.keys[i])
+        order = sorted(self.present().tolist(), key=lambda i: self.interner.keys[i])
         return {
             "count": len(order),
             "keys": [

@@ -1,0 +1,451 @@
+"""Ingest benchmark: Tidemark vs Debian's Prometheus 2.42 remote-write receiver, side by side.
+
+Run: ``.venv/bin/python bench/ingest.py [--rounds N] [--series N]``. Prints one table:
+
+* remote-write throughput with Prometheus-shaped payloads (2,000 samples per request, one sample
+  per series, 100k series, timestamps advancing per round, 2 client workers): the first round
+  (series creation) and the steady rounds, samples/s, and the ratio to Prometheus;
+* the seed's batch-latency case (1,000 samples = 10 series x 100 in one request): p50/p99;
+* ``select`` scan throughput over 10k series x 2 h (15 s interval) from a block and from the head;
+* bytes per sample in memory (RSS growth of an in-memory store) and on disk (blocks).
+
+Both servers run as subprocesses on 127.0.0.1 with temporary data directories and are stopped by
+PID. The whole run is bounded (about two minutes on 2 cores); Prometheus' columns say "n/a" when
+``/usr/bin/prometheus`` is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import cramjam
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from promql.types import Matcher, MatchType  # noqa: E402
+from storage.db import Storage  # noqa: E402
+from storage.model import SampleBatch  # noqa: E402
+
+PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
+HEADERS = {
+    "Content-Encoding": "snappy",
+    "Content-Type": "application/x-protobuf",
+    "X-Prometheus-Remote-Write-Version": "0.1.0",
+}
+
+
+# -- payloads: a minimal protobuf encoder (the payloads are fixed-shape, this is not the codec) --
+
+
+def _varint(n: int) -> bytes:
+    n &= (1 << 64) - 1
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _label_bytes(pairs: list[tuple[str, str]]) -> bytes:
+    return b"".join(_field(1, _field(1, k.encode()) + _field(2, v.encode())) for k, v in pairs)
+
+
+def _sample(ts: int, value: float) -> bytes:
+    return _field(2, b"\x09" + struct.pack("<d", value) + b"\x10" + _varint(ts))
+
+
+def shaped_labels(i: int) -> bytes:
+    """A node-exporter-like series: sorted labels, ~100 bytes."""
+    return _label_bytes(
+        [
+            ("__name__", f"node_metric_{i % 250}"),
+            ("cpu", str(i % 8)),
+            ("instance", f"host-{i // 250:04d}:9100"),
+            ("job", "node"),
+            ("mode", ("idle", "user", "system", "iowait")[i % 4]),
+        ]
+    )
+
+
+def rw_requests(labels: list[bytes], ts: int, per_request: int, seed: int) -> list[bytes]:
+    """Snappy WriteRequests of ``per_request`` series each, one sample per series at ``ts``."""
+    rng = np.random.default_rng(seed)
+    values = rng.random(len(labels)) * 1e6
+    out = []
+    for start in range(0, len(labels), per_request):
+        body = b"".join(
+            _field(1, labels[i] + _sample(ts, float(values[i])))
+            for i in range(start, min(start + per_request, len(labels)))
+        )
+        out.append(bytes(cramjam.snappy.compress_raw(body)))
+    return out
+
+
+def latency_request(labels: list[bytes], t0: int, n: int) -> bytes:
+    body = b"".join(
+        _field(1, lab + b"".join(_sample(t0 + j * 1000, float(j)) for j in range(n)))
+        for lab in labels
+    )
+    return bytes(cramjam.snappy.compress_raw(body))
+
+
+# -- servers ---------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Peer:
+    name: str
+    port: int
+    proc: subprocess.Popen
+    data_dir: Path
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+
+    def rss_bytes(self) -> int:
+        with open(f"/proc/{self.proc.pid}/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def wait_ready(port: int, path: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", path)
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"server on port {port} not ready")
+
+
+def start_tidemark(tmp: Path) -> Peer:
+    port = free_port()
+    data = tmp / "tidemark"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "server.cli",
+            "serve",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--data-dir",
+            str(data),
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+    )
+    wait_ready(port, "/-/ready")
+    return Peer("tidemark", port, proc, data)
+
+
+def start_prometheus(tmp: Path) -> Peer | None:
+    if not Path(PROMETHEUS).exists():
+        return None
+    port = free_port()
+    data = tmp / "prometheus"
+    config = tmp / "prometheus.yml"
+    config.write_text("global:\n  scrape_interval: 1h\n")
+    proc = subprocess.Popen(
+        [
+            PROMETHEUS,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={data}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--web.enable-remote-write-receiver",
+            "--log.level=error",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_ready(port, "/-/ready")
+    return Peer("prometheus", port, proc, data)
+
+
+# -- clients ---------------------------------------------------------------------------------
+
+
+def post_all(port: int, bodies: list[bytes], workers: int) -> tuple[float, int]:
+    """Send ``bodies`` with ``workers`` keep-alive connections; (seconds, failed requests)."""
+    failures = [0] * workers
+
+    def work(k: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        for body in bodies[k::workers]:
+            conn.request("POST", "/api/v1/write", body, HEADERS)
+            resp = conn.getresponse()
+            resp.read()
+            if resp.status // 100 != 2:
+                failures[k] += 1
+        conn.close()
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(workers)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - start, sum(failures)
+
+
+def throughput(peer: Peer, rounds: list[list[bytes]], per_round: int) -> dict[str, float]:
+    first, failed = post_all(peer.port, rounds[0], workers=2)
+    steady = 0.0
+    for bodies in rounds[1:]:
+        dt, f = post_all(peer.port, bodies, workers=2)
+        steady += dt
+        failed += f
+    n_steady = per_round * (len(rounds) - 1)
+    return {
+        "first": per_round / first,
+        "steady": n_steady / steady if steady else float("nan"),
+        "failed": failed,
+        "rss": peer.rss_bytes(),
+    }
+
+
+def latency(peer: Peer, labels: list[bytes], t0: int, repeats: int) -> tuple[float, float]:
+    conn = http.client.HTTPConnection("127.0.0.1", peer.port, timeout=60)
+    times = []
+    for r in range(repeats):
+        body = latency_request(labels, t0 + r * 100_000, 100)
+        start = time.perf_counter()
+        conn.request("POST", "/api/v1/write", body, HEADERS)
+        resp = conn.getresponse()
+        resp.read()
+        times.append(time.perf_counter() - start)
+        if resp.status // 100 != 2:
+            raise RuntimeError(f"{peer.name} rejected a latency batch: {resp.status}")
+    conn.close()
+    arr = np.array(times) * 1000
+    return float(np.percentile(arr, 50)), float(np.percentile(arr, 99))
+
+
+# -- in-process storage cases ------------------------------------------------------------------
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def fill(db: Storage, n_series: int, t0: int, t1: int, step: int) -> int:
+    """Append ``n_series`` gauges sampled every ``step`` ms in [t0, t1), one batch per time."""
+    series = [
+        (("__name__", f"scan_metric_{i % 100}"), ("instance", f"host-{i // 100}"), ("job", "scan"))
+        for i in range(n_series)
+    ]
+    rng = np.random.default_rng(1)
+    idx = np.arange(n_series, dtype=np.int64)
+    total = 0
+    walk = np.cumsum(rng.standard_normal(n_series))
+    for k, t in enumerate(range(t0, t1, step * 20)):
+        stamps = np.arange(t, min(t + step * 20, t1), step, dtype=np.int64)
+        ts = np.repeat(stamps, n_series)
+        vals = np.round(np.tile(walk, stamps.size) + rng.standard_normal(ts.size), 2)
+        db.append(SampleBatch(series, np.tile(idx, stamps.size), ts, vals))
+        total += ts.size
+        walk += k
+    return total
+
+
+def select_rate(db: Storage, mint: int, maxt: int) -> tuple[float, int]:
+    matchers = [Matcher(MatchType.EQUAL, "job", "scan")]
+    db.select(matchers, mint, maxt)  # warm caches (mmap, regex)
+    start = time.perf_counter()
+    ss = db.select(matchers, mint, maxt)
+    dt = time.perf_counter() - start
+    return ss.timestamps.size / dt, ss.timestamps.size
+
+
+def storage_cases(tmp: Path, n_series: int) -> dict[str, float]:
+    hour = 3_600_000
+    t0 = 1_700_000_000_000 // (2 * hour) * (2 * hour)
+    step = 15_000
+    out: dict[str, float] = {}
+    mem = Storage.in_memory()
+    before = _rss()
+    n = fill(mem, n_series, t0, t0 + 2 * hour, step)
+    out["mem_bytes_per_sample"] = (_rss() - before) / n
+    out["head_scan"], out["head_scan_samples"] = select_rate(mem, t0, t0 + 2 * hour - 1)
+    del mem
+    disk = Storage.open(tmp / "scan")
+    # 3.5 h of data: the head then spans over 1.5 block durations, the first 2 h become a block.
+    fill(disk, n_series, t0, t0 + 7 * hour // 2, step)
+    stats = disk.stats()
+    out["block_scan"], out["block_scan_samples"] = select_rate(disk, t0, t0 + 2 * hour - 1)
+    out["disk_bytes_per_sample"] = (
+        stats["block_bytes"] / stats["block_samples"]
+        if stats.get("block_samples")
+        else float("nan")
+    )
+    disk.close()
+    return out
+
+
+# -- main ------------------------------------------------------------------------------------
+
+
+def _fmt(v: float | None, unit: str = "") -> str:
+    if v is None or v != v:
+        return "n/a"
+    if unit == "/s":
+        return f"{v / 1e6:.2f} M/s" if v >= 1e5 else f"{v / 1e3:.1f} k/s"
+    if unit == "ms":
+        return f"{v:.2f} ms"
+    if unit == "B":
+        return f"{v:.2f} B"
+    return f"{v:g}"
+
+
+def _ratio(a: float | None, b: float | None, higher_better: bool = True) -> str:
+    if a is None or b is None or a != a or b != b or not b or not a:
+        return ""
+    return f"{(a / b if higher_better else b / a):.2f}x"
+
+
+def run_peer(start: Callable[[Path], Peer | None], tmp: Path, args, rounds, lat_labels, t0):
+    peer = start(tmp)
+    if peer is None:
+        return None
+    try:
+        res = throughput(peer, rounds, args.series)
+        res["p50"], res["p99"] = latency(
+            peer, lat_labels, t0 + 10 * 3_600_000, args.latency_repeats
+        )
+        return res
+    finally:
+        peer.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--series", type=int, default=100_000)
+    parser.add_argument("--per-request", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=6, help="first round + steady rounds")
+    parser.add_argument("--latency-repeats", type=int, default=200)
+    parser.add_argument("--scan-series", type=int, default=10_000)
+    args = parser.parse_args()
+
+    now = time.time_ns() // 1_000_000
+    t0 = now - 3_600_000  # inside Prometheus' appendable window
+    print(f"building payloads: {args.series} series x {args.rounds} rounds ...", file=sys.stderr)
+    labels = [shaped_labels(i) for i in range(args.series)]
+    rounds = [
+        rw_requests(labels, t0 + r * 15_000, args.per_request, seed=r) for r in range(args.rounds)
+    ]
+    lat_labels = [_label_bytes([("__name__", "latency_metric"), ("s", str(i))]) for i in range(10)]
+    with tempfile.TemporaryDirectory(prefix="tidemark-bench-") as d:
+        tmp = Path(d)
+        print("tidemark ...", file=sys.stderr)
+        tm = run_peer(start_tidemark, tmp, args, rounds, lat_labels, t0)
+        print("prometheus ...", file=sys.stderr)
+        pm = run_peer(start_prometheus, tmp, args, rounds, lat_labels, t0)
+        print("storage scans ...", file=sys.stderr)
+        st = storage_cases(tmp, args.scan_series)
+
+    def g(res, key):
+        return None if res is None else res.get(key)
+
+    mb = 1 << 20
+    rows = [
+        (
+            "remote write, first round (series creation)",
+            _fmt(g(tm, "first"), "/s"),
+            _fmt(g(pm, "first"), "/s"),
+            _ratio(g(tm, "first"), g(pm, "first")),
+        ),
+        (
+            f"remote write, steady ({args.rounds - 1} rounds)",
+            _fmt(g(tm, "steady"), "/s"),
+            _fmt(g(pm, "steady"), "/s"),
+            _ratio(g(tm, "steady"), g(pm, "steady")),
+        ),
+        ("remote write, failed requests", _fmt(g(tm, "failed")), _fmt(g(pm, "failed")), ""),
+        (
+            "server RSS after remote write",
+            f"{g(tm, 'rss') / mb:.0f} MiB" if tm else "n/a",
+            f"{g(pm, 'rss') / mb:.0f} MiB" if pm else "n/a",
+            "",
+        ),
+        (
+            "batch latency p50 (10 series x 100)",
+            _fmt(g(tm, "p50"), "ms"),
+            _fmt(g(pm, "p50"), "ms"),
+            _ratio(g(tm, "p50"), g(pm, "p50"), higher_better=False),
+        ),
+        (
+            "batch latency p99 (10 series x 100)",
+            _fmt(g(tm, "p99"), "ms"),
+            _fmt(g(pm, "p99"), "ms"),
+            _ratio(g(tm, "p99"), g(pm, "p99"), higher_better=False),
+        ),
+        (
+            f"select scan, block ({args.scan_series} series x 2 h)",
+            _fmt(st["block_scan"], "/s"),
+            "",
+            "",
+        ),
+        (
+            f"select scan, head ({args.scan_series} series x 2 h)",
+            _fmt(st["head_scan"], "/s"),
+            "",
+            "",
+        ),
+        ("bytes per sample in memory (head)", _fmt(st["mem_bytes_per_sample"], "B"), "", ""),
+        (
+            "bytes per sample on disk (blocks)",
+            _fmt(st["disk_bytes_per_sample"], "B"),
+            "~1-2 B (documented)",
+            "",
+        ),
+    ]
+    header = ("case", "Tidemark", "Prometheus 2.42", "Tidemark vs Prometheus")
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(4)]
+    line = "  ".join(f"{{:<{w}}}" for w in widths)
+    print(line.format(*header))
+    print(line.format(*("-" * w for w in widths)))
+    for r in rows:
+        print(line.format(*r))
+
+
+if __name__ == "__main__":
+    main()
