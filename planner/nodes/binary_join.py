@@ -234,6 +234,10 @@ def _unique_one_side(
     """``[n_sigs, k]`` row of the "one" side per signature and step (-1: none); errors on dups."""
     k = one.n_steps
     rows, cols = np.nonzero(one.present)
+    out = np.full((n_sigs, k), -1, dtype=np.int64)
+    if np.unique(sig).size == sig.size:  # one series per signature: no duplicate possible
+        out[sig[rows], cols] = rows
+        return out
     counts = np.zeros((n_sigs, k), dtype=np.int64)
     np.add.at(counts, (sig[rows], cols), 1)
     bad = np.argwhere(counts > 1)
@@ -247,7 +251,6 @@ def _unique_one_side(
             f"operation: [{a}, {b}];many-to-many matching not allowed: matching labels must be "
             "unique on one side"
         )
-    out = np.full((n_sigs, k), -1, dtype=np.int64)
     out[sig[rows], cols] = rows
     return out
 
