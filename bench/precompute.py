@@ -11,7 +11,6 @@ import os
 import sys
 import threading
 import time
-from dataclasses import replace
 
 import numpy as np
 
@@ -160,23 +159,29 @@ def main() -> None:
     ap.add_argument("--backend", default="thread", choices=["thread", "process", "both"])
     ap.add_argument("--e2e-samples", type=int, default=300_000)
     ap.add_argument("--only", default=None, help="substring of a workload name")
+    ap.add_argument("--repeats", type=int, default=3, help="best-of-N for each measurement")
     args = ap.parse_args()
     backends = ["thread", "process"] if args.backend == "both" else [args.backend]
     names = [n for n in WORKLOADS if args.only is None or args.only in n]
     print(f"# precompute engine, {os.cpu_count()} cores, {args.samples:,} samples per run\n")
-    header = "| workload | backend | 1 worker (engine) | 2 workers (engine) | e2e ingest alone | e2e ingest+precompute (2w) | ratio |"
-    print(header)
-    print("|" + "---|" * header.count("|")[:-1] if False else "|---|---|---|---|---|---|---|")
+    print(
+        "| workload | backend | 1 worker (engine) | 2 workers (engine) | e2e ingest alone "
+        "| e2e ingest+precompute (2w) | ratio |"
+    )
+    print("|---|---|---|---|---|---|---|")
     for name in names:
         n_series = WORKLOADS[name][6]
         batches = make_batches(n_series, args.samples + n_series)
         e2e_batches = make_batches(n_series, args.e2e_samples + n_series, seed=1)
         for backend in backends:
-            one = engine_rate(name, 1, backend, batches)
-            two = engine_rate(name, 2, backend, batches)
+            one = max(engine_rate(name, 1, backend, batches) for _ in range(args.repeats))
+            two = max(engine_rate(name, 2, backend, batches) for _ in range(args.repeats))
             if args.e2e_samples and backend == backends[0]:
-                alone = e2e_rate(None, 2, e2e_batches)
-                withp = e2e_rate(name, 2, e2e_batches)
+                # Interleaved best-of-3: the 2 cores are shared, single runs are noisy.
+                alone = withp = 0.0
+                for _ in range(args.repeats):
+                    alone = max(alone, e2e_rate(None, 2, e2e_batches))
+                    withp = max(withp, e2e_rate(name, 2, e2e_batches))
                 e2e = f"{alone / 1e6:.2f} M/s | {withp / 1e6:.2f} M/s | {withp / alone:.2f}×"
             else:
                 e2e = "– | – | –"
@@ -191,5 +196,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    _ = replace
     main()
