@@ -199,6 +199,10 @@ class VectorMatching:
     include: tuple[str, ...] = ()  # ``group_left(...)`` / ``group_right(...)`` labels
     # ``x + on() y`` differs from ``x + y``; keep whether on/ignoring was written.
     has_matching: bool = False
+    # Experimental ``fill(v)`` / ``fill_left(v)`` / ``fill_right(v)``: the value used for a
+    # missing series on that side; ``None`` when not filled.
+    fill_lhs: float | None = None
+    fill_rhs: float | None = None
 
 
 @dataclass(frozen=True)

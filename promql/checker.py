@@ -135,11 +135,18 @@ def _check_binary(expr: BinaryExpr) -> None:
             "binary expression must contain only scalar and instant vector types", expr.rhs.pos
         )
     vectors = lt == ValueType.VECTOR and rt == ValueType.VECTOR
+    filled = vm is not None and (vm.fill_lhs is not None or vm.fill_rhs is not None)
     if not vectors and vm is not None and vm.matching_labels:
         raise SemanticError("vector matching only allowed between instant vectors", expr.pos)
+    if not vectors and filled:
+        raise SemanticError(
+            "filling in missing series only allowed between instant vectors", expr.pos
+        )
     grouped = vm is not None and vm.card in (Cardinality.ONE_TO_MANY, Cardinality.MANY_TO_ONE)
     if vectors and expr.op in SET_OPS and grouped:
         raise SemanticError(f'no grouping allowed for "{expr.op}" operation', expr.pos)
+    if vectors and expr.op in SET_OPS and filled:
+        raise SemanticError("filling in missing series not allowed for set operators", expr.pos)
     if expr.op in SET_OPS and ValueType.SCALAR in (lt, rt):
         raise SemanticError(
             f'set operator "{expr.op}" not allowed in binary scalar expression', expr.pos
@@ -180,7 +187,8 @@ def _check_call(expr: Call) -> None:
         if i >= declared and spec.variadic == 0:
             break
         want = spec.arg_type(i)
-        got = _check(arg)
+        # info()'s label selector may match everything: Prometheus bypasses the empty check.
+        got = arg.type if spec.name == "info" and i == 1 else _check(arg)
         if got != want:
             raise SemanticError(
                 f"expected type {want.document_name()} in call to function "

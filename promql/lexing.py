@@ -192,6 +192,38 @@ def format_number(value: float) -> str:
     return text
 
 
+def format_go_g(value: float) -> str:
+    """Go's ``%v`` of a float64 (``strconv`` 'g', shortest): ``1e+06``, ``0.5``, ``+Inf``."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if value == 0:
+        return "-0" if math.copysign(1.0, value) < 0 else "0"
+    digits, exponent = _shortest_digits(abs(value))
+    sign = "-" if value < 0 else ""
+    if exponent < -4 or exponent >= 6:  # Go: shortest 'g' switches to %e at these exponents
+        mantissa = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
+        return f"{sign}{mantissa}e{'-' if exponent < 0 else '+'}{abs(exponent):02d}"
+    return sign + format_number(abs(value))
+
+
+def _shortest_digits(value: float) -> tuple[str, int]:
+    """Shortest round-tripping decimal digits of ``value`` and its decimal exponent."""
+    text = repr(value)
+    if "e" in text:
+        mantissa, _, exp = text.partition("e")
+        digits = mantissa.replace(".", "").lstrip("0")
+        point = mantissa.index(".") if "." in mantissa else len(mantissa)
+        return digits.rstrip("0") or "0", int(exp) + point - 1
+    whole, _, frac = text.partition(".")
+    frac = frac.rstrip("0")
+    if whole != "0":
+        return (whole + frac).rstrip("0"), len(whole) - 1
+    stripped = frac.lstrip("0")
+    return stripped, -(len(frac) - len(stripped)) - 1
+
+
 # --- durations -------------------------------------------------------------------------------
 
 _UNITS: dict[str, tuple[int, int]] = {  # unit -> (order, milliseconds)

@@ -139,18 +139,19 @@ class _Builder(Transformer):
             matching = replace(matching, card=Cardinality.MANY_TO_MANY)
         pos = _span(lhs, rhs)
         if mod.fill != (None, None):
-            # The AST has no place for fill values yet: reject them even when experimental.
-            raise SemanticError("binop fill modifiers are experimental and not enabled", pos)
+            self._experimental("binop fill modifiers are experimental and not enabled", pos)
+            matching = replace(matching, fill_lhs=mod.fill[0], fill_rhs=mod.fill[1])
         vectors = lhs.type == ValueType.VECTOR and rhs.type == ValueType.VECTOR
         # Between a scalar and anything Prometheus drops the matching; keep it only when it
-        # carries labels, so that the checker can report "vector matching only allowed ...".
-        matching_or_none = None if not vectors and not matching.matching_labels else matching
+        # carries labels or fills, so that the checker can report the misuse.
+        keep = vectors or matching.matching_labels or mod.fill != (None, None)
+        matching_or_none = matching if keep else None
         return BinaryExpr(op, lhs, rhs, matching_or_none, mod.return_bool, pos=pos)
 
     def bin_mod(self, children: list) -> _BinMod:
         bool_tok, matching, fills = children
         vm = matching if matching is not None else VectorMatching()
-        return _BinMod(bool_tok is not None, vm, fills, PosRange(0, 0))
+        return _BinMod(bool_tok is not None, vm, fills or (None, None), PosRange(0, 0))
 
     def matching(self, children: list) -> VectorMatching:
         kind, labels, side = children
@@ -165,19 +166,21 @@ class _Builder(Transformer):
         card = Cardinality.MANY_TO_ONE if tok.type == "GROUP_LEFT" else Cardinality.ONE_TO_MANY
         return card, labels or ()
 
-    def fill_mods(self, children: list) -> tuple[float | None, float | None]:
+    def fill_spec(self, children: list) -> tuple[float | None, float | None]:
         left = right = None
-        for kind, value in children:
-            if kind in ("FILL", "FILL_LEFT"):
+        for kind, value in zip(children[0::2], children[1::2], strict=True):
+            if kind is None:
+                continue
+            if kind.type in ("FILL", "FILL_LEFT"):
                 left = value
-            if kind in ("FILL", "FILL_RIGHT"):
+            if kind.type in ("FILL", "FILL_RIGHT"):
                 right = value
         return left, right
 
-    def fill_mod(self, children: list) -> tuple[str, float]:
-        kind, _lp, sign, tok, _rp = children
+    def fill_value(self, children: list) -> float:
+        _lp, sign, tok, _rp = children
         value = self._number(tok).value
-        return kind.type, -value if sign == "-" else value
+        return -value if sign == "-" else value
 
     def grouping_labels(self, children: list) -> tuple[str, ...]:
         return tuple(c for c in children if isinstance(c, str) and not isinstance(c, Token))

@@ -21,7 +21,7 @@ from promql.ast import (
     VectorMatching,
     VectorSelector,
 )
-from promql.lexing import format_duration_ms, format_number, go_quote
+from promql.lexing import format_duration_ms, format_go_g, format_number, go_quote
 from promql.operators import AGGREGATORS
 from promql.types import Matcher
 
@@ -177,7 +177,20 @@ def _matching(vm: VectorMatching | None) -> str:
     if grouped:
         side = "left" if vm.card == Cardinality.MANY_TO_ONE else "right"
         text += f" group_{side} ({_labels(vm.include)})"
+    left, right = vm.fill_lhs, vm.fill_rhs
+    if left is not None and right is not None and _same_fill(left, right):
+        text += f" fill ({format_go_g(left)})"
+    else:
+        if left is not None:
+            text += f" fill_left ({format_go_g(left)})"
+        if right is not None:
+            text += f" fill_right ({format_go_g(right)})"
     return text
+
+
+def _same_fill(left: float, right: float) -> bool:
+    # Go compares the two floats with ==, so NaN fills print as two one-sided fills.
+    return left == right
 
 
 def _binary(b: BinaryExpr) -> str:

@@ -33,15 +33,28 @@ class Outcome:
     disagreements: dict[str, str]
 
 
-def _known_differences() -> dict[str, str]:
-    known = {}
+@dataclass(frozen=True)
+class KnownDifferences:
+    exact: dict[str, str]
+    patterns: dict[re.Pattern[str], str]
+
+    def explains(self, query: str) -> bool:
+        return query in self.exact or any(p.search(query) for p in self.patterns)
+
+
+def _known_differences() -> KnownDifferences:
+    exact: dict[str, str] = {}
+    patterns: dict[re.Pattern[str], str] = {}
     for line in (DATA / "known_differences.txt").read_text().splitlines():
         if not line or line.startswith("#"):
             continue
         query, _, reason = line.partition("\t")
         assert reason, f"known difference without a reason: {query!r}"
-        known[query] = reason
-    return known
+        if query.startswith("re:"):
+            patterns[re.compile(query[3:])] = reason
+        else:
+            exact[query] = reason
+    return KnownDifferences(exact, patterns)
 
 
 def _eval_expressions() -> list[str]:
@@ -85,11 +98,12 @@ def _compare(queries: list[str]) -> Outcome:
 
 def _assert_documented(outcome: Outcome, queries: list[str]) -> None:
     known = _known_differences()
-    undocumented = {q: d for q, d in outcome.disagreements.items() if q not in known}
+    undocumented = {q: d for q, d in outcome.disagreements.items() if not known.explains(q)}
     assert not undocumented, "undocumented disagreements:\n" + "\n".join(
         f"{q!r}: {d}" for q, d in undocumented.items()
     )
-    stale = [q for q in known if q in set(queries) and q not in outcome.disagreements]
+    asked = set(queries)
+    stale = [q for q in known.exact if q in asked and q not in outcome.disagreements]
     assert not stale, f"known differences that no longer disagree: {stale}"
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from promql import format, parse
+from promql import ParserOptions, format, parse
 
 CANONICAL = [
     # aggregations: modifier placement, empty by (), trailing commas, case
@@ -131,3 +131,31 @@ def test_canonical_form_is_a_fixed_point_of_parse_and_format(text: str, expected
     canonical = parse(expected)
     assert format(canonical) == expected
     assert parse(format(canonical)) == canonical
+
+
+EXPERIMENTAL_CANONICAL = [
+    ("h </ 0.5", "h </ 0.5"),
+    ("histogram_count(h>/2)", "histogram_count(h >/ 2)"),
+    ("a + fill(-23) b", "a + fill (-23) b"),
+    ("a + fill_left(5) fill_right(5) b", "a + fill (5) b"),
+    ("a + fill_right(1) fill_left(2) b", "a + fill_left (2) fill_right (1) b"),
+    ("a + on(b) group_left fill(1e6) c", "a + on (b) group_left () fill (1e+06) c"),
+    ("other + fill_right(0) fill_right", "other + fill_right (0) fill_right"),
+    ("foo[5m+1m]", "foo[5m + 1m]"),
+    ("foo[(5s)]", "foo[(5s)]"),
+    ("foo offset +(5)", "foo offset (5)"),
+    ("foo[200-min_of(-step()^+step(),1)]", "foo[200 - min_of(-step() ^ step(), 1)]"),
+    ("foo[5m:step()] offset -range()", "foo[5m:step()] offset -range()"),
+    ("rate(x[5m] anchored)", "rate(x[5m] anchored)"),
+    ('x{a="b"}[5m] smoothed @ start() offset 1m', 'x{a="b"}[5m] smoothed @ start() offset 1m'),
+    ('info(up, {__name__=~".+_info"})', 'info(up, {__name__=~".+_info"})'),
+    ("limitk(2, up) by (job)", "limitk by (job) (2, up)"),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), EXPERIMENTAL_CANONICAL)
+def test_experimental_syntax_prints_like_prometheus(text: str, expected: str) -> None:
+    options = ParserOptions(experimental=True)
+    tree = parse(text, options)
+    assert format(tree) == expected
+    assert format(parse(expected, options)) == expected
