@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -95,10 +96,87 @@ def labels_json(labels: Labels) -> str:
     )
 
 
-def _points(timestamps: np.ndarray, values: np.ndarray) -> str:
-    ts = [format_timestamp(t) for t in np.asarray(timestamps).tolist()]
-    vs = [format_float(v) for v in np.asarray(values, dtype=np.float64).tolist()]
-    return ",".join(f'[{t},"{v}"]' for t, v in zip(ts, vs, strict=True))
+_FRACTIONS = ["", *(f".{i:03d}" for i in range(1, 1000))]
+_QUOTE_SEP = ',"'
+
+
+def format_values(values: np.ndarray) -> list[str]:
+    """``format_float`` over an array, in bulk.
+
+    orjson's float writer gives the same shortest round-trip digits as Go in positional form;
+    only integers (orjson writes ``1.0``), non-finite values and the magnitudes where one of them
+    switches to the exponent form differ, and those are re-done one by one or as integers.
+    """
+    v = np.ascontiguousarray(values, dtype=np.float64)
+    if v.size == 0:
+        return []
+    out = np.array(
+        orjson.dumps(np.nan_to_num(v, nan=0.0, posinf=0.0, neginf=0.0).tolist())
+        .decode()[1:-1]
+        .split(","),
+        dtype=object,
+    )
+    a = np.abs(v)
+    finite = np.isfinite(v)
+    with np.errstate(invalid="ignore"):  # NaN/Inf are excluded by ``finite``
+        whole = finite & (v == np.trunc(v)) & (a < 1e15)
+    if whole.any():
+        out[whole] = list(map(str, v[whole].astype(np.int64).tolist()))
+        negative_zero = whole & (v == 0) & np.signbit(v)
+        out[negative_zero] = "-0"
+    odd = ~whole & (~finite | (a < 1e-4) | (a >= 1e15))
+    if odd.any():
+        out[odd] = [format_float(x) for x in v[odd].tolist()]
+    return out.tolist()
+
+
+def format_timestamps(timestamps: np.ndarray) -> list[str]:
+    """``format_timestamp`` over an array; each distinct timestamp is formatted once."""
+    ts = np.asarray(timestamps, dtype=np.int64)
+    if ts.size == 0:
+        return []
+    uniq, inverse = np.unique(ts, return_inverse=True)
+    if uniq[0] >= 0:
+        whole, frac = np.divmod(uniq, 1000)
+        texts = list(
+            map(str.__add__, map(str, whole.tolist()), map(_FRACTIONS.__getitem__, frac.tolist()))
+        )
+    else:
+        texts = [format_timestamp(t) for t in uniq.tolist()]
+    return np.array(texts, dtype=object)[inverse.reshape(-1)].tolist()
+
+
+def _matrix(rows: list[SeriesResult]) -> str:
+    """All series' points formatted in one pass, then cut per series."""
+    if not rows:
+        return "[]"
+    ts = format_timestamps(np.concatenate([np.asarray(s.timestamps) for s in rows]))
+    vs = format_values(np.concatenate([np.asarray(s.values, dtype=np.float64) for s in rows]))
+    pairs = list(map(str.__add__, map(str.__add__, ts, repeat(_QUOTE_SEP, len(ts))), vs))
+    parts = []
+    start = 0
+    for s in rows:
+        end = start + len(s.values)
+        points = "[" + '"],['.join(pairs[start:end]) + '"]' if end > start else ""
+        parts.append(f'{{"metric":{labels_json(s.labels)},"values":[{points}]}}')
+        start = end
+    return "[" + ",".join(parts) + "]"
+
+
+def _vector(rows: list[SeriesResult]) -> str:
+    rows = [s for s in rows if len(s.values)]
+    if not rows:
+        return "[]"
+    ts = format_timestamps(np.array([int(s.timestamps[0]) for s in rows], dtype=np.int64))
+    vs = format_values(np.array([float(s.values[0]) for s in rows], dtype=np.float64))
+    return (
+        "["
+        + ",".join(
+            f'{{"metric":{labels_json(s.labels)},"value":[{t},"{v}"]}}'
+            for s, t, v in zip(rows, ts, vs, strict=True)
+        )
+        + "]"
+    )
 
 
 def result_json(result: QueryResult, series: Iterable[SeriesResult] | None = None) -> str:
@@ -112,23 +190,10 @@ def result_json(result: QueryResult, series: Iterable[SeriesResult] | None = Non
         t, s = result.string if result.string is not None else (0, "")
         body = f"[{format_timestamp(t)},{_json_string(s)}]"
     elif kind == ValueType.VECTOR:
-        body = "[" + ",".join(_vector_sample(s) for s in rows if len(s.values)) + "]"
+        body = _vector(rows)
     else:
-        body = (
-            "["
-            + ",".join(
-                f'{{"metric":{labels_json(s.labels)},"values":[{_points(s.timestamps, s.values)}]}}'
-                for s in rows
-            )
-            + "]"
-        )
+        body = _matrix(rows)
     return f'{{"resultType":"{kind.value}","result":{body}}}'
-
-
-def _vector_sample(s: SeriesResult) -> str:
-    t = format_timestamp(int(s.timestamps[0]))
-    v = format_float(float(s.values[0]))
-    return f'{{"metric":{labels_json(s.labels)},"value":[{t},"{v}"]}}'
 
 
 def _json_string(s: str) -> str:

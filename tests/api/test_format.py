@@ -1,0 +1,55 @@
+"""Prometheus' spellings of values and timestamps, one by one and in bulk."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from server.format import format_float, format_timestamp, format_timestamps, format_values
+from storage.model import STALE_NAN
+
+# Expected strings are what Go's strconv.FormatFloat(v, 'f' or 'e' per MarshalFloat, -1, 64)
+# prints for these values.
+GO_SPELLINGS = [
+    (0.0, "0"),
+    (-0.0, "-0"),
+    (1.0, "1"),
+    (-2.5, "-2.5"),
+    (0.1 + 0.2, "0.30000000000000004"),
+    (1e-6, "0.000001"),
+    (9.9e-7, "9.9e-07"),
+    (1e-5, "0.00001"),
+    (1e16, "10000000000000000"),
+    (1.2345678901234567e19, "12345678901234567000"),
+    (1e21, "1e+21"),
+    (1.5e300, "1.5e+300"),
+    (5e-324, "5e-324"),
+    (math.inf, "+Inf"),
+    (-math.inf, "-Inf"),
+    (math.nan, "NaN"),
+    (STALE_NAN, "NaN"),
+]
+
+
+@pytest.mark.parametrize(("value", "text"), GO_SPELLINGS)
+def test_values_are_spelled_like_go_strconv(value: float, text: str) -> None:
+    assert format_float(value) == text
+    assert format_values(np.array([value])) == [text]
+
+
+def test_bulk_value_formatting_agrees_with_the_scalar_one_on_random_magnitudes() -> None:
+    rng = np.random.default_rng(7)
+    x = rng.normal(0, 1, 20_000) * 10.0 ** rng.integers(-10, 25, 20_000)
+    x = np.concatenate([x, np.round(x[:5000]), [2.0**53, -(2.0**60), 1e15, 1e-4, 9.999e-5]])
+    assert format_values(x) == [format_float(v) for v in x.tolist()]
+
+
+def test_timestamps_are_seconds_with_three_millisecond_digits_when_needed() -> None:
+    assert format_timestamp(1_500) == "1.500"
+    assert format_timestamp(5) == "0.005"
+    assert format_timestamp(1_700_000_000_000) == "1700000000"
+    assert format_timestamp(-1_500) == "-1.500"
+    ts = np.array([0, 1_500, 5, 1_700_000_000_123, 1_500, -20])
+    assert format_timestamps(ts) == [format_timestamp(int(t)) for t in ts]
