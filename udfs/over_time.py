@@ -18,9 +18,9 @@ from udfs.quantile import go_sort_rows, quantile_rows
 from udfs.range_array import RangeArray
 from udfs.scan import (
     ColumnScan,
-    exact_integer_sums_possible,
+    by_window_chunks,
+    integer_exact_windows,
     kahan_inc,
-    window_prefix_sum,
     window_reduce,
 )
 
@@ -102,19 +102,25 @@ def _ts_of_extreme(ra: RangeArray, better_or_equal: np.ufunc) -> Result:
     return out, _nonempty(ra)
 
 
+@by_window_chunks
 def ts_of_max_over_time(ra: RangeArray) -> Result:
     return _ts_of_extreme(ra, np.greater_equal)
 
 
+@by_window_chunks
 def ts_of_min_over_time(ra: RangeArray) -> Result:
     return _ts_of_extreme(ra, np.less_equal)
 
 
-def sum_over_time(ra: RangeArray) -> Result:
-    present = _nonempty(ra)
-    if exact_integer_sums_possible(ra.values):
-        # Every partial sum is exact, so Kahan's compensation is 0 and order is irrelevant.
-        return np.where(present, window_prefix_sum(ra.values, ra), np.nan), present
+def _subset(ra: RangeArray, ids: np.ndarray) -> RangeArray:
+    return RangeArray(
+        ra.values, ra.timestamps, ra.offsets[ids], ra.sizes[ids], ra.window_ends[ids], ra.range_ms
+    )
+
+
+@by_window_chunks
+def _kahan_sum(ra: RangeArray) -> Result:
+    """``funcSumOverTime``'s fold on every window (all non-empty)."""
     scan = ColumnScan.of(ra)
     m = scan.order.shape[0]
     s, c = np.zeros(m), np.zeros(m)
@@ -122,15 +128,12 @@ def sum_over_time(ra: RangeArray) -> Result:
         s[:k], c[:k] = kahan_inc(ra.values[idx], s[:k], c[:k])
     with np.errstate(invalid="ignore"):
         out = np.where(np.isinf(s), s, s + c)
-    return scan.scatter(ra.n_windows, out), present
+    return scan.scatter(ra.n_windows, out), ra.sizes >= 1
 
 
-def avg_over_time(ra: RangeArray) -> Result:
-    present = _nonempty(ra)
-    if exact_integer_sums_possible(ra.values):
-        sums = window_prefix_sum(ra.values, ra)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(present, sums / ra.sizes, np.nan), present
+@by_window_chunks
+def _kahan_mean(ra: RangeArray) -> Result:
+    """``funcAvgOverTime``'s fold: Kahan sum, incremental mean once the sum overflows."""
     scan = ColumnScan.of(ra)
     m = scan.order.shape[0]
     total, comp, mean = np.zeros(m), np.zeros(m), np.zeros(m)
@@ -150,7 +153,6 @@ def avg_over_time(ra: RangeArray) -> Result:
             switch = ~inc & np.isinf(new_s)
             s[:] = np.where(ok, new_s, s)
             c[:] = np.where(ok, new_c, c)
-            # Overflow: continue as an incremental mean from the previous sum.
             mu[:] = np.where(switch, s / (cnt - 1), mu)
             c[:] = np.where(switch, c / (cnt - 1), c)
             inc |= switch
@@ -159,9 +161,30 @@ def avg_over_time(ra: RangeArray) -> Result:
             mu[:] = np.where(inc, m2, mu)
             c[:] = np.where(inc, c2, c)
         out = np.where(incremental, mean + comp, total / count + comp / count)
-    return scan.scatter(ra.n_windows, out), present
+    return scan.scatter(ra.n_windows, out), ra.sizes >= 1
 
 
+def _sum_or_mean(ra: RangeArray, mean: bool) -> Result:
+    present = _nonempty(ra)
+    exact, sums = integer_exact_windows(ra)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # Exact sums: Kahan's compensation is 0, so upstream's result is the plain sum (mean).
+        out = np.where(exact, sums / ra.sizes if mean else sums, np.nan)
+    rest = np.flatnonzero(present & ~exact)
+    if rest.shape[0]:
+        out[rest] = (_kahan_mean if mean else _kahan_sum)(_subset(ra, rest))[0]
+    return np.where(present, out, np.nan), present
+
+
+def sum_over_time(ra: RangeArray) -> Result:
+    return _sum_or_mean(ra, mean=False)
+
+
+def avg_over_time(ra: RangeArray) -> Result:
+    return _sum_or_mean(ra, mean=True)
+
+
+@by_window_chunks
 def _variance(ra: RangeArray) -> tuple[np.ndarray, np.ndarray]:
     scan = ColumnScan.of(ra)
     m = scan.order.shape[0]
@@ -232,6 +255,7 @@ def mad_over_time(ra: RangeArray) -> Result:
     return out, _nonempty(ra)
 
 
+@by_window_chunks
 def double_exponential_smoothing(ra: RangeArray, sf: np.ndarray, tf: np.ndarray) -> Result:
     sfa = np.broadcast_to(np.asarray(sf, dtype=np.float64), (ra.n_windows,))
     tfa = np.broadcast_to(np.asarray(tf, dtype=np.float64), (ra.n_windows,))

@@ -40,7 +40,7 @@ from udfs.over_time import (
     ts_of_min_over_time,
 )
 from udfs.range_array import RangeArray
-from udfs.scan import ColumnScan, kahan_inc, window_prefix_sum
+from udfs.scan import ColumnScan, by_window_chunks, kahan_inc, window_prefix_sum
 
 __all__ = [
     "absent_over_time",
@@ -216,12 +216,14 @@ def _linear_regression(
     return slope, intercept, scan
 
 
+@by_window_chunks
 def deriv(ra: RangeArray) -> Result:
     # Upstream passes the first sample's timestamp as intercept time to keep x small.
     slope, _, scan = _linear_regression(ra, None)
     return scan.scatter(ra.n_windows, slope), ra.sizes >= 2
 
 
+@by_window_chunks
 def predict_linear(
     ra: RangeArray, duration: np.ndarray, *, eval_times: np.ndarray | None = None
 ) -> Result:

@@ -10,7 +10,8 @@ the longest window's length, never the number of windows or samples.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,8 +26,11 @@ def kahan_inc(
     with np.errstate(invalid="ignore", over="ignore"):
         t = total + inc
         big = np.abs(total) >= np.abs(inc)
-        c = np.where(big, comp + ((total - t) + inc), comp + ((inc - t) + total))
-        c = np.where(np.isinf(t), 0.0, c)
+        # Neumaier: subtract the sum from the larger-magnitude operand first.
+        hi = np.where(big, total, inc)
+        lo = np.where(big, inc, total)
+        c = comp + ((hi - t) + lo)
+        c[np.isinf(t)] = 0.0
     return t, c
 
 
@@ -39,9 +43,10 @@ class ColumnScan:
     sizes: np.ndarray  # window sizes, in ``order`` (non-increasing)
 
     @staticmethod
-    def of(ra: RangeArray, min_size: int = 1) -> ColumnScan:
-        """Only windows with at least ``min_size`` samples take part."""
-        keep = np.flatnonzero(ra.sizes >= min_size)
+    def of(ra: RangeArray, min_size: int = 1, only: np.ndarray | None = None) -> ColumnScan:
+        """Windows with at least ``min_size`` samples (and in the ``only`` mask) take part."""
+        sel = ra.sizes >= min_size
+        keep = np.flatnonzero(sel if only is None else sel & only)
         order = keep[np.argsort(-ra.sizes[keep], kind="stable")]
         return ColumnScan(order, ra.offsets[order], ra.sizes[order])
 
@@ -62,6 +67,47 @@ class ColumnScan:
         out = np.full(n_windows, fill, dtype=np.float64)
         out[self.order] = values
         return out
+
+
+WINDOW_CHUNK = 65_536
+"""Windows per chunk for column scans: keeps the scan's state arrays cache-resident
+(measured 2-4x faster than whole-array scans at 2.4M windows)."""
+
+Kernel = Callable[..., tuple[np.ndarray, np.ndarray]]
+
+
+def by_window_chunks(kernel: Kernel) -> Kernel:
+    """Run a per-window kernel on chunks of ``WINDOW_CHUNK`` windows and concatenate.
+
+    Only for kernels without whole-array preprocessing; positional parameters and keyword
+    arrays are per window and are sliced along (``None`` keywords pass through).
+    """
+
+    @functools.wraps(kernel)
+    def run(ra: RangeArray, *params: np.ndarray, **kw: np.ndarray | None) -> tuple:
+        n = ra.n_windows
+        if n <= WINDOW_CHUNK:
+            return kernel(ra, *params, **kw)
+        full = [np.broadcast_to(np.asarray(p, dtype=np.float64), (n,)) for p in params]
+        kw_full = {k: None if v is None else np.broadcast_to(v, (n,)) for k, v in kw.items()}
+        outs, pres = [], []
+        for i in range(0, n, WINDOW_CHUNK):
+            sl = slice(i, i + WINDOW_CHUNK)
+            sub = RangeArray(
+                ra.values,
+                ra.timestamps,
+                ra.offsets[sl],
+                ra.sizes[sl],
+                ra.window_ends[sl],
+                ra.range_ms,
+            )
+            kw_sub = {k: None if v is None else v[sl] for k, v in kw_full.items()}
+            out, present = kernel(sub, *(p[sl] for p in full), **kw_sub)
+            outs.append(out)
+            pres.append(present)
+        return np.concatenate(outs), np.concatenate(pres)
+
+    return run
 
 
 def window_reduce(ufunc: np.ufunc, data: np.ndarray, ra: RangeArray) -> np.ndarray:
@@ -86,10 +132,32 @@ def window_reduce(ufunc: np.ufunc, data: np.ndarray, ra: RangeArray) -> np.ndarr
 
 def window_prefix_sum(data: np.ndarray, ra: RangeArray, skip_first: bool = False) -> np.ndarray:
     """Exact-for-integers window sums via one cumulative sum (callers ensure exactness)."""
-    csum = np.concatenate([[0], np.cumsum(data)])
+    # int64 cumulative sums may wrap; the difference of two is still exact (mod 2^64).
+    with np.errstate(over="ignore"):
+        csum = np.concatenate([np.zeros(1, dtype=data.dtype), np.cumsum(data)])
     end = ra.offsets + ra.sizes
     start = np.minimum(ra.offsets + (1 if skip_first else 0), end)
-    return csum[end] - csum[start]
+    with np.errstate(over="ignore"):
+        return csum[end] - csum[start]
+
+
+def integer_exact_windows(ra: RangeArray) -> tuple[np.ndarray, np.ndarray]:
+    """Windows whose samples are all integers with absolute sum below 2^53, and their sums.
+
+    In such windows every partial sum is exact in float64, so Kahan summation's compensation
+    stays 0 and the plain sum is upstream's result bit for bit. Sums come from int64 prefix
+    sums: wrap-around cancels in the difference, so they are exact whatever other windows hold.
+    """
+    v = ra.values
+    with np.errstate(invalid="ignore", over="ignore"):
+        small = np.abs(v) < 2.0**53  # False for NaN/Inf
+        ints = np.where(small, v, 0.0)
+        is_int = small & (ints == np.trunc(ints))
+        iv = np.where(is_int, ints, 0.0).astype(np.int64)
+    non_int = window_prefix_sum((~is_int).astype(np.int64), ra)
+    abs_sum = window_prefix_sum(np.abs(iv), ra)
+    exact = (non_int == 0) & (abs_sum >= 0) & (abs_sum < 2**53)
+    return exact, window_prefix_sum(iv, ra).astype(np.float64)
 
 
 def exact_integer_sums_possible(values: np.ndarray) -> bool:
