@@ -4,7 +4,8 @@ While a KLL accumulator has seen no more than ``k`` values it keeps all of them 
 can answer exactly what Prometheus' ``quantile_over_time`` answers (it interpolates between ranks;
 a KLL item is not that). Past ``k`` values it becomes an Apache DataSketches
 ``kll_doubles_sketch``, whose single-quantile normalized rank error is
-``sketch.normalized_rank_error(False)`` (≈1.65% for k=200 at 99% confidence).
+``get_normalized_rank_error(k, True)`` (≈1.65% for k=200 at 99% confidence; 1.33% for a
+single quantile).
 """
 
 from __future__ import annotations
@@ -112,10 +113,15 @@ class KLLAccumulator(Accumulator):
         return float(self.sketch.get_quantile(q))
 
     def rank_error(self) -> float:
-        """Normalized single-quantile rank error bound (0 while exact)."""
+        """Normalized rank error bound at 99% confidence (0 while exact).
+
+        DataSketches gives two: single quantile (``pmf=False``, 1.33% for k=200) and "all
+        quantiles at once" (``pmf=True``, 1.65% for k=200). A query may read several quantiles of
+        one sketch, so the stated bound is the conservative second one.
+        """
         if self.exact is not None:
             return 0.0
-        return float(kll_doubles_sketch.get_normalized_rank_error(self.k, False))
+        return float(kll_doubles_sketch.get_normalized_rank_error(self.k, True))
 
     def stats(self) -> dict[str, Any]:
         n = self.n
