@@ -45,6 +45,7 @@ class Executor:
     infos: dict[str, None] = field(default_factory=dict)
     peak_samples: int = 0
     query: str = ""  # the query text, for annotation positions
+    scan_cache: dict = field(default_factory=dict)  # SeriesScan results by (matchers, range)
 
     def run(self, node: PlanNode, grid: Grid) -> Value:
         if time.monotonic() > self.deadline:

@@ -48,10 +48,16 @@ class SeriesScan(PlanNode):
             raise PlanError("SeriesScan executed before the pushdown rule set its time range")
         if self.maxt_ms < self.mint_ms:
             return SeriesData([], np.zeros(1, np.int64), np.zeros(0, np.int64), np.zeros(0))
+        key = (self.matchers, self.mint_ms, self.maxt_ms)
+        cached = ex.scan_cache.get(key)
+        if cached is not None:  # the same selector twice in one query (``x / x``) reads once
+            return cached
         ss = ex.storage.select(list(self.matchers), self.mint_ms, self.maxt_ms)
-        return SeriesData(
+        data = SeriesData(
             list(ss.labels),
             np.asarray(ss.offsets, dtype=np.int64),
             np.asarray(ss.timestamps, dtype=np.int64),
             np.asarray(ss.values, dtype=np.float64),
         )
+        ex.scan_cache[key] = data
+        return data
