@@ -245,7 +245,7 @@ async def _close(app: web.Application) -> None:
 def setup(app: web.Application) -> None:
     storage = app[STORAGE]
     runtime = _RUNTIMES.get(storage) if _weakrefable(storage) else None
-    if runtime is None:
+    if runtime is None or runtime.closed:  # e.g. a second app over the same storage
         empty = StreamingConfig((), EngineOptions(flush_interval_ms=1000))
         runtime = (
             attach(storage, empty, SketchStore()) if hasattr(storage, "add_listener") else None
