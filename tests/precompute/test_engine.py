@@ -214,3 +214,10 @@ def test_forward_to_store_late_entries_merge_into_the_on_time_window():
     engine.close_all()
     got = canonical(sink.outputs)
     assert got[(1, (), 0, 10_000)]["sum"] == 5.0
+
+
+def test_process_workers_give_the_same_windows_as_inline():
+    rows = make_stream(2, n_series=4, n_points=30)
+    inline, _ = run(rows, 25)
+    procs, _ = run(rows, 25, backend="process", workers=2)
+    assert inline and procs == inline
