@@ -55,10 +55,13 @@ def _utf8(buf: bytes, lo: int, hi: int, what: str) -> str:
         raise IngestRejected(f"invalid UTF-8 in {what}: {buf[lo:hi]!r}", "utf8") from err
 
 
-def _labels_at(raw: bytes, rows: list[list[int]]) -> Labels:
-    """Label set from ``(name_lo, name_hi, value_lo, value_hi)`` rows into ``raw``."""
+def _labels_at(raw: bytes, off: list[int], lo: int, hi: int) -> Labels:
+    """Label set from the ``(name_lo, name_hi, value_lo, value_hi)`` quadruples lo..hi."""
     try:
-        pairs = [(raw[a:b].decode(), raw[c:d].decode()) for a, b, c, d in rows]
+        pairs = [
+            (raw[off[j] : off[j + 1]].decode(), raw[off[j + 2] : off[j + 3]].decode())
+            for j in range(4 * lo, 4 * hi, 4)
+        ]
     except UnicodeDecodeError as err:
         raise IngestRejected(f"invalid UTF-8 in a label name or value: {err}", "utf8") from err
     return canonical_labels(pairs)
@@ -97,12 +100,13 @@ class RemoteWriteDecoder:
     def _fresh_labels(
         raw: bytes, layout: WireLayout, keys: list[bytes], series: list[Labels | None]
     ) -> dict[bytes, Labels]:
+        # Flat lists: a 2-D tolist() makes one list per label, which wakes the cyclic GC.
         offsets = layout.lab_off.tolist()
         first = layout.lab_first.tolist()
         fresh: dict[bytes, Labels] = {}
         for i, (key, known) in enumerate(zip(keys, series, strict=True)):
             if known is None and key not in fresh:
-                fresh[key] = _labels_at(raw, offsets[first[i] : first[i + 1]])
+                fresh[key] = _labels_at(raw, offsets, first[i], first[i + 1])
         return fresh
 
     def decode(self, raw: bytes) -> SampleBatch:
