@@ -94,11 +94,14 @@ class SketchStore:
         retention_ms: int | None = None,
         fsync: bool = False,
         compact_every: int = 100_000,
+        compact_interval_s: float = 600.0,
     ) -> None:
         self.directory = Path(directory) if directory is not None else None
         self.retention_ms = retention_ms
         self.fsync = fsync
         self.compact_every = compact_every
+        self.compact_interval_s = compact_interval_s
+        self._last_compact = time.monotonic()
         self._lock = threading.RLock()
         self._entries: dict[int, list[SketchEntry]] = defaultdict(list)
         self._raw: dict[int, list[RawBatch]] = defaultdict(list)
@@ -197,13 +200,19 @@ class SketchStore:
     def _after_write(self, n: int) -> None:
         self.appended_total += n
         self._since_compact += n
-        if self.directory is not None and self._since_compact >= self.compact_every:
+        # Compact by volume, and by time so that retention applies even when windows are rare.
+        due = self._since_compact >= self.compact_every or (
+            time.monotonic() - self._last_compact >= self.compact_interval_s
+        )
+        if due:
             self.compact()
 
     def compact(self, now_ms: int | None = None) -> None:
         """Apply retention, write an Arrow snapshot of everything, drop the covered logs."""
         with self._lock:
             self.apply_retention(now_ms)
+            self._last_compact = time.monotonic()
+            self._since_compact = 0
             if self.directory is None:
                 return
             covered = self._generation

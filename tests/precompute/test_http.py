@@ -121,3 +121,29 @@ def test_windows_route_rejects_a_missing_aggregation_id(precompute_server):
     client, _ = precompute_server
     reply = client.get("/api/v1/precompute/windows")
     assert reply.status == 400 and "aggregation_id" in reply.json()["error"]
+
+
+def test_serve_flags_override_the_yaml_engine_section(tmp_path):
+    from server.cli import build_parser
+    from server.routes_precompute import configure
+
+    path = tmp_path / "pc.yaml"
+    path.write_text(CONFIG)
+    args = build_parser().parse_args(
+        ["serve", "--precompute", str(path), "--precompute-workers", "1",
+         "--late-data-policy", "ForwardToStore", "--allowed-lateness-ms", "2500"]
+    )  # fmt: skip
+    storage = Storage.in_memory()
+    runtime = configure(args, storage, tmp_path)
+    try:
+        opts = runtime.engine.options
+        assert (opts.num_workers, opts.late_data_policy, opts.allowed_lateness_ms) == (
+            1,
+            "ForwardToStore",
+            2500,
+        )
+        assert opts.flush_interval_ms == 50  # from the file
+        assert (tmp_path / "precompute" / "sketches").is_dir()
+    finally:
+        runtime.close()
+    assert (tmp_path / "precompute" / "open_panes.snapshot").exists()
