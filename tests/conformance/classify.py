@@ -99,12 +99,12 @@ def _experimental_reason(tree: Expr, text: str) -> str | None:
         if isinstance(node, AggregateExpr) and node.op in _EXPERIMENTAL_AGGREGATIONS:
             return f"{node.op} aggregation"
         matching = getattr(node, "matching", None)
-        if matching is not None and any(
-            "fill" in f and getattr(matching, f) for f in vars(matching)
-        ):
-            return "fill modifier"
-        if any("fill" in f and getattr(node, f) for f in vars(node)):
-            return "fill modifier"
+        for holder in (node, matching):
+            # ``fill(0)`` stores 0.0: test for presence, not truthiness.
+            if holder is not None and any(
+                f.startswith("fill") and getattr(holder, f) is not None for f in vars(holder)
+            ):
+                return "fill modifier"
     if _FILL.search(text):
         return "fill modifier"
     return None
