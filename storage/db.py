@@ -11,7 +11,8 @@ sort keeping the last written sample of each ``(series, ts)``.
 
 Head -> blocks: when the head spans 1.5 block durations, everything before the newest complete
 block boundary is cut into blocks (one per aligned ``block_duration_ms`` window, late samples
-included), the WAL is rotated and checkpointed, and compaction/retention run.
+included) in the background, then the WAL is trimmed and compaction/retention run; see
+``storage/maintenance.py``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,11 +28,11 @@ import numpy as np
 
 from promql.errors import BadDataError
 from promql.types import Matcher
-from storage import compaction
-from storage.arrays import merge_sorted_parts, ranges_index, sort_dedupe
-from storage.block import Block, list_block_dirs, remove_block_dir, write_block
+from storage.arrays import merge_sorted_parts, sort_dedupe
+from storage.block import Block, list_block_dirs
 from storage.head import Head
 from storage.index import LabelIndex, validate_labels
+from storage.maintenance import Maintenance
 from storage.model import DurableBatch, Labels, MetricMetadata, SampleBatch
 from storage.wal import WAL, encode_cut, encode_record
 
@@ -57,6 +57,8 @@ class StorageOptions:
     """Compacted block ranges are block_duration * 3**level for level < compaction_levels."""
     late_cut_interval_s: float = 60.0
     """Minimum time between cuts triggered only by late samples (not by time advancing)."""
+    background_maintenance: bool = True
+    """Cut/compact in a background thread; False runs them in the appending thread (tests)."""
 
 
 @dataclass(frozen=True)
@@ -93,9 +95,8 @@ class Storage:
         self._metadata: dict[str, dict[tuple[str, str, str], MetricMetadata]] = {}
         self._listeners: list[Callable[[DurableBatch], None]] = []
         self._next_seq = 1
-        self._last_cut_boundary: int | None = None
-        self._last_cut_time = 0.0
         self._closed = False
+        self._maint = Maintenance(self, options.background_maintenance)
         self.counters: dict[str, float] = {
             "samples_appended": 0,
             "batches_appended": 0,
@@ -126,11 +127,10 @@ class Storage:
             if len(db._wal.segments()) > 1:
                 # Segments of an earlier process use that process's series ids; one full
                 # checkpoint now means every segment left is in this process's id space.
-                db._checkpoint()
-            db._maybe_cut()
-            # A crash between writing a compacted block and deleting its inputs leaves
-            # overlapping blocks; retention may also be due after downtime.
-            db._compact_and_retain()
+                db._checkpoint_full()
+        # Inline: a cut may be due, a crash between writing a compacted block and deleting its
+        # inputs leaves overlapping blocks, and retention may be due after downtime.
+        db._maint.run()
         return db
 
     @classmethod
@@ -144,8 +144,7 @@ class Storage:
         n = 0
         for rec in self._wal.replay():
             if rec.cut is not None:
-                self._head.drop_before(rec.cut)
-                continue
+                continue  # the WAL already left out the samples the cut persisted
             if rec.series:
                 for wal_id, labels in rec.series:
                     remap[wal_id] = self._index.add(labels)
@@ -191,7 +190,7 @@ class Storage:
                 self._add_metadata(m)
             self.counters["samples_appended"] += ts.shape[0]
             self.counters["batches_appended"] += 1
-            self._maybe_cut()
+            cut_due = self._maint.cut_boundary() is not None
             listeners = list(self._listeners)
         if self._wal is not None and self.options.fsync:
             self._wal.sync(seq)
@@ -203,6 +202,8 @@ class Storage:
                 # The batch is durable; failing the request would only make the client resend
                 # it. A listener's error is its own to report.
                 log.exception("ingest listener %r failed", fn)
+        if cut_due:
+            self._maint.trigger()
         return durable
 
     def _log(
@@ -354,160 +355,56 @@ class Storage:
             out["disk_bytes"] = out["block_bytes"] + out["wal_bytes"]
             return out
 
-    # -- head cutting, compaction, retention --------------------------------------------------
+    # -- WAL checkpoints (maintenance in storage/maintenance.py) -------------------------------
 
-    def _maybe_cut(self, force_boundary: int | None = None) -> None:
-        """Cut the head into blocks when it spans 1.5 block durations (writer lock held)."""
-        if self.data_dir is None or self._head.maxt is None or self._head.mint is None:
+    def _log_cut(self, boundary: int, closed: int) -> None:
+        """After a cut: log its marker, then replace the segments it made redundant by a
+        definitions-only checkpoint (writer lock held)."""
+        if self._wal is None:
             return
-        bd = self.options.block_duration_ms
-        if force_boundary is None:
-            if self._head.maxt - self._head.mint < bd * 3 // 2:
-                return
-            boundary = (self._head.maxt - bd // 2) // bd * bd
-            late_only = self._last_cut_boundary is not None and boundary <= self._last_cut_boundary
-            if (
-                late_only
-                and time.monotonic() - self._last_cut_time < self.options.late_cut_interval_s
-            ):
-                return
-        else:
-            boundary = force_boundary
-        if self._head.mint >= boundary:
-            return
-        self._cut(boundary)
-        self._last_cut_boundary = boundary
-        self._last_cut_time = time.monotonic()
-        self._compact_and_retain()
+        self._wal.write(encode_cut(boundary, closed))
+        upto = self._wal.persisted_prefix(closed, boundary)
+        if upto is not None:
+            self._wal.write_checkpoint(upto, [self._definitions_record()], None)
+            self._in_wal = np.ones(len(self._index), dtype=bool)
 
-    def _cut(self, boundary: int) -> None:
-        """Persist every head sample older than ``boundary``, then checkpoint the WAL."""
-        seg = self._head.all_sorted()
-        old = seg.ts < boundary
-        sid, ts, vals = seg.sid[old], seg.ts[old], seg.values[old]
-        bd = self.options.block_duration_ms
-        window = ts // bd
-        lo, hi = int(window.min()), int(window.max())
-        windows = range(lo, hi + 1) if hi - lo < 64 else np.unique(window).tolist()
-        for w in windows:
-            m = window == w
-            if m.any():
-                self._write_block(sid[m], ts[m], vals[m], level=0)
-        self._head.drop_before(boundary)
-        self._checkpoint(cut=boundary)
-
-    def _write_block(self, sid: np.ndarray, ts: np.ndarray, vals: np.ndarray, level: int) -> None:
-        """Write rows sorted and unique by (sid, ts) as a new block, series in label order.
-
-        Reordering series is a gather of whole per-series row ranges: no sort over samples.
-        """
-        assert self.data_dir is not None
-        n = sid.shape[0]
-        starts = np.flatnonzero(np.r_[True, sid[1:] != sid[:-1]])
-        ends = np.r_[starts[1:], n]
-        uniq = sid[starts]
-        order = np.argsort(self._index.rank()[uniq], kind="stable")
-        rows = ranges_index(starts[order], ends[order])
-        offsets = np.zeros(uniq.shape[0] + 1, dtype=_I64)
-        np.cumsum((ends - starts)[order], out=offsets[1:])
-        labels = self._index.labels_of(uniq[order].tolist())
-        block = write_block(
-            self.data_dir / "blocks", self._next_seq, labels, offsets, ts[rows], vals[rows], level
-        )
-        self._next_seq += 1
-        block.bind(self._index)
-        self._blocks.append(block)
-        self.counters["blocks_cut"] += 1
-
-    def _checkpoint(self, cut: int | None = None) -> None:
-        """Rotate the WAL and replace closed segments by a checkpoint.
-
-        Without ``cut``: a full checkpoint (series, metadata and all head samples) replacing
-        every closed segment. With ``cut``: log a cut marker, then replace only the segments
-        whose samples are all older than ``cut`` (now in blocks), by definitions alone.
-        """
+    def _checkpoint_full(self) -> None:
+        """Rotate the WAL and replace every closed segment by one checkpoint holding series,
+        metadata and all head samples (writer lock held, no cut in progress)."""
         if self._wal is None:
             return
         closed = self._wal.rotate()
-        n = len(self._index)
-        defs = [(i, self._index.labels(i)) for i in range(n)]
+        payloads = [self._definitions_record()]
+        seg = self._head.all_sorted()
+        for lo in range(0, len(seg), _CHECKPOINT_SAMPLES):
+            hi = lo + _CHECKPOINT_SAMPLES
+            payloads.append(encode_record([], [], seg.sid[lo:hi], seg.ts[lo:hi], seg.values[lo:hi]))
+        self._wal.write_checkpoint(closed, payloads, self._head.maxt)
+        self._in_wal = np.ones(len(self._index), dtype=bool)
+
+    def _definitions_record(self) -> bytes:
+        defs = [(i, self._index.labels(i)) for i in range(len(self._index))]
         meta = [m for entries in self._metadata.values() for m in entries.values()]
         z = np.zeros(0, dtype=_I64)
-        payloads = [encode_record(defs, meta, z, z, np.zeros(0, np.float64))]
-        maxt = None
-        if cut is None:
-            upto = closed
-            seg = self._head.all_sorted()
-            for lo in range(0, len(seg), _CHECKPOINT_SAMPLES):
-                hi = lo + _CHECKPOINT_SAMPLES
-                payloads.append(
-                    encode_record([], [], seg.sid[lo:hi], seg.ts[lo:hi], seg.values[lo:hi])
-                )
-            maxt = self._head.maxt
-        else:
-            self._wal.write(encode_cut(cut))
-            found = self._wal.persisted_prefix(closed, cut)
-            if found is None:
-                return
-            upto = found
-        self._wal.write_checkpoint(upto, payloads, maxt)
-        self._in_wal = np.ones(n, dtype=bool)
+        return encode_record(defs, meta, z, z, np.zeros(0, np.float64))
 
-    def _compact_and_retain(self) -> None:
-        """Apply retention, then merge blocks until no plan applies (writer lock held)."""
-        newest = self._head.maxt
-        if self._blocks:
-            block_newest = max(b.meta.maxt for b in self._blocks)
-            newest = block_newest if newest is None else max(newest, block_newest)
-        metas = [b.meta for b in self._blocks]
-        for seq in compaction.retention_victims(metas, self.options.retention_ms, newest):
-            self._drop_blocks([seq])
-            self.counters["blocks_deleted"] += 1
-        while True:
-            metas = [b.meta for b in self._blocks]
-            group = compaction.overlapping_group(metas)
-            level = max((m.level for m in metas if m.seq in group), default=0)
-            if not group:
-                group, level = compaction.level_group(
-                    metas,
-                    self.options.block_duration_ms,
-                    self.options.compaction_levels,
-                    self._head.mint,
-                )
-            if not group:
-                return
-            started = time.perf_counter()
-            self._merge_blocks(group, level)
-            self.counters["compactions"] += 1
-            self.counters["compaction_seconds"] += time.perf_counter() - started
-
-    def _merge_blocks(self, seqs: list[int], level: int) -> None:
-        """Replace blocks ``seqs`` by one block; newer blocks win duplicate samples."""
-        chosen = [b for b in self._blocks if b.seq in seqs]  # _blocks is in seq order
-        parts = [b.read_all() for b in chosen]
-        sid, ts, vals = merge_sorted_parts(parts, len(self._index))
-        self._write_block(sid, ts, vals, level)
-        self.counters["blocks_cut"] -= 1
-        self._drop_blocks(seqs)
-
-    def _drop_blocks(self, seqs: list[int]) -> None:
-        doomed = [b for b in self._blocks if b.seq in seqs]
-        self._blocks = [b for b in self._blocks if b.seq not in seqs]
-        for b in doomed:
-            remove_block_dir(b.path)
+    def wait_for_maintenance(self) -> None:
+        """Block until no background cut or compaction is running (tests, shutdown)."""
+        self._maint.wait()
 
     def flush(self) -> None:
-        """Fsync the WAL and checkpoint it so the next open replays one compact file."""
-        with self._lock:
+        """Finish maintenance, then checkpoint the WAL so the next open replays one file."""
+        with self._maint._lock, self._lock:
             if self._wal is not None and not self._closed:
-                self._head.freeze()
-                self._checkpoint()
+                self._checkpoint_full()
 
     def close(self) -> None:
         with self._lock:
             if self._closed:
                 return
             self._closed = True
+        self._maint.wait()
+        with self._lock:
             if self._wal is not None:
                 self._wal.close()
 

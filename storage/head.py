@@ -91,6 +91,8 @@ class Head:
     _tail_len: int = 0
     mint: int | None = None
     maxt: int | None = None
+    pinned: int = 0
+    """The first ``pinned`` segments are being cut into blocks: keep them out of merges."""
 
     def __len__(self) -> int:
         return sum(len(s) for s in self.segments) + self._tail_len
@@ -115,7 +117,9 @@ class Head:
         sid, ts, val = (np.concatenate([c[i] for c in self._tail]) for i in range(3))
         self._tail, self._tail_len = [], 0
         self.segments.append(Segment.build(sid, ts, val))
-        while len(self.segments) >= 2 and 2 * len(self.segments[-1]) >= len(self.segments[-2]):
+        while len(self.segments) - self.pinned >= 2 and 2 * len(self.segments[-1]) >= len(
+            self.segments[-2]
+        ):
             newer = self.segments.pop()
             older = self.segments.pop()
             self.segments.append(_merge(older, newer))
@@ -123,18 +127,26 @@ class Head:
     def snapshot(self) -> HeadSnapshot:
         return HeadSnapshot(tuple(self.segments), tuple(self._tail))
 
-    def drop_before(self, cut_ts: int) -> None:
-        """Forget every sample older than ``cut_ts`` (it has been persisted in a block)."""
-        self.freeze()
-        segs = [s.without_before(cut_ts) for s in self.segments]
-        self.segments = [s for s in segs if len(s)]
-        if not self.segments:
-            self.mint = self.maxt = None
-        else:
-            self.mint = min(s.mint for s in self.segments)
+    def drop_pinned_before(self, cut_ts: int) -> None:
+        """Forget the pinned segments' samples older than ``cut_ts`` (now in blocks), unpin.
+
+        Samples appended since the segments were pinned stay, whatever their timestamps: they
+        are not in the blocks.
+        """
+        done = [s.without_before(cut_ts) for s in self.segments[: self.pinned]]
+        self.segments = [s for s in done if len(s)] + self.segments[self.pinned :]
+        self.pinned = 0
+        self._recompute_bounds()
+
+    def _recompute_bounds(self) -> None:
+        lows = [s.mint for s in self.segments] + [int(c[1].min()) for c in self._tail]
+        highs = [s.maxt for s in self.segments] + [int(c[1].max()) for c in self._tail]
+        self.mint = min(lows) if lows else None
+        self.maxt = max(highs) if highs else None
 
     def all_sorted(self) -> Segment:
-        """Every head sample as one sorted, deduplicated segment (for cuts and checkpoints)."""
+        """Every head sample as one sorted, deduplicated segment (for full checkpoints)."""
+        assert not self.pinned, "a cut is in progress"
         self.freeze()
         if not self.segments:
             return Segment.from_sorted(*(np.zeros(0, dtype=t) for t in (_I64, _I64, np.float64)))

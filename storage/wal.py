@@ -8,8 +8,9 @@ and drops any later segment (logged): what follows a corrupt record cannot be tr
 ``sync`` implements group commit: concurrent appenders that want an fsync wait for one in-flight
 fsync; whoever finds none running fsyncs up to the newest written byte, covering everyone.
 
-Besides batches the log holds *cut markers*: "every sample older than B written so far is in
-blocks". Replaying a marker drops those samples from the head, exactly as the cut did.
+Besides batches the log holds *cut markers*: "every sample older than B in segments <= N is in
+blocks" (a cut snapshots the head and rotates the WAL, then writes blocks while appends go on).
+Replay skips exactly those samples, which is exactly what the cut removed from the head.
 
 A checkpoint ``checkpoint.NNNNNNNN`` replaces segments ``<= N``: all series definitions and
 metadata, plus (for a *full* checkpoint, taken on open and on flush) the head's samples. After a
@@ -40,7 +41,7 @@ _FRAME = struct.Struct("<II")
 _HEAD = struct.Struct("<BII")  # record type, json length, sample count
 _BATCH = 1
 _CUT = 2
-_CUT_BODY = struct.Struct("<q")
+_CUT_BODY = struct.Struct("<qq")  # boundary, last segment the cut covers
 _MAX_RECORD = 1 << 31
 
 
@@ -55,10 +56,12 @@ class WalRecord:
     ts: np.ndarray
     values: np.ndarray
     cut: int | None = None
+    cut_closed: int = -1
 
 
-def encode_cut(boundary: int) -> bytes:
-    return _HEAD.pack(_CUT, 0, 0) + _CUT_BODY.pack(boundary)
+def encode_cut(boundary: int, closed: int) -> bytes:
+    """Marker: samples older than ``boundary`` in segments ``<= closed`` are in blocks."""
+    return _HEAD.pack(_CUT, 0, 0) + _CUT_BODY.pack(boundary, closed)
 
 
 def encode_record(
@@ -85,9 +88,9 @@ def encode_record(
 def decode_record(payload: bytes) -> WalRecord:
     kind, jlen, n = _HEAD.unpack_from(payload, 0)
     if kind == _CUT and len(payload) == _HEAD.size + _CUT_BODY.size:
-        (boundary,) = _CUT_BODY.unpack_from(payload, _HEAD.size)
+        boundary, closed = _CUT_BODY.unpack_from(payload, _HEAD.size)
         z = np.zeros(0, dtype=np.int64)
-        return WalRecord([], [], z, z, np.zeros(0, dtype=np.float64), cut=boundary)
+        return WalRecord([], [], z, z, np.zeros(0, dtype=np.float64), boundary, closed)
     if kind != _BATCH or _HEAD.size + jlen + 24 * n != len(payload):
         raise ValueError("malformed WAL record")
     pos = _HEAD.size
@@ -176,7 +179,8 @@ class WAL:
     # -- replay --------------------------------------------------------------------------------
 
     def replay(self) -> Iterator[WalRecord]:
-        """Records of the newest checkpoint then of later segments; repairs a torn tail.
+        """Records of the newest checkpoint then of later segments, without the samples that
+        cut markers say are in blocks; repairs a torn or corrupt tail first.
 
         Must be fully consumed before ``open_for_append``.
         """
@@ -184,6 +188,7 @@ class WAL:
             if p.name.endswith(".tmp"):
                 p.unlink()
         cps = self.checkpoints()
+        sources: list[tuple[int, list[bytes]]] = []
         first = 0
         if cps:
             first = cps[-1] + 1
@@ -191,40 +196,63 @@ class WAL:
             payloads, valid = read_frames(data)
             if valid != len(data):
                 raise OSError(f"corrupt WAL checkpoint {cps[-1]} (it was written atomically)")
+            sources.append((cps[-1], payloads))
+        segs = [s for s in self.segments() if s >= first]
+        sources.extend(self._read_segments(segs))
+        self._segment = max(segs[-1] if segs else first - 1, first - 1, 0)
+        # Markers come after the data they cover, so collect them before applying anything.
+        markers = [
+            (rec.cut, rec.cut_closed)
+            for _, payloads in sources
+            for p in payloads
+            if p[:1] == bytes([_CUT]) and (rec := decode_record(p)).cut is not None
+        ]
+        for seg, payloads in sources:
+            persisted = max((b for b, closed in markers if closed >= seg), default=None)
             for p in payloads:
                 rec = decode_record(p)
-                if rec.ts.shape[0]:
-                    top = int(rec.ts.max())
-                    self.checkpoint_maxt = max(self.checkpoint_maxt or top, top)
+                if rec.cut is not None or not rec.ts.shape[0]:
+                    yield rec
+                    continue
+                top = int(rec.ts.max())
+                if seg < first:
+                    old = self.checkpoint_maxt
+                    self.checkpoint_maxt = top if old is None else max(old, top)
+                else:
+                    self._note_maxt(seg, top)
+                if persisted is not None and int(rec.ts.min()) < persisted:
+                    keep = rec.ts >= persisted
+                    rec = WalRecord(
+                        rec.series, rec.metadata, rec.sid[keep], rec.ts[keep], rec.values[keep]
+                    )
                 yield rec
-        segs = [s for s in self.segments() if s >= first]
+
+    def _read_segments(self, segs: list[int]) -> list[tuple[int, list[bytes]]]:
+        """Valid payloads per segment; truncates at the first bad frame, drops later segments."""
+        out = []
         for i, seg in enumerate(segs):
             path = self._seg_path(seg)
             data = path.read_bytes()
             payloads, valid = read_frames(data)
-            for p in payloads:
-                rec = decode_record(p)
-                if rec.ts.shape[0]:
-                    self._note_maxt(seg, int(rec.ts.max()))
-                yield rec
-            if valid != len(data):
-                log.warning(
-                    "WAL segment %s: corrupt or torn record at byte %d of %d; truncating%s",
-                    path,
-                    valid,
-                    len(data),
-                    f" and dropping {len(segs) - i - 1} later segment(s)"
-                    if i + 1 < len(segs)
-                    else "",
-                )
-                self.truncated_bytes = len(data) - valid
-                with open(path, "r+b") as f:
-                    f.truncate(valid)
-                    os.fsync(f.fileno())
-                for later in segs[i + 1 :]:
-                    self._seg_path(later).unlink()
-                break
-        self._segment = max(segs[-1] if segs else first - 1, first - 1, 0)
+            out.append((seg, payloads))
+            if valid == len(data):
+                continue
+            later = segs[i + 1 :]
+            log.warning(
+                "WAL segment %s: corrupt or torn record at byte %d of %d; truncating%s",
+                path,
+                valid,
+                len(data),
+                f" and dropping {len(later)} later segment(s)" if later else "",
+            )
+            self.truncated_bytes = len(data) - valid
+            with open(path, "r+b") as f:
+                f.truncate(valid)
+                os.fsync(f.fileno())
+            for seg_after in later:
+                self._seg_path(seg_after).unlink()
+            break
+        return out
 
     truncated_bytes = 0
 

@@ -15,7 +15,9 @@ B = lab("m", i="b")
 
 
 def opts(**kw) -> StorageOptions:
-    return StorageOptions(block_duration_ms=BD, late_cut_interval_s=0.0, **kw)
+    return StorageOptions(
+        block_duration_ms=BD, late_cut_interval_s=0.0, background_maintenance=False, **kw
+    )
 
 
 def scrape(db: Storage, t0: int, t1: int, step: int = 100) -> None:
@@ -164,3 +166,47 @@ def test_overlapping_blocks_left_by_a_crash_mid_compaction_are_merged_on_open(tm
     assert again.stats()["blocks"] == n_blocks
     assert again.stats()["compactions"] >= 1
     assert as_dict(everything(again)) == before
+
+
+def test_background_cuts_never_hide_acknowledged_samples_from_readers(tmp_path):
+    import threading
+
+    db = Storage.open(
+        tmp_path,
+        StorageOptions(block_duration_ms=BD, late_cut_interval_s=0.0, head_freeze_samples=64),
+    )
+    acked = {"a": -1, "b": -1}
+    errors: list[str] = []
+    done = threading.Event()
+
+    def writer(name: str) -> None:
+        for t in range(0, 12000, 10):
+            db.append(batch([(lab("m", i=name), t, float(t))]))
+            acked[name] = t
+        done.set()
+
+    def reader() -> None:
+        while not done.is_set():
+            floor = dict(acked)
+            s = everything(db)
+            seen = {dict(labels)["i"] for labels in s.labels}
+            errors.extend(f"{n} vanished" for n, t in floor.items() if t >= 0 and n not in seen)
+            for i, labels in enumerate(s.labels):
+                _, ts, _ = s.series(i)
+                want = floor[dict(labels)["i"]] // 10 + 1
+                if ts.shape[0] < want or np.any(np.diff(ts) <= 0):
+                    errors.append(f"{labels}: {ts.shape[0]} samples, expected >= {want}")
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in acked]
+    threads.append(threading.Thread(target=reader))
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    db.wait_for_maintenance()
+    assert not errors, errors[:3]
+    assert db.stats()["blocks"] >= 2
+    s = everything(db)
+    assert s.timestamps.shape[0] == 2 * 1200
+    db.close()
+    assert as_dict(everything(Storage.open(tmp_path))) == as_dict(s)

@@ -32,7 +32,12 @@ def expected(rows) -> dict:
 
 
 def store(rows, cuts, tmp: str, reopen: bool) -> dict:
-    options = StorageOptions(block_duration_ms=700, head_freeze_samples=8, late_cut_interval_s=0)
+    options = StorageOptions(
+        block_duration_ms=700,
+        head_freeze_samples=8,
+        late_cut_interval_s=0,
+        background_maintenance=False,
+    )
     db = Storage.open(tmp, options)
     bounds = sorted({0, len(rows), *(c % (len(rows) + 1) for c in cuts)})
     for lo, hi in itertools.pairwise(bounds):
