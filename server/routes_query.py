@@ -179,11 +179,11 @@ async def handle_query(request: web.Request) -> web.StreamResponse:
             return await _explain(request, api, o, p.time_ms, p.time_ms, 0)
         tree = _parse(o.query, wrap=True)
         engine = api.engine_for(_timeout(api, o))
-        result, queued, took = await api.run(
-            lambda: engine.instant_query(tree, p.time_ms, lookback_ms=o.lookback_ms),
+        rendered, queued, took = await api.run(
+            lambda: _rendered(engine.instant_query(tree, p.time_ms, lookback_ms=o.lookback_ms), o),
             _timeout(api, o),
         )
-        return _result_response(request, result, o, queued, took)
+        return _result_response(request, rendered, o, queued, took)
 
     return await _guard(request, body)
 
@@ -196,13 +196,16 @@ async def handle_query_range(request: web.Request) -> web.StreamResponse:
             return await _explain(request, api, o, p.start_ms, p.end_ms, p.step_ms)
         tree = _parse(o.query, wrap=True)
         engine = api.engine_for(_timeout(api, o))
-        result, queued, took = await api.run(
-            lambda: engine.range_query(
-                tree, p.start_ms, p.end_ms, p.step_ms, lookback_ms=o.lookback_ms
+        rendered, queued, took = await api.run(
+            lambda: _rendered(
+                engine.range_query(
+                    tree, p.start_ms, p.end_ms, p.step_ms, lookback_ms=o.lookback_ms
+                ),
+                o,
             ),
             _timeout(api, o),
         )
-        return _result_response(request, result, o, queued, took)
+        return _result_response(request, rendered, o, queued, took)
 
     return await _guard(request, body)
 
@@ -313,15 +316,18 @@ async def _explain(
 ) -> web.StreamResponse:
     tree = _parse(o.query, wrap=True)
     engine = api.engine_for(_timeout(api, o))
-    explained, _queued, _took = await api.run(
-        lambda: engine.explain(tree, start, end, step, analyze=o.analyze),
-        _timeout(api, o),
-    )
+
+    def work() -> tuple[Any, tuple[str, list, list] | None]:
+        explained = engine.explain(tree, start, end, step, analyze=o.analyze)
+        parts = _result_parts(explained.result, o) if o.analyze else None
+        return explained, parts
+
+    (explained, parts), _queued, _took = await api.run(work, _timeout(api, o))
     plan = orjson.dumps({"text": explained.text, "plan": explained.json}).decode()
     if not o.analyze:
         return _json_response(request, envelope(f'{{"explain":{plan}}}'))
-    result: QueryResult = explained.result
-    data, warnings, infos = _result_parts(result, o)
+    assert parts is not None
+    data, warnings, infos = parts
     data = data[:-1] + f',"analyze":{plan}}}'
     return _json_response(request, envelope(data, warnings, infos))
 
@@ -348,10 +354,19 @@ def _cap(items: list[str], kind: str) -> list[str]:
     return [*items[:MAX_ANNOTATIONS], f"{extra} more {kind} annotations omitted"]
 
 
+def _rendered(result: QueryResult, o: QueryOptions) -> tuple[QueryResult, tuple[str, list, list]]:
+    """Runs in the query thread: JSON formatting of big results stays off the event loop."""
+    return result, _result_parts(result, o)
+
+
 def _result_response(
-    request: web.Request, result: QueryResult, o: QueryOptions, queued: float, took: float
+    request: web.Request,
+    rendered: tuple[QueryResult, tuple[str, list, list]],
+    o: QueryOptions,
+    queued: float,
+    took: float,
 ) -> web.StreamResponse:
-    data, warnings, infos = _result_parts(result, o)
+    result, (data, warnings, infos) = rendered
     if o.stats:
         data = data[:-1] + f',"stats":{_stats(result, queued, took, o.stats)}}}'
     return _json_response(request, envelope(data, warnings, infos))
