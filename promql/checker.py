@@ -6,6 +6,7 @@ their parent's own rules, and the first error found is the one reported.
 
 from __future__ import annotations
 
+import functools
 import threading
 
 import re2
@@ -224,6 +225,7 @@ def _check_selector(vs: VectorSelector) -> None:
         raise SemanticError("vector selector must contain at least one non-empty matcher", vs.pos)
 
 
+@functools.lru_cache(maxsize=1024)
 def _matches_empty(match_type: MatchType, value: str) -> bool:
     if match_type == MatchType.EQUAL:
         return value == ""

@@ -7,6 +7,7 @@ the message Prometheus prints, without position: the parser adds that.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from decimal import Decimal
@@ -418,6 +419,7 @@ _GO_REGEX_CODES = {
 }
 
 
+@functools.lru_cache(maxsize=1024)  # dashboards repeat the same few regexes
 def regex_error(pattern: str) -> str | None:
     """Go-style ``error parsing regexp: <code>: `<expr>``` for an invalid RE2 pattern, else None.
 

@@ -125,16 +125,28 @@ class _Builder(Transformer):
 
     # --- operators --------------------------------------------------------------------------
 
-    def unary(self, children: list) -> Expr:
-        op, expr = children
+    def signed(self, children: list) -> _Signed:
+        return _Signed(tuple(children[:-1]), children[-1])
+
+    def expr(self, children: list) -> Expr:
+        if len(children) == 1:
+            only = children[0]
+            return self._apply_signs(only, only.base) if isinstance(only, _Signed) else only
+        return _Climber(self, children).parse(0)
+
+    def _apply_signs(self, signed: _Signed, expr: Expr) -> Expr:
+        for sign in reversed(signed.signs):
+            expr = self._unary(sign, expr)
+        return expr
+
+    def _unary(self, op: Token, expr: Expr) -> Expr:
         pos = PosRange(op.start_pos, expr.pos.end)
         if isinstance(expr, NumberLiteral):
             value = -expr.value if op == "-" else expr.value
             return NumberLiteral(value, duration=expr.duration, pos=pos)
         return UnaryExpr(str(op), expr, pos=pos)
 
-    def binary(self, children: list) -> BinaryExpr:
-        lhs, op_tok, mod, rhs = children
+    def _binary(self, lhs: Expr, op_tok: Token, mod: _BinMod, rhs: Expr) -> BinaryExpr:
         op = str(op_tok).lower()
         matching = mod.matching
         if op in _SET_OPS and matching.card == Cardinality.ONE_TO_ONE:
@@ -435,6 +447,60 @@ class _Builder(Transformer):
         pos = _span(children[0], children[2])
         self._experimental("experimental duration expression is not enabled", pos)
         return DurationExpr("()", None, children[1], pos=pos)
+
+
+@dataclass(frozen=True)
+class _Signed:
+    """An operand with prefix signs; the signs apply after any ``^`` chain that follows."""
+
+    signs: tuple[Token, ...]
+    base: Expr
+
+
+# Binding power of each binary operator (Prometheus' yacc precedence); ^ is right-associative.
+_PRECEDENCE = {"or": 1, "and": 2, "unless": 2, "==": 3, "!=": 3, "<": 3, "<=": 3, ">": 3}
+_PRECEDENCE |= {">=": 3, "</": 3, ">/": 3, "+": 4, "-": 4, "*": 5, "/": 5, "%": 5, "atan2": 5}
+_POW = 7
+_PRECEDENCE["^"] = _POW
+
+
+class _Climber:
+    """Precedence climbing over ``operand (op modifier operand)*`` as lark hands it over.
+
+    Unary signs bind looser than ``^`` and tighter than ``*``: ``-a ^ b`` is ``-(a ^ b)``
+    and ``-a * b`` is ``(-a) * b``, as in Prometheus' grammar (``unary_expr %prec MUL``).
+    """
+
+    def __init__(self, builder: _Builder, children: list) -> None:
+        self.builder = builder
+        self.operands = children[0::3]
+        self.ops = children[1::3]
+        self.mods = children[2::3]
+        self.at = 0  # index of the next operator (operand ``at`` precedes it)
+
+    def parse(self, min_prec: int) -> Expr:
+        lhs = self._operand()
+        while self.at < len(self.ops):
+            index = self.at
+            prec = _PRECEDENCE[self.ops[index].lower()]
+            if prec < min_prec:
+                break
+            self.at += 1
+            rhs = self.parse(prec if prec == _POW else prec + 1)
+            lhs = self.builder._binary(lhs, self.ops[index], self.mods[index], rhs)
+        return lhs
+
+    def _operand(self) -> Expr:
+        item = self.operands[self.at]
+        if not isinstance(item, _Signed):
+            return item
+        expr = item.base
+        while self.at < len(self.ops) and self.ops[self.at] == "^":
+            index = self.at
+            self.at += 1
+            rhs = self.parse(_POW)
+            expr = self.builder._binary(expr, self.ops[index], self.mods[index], rhs)
+        return self.builder._apply_signs(item, expr)
 
 
 class _Label(str):
