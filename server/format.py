@@ -33,7 +33,7 @@ from promql.ast import (
     UnaryExpr,
     VectorSelector,
 )
-from promql.types import ValueType
+from promql.types import Matcher, MatchType, ValueType
 from storage.model import Labels
 
 # Go's encoding/json (and jsoniter's standard config) escape these inside strings.
@@ -356,3 +356,78 @@ def _go_f(f: float) -> str:
         mantissa, exp = r.split("e")
         return _to_positional(mantissa, int(exp))
     return r[:-2] if r.endswith(".0") else r
+
+
+# ---------------------------------------------------------------------------------------------
+# /api/v1/format_query: Prometheus answers with ``Prettify`` (``promql/parser/prettier.go``):
+# an expression longer than 100 characters is split over lines, children indented by two
+# spaces; anything shorter is its one-line canonical form.
+
+MAX_LINE = 100
+_PLACEHOLDER = VectorSelector(
+    "tidemark_placeholder", (Matcher(MatchType.EQUAL, "__name__", "tidemark_placeholder"),)
+)
+
+
+def pretty(expr: Expr, level: int = 0, width: int = MAX_LINE) -> str:
+    """Prometheus' ``Pretty(level)`` for an expression."""
+    import promql
+
+    text = promql.format(expr)
+    pad = "  " * level
+    fits = len(text) <= width
+    if isinstance(expr, SubqueryExpr):
+        # Upstream returns an unsplit subquery without the indent.
+        if fits:
+            return text
+        return pretty(expr.expr, level, width) + _subquery_suffix(expr)
+    if isinstance(expr, UnaryExpr):
+        return f"{pad}{expr.op}{pretty(expr.expr, level, width).strip()}"
+    if fits or not isinstance(expr, AggregateExpr | BinaryExpr | Call | ParenExpr):
+        return pad + text
+    inner = level + 1
+    if isinstance(expr, AggregateExpr):
+        head = f"{pad}{_aggregate_prefix(expr)}(\n"
+        if expr.param is not None:
+            head += pretty(expr.param, inner, width) + ",\n"
+        return f"{head}{pretty(expr.expr, inner, width)}\n{pad})"
+    if isinstance(expr, BinaryExpr):
+        lhs, rhs = pretty(expr.lhs, inner, width), pretty(expr.rhs, inner, width)
+        return f"{lhs}\n{pad}{_binary_operator(expr)}\n{rhs}"
+    if isinstance(expr, Call):
+        args = ",\n".join(pretty(a, inner, width) for a in expr.args)
+        return f"{pad}{expr.func}(\n{args}\n{pad})"
+    assert isinstance(expr, ParenExpr)
+    return f"{pad}(\n{pretty(expr.expr, inner, width)}\n{pad})"
+
+
+def _aggregate_prefix(expr: AggregateExpr) -> str:
+    """``sum by (job) `` / ``topk``: the aggregation text before its argument list."""
+    import dataclasses
+
+    import promql
+
+    param = NumberLiteral(0.0) if expr.param is not None else None
+    text = promql.format(dataclasses.replace(expr, expr=_PLACEHOLDER, param=param))
+    tail = "(" + ("0, " if param is not None else "") + "tidemark_placeholder)"
+    return text[: -len(tail)]
+
+
+def _binary_operator(expr: BinaryExpr) -> str:
+    """``+``, ``== bool``, ``/ on (job) group_left ()``: the operator with its modifiers."""
+    import dataclasses
+
+    import promql
+
+    text = promql.format(dataclasses.replace(expr, lhs=_PLACEHOLDER, rhs=_PLACEHOLDER))
+    n = len("tidemark_placeholder")
+    return text[n:-n].strip()
+
+
+def _subquery_suffix(expr: SubqueryExpr) -> str:
+    import dataclasses
+
+    import promql
+
+    text = promql.format(dataclasses.replace(expr, expr=_PLACEHOLDER))
+    return text[len("tidemark_placeholder") :]

@@ -48,7 +48,7 @@ from promql.errors import (
 )
 from promql.types import ValueType
 from server.errors import error_response
-from server.format import envelope, result_json, translate_ast
+from server.format import envelope, pretty, result_json, translate_ast
 from server.params import QueryOptions, instant_params, range_params
 from server.timeparse import MAX_TIME_MS, MIN_TIME_MS, parse_time
 
@@ -230,10 +230,9 @@ async def handle_query_exemplars(request: web.Request) -> web.StreamResponse:
 
 async def handle_format_query(request: web.Request) -> web.StreamResponse:
     async def body(api: QueryAPI, form: dict[str, str]) -> web.StreamResponse:
-        import promql
 
         tree = _parse(form.get("query", ""), wrap=True)
-        return _json_response(request, envelope(orjson.dumps(promql.format(tree)).decode()))
+        return _json_response(request, envelope(orjson.dumps(pretty(tree)).decode()))
 
     return await _guard(request, body)
 

@@ -53,3 +53,32 @@ def test_timestamps_are_seconds_with_three_millisecond_digits_when_needed() -> N
     assert format_timestamp(-1_500) == "-1.500"
     ts = np.array([0, 1_500, 5, 1_700_000_000_123, 1_500, -20])
     assert format_timestamps(ts) == [format_timestamp(int(t)) for t in ts]
+
+
+PRETTY = [
+    ("rate(x[5m])", 100, "rate(x[5m])"),
+    (
+        'sum without(job,foo) (rate(errors_total{job="s"}[5m]))',
+        20,
+        'sum without (job, foo) (\n  rate(\n    errors_total{job="s"}[5m]\n  )\n)',
+    ),
+    ('topk(10, errors{job="s"})', 10, 'topk(\n  10,\n  errors{job="s"}\n)'),
+    ("a == bool 1", 10, "  a\n== bool\n  1"),
+    ("a + ignoring(job) group_left(x) b", 10, "  a\n+ ignoring (job) group_left (x)\n  b"),
+    ("-(a + b)", 3, "-(\n    a\n  +\n    b\n)"),
+    (
+        "max_over_time(rate(a[5m])[10m:1m] offset 1m)",
+        15,
+        "max_over_time(\n  rate(a[5m])[10m:1m] offset 1m\n)",
+    ),
+]
+
+
+@pytest.mark.parametrize(("query", "width", "text"), PRETTY)
+def test_format_query_splits_long_expressions_like_prometheus_prettify(
+    query: str, width: int, text: str
+) -> None:
+    import promql
+    from server.format import pretty
+
+    assert pretty(promql.parse(query), width=width) == text
