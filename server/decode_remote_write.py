@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import threading
 
+import numpy as np
+
 from server.errors import IngestRejected
 from server.remote_pb import METRIC_TYPES
+from server.rw_labels import fast_label_sets
 from server.rw_wire import WireFormatError, WireLayout, walk_write_request
 from server.validate import canonical_labels, make_batch
 from storage.model import Labels, MetricMetadata, SampleBatch
@@ -100,13 +103,20 @@ class RemoteWriteDecoder:
     def _fresh_labels(
         raw: bytes, layout: WireLayout, keys: list[bytes], series: list[Labels | None]
     ) -> dict[bytes, Labels]:
-        # Flat lists: a 2-D tolist() makes one list per label, which wakes the cyclic GC.
-        offsets = layout.lab_off.tolist()
-        first = layout.lab_first.tolist()
+        miss = [i for i, known in enumerate(series) if known is None]
+        fast = fast_label_sets(raw, layout, np.array(miss, dtype=np.int64))
         fresh: dict[bytes, Labels] = {}
-        for i, (key, known) in enumerate(zip(keys, series, strict=True)):
-            if known is None and key not in fresh:
-                fresh[key] = _labels_at(raw, offsets, first[i], first[i + 1])
+        offsets: list[int] | None = None
+        for i, labels in zip(miss, fast, strict=True):
+            key = keys[i]
+            if key in fresh:
+                continue
+            if labels is None:  # unusual label set: the careful path (and its error messages)
+                if offsets is None:
+                    offsets = layout.lab_off.tolist()
+                first = layout.lab_first
+                labels = _labels_at(raw, offsets, int(first[i]), int(first[i + 1]))
+            fresh[key] = labels
         return fresh
 
     def decode(self, raw: bytes) -> SampleBatch:
