@@ -264,7 +264,8 @@ def _context_phrase(text: str, start: int, expected: set[str], ctx: _Context) ->
             return " in label matching, expected string"
         if expected <= _MATCH_OPS:
             return " in label matching, expected label matching operator"
-        if expected == {"COMMA", "RBRACE"}:
+        # After a complete matcher (or a bare quoted name) Prometheus has reduced the list.
+        if {"COMMA", "RBRACE"} <= expected:
             return ' in label matching, expected "," or "}"'
         return ' in label matching, expected identifier or "}"'
     if prev == "offset":
@@ -273,7 +274,7 @@ def _context_phrase(text: str, start: int, expected: set[str], ctx: _Context) ->
         return " in @, expected timestamp"
     if ctx.bracket_open:
         segment = text[text.rfind("[", 0, start) + 1 : start].strip()
-        if segment == "" or segment.lower() in ("step", "range", "min_of", "max_of"):
+        if not any(ch.isdigit() for ch in segment) and ")" not in segment:
             return " in subquery or range selector, expected number, duration, step(), or range()"
         if segment.endswith(":"):
             return ' in subquery selector, expected number, duration, step(), range(), or "]"'
