@@ -7,6 +7,7 @@ and ``@ end()`` resolve to the statement's start and end, as upstream.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -222,10 +223,18 @@ def _special_call(
         return LabelFunction(name, plan_expr(args[0], ctx), tuple(_string_arg(a) for a in args[1:]))
     if name == "histogram_quantile":
         q = (plan_expr(args[0], ctx),)
-        return HistogramQuantile(name, plan_expr(args[1], ctx), q, tuple(a.pos for a in args))
+        return HistogramQuantile(
+            name, plan_expr(args[1], ctx), q, arg_pos=tuple(a.pos for a in args)
+        )
+    if name == "histogram_quantiles":
+        qs = tuple(plan_expr(a, ctx) for a in args[2:])
+        node = HistogramQuantile(name, plan_expr(args[0], ctx), qs, _string_arg(args[1]))
+        return dataclasses.replace(node, arg_pos=tuple(a.pos for a in args))
     if name == "histogram_fraction":
         params = (plan_expr(args[0], ctx), plan_expr(args[1], ctx))
-        return HistogramQuantile(name, plan_expr(args[2], ctx), params, tuple(a.pos for a in args))
+        return HistogramQuantile(
+            name, plan_expr(args[2], ctx), params, arg_pos=tuple(a.pos for a in args)
+        )
     return None
 
 

@@ -43,25 +43,28 @@ class HistogramQuantile(PlanNode):
     fn: str  # histogram_quantile | histogram_fraction
     input: PlanNode
     params_: tuple[PlanNode, ...] = ()
+    label: str = ""  # histogram_quantiles: the label that carries the quantile
     arg_pos: tuple[PosRange, ...] = field(default=(), compare=False)  # of the call's args
 
     INPUTS = ("params_", "input")
 
     def params(self):
-        return [("fn", self.fn)]
+        return [("fn", self.fn), *([("label", self.label)] if self.label else [])]
+
+    def _hist_pos(self) -> PosRange | None:
+        """Position of the histogram argument (first for histogram_quantiles, else last)."""
+        return self._pos(0 if self.fn == "histogram_quantiles" else -1)
 
     def _pos(self, index: int) -> PosRange | None:
         return self.arg_pos[index] if -len(self.arg_pos) <= index < len(self.arg_pos) else None
 
     def check(self) -> None:
         require_type(self, self.input, ValueType.VECTOR)
-        want = 1 if self.fn == "histogram_quantile" else 2
-        if len(self.params_) != want:
+        want = {"histogram_quantile": 1, "histogram_fraction": 2}.get(self.fn, len(self.params_))
+        if len(self.params_) != want or not self.params_:
             raise PlanError(f"{self.fn} takes {want} scalar parameter(s)")
 
     def execute(self, ex: Executor, grid: Grid) -> InstantVector:
-        from udfs import histogram
-
         scalars = []
         for p in self.params_:
             sv = ex.run(p, grid)
@@ -69,29 +72,51 @@ class HistogramQuantile(PlanNode):
             scalars.append(sv.values)
         vec = ex.run(self.input, grid)
         assert isinstance(vec, InstantVector)
-        if self.fn == "histogram_quantile":
-            _quantile_warning(ex, scalars[0], self._pos(0))
+        if self.fn != "histogram_fraction":
+            for i, q in enumerate(scalars):
+                _quantile_warning(ex, q, self._pos(0 if self.fn == "histogram_quantile" else i + 2))
         buckets = self._buckets(ex, vec)
         if buckets is None:
             return InstantVector.empty(grid.n_steps)
+        if self.fn == "histogram_quantiles":
+            parts = [
+                self._one(
+                    ex, grid, vec, buckets, [np.full(grid.n_steps, v)], (self.label, v), _same(q, v)
+                )
+                for q in scalars
+                for v in np.unique(q).tolist()
+            ]
+            return merge_same_labels(_concat(parts, grid.n_steps))
+        return merge_same_labels(self._one(ex, grid, vec, buckets, scalars, None, None))
+
+    def _one(self, ex, grid, vec, buckets, scalars, extra, step_mask) -> InstantVector:
+        """The kernel over all groups and steps; ``extra`` adds ``(label, q)`` to every group."""
+        from udfs import histogram
+
         rows, upper, gids, groups = buckets
         counts, bucket_present = vec.values[rows], vec.present[rows]
         group_offsets = np.searchsorted(gids, np.arange(len(groups) + 1)).astype(np.int64)
-        kernel = getattr(histogram, self.fn)
-        out, present = kernel(*scalars, upper, counts, group_offsets, bucket_present)
+        name = "histogram_fraction" if self.fn == "histogram_fraction" else "histogram_quantile"
+        out, present = getattr(histogram, name)(
+            *scalars, upper, counts, group_offsets, bucket_present
+        )
         present = np.asarray(present, dtype=bool)
+        if step_mask is not None:
+            present = present & step_mask[None, :]
         delayed = ex.options.delayed_name_removal
-        if self.fn == "histogram_quantile":
+        if name == "histogram_quantile":
             self._monotonicity_infos(ex, grid, groups, group_offsets, upper, counts, bucket_present)
         labels = list(groups) if delayed else [drop_name(ls) for ls in groups]
+        if extra is not None:
+            text = format_openmetrics_float(extra[1])
+            labels = [tuple(sorted({**dict(ls), extra[0]: text}.items())) for ls in labels]
         result = InstantVector(
             labels,
             np.where(present, np.asarray(out, np.float64), 0.0),
             present,
             np.ones(len(labels), dtype=bool) if delayed else None,
         )
-        keep = np.nonzero(present.any(axis=1))[0]
-        return merge_same_labels(result.select(keep))
+        return result.select(np.nonzero(present.any(axis=1))[0])
 
     def _buckets(self, ex: Executor, vec: InstantVector):
         """Valid bucket rows sorted by (group, upper bound); warns on a bad ``le``."""
@@ -99,7 +124,9 @@ class HistogramQuantile(PlanNode):
         seen = vec.present.any(axis=1)
         for i, b in enumerate(bounds):
             if b is None and seen[i]:
-                ex.warn(_bad_bucket(vec.labels[i], ex.options.delayed_name_removal), self._pos(-1))
+                ex.warn(
+                    _bad_bucket(vec.labels[i], ex.options.delayed_name_removal), self._hist_pos()
+                )
         rows = np.array([i for i, b in enumerate(bounds) if b is not None], dtype=np.int64)
         if rows.size == 0:
             return None
@@ -117,7 +144,7 @@ class HistogramQuantile(PlanNode):
             if found is None:
                 continue
             name = (metric_name(labels) or "") if ex.options.delayed_name_removal else ""
-            pos = self._pos(-1)
+            pos = self._hist_pos()
             ex.info(found.message(name, ex.position(pos) if pos else None))
 
 
@@ -132,3 +159,40 @@ def _quantile_warning(ex: Executor, q: np.ndarray, pos: PosRange | None) -> None
     bad = q[(q < 0) | (q > 1) | np.isnan(q)]
     if bad.size:
         ex.warn(f"{QUANTILE_WARNING}, got {go_g(float(bad[0]))}", pos)
+
+
+def _concat(parts: list[InstantVector], k: int) -> InstantVector:
+    parts = [p for p in parts if p.n_series]
+    if not parts:
+        return InstantVector.empty(k)
+    drop = None
+    if any(p.drop_name is not None for p in parts):
+        drop = np.concatenate([p.drop_mask() for p in parts])
+    return InstantVector(
+        [ls for p in parts for ls in p.labels],
+        np.concatenate([p.values for p in parts]),
+        np.concatenate([p.present for p in parts]),
+        drop,
+    )
+
+
+def format_openmetrics_float(v: float) -> str:
+    """Prometheus ``labels.FormatOpenMetricsFloat``: ``0.0``, ``1.0``, ``0.25``, ``+Inf``."""
+    if v != v:
+        return "NaN"
+    if v in (float("inf"), float("-inf")):
+        return "+Inf" if v > 0 else "-Inf"
+    text = repr(float(v))  # Go 'g' -1 and Python repr agree on the shortest digits
+    if "e" in text:
+        mantissa, exp = text.split("e")
+        text = (
+            f"{mantissa}e{exp[0]}{exp[1:].zfill(2)}"
+            if exp[0] in "+-"
+            else f"{mantissa}e+{exp.zfill(2)}"
+        )
+        return text
+    return text if "." in text else text + ".0"
+
+
+def _same(q: np.ndarray, v: float) -> np.ndarray:
+    return np.isnan(q) if v != v else q == v
