@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -147,17 +146,26 @@ def format_timestamps(timestamps: np.ndarray) -> list[str]:
 
 
 def _matrix(rows: list[SeriesResult]) -> str:
-    """All series' points formatted in one pass, then cut per series."""
+    """All series' points formatted in one pass, then cut per series.
+
+    The point list is assembled by interleaving (slice assignment) and one ``join`` per series,
+    so no Python code runs per point.
+    """
     if not rows:
         return "[]"
     ts = format_timestamps(np.concatenate([np.asarray(s.timestamps) for s in rows]))
     vs = format_values(np.concatenate([np.asarray(s.values, dtype=np.float64) for s in rows]))
-    pairs = list(map(str.__add__, map(str.__add__, ts, repeat(_QUOTE_SEP, len(ts))), vs))
+    n = len(ts)
+    pieces: list[str] = [""] * (4 * n)
+    pieces[0::4] = ts
+    pieces[1::4] = [_QUOTE_SEP] * n
+    pieces[2::4] = vs
+    pieces[3::4] = ['"],['] * n
     parts = []
     start = 0
     for s in rows:
         end = start + len(s.values)
-        points = "[" + '"],['.join(pairs[start:end]) + '"]' if end > start else ""
+        points = "[" + "".join(pieces[4 * start : 4 * end - 1]) + '"]' if end > start else ""
         parts.append(f'{{"metric":{labels_json(s.labels)},"values":[{points}]}}')
         start = end
     return "[" + ",".join(parts) + "]"
