@@ -129,6 +129,37 @@ def _kahan_fold(
     return np.where(seen, out, np.nan), seen
 
 
+def _kahan_by_prefix(
+    values: np.ndarray, present: np.ndarray, layout: GroupLayout
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """Upstream's sequential Kahan sum per (group, step) without a loop over series.
+
+    Kahan–Neumaier's running sum is the plain running sum, so ``np.cumsum`` along the series
+    axis (sequential, same rounding) gives every intermediate sum; each step's compensation term
+    is then a vectorized Fast2Sum error, and their sequential sum is upstream's ``c``. Groups are
+    padded to a cube; returns None when padding would be wasteful (unbalanced groups).
+    Returns ``(sum, compensation, count, overflowed)`` per (group, step).
+    """
+    n_series, n_steps = values.shape
+    n_groups = layout.sizes.shape[0]
+    width = int(layout.sizes.max()) if n_groups else 0
+    if width < 2 or n_groups * width > 4 * n_series + 1024:
+        return None
+    gid_sorted = np.repeat(np.arange(n_groups), layout.sizes)
+    rank = np.arange(n_series) - layout.starts[gid_sorted]
+    cube = np.zeros((n_groups, width, n_steps))
+    cube[gid_sorted, rank] = np.where(present, values, 0.0)[layout.order]
+    with np.errstate(invalid="ignore", over="ignore"):
+        run = np.cumsum(cube, axis=1)
+        prev, x, t = run[:, :-1], cube[:, 1:], run[:, 1:]
+        big = np.abs(prev) >= np.abs(x)
+        err = np.where(big, (prev - t) + x, (x - t) + prev)
+        err[~np.isfinite(t)] = 0.0  # upstream resets c on overflow; the sum is then ±Inf/NaN
+        comp = np.add.reduce(err, axis=1)  # reduced axis is not innermost: sequential
+    count = layout.reduce(np.add, present.astype(np.float64), 0.0)
+    return run[:, -1], comp, count, np.isinf(run).any(axis=1)
+
+
 def sum_(values: np.ndarray, present: np.ndarray, group_ids: np.ndarray, n_groups: int) -> Result:
     layout = GroupLayout.of(group_ids, n_groups)
     data = np.where(present, values, 0.0)
@@ -136,7 +167,13 @@ def sum_(values: np.ndarray, present: np.ndarray, group_ids: np.ndarray, n_group
         # All partial sums exact: Kahan's compensation stays 0, order does not matter.
         seen = _seen(present, layout)
         return np.where(seen, layout.reduce(np.add, data, 0.0), np.nan), seen
-    return _kahan_fold(values, present, layout, values.shape[1], mean=False)
+    fast = _kahan_by_prefix(values, present, layout)
+    if fast is None:
+        return _kahan_fold(values, present, layout, values.shape[1], mean=False)
+    total, comp, count, _ = fast
+    seen = count > 0
+    with np.errstate(invalid="ignore"):
+        return np.where(seen, total + comp, np.nan), seen
 
 
 def avg(values: np.ndarray, present: np.ndarray, group_ids: np.ndarray, n_groups: int) -> Result:
@@ -148,7 +185,27 @@ def avg(values: np.ndarray, present: np.ndarray, group_ids: np.ndarray, n_groups
         with np.errstate(invalid="ignore", divide="ignore"):
             out = layout.reduce(np.add, data, 0.0) / n
         return np.where(seen, out, np.nan), seen
-    return _kahan_fold(values, present, layout, values.shape[1], mean=True)
+    fast = _kahan_by_prefix(values, present, layout)
+    if fast is None:
+        return _kahan_fold(values, present, layout, values.shape[1], mean=True)
+    total, comp, count, overflowed = fast
+    seen = count > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = total / count + comp / count
+    redo = np.flatnonzero(overflowed.any(axis=1))
+    if redo.shape[0]:
+        # Overflow switches upstream to an incremental mean: fold those groups exactly.
+        rows = np.flatnonzero(np.isin(group_ids, redo))
+        local = np.searchsorted(redo, np.asarray(group_ids)[rows])
+        sub, _ = _kahan_fold(
+            values[rows],
+            present[rows],
+            GroupLayout.of(local, redo.shape[0]),
+            values.shape[1],
+            mean=True,
+        )
+        out[redo] = sub
+    return np.where(seen, out, np.nan), seen
 
 
 def _welford(
@@ -217,18 +274,22 @@ def _k_per_step(k: np.ndarray, n_steps: int, n_series: int) -> np.ndarray:
     return np.minimum(ki, n_series)
 
 
-def _rank_in_group(keys: list[np.ndarray], group_ids: np.ndarray) -> np.ndarray:
-    """Per step, each series' 0-based rank within its group after a stable multi-key sort.
+def _sortable(values: np.ndarray) -> np.ndarray:
+    """int64 keys ordered like the floats (``-0`` equal to ``0``); NaN must be masked by caller."""
+    with np.errstate(invalid="ignore"):
+        bits = (np.where(np.isnan(values), 0.0, values) + 0.0).view(np.int64)
+    return np.where(bits < 0, bits ^ np.int64(0x7FFFFFFFFFFFFFFF), bits)
 
-    ``keys`` are [n_series, n_steps] arrays, most significant last (``np.lexsort`` order).
-    """
-    n_series, n_steps = keys[0].shape
-    gid = np.broadcast_to(np.asarray(group_ids, dtype=np.int64)[:, None], (n_series, n_steps))
-    order = np.broadcast_to(np.arange(n_series)[:, None], (n_series, n_steps))
-    for key in [*keys, gid]:  # successive stable sorts == lexsort, column-wise
-        k = np.take_along_axis(key, order, axis=0)
-        order = np.take_along_axis(order, np.argsort(k, axis=0, kind="stable"), axis=0)
-    g_sorted = np.take_along_axis(gid, order, axis=0)
+
+def _rank_in_group(key: np.ndarray, group_ids: np.ndarray) -> np.ndarray:
+    """Per step, each series' 0-based rank within its group by ``key`` (ties: input order)."""
+    n_series, n_steps = key.shape
+    order = np.argsort(key, axis=0, kind="stable")
+    gid = np.asarray(group_ids, dtype=np.int64)
+    small = gid.astype(np.int16) if gid.max(initial=0) < 2**15 else gid  # radix-sortable
+    g_perm = small[order]
+    order = np.take_along_axis(order, np.argsort(g_perm, axis=0, kind="stable"), axis=0)
+    g_sorted = gid[order]
     pos = np.broadcast_to(np.arange(n_series)[:, None], (n_series, n_steps))
     new_group = np.ones((n_series, n_steps), dtype=bool)
     new_group[1:] = g_sorted[1:] != g_sorted[:-1]
@@ -244,11 +305,14 @@ def _select_k(
     n_series, n_steps = values.shape
     if n_series == 0:
         return np.zeros((0, n_steps), dtype=bool)
-    nan = np.isnan(values)
-    # Tier: real numbers first, NaN after them (upstream evicts NaN first), absent last.
-    tier = np.where(~present, 2, np.where(nan, 1, 0))
-    v = np.where(nan | ~present, 0.0, values)
-    rank = _rank_in_group([-v if descending else v, tier], group_ids)
+    key = _sortable(values)
+    if descending:
+        key = ~key  # reverses the order without overflow
+    # Real numbers first, NaN after them (upstream evicts NaN first), absent last.
+    top = np.iinfo(np.int64).max
+    key = np.where(np.isnan(values), top - 1, key)
+    key = np.where(present, key, top)
+    rank = _rank_in_group(key, group_ids)
     return present & (rank < _k_per_step(k, n_steps, n_series)[None, :])
 
 
@@ -272,7 +336,7 @@ def limitk(
     n_series, n_steps = values.shape
     if n_series == 0:
         return np.zeros((0, n_steps), dtype=bool)
-    rank = _rank_in_group([(~present).astype(np.int8)], group_ids)
+    rank = _rank_in_group((~present).astype(np.int64), group_ids)
     return present & (rank < _k_per_step(k, n_steps, n_series)[None, :])
 
 

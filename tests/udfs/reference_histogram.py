@@ -97,7 +97,7 @@ def bucket_fraction(lower: float, upper: float, buckets: list[Bucket]) -> float:
         def interp(v: float, lb=lb, ub=ub, c=c, rank=rank) -> float:
             if lb == -math.inf:
                 return c
-            return rank + (c - rank) * _div(v - lb, ub - lb)
+            return rank + _div((c - rank) * (v - lb), ub - lb)
 
         if not lo_set and lb >= lower:
             lo_rank, lo_set = rank, True

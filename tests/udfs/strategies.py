@@ -8,7 +8,23 @@ from hypothesis import strategies as st
 from udfs.range_array import RangeArray
 from udfs.windows import range_windows
 
-NASTY = [0.0, -0.0, 1.0, -1.0, 1e100, -1e100, 1e-300, np.inf, -np.inf, np.nan, 0.1, 0.2, 3.0]
+NASTY = [
+    0.0,
+    -0.0,
+    1.0,
+    -1.0,
+    1e100,
+    -1e100,
+    1e-300,
+    1.7e308,
+    -1.7e308,
+    np.inf,
+    -np.inf,
+    np.nan,
+    0.1,
+    0.2,
+    3.0,
+]
 
 value_st = st.one_of(
     st.integers(-5, 50).map(float),

@@ -41,12 +41,20 @@ def _check(got, want):
     assert_same(g[gp], list(w[wp]), np.ones(int(wp.sum()), dtype=bool))
 
 
+@pytest.mark.parametrize("path", ["prefix", "fold"])
 @pytest.mark.parametrize("op", sorted(OPS))
 @settings(max_examples=80, deadline=None)
 @given(m=matrix_st())
-def test_aggregation_matches_upstream_fold_bit_for_bit(op, m):
+def test_aggregation_matches_upstream_fold_bit_for_bit(op, path, m):
     vals, present, gids, n_groups = m
-    _check(OPS[op](vals, present, gids, n_groups), aggregate(op, vals, present, gids, n_groups))
+    original = agg._kahan_by_prefix
+    if path == "fold":  # force the rank-by-rank fold instead of the cumsum formulation
+        agg._kahan_by_prefix = lambda *a: None
+    try:
+        got = OPS[op](vals, present, gids, n_groups)
+    finally:
+        agg._kahan_by_prefix = original
+    _check(got, aggregate(op, vals, present, gids, n_groups))
 
 
 @settings(max_examples=80, deadline=None)
