@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import struct
+import threading
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,22 @@ from precompute.accumulators.base import (
 from precompute.accumulators.keyed import TableMap
 from precompute.accumulators.keyhash import row_columns
 
+_CELL_MAPS: dict[tuple[int, int, int], tuple[object, TableMap]] = {}
+_CELL_MAPS_LOCK = threading.Lock()
+
+
+def _shared_cell_map(table: object, depth: int, width: int) -> TableMap:
+    """One cell cache per (key table, shape), shared by every pane of an aggregation, so a key is
+    hashed once per worker rather than once per pane. Holds the table so its id stays unique."""
+    slot = (id(table), depth, width)
+    with _CELL_MAPS_LOCK:
+        found = _CELL_MAPS.get(slot)
+        if found is None or found[0] is not table:
+            if len(_CELL_MAPS) >= 256:  # tables of removed aggregations: start over
+                _CELL_MAPS.clear()
+            found = _CELL_MAPS[slot] = (table, TableMap(width=depth))
+        return found[1]
+
 
 class CountMinSketchAccumulator(Accumulator):
     type_name = "CountMinSketch"
@@ -35,7 +52,6 @@ class CountMinSketchAccumulator(Accumulator):
         self.depth, self.width, self.count_only = depth, width, count_only
         self.table = np.zeros(depth * width, dtype=np.float64)
         self.total = 0.0
-        self._cell_map = TableMap(width=depth)
 
     def _cells(self, keys: list[Key]) -> np.ndarray:
         offsets = (np.arange(self.depth, dtype=np.int64) * self.width)[:, None]
@@ -49,7 +65,8 @@ class CountMinSketchAccumulator(Accumulator):
         weights = np.ones(values.shape[0]) if self.count_only else np.asarray(values, np.float64)
         per_key = np.bincount(inverse, weights=weights, minlength=uniq.shape[0])
         # Cells per key id of the caller's key table are hashed once, then gathered.
-        cells = self._cell_map.lookup(keys, uniq, lambda ks: self._cells(ks).T).T
+        cell_map = _shared_cell_map(keys, self.depth, self.width)
+        cells = cell_map.lookup(keys, uniq, lambda ks: self._cells(ks).T).T
         self.table += np.bincount(
             cells.ravel(), weights=np.tile(per_key, self.depth), minlength=self.table.shape[0]
         )
