@@ -81,11 +81,10 @@ def test_info_annotations_are_returned_next_to_the_data(client: Client) -> None:
     r = client.get("/api/v1/query", [("query", "rate(temperature[5m])"), ("time", "300")])
     assert r.status == 200
     body = r.json()
-    (info,) = body["infos"]
-    assert info.startswith(
+    assert body["infos"] == [
         "PromQL info: metric might not be a counter, name does not end in "
-        '_total/_sum/_count/_bucket: "temperature"'
-    )
+        '_total/_sum/_count/_bucket: "temperature" (1:6)'
+    ]
     assert "warnings" not in body
 
 
