@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from promql import ParseError, ParserOptions, parse
 
@@ -160,3 +162,72 @@ def test_parse_error_carries_position_and_bad_data_error_type() -> None:
 )
 def test_experimental_syntax_parses_when_enabled(text: str) -> None:
     parse(text, ParserOptions(experimental=True))
+
+
+_FRAGMENTS = [
+    "sum",
+    "by",
+    "(",
+    ")",
+    "{",
+    "}",
+    "[",
+    "]",
+    "5m",
+    ":",
+    "1",
+    '"a"',
+    "'b'",
+    "`c`",
+    "x",
+    "a:b",
+    "+",
+    "-",
+    "*",
+    "^",
+    "==",
+    "=~",
+    "!~",
+    "=",
+    "<",
+    "</",
+    ",",
+    "offset",
+    "@",
+    "start()",
+    "bool",
+    "on",
+    "group_left",
+    "and",
+    "topk",
+    "rate",
+    "inf",
+    "fill(1)",
+    "step()",
+    "#c\n",
+    " ",
+    "\\",
+    "1h30m",
+    "5mm",
+    "0x",
+    "__name__",
+    "count_values",
+    "info",
+    "anchored",
+    "min_of",
+]
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(st.sampled_from(_FRAGMENTS), min_size=1, max_size=10).map("".join),
+    st.booleans(),
+)
+def test_any_input_either_parses_or_raises_a_positioned_parse_error(
+    text: str, experimental: bool
+) -> None:
+    try:
+        parse(text, ParserOptions(experimental=experimental))
+    except ParseError as exc:
+        assert 0 <= exc.pos.start <= len(text)
+        assert str(exc).startswith(f"{exc.position.line}:{exc.position.column}: parse error: ")
