@@ -310,6 +310,7 @@ def storage_cases(tmp: Path, n_series: int) -> dict[str, float]:
     disk = Storage.open(tmp / "scan")
     # 3.5 h of data: the head then spans over 1.5 block durations, the first 2 h become a block.
     fill(disk, n_series, t0, t0 + 7 * hour // 2, step)
+    disk.wait_for_maintenance()  # the cut to blocks runs in the background
     stats = disk.stats()
     out["block_scan"], out["block_scan_samples"] = select_rate(disk, t0, t0 + 2 * hour - 1)
     out["disk_bytes_per_sample"] = (
