@@ -182,6 +182,7 @@ class Block:
         self.series_maxt = table.column("maxt").to_numpy()
         self._reader = ipc.open_file(pa.memory_map(str(path / "chunks.arrow")))
         self._read_lock = threading.Lock()
+        self._disk_bytes = sum(p.stat().st_size for p in path.iterdir())
         self.global_ids = np.zeros(0, dtype=_I64)
         self._by_global = np.zeros(0, dtype=_I64)
         self._by_global_local = np.zeros(0, dtype=_I64)
@@ -194,7 +195,7 @@ class Block:
         return [tuple((k, v) for k, v in orjson.loads(s)) for s in self._labels_json]
 
     def disk_bytes(self) -> int:
-        return sum(p.stat().st_size for p in self.path.iterdir())
+        return self._disk_bytes
 
     def bind(self, index: LabelIndex) -> None:
         """Intern this block's series (labels were validated when first written)."""

@@ -310,8 +310,9 @@ class Storage:
         maxt_ms: int | None = None,
     ) -> list[str]:
         ids = self._present_ids(matcher_sets, mint_ms, maxt_ms)
-        if ids.shape[0] == len(self._index):
-            return self._index.label_names()
+        with self._lock:
+            if ids.shape[0] == len(self._index):
+                return self._index.label_names()
         names = {name for lab in self._index.labels_of(ids.tolist()) for name, _ in lab}
         return sorted(names)
 
@@ -323,8 +324,9 @@ class Storage:
         maxt_ms: int | None = None,
     ) -> list[str]:
         ids = self._present_ids(matcher_sets, mint_ms, maxt_ms)
-        if ids.shape[0] == len(self._index):
-            return self._index.label_values(name)
+        with self._lock:
+            if ids.shape[0] == len(self._index):
+                return self._index.label_values(name)
         values = {v for lab in self._index.labels_of(ids.tolist()) for n, v in lab if n == name}
         return sorted(values)
 
