@@ -177,10 +177,14 @@ async def handle_query(request: web.Request) -> web.StreamResponse:
         o = p.options
         if o.explain or o.analyze:
             return await _explain(request, api, o, p.time_ms, p.time_ms, 0)
-        tree = _parse(o.query, wrap=True)
+        # Parsed here for a fast 400 without taking a query slot; the engine gets the text so
+        # that annotation positions (``(1:6)``) can be rendered, as Prometheus does.
+        _parse(o.query, wrap=True)
         engine = api.engine_for(_timeout(api, o))
         rendered, queued, took = await api.run(
-            lambda: _rendered(engine.instant_query(tree, p.time_ms, lookback_ms=o.lookback_ms), o),
+            lambda: _rendered(
+                engine.instant_query(o.query, p.time_ms, lookback_ms=o.lookback_ms), o
+            ),
             _timeout(api, o),
         )
         return _result_response(request, rendered, o, queued, took)
@@ -194,12 +198,14 @@ async def handle_query_range(request: web.Request) -> web.StreamResponse:
         o = p.options
         if o.explain or o.analyze:
             return await _explain(request, api, o, p.start_ms, p.end_ms, p.step_ms)
-        tree = _parse(o.query, wrap=True)
+        # Parsed here for a fast 400 without taking a query slot; the engine gets the text so
+        # that annotation positions (``(1:6)``) can be rendered, as Prometheus does.
+        _parse(o.query, wrap=True)
         engine = api.engine_for(_timeout(api, o))
         rendered, queued, took = await api.run(
             lambda: _rendered(
                 engine.range_query(
-                    tree, p.start_ms, p.end_ms, p.step_ms, lookback_ms=o.lookback_ms
+                    o.query, p.start_ms, p.end_ms, p.step_ms, lookback_ms=o.lookback_ms
                 ),
                 o,
             ),
@@ -313,11 +319,11 @@ def _parse(query: str, *, wrap: bool) -> Any:
 async def _explain(
     request: web.Request, api: QueryAPI, o: QueryOptions, start: int, end: int, step: int
 ) -> web.StreamResponse:
-    tree = _parse(o.query, wrap=True)
+    _parse(o.query, wrap=True)
     engine = api.engine_for(_timeout(api, o))
 
     def work() -> tuple[Any, tuple[str, list, list] | None]:
-        explained = engine.explain(tree, start, end, step, analyze=o.analyze)
+        explained = engine.explain(o.query, start, end, step, analyze=o.analyze)
         parts = _result_parts(explained.result, o) if o.analyze else None
         return explained, parts
 
