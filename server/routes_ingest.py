@@ -66,6 +66,12 @@ async def remote_write(request: web.Request) -> web.Response:
         raise UnsupportedMediaTypeError(
             f"unsupported Content-Type {media!r} for remote write (want application/x-protobuf)"
         )
+    proto = request.headers.get("Content-Type", "").partition("proto=")[2].split(";")[0].strip()
+    if proto and proto != "prometheus.WriteRequest":
+        raise UnsupportedMediaTypeError(
+            f"unsupported remote write message {proto!r}: Tidemark speaks remote write 1.0 "
+            "(prometheus.WriteRequest)"
+        )
     encoding = _encoding(request, "snappy")
     limit = request.app[CONFIG].max_decompressed_bytes
     decoder = request.app[DECODER]

@@ -106,6 +106,17 @@ BAD_REQUESTS = [
         "Content-Type",
     ),
     (
+        "remote-write-2.0",
+        "/api/v1/write",
+        snappy(GOOD),
+        {
+            **RW_HEADERS,
+            "Content-Type": "application/x-protobuf;proto=io.prometheus.write.v2.Request",
+        },
+        415,
+        "remote write 1.0",
+    ),
+    (
         "missing-name",
         "/api/v1/write",
         snappy(_with([("job", "x")])),
