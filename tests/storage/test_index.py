@@ -7,7 +7,7 @@ import pytest
 
 from promql.errors import BadDataError
 from promql.types import Matcher, MatchType
-from storage.index import LabelIndex, validate_labels
+from storage.index import LabelIndex, matcher_matches, validate_labels
 from tests.storage.helpers import lab
 
 SERIES = [
@@ -123,3 +123,15 @@ def test_sort_ids_orders_by_label_set(index):
 def test_malformed_label_sets_are_rejected(labels):
     with pytest.raises(BadDataError):
         validate_labels(labels)
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    ["api|db", "api|db|", "web", ".*", ".+", "a.i|db", "api|x|y", "", "|"],
+)
+@pytest.mark.parametrize("kind", ["=~", "!~"])
+def test_regex_fast_paths_agree_with_re2_on_every_series(index, pattern, kind):
+    matcher = m(kind, "job", pattern)
+    got = names(index, matcher)
+    expected = [s for s in SERIES if matcher_matches(matcher, dict(s).get("job", ""))]
+    assert got == expected
