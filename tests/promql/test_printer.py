@@ -20,6 +20,9 @@ CANONICAL = [
     ("sum by (on, bool) (x)", "sum by (on, bool) (x)"),
     ('sum by ("foo.bar") (x)', 'sum by ("foo.bar") (x)'),
     ("sum by (a:b) (x)", 'sum by ("a:b") (x)'),
+    # Prometheus 3 has no duplicate-label check for grouping or matching lists.
+    ("sum by (a, a) (x)", "sum by (a, a) (x)"),
+    ("x + on(a, a) y", "x + on (a, a) y"),
     # vector matching
     ("a+on(x)group_left(y)b", "a + on (x) group_left (y) b"),
     ("a - on() c", "a - on () c"),
