@@ -18,6 +18,7 @@ from planner.nodes.base import PlanError, PlanNode
 from planner.nodes.binary_join import BinaryJoin
 from planner.nodes.count_values import CountValues
 from planner.nodes.empty_metric import EmptyMetric
+from planner.nodes.extended_range import ANCHORED_FUNCTIONS, SMOOTHED_FUNCTIONS
 from planner.nodes.histogram_quantile import HistogramQuantile
 from planner.nodes.instant_function import InstantFunction
 from planner.nodes.instant_manipulate import InstantManipulate
@@ -34,7 +35,7 @@ from planner.nodes.subquery import Subquery
 from planner.nodes.timestamp import Timestamp
 from planner.stmt import EvalStmt
 from promql import ast
-from promql.errors import BadDataError
+from promql.errors import BadDataError, ExecutionError
 from promql.types import MatchType, ValueType
 from storage.model import METRIC_NAME, Labels
 
@@ -118,26 +119,28 @@ def _scan(vs: ast.VectorSelector, drop_stale: bool) -> PlanNode:
 
 
 def _instant_selector(vs: ast.VectorSelector, ctx: PlanContext, keep_ts: bool = False) -> PlanNode:
-    if vs.anchored or vs.smoothed:
-        raise BadDataError("anchored and smoothed selectors are not supported yet")
+    if vs.anchored:
+        raise BadDataError("anchored modifier is only allowed on range selectors")
     return InstantManipulate(
-        _scan(vs, drop_stale=False),
+        _scan(vs, drop_stale=vs.smoothed),
         ctx.lookback_ms,
         ctx.duration(vs.offset_expr, vs.offset_ms, allow_negative=True),
         ctx.resolve_at(vs.timestamp_ms, vs.start_or_end),
         keep_ts,
+        vs.smoothed,
     )
 
 
 def _range_selector(ms: ast.MatrixSelector, ctx: PlanContext) -> PlanNode:
     vs = ms.vector_selector
-    if vs.anchored or vs.smoothed:
-        raise BadDataError("anchored and smoothed selectors are not supported yet")
+    mode = "anchored" if vs.anchored else "smoothed" if vs.smoothed else ""
     return RangeManipulate(
         _scan(vs, drop_stale=True),
         ctx.duration(ms.range_expr, ms.range_ms, allow_negative=False),
         ctx.duration(vs.offset_expr, vs.offset_ms, allow_negative=True),
         ctx.resolve_at(vs.timestamp_ms, vs.start_or_end),
+        mode,
+        ctx.lookback_ms if mode else 0,
     )
 
 
@@ -177,6 +180,7 @@ def _call(call: ast.Call, ctx: PlanContext) -> PlanNode:
         return special
     range_index = next((i for i, a in enumerate(args) if a.type == ValueType.MATRIX), None)
     if range_index is not None:
+        _check_extended(name, args[range_index])
         rng = plan_expr(args[range_index], ctx)
         params = tuple(plan_expr(a, ctx) for i, a in enumerate(args) if i != range_index)
         if name == "absent_over_time":
@@ -186,6 +190,22 @@ def _call(call: ast.Call, ctx: PlanContext) -> PlanNode:
         return InstantFunction(name, EmptyMetric(ScalarCalc("time")))
     vec = plan_expr(args[0], ctx)
     return InstantFunction(name, vec, tuple(plan_expr(a, ctx) for a in args[1:]))
+
+
+def _check_extended(name: str, arg: ast.Expr) -> None:
+    """Only some functions accept anchored/smoothed windows (upstream's wording)."""
+    arg = _unwrap(arg)
+    if not isinstance(arg, ast.MatrixSelector):
+        return
+    vs = arg.vector_selector
+    for flag, word, allowed in (
+        (vs.anchored, "anchored", ANCHORED_FUNCTIONS),
+        (vs.smoothed, "smoothed", SMOOTHED_FUNCTIONS),
+    ):
+        if flag and name not in allowed:
+            raise ExecutionError(
+                f"{word} modifier can only be used with: {', '.join(allowed)} - not with {name}"
+            )
 
 
 def _special_call(

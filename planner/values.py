@@ -89,6 +89,11 @@ class RangeVector:
     ranges: RangeArray
     n_steps: int
     drop_name: np.ndarray | None = None
+    # Experimental anchored/smoothed windows: the windows are extended by the lookback delta;
+    # per window, the first sample after ``t - range`` and the first at or after ``t``.
+    mode: str = ""
+    gt_start: np.ndarray | None = None
+    ge_end: np.ndarray | None = None
 
     @property
     def n_series(self) -> int:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from planner.nodes.base import PlanError, PlanNode, require_type
+from planner.nodes.extended_range import smoothed_instant
 from planner.nodes.timing import describe_at, selector_times
 from planner.values import InstantVector, SeriesData
 from promql.types import ValueType
@@ -31,6 +32,7 @@ class InstantManipulate(PlanNode):
     offset_ms: int = 0
     at_ms: int | None = None
     keep_timestamps: bool = False
+    smoothed: bool = False  # experimental: interpolate at t (input without stale markers)
 
     INPUTS = ("input",)
 
@@ -39,6 +41,8 @@ class InstantManipulate(PlanNode):
         out += describe_at(self.offset_ms, self.at_ms)
         if self.keep_timestamps:
             out.append(("timestamps", True))
+        if self.smoothed:
+            out.append(("smoothed", True))
         return out
 
     def check(self) -> None:
@@ -53,6 +57,16 @@ class InstantManipulate(PlanNode):
         if data.n_series == 0 or k == 0:
             return InstantVector.empty(k)
         times = selector_times(grid, self.offset_ms, self.at_ms)
+        if self.smoothed:
+            values, present = smoothed_instant(
+                data.offsets, data.timestamps, data.values, times, self.lookback_ms
+            )
+            rows = np.nonzero(present.any(axis=1))[0]
+            return InstantVector(
+                [data.labels[i] for i in rows.tolist()],
+                np.where(present, values, 0.0)[rows],
+                present[rows],
+            )
         index, present = instant_lookback(data.offsets, data.timestamps, times, self.lookback_ms)
         index = np.where(present, index, 0)
         if data.n_samples == 0:

@@ -10,6 +10,7 @@ import numpy as np
 
 from planner.labels import with_names_dropped
 from planner.nodes.base import PlanError, PlanNode, require_type
+from planner.nodes.extended_range import anchored_from, extended_rate
 from planner.values import InstantVector, RangeVector, ScalarValue
 from promql.ast import PosRange
 from promql.types import ValueType
@@ -70,12 +71,15 @@ class RangeFunction(PlanNode):
             scalars.append(np.tile(sv.values, n))
         if n == 0:
             return InstantVector.empty(k)
-        kernel = kernel_for(range_functions, self.fn)
-        ranges = rv.ranges
-        if self.fn == "predict_linear":
-            # Upstream predicts relative to the evaluation step, not the (offset/@) window end.
-            ranges = dataclasses.replace(ranges, window_ends=np.tile(grid.times(), n))
-        values, present = kernel(ranges, *scalars)
+        if rv.mode:
+            values, present = _extended(self.fn, rv)
+        else:
+            kernel = kernel_for(range_functions, self.fn)
+            ranges = rv.ranges
+            if self.fn == "predict_linear":
+                # Upstream predicts relative to the evaluation step, not the (offset/@) window end.
+                ranges = dataclasses.replace(ranges, window_ends=np.tile(grid.times(), n))
+            values, present = kernel(ranges, *scalars)
         present = np.asarray(present, dtype=bool).reshape(n, k)
         values = np.where(present, np.asarray(values, dtype=np.float64).reshape(n, k), 0.0)
         keep = present.any(axis=1)
@@ -95,6 +99,19 @@ class RangeFunction(PlanNode):
         if drop is not None and ex.options.delayed_name_removal:
             return InstantVector(labels, out.values, out.present, np.ones(len(labels), bool))
         return with_names_dropped(out, ex.options.delayed_name_removal)
+
+
+def _extended(fn: str, rv: RangeVector) -> tuple[np.ndarray, np.ndarray]:
+    """rate/increase/delta/changes/resets over anchored or smoothed windows."""
+    from udfs import range_functions
+
+    assert rv.gt_start is not None and rv.ge_end is not None
+    if fn in ("changes", "resets"):
+        ranges, found = anchored_from(rv.ranges, rv.gt_start)
+        values, present = kernel_for(range_functions, fn)(ranges)
+        return values, np.asarray(present, dtype=bool) & found
+    smoothed = rv.mode == "smoothed"
+    return extended_rate(rv.ranges, rv.gt_start, rv.ge_end, smoothed, fn != "delta", fn == "rate")
 
 
 def _non_counter_info(ex: Executor, labels, pos: PosRange | None) -> None:

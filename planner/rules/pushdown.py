@@ -32,8 +32,8 @@ def _push(node: PlanNode, grid: Grid) -> PlanNode:
         if grid.n_steps == 0:  # an empty subquery grid reads nothing
             return node.map_inputs(lambda c: _set_range(c, 1, 0))
         times = selector_times(grid, node.offset_ms, node.at_ms)
-        width = node.lookback_ms if isinstance(node, InstantManipulate) else node.range_ms
-        mint, maxt = int(times.min()) - width + 1, int(times.max())
+        width, after = _reach(node)
+        mint, maxt = int(times.min()) - width + 1, int(times.max()) + after
         return node.map_inputs(lambda c: _set_range(c, mint, maxt))
     child_grid = grid
     if isinstance(node, Subquery):
@@ -41,6 +41,17 @@ def _push(node: PlanNode, grid: Grid) -> PlanNode:
     elif isinstance(node, StepInvariant):
         child_grid = single_step(grid)
     return node.map_inputs(lambda c: _push(c, child_grid))
+
+
+def _reach(node: InstantManipulate | RangeManipulate) -> tuple[int, int]:
+    """How far before and after each evaluation time a selector reads."""
+    if isinstance(node, InstantManipulate):
+        return node.lookback_ms, node.lookback_ms if node.smoothed else 0
+    if node.mode == "anchored":
+        return node.range_ms + node.lookback_ms, 0
+    if node.mode == "smoothed":
+        return node.range_ms + node.lookback_ms, node.lookback_ms
+    return node.range_ms, 0
 
 
 def pushdown(plan: PlanNode, grid: Grid) -> PlanNode:
