@@ -166,3 +166,35 @@ def test_delayed_name_removal_lets_series_differing_only_by_name_meet_in_an_aggr
         eager.instant_query(query, T)
     delayed = Engine(storage, EngineOptions(delayed_name_removal=True))
     assert as_dict(delayed.instant_query(query, T)) == {(("a", "1"),): [pytest.approx(2 / 15)]}
+
+
+@pytest.fixture
+def experimental(storage):
+    # metric 1+1x4 9+1x4 every 15s (upstream's PROM-52 data set)
+    values = [1.0, 2.0, 3.0, 4.0, 5.0, 9.0, 10.0, 11.0, 12.0, 13.0]
+    load(storage, {"metric": (every(15, 10), values)})
+    return Engine(storage, EngineOptions(experimental=True))
+
+
+def test_anchored_increase_takes_the_sample_before_the_window_and_does_not_extrapolate(
+    experimental,
+):
+    # window (20s, 80s]: anchor at 15s (2), last sample at 75s (9): 9 - 2 = 7
+    r = experimental.instant_query("increase(metric[1m] anchored)", 80_000)
+    assert as_dict(r) == {(): [pytest.approx(7.0)]}
+
+
+def test_smoothed_increase_interpolates_both_window_edges(experimental):
+    # at 20s, window (-40s, 20s]: left = 1 (first sample), right = 2 + (3-2) * 5/15
+    r = experimental.instant_query("increase(metric[1m] smoothed)", 20_000)
+    assert as_dict(r) == {(): [pytest.approx(1 + 1 / 3)]}
+
+
+def test_smoothed_instant_selector_interpolates_at_the_evaluation_time(experimental):
+    r = experimental.instant_query("metric smoothed", 20_000)
+    assert as_dict(r) == {(("__name__", "metric"),): [pytest.approx(2 + 1 / 3)]}
+
+
+def test_anchored_is_rejected_for_other_functions(experimental):
+    with pytest.raises(ExecutionError, match="anchored modifier can only be used with"):
+        experimental.instant_query("max_over_time(metric[1m] anchored)", 80_000)
