@@ -222,3 +222,17 @@ def test_rejections_are_counted_by_reason_in_metrics(server):
     assert 'tidemark_requests_rejected_total{reason="decompress"} 1' in text
     assert 'tidemark_ingest_samples_total{format="remote_write"} 1' in text
     assert "tidemark_storage_series 1" in text
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "headers"),
+    [
+        ("/api/v1/write", snappy(b""), RW_HEADERS),
+        ("/api/v1/import", b"", {}),
+        ("/api/v1/import/prometheus", b"# only a comment\n", {}),
+    ],
+)
+def test_empty_requests_succeed_and_store_nothing(server, path, body, headers):
+    client, storage = server
+    assert client.post(path, body, headers).status == 204
+    assert stored(storage) == []
