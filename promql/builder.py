@@ -54,7 +54,6 @@ class _BinMod:
     return_bool: bool
     matching: VectorMatching
     fill: tuple[float | None, float | None]
-    pos: PosRange
 
 
 def _pos(tok: Token) -> PosRange:
@@ -158,7 +157,7 @@ class Builder(Transformer):
     def bin_mod(self, children: list) -> _BinMod:
         bool_tok, matching, fills = children
         vm = matching if matching is not None else VectorMatching()
-        return _BinMod(bool_tok is not None, vm, fills or (None, None), PosRange(0, 0))
+        return _BinMod(bool_tok is not None, vm, fills or (None, None))
 
     def matching(self, children: list) -> VectorMatching:
         kind, labels, side = children
