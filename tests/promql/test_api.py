@@ -1,0 +1,49 @@
+"""The public surface other packages use: ``promql.parse``, ``promql.format``, errors, options."""
+
+from __future__ import annotations
+
+import promql
+from promql.ast import AggregateExpr, Call, MatrixSelector, VectorSelector
+from promql.errors import BadDataError
+from promql.types import Matcher, MatchType, ValueType
+
+
+def test_public_names_are_exported() -> None:
+    assert set(promql.__all__) == {"ParseError", "ParserOptions", "format", "parse"}
+    assert issubclass(promql.ParseError, BadDataError)
+
+
+def test_parse_returns_a_typed_tree_the_planner_can_walk() -> None:
+    expr = promql.parse('sum by (job) (rate(http_requests_total{code=~"5.."}[5m] offset 1m))')
+    assert isinstance(expr, AggregateExpr)
+    assert expr.type == ValueType.VECTOR
+    assert (expr.op, expr.grouping, expr.without) == ("sum", ("job",), False)
+    call = expr.expr
+    assert isinstance(call, Call) and call.func == "rate" and call.type == ValueType.VECTOR
+    matrix = call.args[0]
+    assert isinstance(matrix, MatrixSelector) and matrix.range_ms == 300_000
+    selector = matrix.vector_selector
+    assert isinstance(selector, VectorSelector)
+    assert selector.offset_ms == 60_000
+    # The written metric name is also the last matcher, as in Prometheus.
+    assert selector.matchers == (
+        Matcher(MatchType.REGEX, "code", "5.."),
+        Matcher(MatchType.EQUAL, "__name__", "http_requests_total"),
+    )
+
+
+def test_positions_locate_nodes_in_the_query_text() -> None:
+    text = "1 + rate(x[5m])"
+    expr = promql.parse(text)
+    call = expr.rhs
+    assert text[call.pos.start : call.pos.end] == "rate(x[5m])"
+
+
+def test_positions_do_not_take_part_in_equality() -> None:
+    assert promql.parse("rate(x[5m])") == promql.parse("  rate( x[ 5m ] )")
+
+
+def test_default_options_reject_experimental_syntax() -> None:
+    assert promql.ParserOptions() == promql.ParserOptions(experimental=False)
+    expr = promql.parse("limitk(2, x)", promql.ParserOptions(experimental=True))
+    assert promql.format(expr) == "limitk(2, x)"
