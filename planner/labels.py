@@ -14,8 +14,12 @@ from storage.model import METRIC_NAME, Labels
 DUPLICATE_LABELSET = "vector cannot contain metrics with the same labelset"
 
 
+# Prometheus' ``schema.IsMetadataLabel``: dropping "the name" drops the type and unit too.
+METADATA_LABELS = frozenset({METRIC_NAME, "__type__", "__unit__"})
+
+
 def drop_name(labels: Labels) -> Labels:
-    return tuple(p for p in labels if p[0] != METRIC_NAME)
+    return tuple(p for p in labels if p[0] not in METADATA_LABELS)
 
 
 def keep_only(labels: Labels, names: frozenset[str]) -> Labels:

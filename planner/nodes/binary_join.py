@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from planner.labels import drop_name, format_labels, group_ids, merge_same_labels
+from planner.labels import METADATA_LABELS, drop_name, format_labels, group_ids, merge_same_labels
 from planner.nodes.base import PlanError, PlanNode, require_type
 from planner.nodes.matching import signature, signature_ids
 from planner.values import InstantVector, ScalarValue
 from promql.ast import Cardinality, VectorMatching
 from promql.errors import ExecutionError
 from promql.types import ValueType
-from storage.model import METRIC_NAME, Labels
+from storage.model import Labels
 
 if TYPE_CHECKING:
     from planner.executor import Executor
@@ -269,7 +269,8 @@ def _result_labels(many: Labels, one: Labels, matching: VectorMatching, drop: bo
     """Prometheus ``resultMetric``: labels of the "many" side, adjusted by the matching."""
     out = dict(many)
     if drop:
-        out.pop(METRIC_NAME, None)
+        for name in METADATA_LABELS:
+            out.pop(name, None)
     if matching.card == Cardinality.ONE_TO_ONE:
         names = set(matching.matching_labels)
         if matching.on:
