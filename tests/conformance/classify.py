@@ -5,7 +5,9 @@
 - ``experimental``: Prometheus' experimental syntax and functions as the issue lists them —
   duration expressions (incl. ``start()``/``end()``/``range()``/``step()``), anchored/smoothed
   selectors, fill modifiers, ``info()``, ``limitk``/``limit_ratio``, type-and-unit labels and
-  start timestamps; plus anything the parser accepts only with experimental syntax enabled.
+  start timestamps, and the functions Prometheus marks experimental (``mad_over_time``,
+  ``sort_by_label``, ``ts_of_*_over_time``...); plus anything the parser accepts only with
+  experimental syntax enabled.
 - ``core``: everything else (the 95% acceptance bar).
 
 Decided from the parsed AST where possible; the text is used only when parsing fails.
@@ -96,6 +98,8 @@ def _experimental_reason(tree: Expr, text: str) -> str | None:
             return f"duration expression function {node.func}()"
         if isinstance(node, Call) and node.func == "info":
             return "info() function"
+        if isinstance(node, Call) and _experimental_function(node.func):
+            return f"experimental function {node.func}()"
         if isinstance(node, AggregateExpr) and node.op in _EXPERIMENTAL_AGGREGATIONS:
             return f"{node.op} aggregation"
         matching = getattr(node, "matching", None)
@@ -108,6 +112,13 @@ def _experimental_reason(tree: Expr, text: str) -> str | None:
     if _FILL.search(text):
         return "fill modifier"
     return None
+
+
+def _experimental_function(name: str) -> bool:
+    from udfs.registry import get_function
+
+    spec = get_function(name)
+    return spec is not None and spec.experimental
 
 
 def _text_reason(text: str) -> str | None:
