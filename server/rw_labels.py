@@ -13,6 +13,7 @@ error messages.
 from __future__ import annotations
 
 import re
+import sys
 
 import numba
 import numpy as np
@@ -111,9 +112,11 @@ def fast_label_sets(
     counts = (layout.lab_first[good + 1] - layout.lab_first[good]) * 2
     if len(parts) != int(counts.sum()) + 1 or _OTHER_ESCAPES.search(decoded):
         return result  # some string is not valid UTF-8: the careful path reports it
-    ends = np.cumsum(counts).tolist()
+    # All (name, value) pairs in one C-level pass; names interned (few distinct, many series).
+    pairs = list(zip(map(sys.intern, parts[0:-1:2]), parts[1::2], strict=True))
+    ends = np.cumsum(counts // 2).tolist()
     starts = [0, *ends[:-1]]
     positions = np.flatnonzero(ok == 1).tolist()
     for pos, a, b in zip(positions, starts, ends, strict=True):
-        result[pos] = tuple(zip(parts[a:b:2], parts[a + 1 : b : 2], strict=True))
+        result[pos] = tuple(pairs[a:b])
     return result
