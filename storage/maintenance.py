@@ -125,10 +125,12 @@ class Maintenance:
     # -- cutting -------------------------------------------------------------------------------
 
     def _plan_cut(self) -> _CutPlan | None:
-        db = self.db
         boundary = self.cut_boundary()
-        if boundary is None:
-            return None
+        return None if boundary is None else self._plan_cut_at(boundary)
+
+    def _plan_cut_at(self, boundary: int) -> _CutPlan:
+        """Pin the head's segments and rotate the WAL for a cut at ``boundary`` (lock held)."""
+        db = self.db
         db._head.freeze()
         segments = tuple(db._head.segments)
         db._head.pinned = len(segments)
