@@ -288,8 +288,11 @@ async def _form(request: web.Request) -> dict[str, str]:
 
 
 def _timeout(api: QueryAPI, o: QueryOptions) -> float:
-    if o.timeout_s is None or o.timeout_s <= 0:
+    if o.timeout_s is None:
         return api.config.timeout_s
+    if o.timeout_s <= 0:
+        # Prometheus sets a deadline that has already passed: the query gate gives up at once.
+        raise QueryTimeoutError("query timed out in query queue")
     return min(o.timeout_s, api.config.timeout_s)
 
 

@@ -379,6 +379,12 @@ def test_query_timeout_gives_timeout_error_and_server_keeps_answering(query_serv
     assert c.get("/api/v1/query", [("query", "temperature"), ("time", "1")]).status == 200
 
 
+def test_zero_timeout_times_out_at_once(client: Client) -> None:
+    r = client.get("/api/v1/query", [("query", "temperature"), ("timeout", "0")])
+    assert r.status == 503
+    assert r.json()["error"] == "query timed out in query queue"
+
+
 def test_queries_beyond_max_concurrency_wait_in_the_queue_until_their_timeout(
     query_server_factory,
 ) -> None:
