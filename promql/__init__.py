@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from promql.ast import Expr
 from promql.errors import ParseError
-from promql.parser import ParserOptions, parse
+from promql.parser import ParserOptions, parse, parse_metric_selector
 from promql.printer import format_expr
 
 
@@ -21,4 +21,4 @@ def format(expr: Expr) -> str:
     return format_expr(expr)
 
 
-__all__ = ["ParseError", "ParserOptions", "format", "parse"]
+__all__ = ["ParseError", "ParserOptions", "format", "parse", "parse_metric_selector"]

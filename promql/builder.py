@@ -115,6 +115,9 @@ class Builder(Transformer):
     def start(self, children: list) -> Expr:
         return children[0]
 
+    def metric_selector(self, children: list) -> VectorSelector:
+        return children[0]
+
     # --- operators --------------------------------------------------------------------------
 
     def signed(self, children: list) -> _Signed:

@@ -22,8 +22,9 @@ from promql.ast import Expr, PosRange
 from promql.builder import Builder, ParserOptions
 from promql.errors import ParseError
 from promql.syntax_errors import SemanticError, translate
+from promql.types import Matcher
 
-__all__ = ["ParserOptions", "parse"]
+__all__ = ["ParserOptions", "parse", "parse_metric_selector"]
 
 _GRAMMAR = Path(__file__).with_name("grammar.lark")
 
@@ -107,6 +108,7 @@ def _lark(options: ParserOptions) -> Lark:
                     parser="lalr",
                     lexer="contextual",
                     maybe_placeholders=True,
+                    start=["start", "metric_selector"],
                     transformer=Builder(options),
                     lexer_callbacks={"IDENTIFIER": _keyword_or_identifier},
                     cache=_cache_file(),
@@ -121,7 +123,7 @@ def parse(text: str, options: ParserOptions | None = None) -> Expr:
     if not text.strip() or _only_comments(text):
         raise ParseError("no expression found in input", PosRange(0, 0), text)
     try:
-        expr = _lark(opts).parse(text)
+        expr = _lark(opts).parse(text, start="start")
     except SemanticError as exc:
         raise ParseError(exc.message, exc.pos, text) from None
     except UnexpectedInput as exc:
@@ -132,6 +134,22 @@ def parse(text: str, options: ParserOptions | None = None) -> Expr:
     except SemanticError as exc:
         raise ParseError(exc.message, exc.pos, text) from None
     return expr
+
+
+def parse_metric_selector(text: str) -> tuple[Matcher, ...]:
+    """Matchers of a lone series selector (``match[]``), as Prometheus' ``ParseMetricSelector``.
+
+    Only a vector selector is accepted (no offset, @, range or operator). As upstream, no type
+    check runs here: callers decide whether an all-empty selector is acceptable.
+    """
+    try:
+        selector = _lark(ParserOptions()).parse(text, start="metric_selector")
+    except SemanticError as exc:
+        raise ParseError(exc.message, exc.pos, text) from None
+    except UnexpectedInput as exc:
+        message, pos = translate(text, exc)
+        raise ParseError(message, pos, text) from None
+    return selector.matchers
 
 
 def _only_comments(text: str) -> bool:

@@ -9,7 +9,13 @@ from promql.types import Matcher, MatchType, ValueType
 
 
 def test_public_names_are_exported() -> None:
-    assert set(promql.__all__) == {"ParseError", "ParserOptions", "format", "parse"}
+    assert set(promql.__all__) == {
+        "ParseError",
+        "ParserOptions",
+        "format",
+        "parse",
+        "parse_metric_selector",
+    }
     assert issubclass(promql.ParseError, BadDataError)
 
 
@@ -47,3 +53,28 @@ def test_default_options_reject_experimental_syntax() -> None:
     assert promql.ParserOptions() == promql.ParserOptions(experimental=False)
     expr = promql.parse("limitk(2, x)", promql.ParserOptions(experimental=True))
     assert promql.format(expr) == "limitk(2, x)"
+
+
+def test_metric_selector_parses_to_its_matchers() -> None:
+    assert promql.parse_metric_selector('up{job=~"a|b"}') == (
+        Matcher(MatchType.REGEX, "job", "a|b"),
+        Matcher(MatchType.EQUAL, "__name__", "up"),
+    )
+    assert promql.parse_metric_selector('{"my.metric"}') == (
+        Matcher(MatchType.EQUAL, "__name__", "my.metric"),
+    )
+
+
+def test_metric_selector_rejects_anything_but_a_selector() -> None:
+    for text, message in [
+        ("up offset 5m", "1:4: parse error: unexpected <offset>"),
+        ("up[5m]", '1:3: parse error: unexpected "["'),
+        ("rate(up[5m])", '1:5: parse error: unexpected "("'),
+        ("", "1:1: parse error: unexpected end of input"),
+    ]:
+        try:
+            promql.parse_metric_selector(text)
+        except promql.ParseError as exc:
+            assert str(exc) == message, text
+        else:
+            raise AssertionError(f"accepted {text!r}")
