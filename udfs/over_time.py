@@ -119,16 +119,20 @@ def _subset(ra: RangeArray, ids: np.ndarray) -> RangeArray:
 
 
 @by_window_chunks
-def _kahan_sum(ra: RangeArray) -> Result:
-    """``funcSumOverTime``'s fold on every window (all non-empty)."""
+def _kahan_sum(ra: RangeArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``kahansum.Inc`` over every (non-empty) window: ``(sum, compensation, overflowed)``."""
     scan = ColumnScan.of(ra)
     m = scan.order.shape[0]
     s, c = np.zeros(m), np.zeros(m)
+    overflowed = np.zeros(m, dtype=bool)
     for _, k, idx in scan.columns():
         s[:k], c[:k] = kahan_inc(ra.values[idx], s[:k], c[:k])
-    with np.errstate(invalid="ignore"):
-        out = np.where(np.isinf(s), s, s + c)
-    return scan.scatter(ra.n_windows, out), ra.sizes >= 1
+        overflowed[:k] |= np.isinf(s[:k])
+    ids = scan.order
+    out_s, out_c = np.zeros(ra.n_windows), np.zeros(ra.n_windows)
+    out_o = np.zeros(ra.n_windows, dtype=bool)
+    out_s[ids], out_c[ids], out_o[ids] = s, c, overflowed
+    return out_s, out_c, out_o
 
 
 @by_window_chunks
@@ -171,8 +175,20 @@ def _sum_or_mean(ra: RangeArray, mean: bool) -> Result:
         # Exact sums: Kahan's compensation is 0, so upstream's result is the plain sum (mean).
         out = np.where(exact, sums / ra.sizes if mean else sums, np.nan)
     rest = np.flatnonzero(present & ~exact)
-    if rest.shape[0]:
-        out[rest] = (_kahan_mean if mean else _kahan_sum)(_subset(ra, rest))[0]
+    if rest.shape[0] == 0:
+        return np.where(present, out, np.nan), present
+    s, c, overflowed = _kahan_sum(_subset(ra, rest))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if not mean:
+            out[rest] = np.where(np.isinf(s), s, s + c)
+        else:
+            # Without overflow upstream's mean is sum/count + c/count; windows whose running
+            # sum overflowed take upstream's incremental-mean path exactly.
+            n = ra.sizes[rest].astype(np.float64)
+            out[rest] = s / n + c / n
+            redo = rest[overflowed]
+            if redo.shape[0]:
+                out[redo] = _kahan_mean(_subset(ra, redo))[0]
     return np.where(present, out, np.nan), present
 
 
