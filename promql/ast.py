@@ -41,7 +41,7 @@ class DurationExpr(Expr):
     """Experimental duration arithmetic (``[5m+1m]``, ``step()``, ``range()``...).
 
     ``op`` is one of ``+ - * / % ^`` for binary forms, ``step``/``range`` for the functions,
-    ``min``/``max`` for the two-argument functions, ``-`` with only ``rhs`` for negation and
+    ``min_of``/``max_of`` for the two-argument functions, ``-`` with only ``rhs`` for negation and
     ``()`` for parentheses; leaves are ``NumberLiteral`` (seconds) or durations parsed as such.
     """
 
