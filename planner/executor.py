@@ -50,6 +50,10 @@ class Executor:
     def run(self, node: PlanNode, grid: Grid) -> Value:
         if time.monotonic() > self.deadline:
             raise QueryTimeoutError("query timed out in expression evaluation")
+        if grid.n_steps > self.options.max_samples:
+            # Even one series would exceed the limit (e.g. ``x[1y:1ms]``); refuse before
+            # allocating a [series, steps] matrix that cannot fit.
+            raise ExecutionError(TOO_MANY_SAMPLES)
         t0 = time.perf_counter_ns()
         value = node.execute(self, grid)
         elapsed = time.perf_counter_ns() - t0

@@ -9,7 +9,7 @@ import numpy as np
 
 from planner.labels import group_ids, merge_same_labels
 from planner.nodes.aggregate import grouping_key
-from planner.nodes.base import PlanError, PlanNode, require_type
+from planner.nodes.base import PlanNode, require_type
 from planner.values import InstantVector
 from promql.errors import ExecutionError
 from promql.types import ValueType
@@ -33,8 +33,6 @@ class CountValues(PlanNode):
 
     def check(self) -> None:
         require_type(self, self.input, ValueType.VECTOR)
-        if not self.label:
-            raise PlanError("CountValues needs a label name")
 
     def execute(self, ex: Executor, grid: Grid) -> InstantVector:
         vec = ex.run(self.input, grid)

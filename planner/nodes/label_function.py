@@ -50,6 +50,7 @@ class LabelFunction(PlanNode):
         assert isinstance(vec, InstantVector)
         fn = getattr(label_functions, self.fn)
         try:
+            fn((), *self.args)  # upstream validates the regex even when no series arrives
             labels = [fn(ls, *self.args) for ls in vec.labels]
         except ExecutionError:
             raise
