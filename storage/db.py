@@ -119,7 +119,7 @@ class Storage:
             block.bind(db._index)
             db._blocks.append(block)
             db._next_seq = max(db._next_seq, block.seq + 1)
-        db._wal = WAL(root / "wal", options.wal_segment_bytes if options else 128 << 20)
+        db._wal = WAL(root / "wal", db.options.wal_segment_bytes)
         db._replay()
         db._wal.open_for_append()
         db.counters["wal_truncated_bytes"] = db._wal.truncated_bytes

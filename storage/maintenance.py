@@ -203,6 +203,11 @@ class Maintenance:
             if db._blocks:
                 block_newest = max(b.meta.maxt for b in db._blocks)
                 newest = block_newest if newest is None else max(newest, block_newest)
+            if newest is not None:
+                # One sample stamped far in the future must not make retention delete
+                # everything: never measure retention from beyond the wall clock.
+                wall = int(time.time() * 1000) + db.options.block_duration_ms
+                newest = min(newest, wall)
             metas = [b.meta for b in db._blocks]
             victims = compaction.retention_victims(metas, db.options.retention_ms, newest)
             doomed = [b for b in db._blocks if b.seq in victims]

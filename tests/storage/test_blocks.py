@@ -210,3 +210,16 @@ def test_background_cuts_never_hide_acknowledged_samples_from_readers(tmp_path):
     assert s.timestamps.shape[0] == 2 * 1200
     db.close()
     assert as_dict(everything(Storage.open(tmp_path))) == as_dict(s)
+
+
+def test_a_sample_from_the_far_future_does_not_trigger_retention_of_everything(tmp_path):
+    import time
+
+    now = int(time.time() * 1000) // BD * BD
+    db = Storage.open(tmp_path, opts(compaction_levels=1, retention_ms=10 * BD))
+    for t in range(now - 5000, now, 100):
+        db.append(batch([(A, t, 1.0)]))
+    db.append(batch([(B, now + 10**12, 1.0)]))  # decades ahead
+    assert db.stats()["blocks_deleted"] == 0
+    s = everything(db)
+    assert s.series(0)[1].shape[0] == 50
