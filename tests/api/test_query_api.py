@@ -390,10 +390,15 @@ def test_queries_beyond_max_concurrency_wait_in_the_queue_until_their_timeout(
 ) -> None:
     c, srv = query_server_factory(QueryAPIConfig(max_concurrent=1))
     assert c.get("/api/v1/query", [("query", "temperature"), ("time", "1")]).status == 200
-    release = threading.Event()
-    busy = asyncio.run_coroutine_threadsafe(srv.api.run(lambda: release.wait(20), 30), srv.loop)
+    release, running = threading.Event(), threading.Event()
+
+    def hold_the_slot() -> bool:
+        running.set()
+        return release.wait(20)
+
+    busy = asyncio.run_coroutine_threadsafe(srv.api.run(hold_the_slot, 30), srv.loop)
     try:
-        time.sleep(0.1)
+        assert running.wait(10)  # the only query slot is now taken
         queued = c.get(
             "/api/v1/query", [("query", "temperature"), ("time", "1"), ("timeout", "0.3")]
         )
