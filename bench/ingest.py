@@ -28,7 +28,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -203,12 +202,25 @@ def start_prometheus(tmp: Path) -> Peer | None:
 # -- clients ---------------------------------------------------------------------------------
 
 
+def connect(port: int) -> http.client.HTTPConnection:
+    """A keep-alive connection with TCP_NODELAY, as Go's HTTP client (Prometheus' sender) uses.
+
+    Without it, http.client's separate header and body writes meet Nagle's algorithm and the
+    server's delayed ACK: ~40 ms stalls per request that would measure the client, not the server.
+    """
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    conn.connect()
+    assert conn.sock is not None
+    conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return conn
+
+
 def post_all(port: int, bodies: list[bytes], workers: int) -> tuple[float, int]:
     """Send ``bodies`` with ``workers`` keep-alive connections; (seconds, failed requests)."""
     failures = [0] * workers
 
     def work(k: int) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        conn = connect(port)
         for body in bodies[k::workers]:
             conn.request("POST", "/api/v1/write", body, HEADERS)
             resp = conn.getresponse()
@@ -226,37 +238,54 @@ def post_all(port: int, bodies: list[bytes], workers: int) -> tuple[float, int]:
     return time.perf_counter() - start, sum(failures)
 
 
-def throughput(peer: Peer, rounds: list[list[bytes]], per_round: int) -> dict[str, float]:
-    first, failed = post_all(peer.port, rounds[0], workers=2)
-    steady = 0.0
+def _post(conn: http.client.HTTPConnection, body: bytes) -> float:
+    start = time.perf_counter()
+    conn.request("POST", "/api/v1/write", body, HEADERS)
+    resp = conn.getresponse()
+    resp.read()
+    if resp.status // 100 != 2:
+        raise RuntimeError(f"latency batch rejected: {resp.status}")
+    return time.perf_counter() - start
+
+
+def compare(
+    peers: list[Peer],
+    rounds: list[list[bytes]],
+    per_round: int,
+    lat: list[bytes],
+    t_lat: int,
+    repeats: int,
+) -> dict[str, dict[str, float]]:
+    """Throughput and latency of every peer, rounds interleaved between the peers.
+
+    The machine is shared: interleaving spreads load changes evenly over both servers instead
+    of penalizing whichever ran during a busy minute.
+    """
+    res: dict[str, dict[str, float]] = {p.name: {"failed": 0, "steady_s": 0.0} for p in peers}
+    for p in peers:
+        dt, failed = post_all(p.port, rounds[0], workers=2)
+        res[p.name]["first"] = per_round / dt
+        res[p.name]["failed"] += failed
     for bodies in rounds[1:]:
-        dt, f = post_all(peer.port, bodies, workers=2)
-        steady += dt
-        failed += f
-    n_steady = per_round * (len(rounds) - 1)
-    return {
-        "first": per_round / first,
-        "steady": n_steady / steady if steady else float("nan"),
-        "failed": failed,
-        "rss": peer.rss_bytes(),
-    }
-
-
-def latency(peer: Peer, labels: list[bytes], t0: int, repeats: int) -> tuple[float, float]:
-    conn = http.client.HTTPConnection("127.0.0.1", peer.port, timeout=60)
-    times = []
-    for r in range(repeats):
-        body = latency_request(labels, t0 + r * 1000, 100)
-        start = time.perf_counter()
-        conn.request("POST", "/api/v1/write", body, HEADERS)
-        resp = conn.getresponse()
-        resp.read()
-        times.append(time.perf_counter() - start)
-        if resp.status // 100 != 2:
-            raise RuntimeError(f"{peer.name} rejected a latency batch: {resp.status}")
-    conn.close()
-    arr = np.array(times) * 1000
-    return float(np.percentile(arr, 50)), float(np.percentile(arr, 99))
+        for p in peers:
+            dt, failed = post_all(p.port, bodies, workers=2)
+            res[p.name]["steady_s"] += dt
+            res[p.name]["failed"] += failed
+    times: dict[str, list[float]] = {p.name: [] for p in peers}
+    conns = {p.name: connect(p.port) for p in peers}
+    for block in range(0, repeats, 20):
+        for p in peers:
+            for r in range(block, min(block + 20, repeats)):
+                body = latency_request(lat, t_lat + r * 1000, 100)
+                times[p.name].append(_post(conns[p.name], body))
+    for p in peers:
+        conns[p.name].close()
+        out = res[p.name]
+        out["steady"] = per_round * (len(rounds) - 1) / out.pop("steady_s")
+        out["rss"] = p.rss_bytes()
+        ms = np.array(times[p.name]) * 1000
+        out["p50"], out["p99"] = float(np.percentile(ms, 50)), float(np.percentile(ms, 99))
+    return res
 
 
 # -- in-process storage cases ------------------------------------------------------------------
@@ -343,20 +372,6 @@ def _ratio(a: float | None, b: float | None, higher_better: bool = True) -> str:
     return f"{(a / b if higher_better else b / a):.2f}x"
 
 
-def run_peer(start: Callable[[Path], Peer | None], tmp: Path, args, rounds, lat_labels, t0):
-    peer = start(tmp)
-    if peer is None:
-        return None
-    try:
-        res = throughput(peer, rounds, args.series)
-        res["p50"], res["p99"] = latency(
-            peer, lat_labels, t0 + 10 * 3_600_000, args.latency_repeats
-        )
-        return res
-    finally:
-        peer.stop()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -378,10 +393,19 @@ def main() -> None:
     lat_labels = [_label_bytes([("__name__", "latency_metric"), ("s", str(i))]) for i in range(10)]
     with tempfile.TemporaryDirectory(prefix="tidemark-bench-") as d:
         tmp = Path(d)
-        print("tidemark ...", file=sys.stderr)
-        tm = run_peer(start_tidemark, tmp, args, rounds, lat_labels, t0)
-        print("prometheus ...", file=sys.stderr)
-        pm = run_peer(start_prometheus, tmp, args, rounds, lat_labels, t0)
+        peers: list[Peer] = []
+        try:
+            peers.append(start_tidemark(tmp))
+            prom = start_prometheus(tmp)
+            if prom is not None:
+                peers.append(prom)
+            print("remote write, interleaved ...", file=sys.stderr)
+            t_lat = t0 + len(rounds) * 15_000
+            res = compare(peers, rounds, args.series, lat_labels, t_lat, args.latency_repeats)
+        finally:
+            for p in peers:
+                p.stop()
+        tm, pm = res.get("tidemark"), res.get("prometheus")
         print("storage scans ...", file=sys.stderr)
         st = storage_cases(tmp, args.scan_series)
 
