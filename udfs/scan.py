@@ -20,19 +20,21 @@ from udfs.range_array import RangeArray
 
 
 def kahan_inc(
-    inc: np.ndarray, total: np.ndarray, comp: np.ndarray
+    inc: np.ndarray, total: np.ndarray, comp: np.ndarray, may_overflow: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
     """Vectorized ``util/kahansum.Inc`` (Kahan–Neumaier step; compensation reset on overflow).
 
     Neumaier's branch computes the exact rounding error of ``total + inc``; Knuth's branch-free
     TwoSum yields the same exact error with fewer operations, so results are bit-identical
     (on overflow upstream zeroes the compensation, as here; NaN propagates in both).
+    ``may_overflow=False`` skips that check when the caller knows all terms and sums are finite.
     """
     with np.errstate(invalid="ignore", over="ignore"):
         t = total + inc
         bp = t - total
         c = comp + ((total - (t - bp)) + (inc - bp))
-        c[np.isinf(t)] = 0.0
+        if may_overflow:
+            c[np.isinf(t)] = 0.0
     return t, c
 
 
