@@ -139,18 +139,20 @@ class Storage:
 
     def _replay(self) -> None:
         assert self._wal is not None
-        remap: dict[int, int] = {}
-        remap_arr = np.zeros(0, dtype=_I64)
+        remap_arr = np.zeros(0, dtype=_I64)  # WAL series id -> store id (-1: undefined)
         n = 0
         for rec in self._wal.replay():
             if rec.cut is not None:
                 continue  # the WAL already left out the samples the cut persisted
             if rec.series:
-                for wal_id, labels in rec.series:
-                    remap[wal_id] = self._index.add(labels)
-                top = max(remap) + 1
-                remap_arr = np.full(top, -1, dtype=_I64)
-                remap_arr[np.fromiter(remap.keys(), _I64)] = np.fromiter(remap.values(), _I64)
+                wal_ids = np.array([i for i, _ in rec.series], dtype=_I64)
+                ids = np.array([self._index.add(lab) for _, lab in rec.series], dtype=_I64)
+                top = int(wal_ids.max()) + 1
+                if top > remap_arr.shape[0]:
+                    grown = np.full(max(top, 2 * remap_arr.shape[0]), -1, dtype=_I64)
+                    grown[: remap_arr.shape[0]] = remap_arr
+                    remap_arr = grown
+                remap_arr[wal_ids] = ids
             for m in rec.metadata:
                 self._add_metadata(m)
             if rec.ts.shape[0]:

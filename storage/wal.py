@@ -290,9 +290,15 @@ class WAL:
             self._note_maxt(self._segment, maxt)
         data = frame(payload)
         view = memoryview(data)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
+        try:
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+        except OSError:
+            # A half-written record followed by later good ones would read as corruption and
+            # cost those records on replay: cut the partial record off before failing.
+            os.ftruncate(self._fd, self._segment_len)
+            raise
         self._segment_len += len(data)
         self._written += len(data)
         return self._written

@@ -106,3 +106,29 @@ def test_series_ids_can_change_across_restarts_without_mixing_series(tmp_path):
     db.close()
     got = as_dict(everything(Storage.open(tmp_path)))
     assert {k: [t for t, _ in v] for k, v in got.items()} == {A: [1, 3], B: [2, 5], lab("z"): [4]}
+
+
+def test_a_failed_wal_write_is_cut_off_so_later_records_survive_replay(tmp_path, monkeypatch):
+    import os
+
+    import pytest
+
+    import storage.wal as wal_module
+
+    db = Storage.open(tmp_path)
+    db.append(batch([(A, 1, 1.0)]))
+    real_write = os.write
+
+    def half_then_disk_full(fd, data):
+        real_write(fd, bytes(data[: len(data) // 2]))
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(wal_module.os, "write", half_then_disk_full)
+    with pytest.raises(OSError):
+        db.append(batch([(A, 2, 2.0)]))
+    monkeypatch.setattr(wal_module.os, "write", real_write)
+    db.append(batch([(A, 3, 3.0)]))
+    db.close()
+    again = Storage.open(tmp_path)
+    assert everything(again).timestamps.tolist() == [1, 3]
+    assert again.stats()["wal_truncated_bytes"] == 0
