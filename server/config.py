@@ -32,6 +32,9 @@ class ServerConfig:
     """Threads that decode and append (storage.append and the wire walker release the GIL)."""
     read_threads: int = 2
     shutdown_timeout_s: float = 10.0
+    max_inflight_ingest: int = 64
+    """Ingest requests being read, decoded or appended at once; more are refused with 503
+    (senders retry 5xx with backoff) instead of buffering unbounded bodies in memory."""
     max_cached_series: int = 262_144
     """Remote-write label-set cache size (raw label bytes -> Labels)."""
 

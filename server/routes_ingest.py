@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from promql.errors import BadDataError
+from promql.errors import BadDataError, UnavailableError
 from server.body import read_body
 from server.compression import decompress
 from server.config import CONFIG, INGEST_POOL, metrics_of, storage_of
@@ -27,6 +27,8 @@ from storage.model import SampleBatch
 
 _PROTOBUF_TYPES = ("", "application/x-protobuf", "application/octet-stream")
 DECODER = web.AppKey("tidemark_rw_decoder", RemoteWriteDecoder)
+INFLIGHT = web.AppKey("tidemark_ingest_inflight", list)
+"""One-element list: ingest requests in progress (only touched on the event loop)."""
 
 
 def _media_type(request: web.Request) -> str:
@@ -35,6 +37,19 @@ def _media_type(request: web.Request) -> str:
 
 async def _ingest(request: web.Request, fmt: str, decode: Callable[[bytes], SampleBatch]) -> int:
     """Read the body, then decode + append in the ingest pool; returns the sample count."""
+    inflight = request.app[INFLIGHT]
+    if inflight[0] >= request.app[CONFIG].max_inflight_ingest:
+        raise UnavailableError("too many concurrent ingest requests; retry later")
+    inflight[0] += 1
+    try:
+        return await _ingest_one(request, fmt, decode)
+    finally:
+        inflight[0] -= 1
+
+
+async def _ingest_one(
+    request: web.Request, fmt: str, decode: Callable[[bytes], SampleBatch]
+) -> int:
     config = request.app[CONFIG]
     body = await read_body(request, config.max_body_bytes)
     storage = storage_of(request.app)
@@ -111,6 +126,7 @@ async def text_import(request: web.Request) -> web.Response:
 
 def setup(app: web.Application) -> None:
     app[DECODER] = RemoteWriteDecoder(app[CONFIG].max_cached_series)
+    app[INFLIGHT] = [0]
     app.router.add_post("/api/v1/write", remote_write)
     app.router.add_post("/api/v1/import", vm_import)
     app.router.add_post("/api/v1/import/prometheus", text_import)

@@ -236,3 +236,11 @@ def test_empty_requests_succeed_and_store_nothing(server, path, body, headers):
     client, storage = server
     assert client.post(path, body, headers).status == 204
     assert stored(storage) == []
+
+
+def test_ingest_over_the_concurrency_limit_is_503_so_senders_retry(server_factory):
+    client, storage = server_factory(max_inflight_ingest=0)
+    reply = client.post("/api/v1/write", snappy(GOOD), RW_HEADERS)
+    assert reply.status == 503
+    assert orjson.loads(reply.body)["errorType"] == "unavailable"
+    assert stored(storage) == []
