@@ -72,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
         max_body_bytes=args.max_body_bytes,
         max_decompressed_bytes=args.max_decompressed_bytes,
         ingest_threads=args.ingest_threads,
+        max_inflight_ingest=args.max_inflight_ingest,
     )
     options = StorageOptions(fsync=args.fsync, retention_ms=args.retention)
     storage = Storage.open(config.data_dir, options)
@@ -123,6 +124,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="largest body after decompression (413 above)",
     )
     p.add_argument("--ingest-threads", type=int, default=defaults.ingest_threads)
+    p.add_argument(
+        "--max-inflight-ingest",
+        type=int,
+        default=defaults.max_inflight_ingest,
+        help="concurrent ingest requests before answering 503",
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     from server.routes_precompute import add_arguments as precompute_arguments
 
