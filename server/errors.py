@@ -80,6 +80,10 @@ def success_response(
     return _json(body, 200)
 
 
+REJECT_HOOK = web.AppKey("reject_hook", object)
+"""Optional callable(request, err) the ops routes install to count rejections by reason."""
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
     """Render every ``TidemarkError`` raised by a handler as Prometheus' error envelope.
@@ -99,7 +103,3 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
     except Exception as err:  # last-resort envelope; logged below
         request.app.logger.exception("unhandled error on %s", request.path)
         return error_response(TidemarkError(f"{type(err).__name__}: {err}"))
-
-
-REJECT_HOOK = web.AppKey("reject_hook", object)
-"""Optional callable(request, err) the ops routes install to count rejections by reason."""

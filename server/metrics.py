@@ -99,7 +99,7 @@ class ServerMetrics:
         family(
             "tidemark_requests_rejected_total",
             "counter",
-            "Requests rejected with a client error, by reason.",
+            "Requests answered with an error envelope, by reason (ingest) or errorType.",
             by("reason", self.rejected),
         )
         for key, (name, kind, help_) in _STORAGE_METRICS.items():
