@@ -20,6 +20,7 @@ from planner.nodes.count_values import CountValues
 from planner.nodes.empty_metric import EmptyMetric
 from planner.nodes.extended_range import ANCHORED_FUNCTIONS, SMOOTHED_FUNCTIONS
 from planner.nodes.histogram_quantile import HistogramQuantile
+from planner.nodes.info import InfoJoin, effective_name_matchers
 from planner.nodes.instant_function import InstantFunction
 from planner.nodes.instant_manipulate import InstantManipulate
 from planner.nodes.label_function import LabelFunction
@@ -246,6 +247,8 @@ def _special_call(
         return HistogramQuantile(
             name, plan_expr(args[1], ctx), q, arg_pos=tuple(a.pos for a in args)
         )
+    if name == "info":
+        return _info(args, ctx)
     if name == "histogram_quantiles":
         qs = tuple(plan_expr(a, ctx) for a in args[2:])
         node = HistogramQuantile(name, plan_expr(args[0], ctx), qs, _string_arg(args[1]))
@@ -256,6 +259,43 @@ def _special_call(
             name, plan_expr(args[2], ctx), params, arg_pos=tuple(a.pos for a in args)
         )
     return None
+
+
+def _info(args: tuple[ast.Expr, ...], ctx: PlanContext) -> PlanNode:
+    """``info(v, {selector})``: the info series are read on the grid of ``v``'s first selector."""
+    selector = _unwrap(args[1]) if len(args) > 1 else None
+    matchers = selector.matchers if isinstance(selector, ast.VectorSelector) else ()
+    name_ms = tuple(m for m in matchers if m.name == METRIC_NAME)
+    data_ms = tuple(m for m in matchers if m.name != METRIC_NAME)
+    effective = effective_name_matchers(name_ms)
+    offset, at = _first_selector_time(args[0], ctx)
+    scan = SeriesNormalize(SeriesScan((*data_ms, *effective)), drop_stale=False)
+    info_series = InstantManipulate(scan, ctx.lookback_ms, offset, at, keep_timestamps=True)
+    return InfoJoin(plan_expr(args[0], ctx), info_series, data_ms, effective)
+
+
+def _first_selector_time(expr: ast.Expr, ctx: PlanContext) -> tuple[int, int | None]:
+    """Upstream ``infoSelectTimestampAndOffset``: offset/@ of the first vector selector, with
+    the offsets (and @) of the subqueries around it when the selector has no @ itself."""
+
+    def visit(e: ast.Expr, path: tuple[ast.Expr, ...]):
+        if isinstance(e, ast.VectorSelector):
+            offset = ctx.duration(e.offset_expr, e.offset_ms, allow_negative=True)
+            at = ctx.resolve_at(e.timestamp_ms, e.start_or_end)
+            for outer in reversed(path):
+                if at is not None:
+                    break
+                if isinstance(outer, ast.SubqueryExpr):
+                    offset += ctx.duration(outer.offset_expr, outer.offset_ms, allow_negative=True)
+                    at = ctx.resolve_at(outer.timestamp_ms, outer.start_or_end)
+            return offset, at
+        for child in e.children():
+            found = visit(child, (*path, e))
+            if found is not None:
+                return found
+        return None
+
+    return visit(expr, ()) or (0, None)
 
 
 def absent_labels(expr: ast.Expr) -> Labels:
