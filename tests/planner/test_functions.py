@@ -198,3 +198,21 @@ def test_smoothed_instant_selector_interpolates_at_the_evaluation_time(experimen
 def test_anchored_is_rejected_for_other_functions(experimental):
     with pytest.raises(ExecutionError, match="anchored modifier can only be used with"):
         experimental.instant_query("max_over_time(metric[1m] anchored)", 80_000)
+
+
+def test_info_adds_target_info_data_labels_by_identifying_labels(storage):
+    load(
+        storage,
+        {
+            'metric{instance="a",job="1"}': ([0], [5.0]),
+            'target_info{instance="a",job="1",data="x",other="y"}': ([0], [1.0]),
+            'target_info{instance="b",job="1",data="z"}': ([0], [1.0]),
+        },
+    )
+    engine = Engine(storage, EngineOptions(experimental=True))
+    r = engine.instant_query('info(metric, {data=~".+"})', 60_000)
+    assert as_dict(r) == {
+        (("__name__", "metric"), ("data", "x"), ("instance", "a"), ("job", "1")): [5.0]
+    }
+    # A data matcher that rejects the empty value drops series without a matching info series.
+    assert engine.instant_query('info(metric, {nope=~".+"})', 60_000).series == []
