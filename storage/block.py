@@ -193,6 +193,7 @@ class Block:
         return self.meta.seq
 
     def labels(self) -> list[Labels]:
+        """The block's label sets in block order (available until ``bind``)."""
         return [tuple((k, v) for k, v in orjson.loads(s)) for s in self._labels_json]
 
     def disk_bytes(self) -> int:
@@ -200,7 +201,10 @@ class Block:
 
     def bind(self, index: LabelIndex) -> None:
         """Intern this block's series (labels were validated when first written)."""
+        if not self._labels_json and self.meta.n_series:
+            raise RuntimeError(f"block {self.path} is already bound to an index")
         gids = np.array([index.add(lab) for lab in self.labels()], dtype=_I64)
+        self._labels_json = []  # the index holds the label sets now; don't keep a second copy
         order = np.argsort(gids)
         self.global_ids = gids
         self._by_global = gids[order]
