@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from precompute.accumulators.base import Accumulator
-from precompute.accumulators.registry import make_accumulator
+from precompute.accumulators.registry import BY_NAME, make_accumulator
+from precompute.columnar import MOMENT_TYPES, ColumnarPanes
 from precompute.config import AggregationConfig, EngineOptions, LateDataPolicy
 from precompute.output import PrecomputedOutput
 from precompute.router import WorkItem
@@ -50,6 +51,7 @@ class AggState:
     touched: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
     panes: dict[int, dict[int, Accumulator]] = field(default_factory=dict)
     counters: AggCounters = field(default_factory=AggCounters)
+    columnar: ColumnarPanes | None = None  # moments family: panes as arrays over groups
 
     def add_keys(self, groups: Iterable[Key], subs: Iterable[Key]) -> None:
         self.group_keys.extend(groups)
@@ -73,7 +75,10 @@ class Worker:
 
     def add_config(self, config: AggregationConfig) -> None:
         spec = WindowSpec(config.window_size_ms, config.slide_interval_ms)
-        self.aggs[config.aggregation_id] = AggState(config, spec)
+        st = AggState(config, spec)
+        if config.aggregation_type in MOMENT_TYPES:
+            st.columnar = ColumnarPanes(BY_NAME[config.aggregation_type], spec)  # type: ignore[arg-type]
+        self.aggs[config.aggregation_id] = st
 
     def remove_config(self, aggregation_id: int) -> None:
         self.aggs.pop(aggregation_id, None)
@@ -123,6 +128,9 @@ class Worker:
 
     def _apply(self, st: AggState, gids, panes, ts, vals, subs) -> None:
         if gids.shape[0] == 0:
+            return
+        if st.columnar is not None:
+            st.columnar.update(gids, panes, vals, len(st.group_keys))
             return
         order, starts, ends, seg_g, seg_p = self._segments(gids, panes)
         ts, vals = ts[order], vals[order]
@@ -180,9 +188,26 @@ class Worker:
         # time (another series of the group at the same scrape) is still on time.
         target = np.where(wm == _MIN, _MIN, ((wm - 1) // slide) * slide)
         due = np.flatnonzero(target > st.closed[gids])
+        return self._close_groups(st, gids[due], target[due])
+
+    def _close_groups(self, st: AggState, gids: np.ndarray, targets: np.ndarray) -> list[Emit]:
+        if gids.shape[0] == 0:
+            return []
         out: list[Emit] = []
-        for g, t in zip(gids[due].tolist(), target[due].tolist(), strict=True):
-            out += self._close_group(st, g, t)
+        if st.columnar is None:
+            for g, t in zip(gids.tolist(), targets.tolist(), strict=True):
+                out += self._close_group(st, g, t)
+            return out
+        old = st.closed[gids].copy()
+        st.closed[gids] = targets
+        for rows, w, accs in st.columnar.close(gids, old, targets):
+            start = st.spec.start_of(w)
+            agg_id, keys = st.config.aggregation_id, st.group_keys
+            out += [
+                (PrecomputedOutput(agg_id, keys[g], start, w), acc)
+                for g, acc in zip(rows.tolist(), accs, strict=True)
+            ]
+        st.counters.windows_emitted += len(out)
         return out
 
     def _close_group(self, st: AggState, g: int, target: int) -> list[Emit]:
@@ -236,6 +261,13 @@ class Worker:
         """Close every window that has data (end of a finite stream; tests and benchmarks)."""
         out: list[Emit] = []
         for st in self.aggs.values():
+            if st.columnar is not None:
+                reach = st.columnar.groups_with_data()
+                gids = np.array(sorted(reach), dtype=np.int64)
+                targets = np.array([reach[g] for g in gids.tolist()], dtype=np.int64)
+                targets = np.maximum(targets, st.closed[gids]) if gids.shape[0] else targets
+                out += self._close_groups(st, gids, targets)
+                continue
             for g in sorted(st.panes):
                 last = max(st.spec.last_window_end_of_pane(p) for p in st.panes[g])
                 out += self._close_group(st, g, max(last, int(st.closed[g])))
@@ -251,7 +283,11 @@ class Worker:
             out[agg_id] = {
                 **st.counters.__dict__,
                 "groups": len(st.group_keys),
-                "open_panes": sum(len(g) for g in st.panes.values()),
+                "open_panes": (
+                    st.columnar.open_cells()
+                    if st.columnar is not None
+                    else sum(len(g) for g in st.panes.values())
+                ),
                 "max_event_time_ms": int(st.max_t[has].max()) if has.any() else None,
                 "watermark_ms": int(wm.max()) if wm.shape[0] else None,
                 "min_watermark_ms": int(wm.min()) if wm.shape[0] else None,
@@ -275,6 +311,7 @@ class Worker:
                     for p, acc in group.items()
                 ],
                 "counters": dict(st.counters.__dict__),
+                "columnar": st.columnar.snapshot() if st.columnar is not None else None,
             }
             for agg_id, st in self.aggs.items()
         }
@@ -292,3 +329,5 @@ class Worker:
             for g, p, raw in data["panes"]:
                 st.panes.setdefault(g, {})[p] = Accumulator.from_bytes(raw)
             st.counters = AggCounters(**data["counters"])
+            if st.columnar is not None and data.get("columnar") is not None:
+                st.columnar.restore(data["columnar"])

@@ -154,3 +154,37 @@ def test_raw_ingest_without_matching_aggregation_emits_nothing():
     h.send([({"__name__": "m"}, 1_000, 1.0)])
     assert h.close_all() == []
     assert not math.isnan(0.0)
+
+
+@pytest.mark.parametrize("agg_type", ["Sum", "Count", "Min", "Max", "MinMax", "Avg"])
+def test_columnar_moment_panes_equal_one_accumulator_per_pane(agg_type):
+    import numpy as np
+
+    rng = np.random.default_rng(4)
+    samples = [
+        ({"__name__": "m", "g": f"s{int(rng.integers(0, 7))}"}, int(t), float(rng.normal()))
+        for t in rng.integers(0, 200_000, 600)
+    ]
+    results = []
+    for columnar in (True, False):
+        h = Harness(
+            agg_yaml(agg_type, window=30, slide=10, grouping=["g"]), allowed_lateness_ms=10**6
+        )
+        if not columnar:
+            h.worker.aggs[1].columnar = None
+        for i in range(0, len(samples), 50):
+            h.send(samples[i : i + 50])
+        h.worker.flush()
+        h.close_all()
+        results.append(
+            sorted(
+                (
+                    o.key,
+                    o.window_start,
+                    o.window_end,
+                    tuple(round(v, 9) for v in a.stats().values()),
+                )
+                for o, a in h.emits
+            )
+        )
+    assert results[0] and results[0] == results[1]
