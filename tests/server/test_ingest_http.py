@@ -244,3 +244,13 @@ def test_ingest_over_the_concurrency_limit_is_503_so_senders_retry(server_factor
     assert reply.status == 503
     assert orjson.loads(reply.body)["errorType"] == "unavailable"
     assert stored(storage) == []
+
+
+def test_a_series_repeated_within_one_request_is_one_series(server):
+    client, storage = server
+    labels = [("__name__", "dup"), ("a", "1")]
+    raw = write_request(
+        [(labels, [(1000, 1.0)]), (list(reversed(labels)), [(2000, 2.0)]), (labels, [(1000, 9.0)])]
+    )
+    assert client.post("/api/v1/write", snappy(raw), RW_HEADERS).status == 204
+    assert stored(storage) == [((("__name__", "dup"), ("a", "1")), [1000, 2000], [9.0, 2.0])]
