@@ -12,13 +12,18 @@ import re
 
 from promql.ast import Call, Expr, MatrixSelector, SubqueryExpr, VectorSelector
 
-# Prometheus ``promql.AtModifierUnsafeFunctions``.
+# Prometheus ``promql.AtModifierUnsafeFunctions`` at the corpus' commit (d15adb9), which added
+# the query-context functions ``start``/``end``/``range``/``step``.
 AT_MODIFIER_UNSAFE_FUNCTIONS = frozenset(
     {
         "days_in_month",
         "day_of_month",
         "day_of_week",
         "day_of_year",
+        "end",
+        "range",
+        "start",
+        "step",
         "hour",
         "minute",
         "month",
