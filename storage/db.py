@@ -186,6 +186,7 @@ class Storage:
                     validate_labels(batch.series[i])
             series_ids = self._index.intern(batch.series, batch.series_keys, known)
             sample_ids = series_ids[sample_series]
+            sample_ids.flags.writeable = False  # shared by the head and every listener
             seq = self._log(series_ids, batch.metadata, sample_ids, ts, values)
             self._head.append(sample_ids, ts, values)
             for m in batch.metadata:
