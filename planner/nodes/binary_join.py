@@ -120,14 +120,23 @@ class BinaryJoin(PlanNode):
     def _vectors(self, lhs: InstantVector, rhs: InstantVector, delayed: bool) -> InstantVector:
         matching = self.matching or VectorMatching()
         k = lhs.n_steps
-        if lhs.n_series == 0 or rhs.n_series == 0:
+        fills = matching.fill_lhs is not None or matching.fill_rhs is not None
+        if (lhs.n_series == 0 and rhs.n_series == 0) or (
+            (lhs.n_series == 0 or rhs.n_series == 0) and not fills
+        ):
             return InstantVector.empty(k)
         swapped = matching.card == Cardinality.ONE_TO_MANY
         many, one = (rhs, lhs) if swapped else (lhs, rhs)
-        sig_m, sig_o, _ = signature_ids(many.labels, one.labels, matching)
-        n_sigs = int(max(sig_m.max(initial=-1), sig_o.max(initial=-1))) + 1
+        sig_m, sig_o, keys = signature_ids(many.labels, one.labels, matching)
+        n_sigs = len(keys)
         one_row = _unique_one_side(one, sig_o, n_sigs, matching, "left" if swapped else "right")
         match = np.where(many.present, one_row[sig_m], -1)  # [n_many, k]
+        if fills:
+            # Upstream applies the right fill to a missing "one" side and the left fill to a
+            # missing "many" side, after the group_right swap (``VectorBinop``).
+            many, one, match, sig_m = _with_fills(
+                many, one, match, sig_m, sig_o, keys, matching.fill_lhs, matching.fill_rhs
+            )
         drop = self.op in ARITHMETIC or (self.return_bool and not delayed)
         join = _Join(many, one, match, swapped, matching, drop)
         out = self._dense(join, sig_m) if join.partners_are_stable() else None
@@ -221,6 +230,43 @@ class _Join:
         hi = self.match.max(axis=1)
         lo = np.where(matched, self.match, np.iinfo(np.int64).max).min(axis=1)
         return bool(np.all((hi == lo) | ~matched.any(axis=1)))
+
+
+def _with_fills(many, one, match, sig_m, sig_o, keys, fill_many, fill_one):
+    """Add synthetic series (labelled by the match signature) standing in for missing ones."""
+    k = match.shape[1]
+    n_sigs = len(keys)
+    if fill_one is not None:
+        # One synthetic "one" series per signature, present where a many series lacks a match.
+        need = many.present & (match < 0)
+        want = np.zeros((n_sigs, k), dtype=bool)
+        rows, cols = np.nonzero(need)
+        want[sig_m[rows], cols] = True
+        base = one.n_series
+        one = _append(one, list(keys), np.full((n_sigs, k), fill_one), want)
+        match = np.where(need, base + sig_m[:, None], match)
+    if fill_many is not None:
+        matched = np.zeros((one.n_series, k), dtype=bool)
+        rows, cols = np.nonzero(match >= 0)
+        matched[match[rows, cols], cols] = True
+        real = np.arange(one.n_series) < sig_o.shape[0]  # not the synthetic rows added above
+        lonely = one.present & ~matched & real[:, None]
+        lonely_rows = np.nonzero(lonely.any(axis=1))[0]
+        labels = [keys[sig_o[r]] for r in lonely_rows.tolist()]
+        base = many.n_series
+        many = _append(many, labels, np.full((lonely_rows.size, k), fill_many), lonely[lonely_rows])
+        extra = np.where(lonely[lonely_rows], lonely_rows[:, None], -1)
+        match = np.concatenate([match, extra])
+        sig_m = np.concatenate([sig_m, sig_o[lonely_rows]])
+    return many, one, match, sig_m
+
+
+def _append(vec: InstantVector, labels, values: np.ndarray, present: np.ndarray) -> InstantVector:
+    return InstantVector(
+        vec.labels + labels,
+        np.concatenate([vec.values, values]) if vec.n_series else values,
+        np.concatenate([vec.present, present]) if vec.n_series else present,
+    )
 
 
 def _pruned(vec: InstantVector) -> InstantVector:
