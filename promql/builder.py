@@ -8,6 +8,7 @@ aggregation argument counts, literals, regexes, experimental syntax) are raised 
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass, replace
 
 from lark import Token, Transformer
@@ -43,6 +44,13 @@ class ParserOptions:
     experimental: bool = False
 
 
+class _Source(threading.local):
+    """The text being parsed: literal checks rescan it as Prometheus' lexer would."""
+
+    text = ""
+
+
+SOURCE = _Source()
 _SET_OPS = frozenset({"and", "or", "unless"})
 _MATCH_TYPES = {"=": MatchType.EQUAL, "!=": MatchType.NOT_EQUAL}
 _MATCH_TYPES.update({"=~": MatchType.REGEX, "!~": MatchType.NOT_REGEX})
@@ -98,6 +106,9 @@ class Builder(Transformer):
         return self._number(children[0])
 
     def _number(self, tok: Token) -> NumberLiteral:
+        problem = lexing.literal_problem(SOURCE.text, tok.start_pos, str(tok))
+        if problem is not None:
+            raise SemanticError(problem, PosRange(tok.start_pos, len(SOURCE.text)))
         try:
             if tok.type == "DURATION":
                 ms = lexing.parse_duration_ms(str(tok))

@@ -313,88 +313,124 @@ def go_round(value: float) -> int:
 
 
 def duration_out_of_range(seconds: float) -> bool:
-    return seconds > (1 << 63) / 1e9 or seconds < -(1 << 63) / 1e9
+    # NaN passes Prometheus' check and then converts to an undefined int64; reject it here.
+    return math.isnan(seconds) or seconds > (1 << 63) / 1e9 or seconds < -(1 << 63) / 1e9
 
 
-# --- lexer error prefixes --------------------------------------------------------------------
+# --- Prometheus' number/duration scanner ----------------------------------------------------
+#
+# The grammar's NUMBER and DURATION regexes cover every well-formed literal, but Prometheus'
+# hand-written scanner (lex.go: lexNumberOrDuration, scanNumber, acceptRemainingDuration) also
+# decides what a malformed one is: "0x" and ".5." become NUMBER tokens that fail to convert,
+# "0xfe+1" is one token, "5mm" is a syntax error. This is a faithful port, used to check each
+# literal token and to word errors exactly as Prometheus does.
 
 
 def _is_alnum(ch: str) -> bool:
     return ch == "_" or ("a" <= ch <= "z") or ("A" <= ch <= "Z") or ("0" <= ch <= "9")
 
 
-def bad_number_prefix(text: str, start: int) -> str:
-    """The text Prometheus' lexer consumed before failing on a malformed number or duration.
+class _Scanner:
+    def __init__(self, text: str, pos: int) -> None:
+        self.text = text
+        self.pos = pos
 
-    Only used to word ``bad number or duration syntax: "<prefix>"`` the way Prometheus does.
+    def peek(self) -> str:
+        return self.text[self.pos] if self.pos < len(self.text) else ""
+
+    def accept(self, valid: str) -> bool:
+        ch = self.peek()
+        if ch and ch in valid:
+            self.pos += 1
+            return True
+        return False
+
+    def scan_number(self) -> bool:
+        initial = self.pos
+        digits = "0123456789"
+        if self.accept("0") and self.accept("xX"):
+            self.accept("_")
+            digits = "0123456789abcdefABCDEF"
+        self.accept(".")
+        self.accept(digits)
+        dot = exponent = False
+        while self.peek() and self.peek() in digits + "._eE":
+            ch = self.peek()
+            if (ch == "." and dot) or (ch in "eE" and exponent):
+                self.pos += 1
+                return False
+            if self.accept("."):
+                dot = True
+                if self.accept("_.") or len(digits) > 10:
+                    return False
+                continue
+            if self.accept("eE"):
+                exponent = True
+                self.accept("+-")
+                if self.accept("._eE") or not self.peek():
+                    return False
+                continue
+            if self.accept("_"):
+                if self.accept("._eE") or not self.peek():
+                    return False
+                continue
+            while self.accept(digits):
+                pass
+        if self.pos == initial:
+            return False
+        return not _is_alnum(self.peek())
+
+    def accept_remaining_duration(self) -> bool:
+        if not self.accept("smhdwy"):
+            return False
+        self.accept("s")
+        while self.accept("0123456789"):
+            while self.accept("0123456789"):
+                pass
+            if not self.accept("smhdw"):
+                return False
+            self.accept("s")
+        terminator = self.peek()
+        if _is_alnum(terminator):
+            self.pos += 1  # Go's next() consumed it; on success it backs up again
+            return False
+        return True
+
+
+def prometheus_literal(text: str, start: int) -> tuple[str, str]:
+    """What Prometheus' lexer makes of the literal at ``start``: ``(kind, token_text)``.
+
+    ``kind`` is ``NUMBER``, ``DURATION`` or ``ERROR`` (then ``token_text`` is the message).
     """
-    pos = _scan_number_fail_pos(text, start)
-    # acceptRemainingDuration: unit letters, then (digits unit)*, then one more rune is read.
-    if pos < len(text) and text[pos] in "smhdwy":
-        pos += 1
-        if pos < len(text) and text[pos] == "s":
-            pos += 1
-        while pos < len(text) and text[pos].isdigit():
-            while pos < len(text) and text[pos].isdigit():
-                pos += 1
-            if pos < len(text) and text[pos] in "smhdw":
-                pos += 1
-                if pos < len(text) and text[pos] == "s":
-                    pos += 1
-            else:
-                return text[start:pos]
-        pos += 1
-    return text[start : min(pos, len(text))]
+    scanner = _Scanner(text, start)
+    if scanner.scan_number():
+        return "NUMBER", text[start : scanner.pos]
+    if scanner.accept_remaining_duration():
+        return "DURATION", text[start : scanner.pos]
+    return "ERROR", f"bad number or duration syntax: {go_quote(text[start : scanner.pos])}"
 
 
-def _scan_number_fail_pos(text: str, pos: int) -> int:
-    """Where Prometheus' ``scanNumber`` stops (the runes it accepted)."""
-    n = len(text)
-    digits = "0123456789"
-    if text.startswith(("0x", "0X"), pos):
-        pos += 2
-        if pos < n and text[pos] == "_":
-            pos += 1
-        digits = "0123456789abcdefABCDEF"
-    if pos < n and text[pos] == ".":
-        pos += 1
-    if pos < n and text[pos] in digits:
-        pos += 1
-    dot = exp = False
-    while pos < n and text[pos] in digits + "._eE":
-        ch = text[pos]
-        if ch == "." and dot:
-            return pos + 1
-        if ch in "eE" and exp and digits == "0123456789":
-            return pos + 1
-        if ch == ".":
-            dot = True
-            pos += 1
-            if pos < n and text[pos] in "_.":
-                return pos + 1
-            if len(digits) > 10:
-                return pos
-            continue
-        if ch in "eE" and digits == "0123456789":
-            exp = True
-            pos += 1
-            if pos < n and text[pos] in "+-":
-                pos += 1
-            if pos >= n:
-                return pos
-            if text[pos] in "._eE":
-                return pos + 1
-            continue
-        if ch == "_":
-            pos += 1
-            if pos >= n:
-                return pos
-            if text[pos] in "._eE":
-                return pos + 1
-            continue
-        while pos < n and text[pos] in digits:
-            pos += 1
-    return pos
+def literal_problem(text: str, start: int, token_text: str | None) -> str | None:
+    """Prometheus' error for the literal at ``start`` when the grammar read ``token_text``.
+
+    ``token_text`` is ``None`` when the grammar could not read a literal there at all. Returns
+    ``None`` when Prometheus lexes the same token (its value is then checked as usual).
+    """
+    if token_text is not None and not token_text[:1].isdigit() and token_text[:1] != ".":
+        return None  # Inf / NaN are keywords in Prometheus' lexer, not scanned numbers
+    kind, value = prometheus_literal(text, start)
+    if kind == "ERROR":
+        return value
+    if value == token_text:
+        return None
+    try:
+        if kind == "NUMBER":
+            parse_number(value)
+        else:
+            parse_duration_ms(value)
+    except LiteralError as exc:
+        return str(exc)
+    return f"bad number or duration syntax: {go_quote(value)}"
 
 
 def is_alnum(ch: str) -> bool:

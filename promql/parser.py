@@ -19,7 +19,7 @@ from lark.exceptions import UnexpectedInput
 
 from promql import checker
 from promql.ast import Expr, PosRange
-from promql.builder import Builder, ParserOptions
+from promql.builder import SOURCE, Builder, ParserOptions
 from promql.errors import ParseError
 from promql.syntax_errors import SemanticError, translate
 from promql.types import Matcher
@@ -122,6 +122,7 @@ def parse(text: str, options: ParserOptions | None = None) -> Expr:
     opts = options or ParserOptions()
     if not text.strip() or _only_comments(text):
         raise ParseError("no expression found in input", PosRange(0, 0), text)
+    SOURCE.text = text
     try:
         expr = _lark(opts).parse(text, start="start")
     except SemanticError as exc:
@@ -142,6 +143,7 @@ def parse_metric_selector(text: str) -> tuple[Matcher, ...]:
     Only a vector selector is accepted (no offset, @, range or operator). As upstream, no type
     check runs here: callers decide whether an all-empty selector is acceptable.
     """
+    SOURCE.text = text
     try:
         selector = _lark(ParserOptions()).parse(text, start="metric_selector")
     except SemanticError as exc:

@@ -319,8 +319,9 @@ def _bad_character(text: str, pos: int) -> tuple[str, PosRange]:
             return "unexpected left brace '{'", rest
         return f"unexpected character inside braces: {lexing.go_rune_quote(ch)}", rest
     if ch.isdigit() or (ch == "." and nxt.isdigit()):
-        prefix = lexing.bad_number_prefix(text, pos)
-        return f"bad number or duration syntax: {lexing.go_quote(prefix)}", rest
+        problem = lexing.literal_problem(text, pos, None)
+        if problem is not None:
+            return problem, rest
     if ch == "!":
         return f"unexpected character after '!': {_rune(nxt)}", rest
     if ch == "=" and nxt == "~":

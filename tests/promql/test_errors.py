@@ -27,6 +27,21 @@ ERRORS = [
     ("0deadbeef", '1:1: parse error: bad number or duration syntax: "0de"'),
     ("foo[5mm]", '1:5: parse error: bad number or duration syntax: "5mm"'),
     ("1 !~ 1", "1:3: parse error: unexpected character after '!': '~'"),
+    # literals are scanned exactly as Prometheus' lexer scans them
+    (
+        "0x",
+        '1:1: parse error: error parsing number: strconv.ParseFloat: parsing "0x": invalid syntax',
+    ),
+    (
+        "0xfe+1",
+        '1:1: parse error: error parsing number: strconv.ParseFloat: parsing "0xfe+1": '
+        "invalid syntax",
+    ),
+    ("0xfe", '1:1: parse error: bad number or duration syntax: "0xfe"'),
+    ("2.5.", '1:1: parse error: bad number or duration syntax: "2.5."'),
+    ("1.5m", '1:1: parse error: unknown unit "." in duration "1.5m"'),
+    ("foo[5m1h]", '1:5: parse error: not a valid duration string: "5m1h"'),
+    ("foo offset NaN", "1:12: parse error: duration out of range"),
     (
         "1e400",
         '1:1: parse error: error parsing number: strconv.ParseFloat: parsing "1e400": '

@@ -67,8 +67,8 @@ def _prec(expr: Expr) -> int:
         return _PREC[expr.op]
     if isinstance(expr, UnaryExpr):
         return _UNARY_PREC
-    if isinstance(expr, NumberLiteral) and (expr.value < 0 or str(expr.value).startswith("-")):
-        return _UNARY_PREC
+    if isinstance(expr, NumberLiteral) and format(expr)[0] in "+-":
+        return _UNARY_PREC  # printed with a sign (-1, +Inf): re-read as a unary expression
     return _ATOM_PREC
 
 
