@@ -180,11 +180,12 @@ class Storage:
         with self._lock:
             if self._closed:
                 raise RuntimeError("storage is closed")
-            known = self._index.lookup(batch.series, batch.series_keys)
-            for i, sid in enumerate(known):
-                if sid < 0:
-                    validate_labels(batch.series[i])
-            series_ids = self._index.intern(batch.series, batch.series_keys, known)
+            resolved = self._index.resolve(batch.series, batch.series_keys)
+            if not resolved[1]:
+                for i, sid in enumerate(resolved[0]):
+                    if sid < 0:
+                        validate_labels(batch.series[i])
+            series_ids = self._index.intern(batch.series, batch.series_keys, resolved)
             sample_ids = series_ids[sample_series]
             sample_ids.flags.writeable = False  # shared by the head and every listener
             seq = self._log(series_ids, batch.metadata, sample_ids, ts, values)

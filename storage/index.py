@@ -137,38 +137,46 @@ class LabelIndex:
 
     def lookup(self, series: Sequence[Labels], keys: Sequence[bytes] | None) -> list[int]:
         """Ids of known series, ``-1`` for unknown ones. Does not modify the index."""
+        return self.resolve(series, keys)[0]
+
+    def resolve(
+        self, series: Sequence[Labels], keys: Sequence[bytes] | None
+    ) -> tuple[list[int], bool]:
+        """``lookup`` plus whether every series was found by its own key (nothing to intern)."""
         get = self._by_key.get
         # map() keeps the per-series work in C; the common case (all known) ends here.
         out = list(map(get, series if keys is None else keys, itertools.repeat(-1)))
-        if keys is not None and -1 in out:
+        if -1 not in out:
+            return out, True
+        if keys is not None:
             for i, sid in enumerate(out):
                 if sid < 0:
                     out[i] = get(series[i], -1)
-        return out
+        return out, False
 
     def intern(
-        self, series: Sequence[Labels], keys: Sequence[bytes] | None, ids: list[int] | None = None
+        self,
+        series: Sequence[Labels],
+        keys: Sequence[bytes] | None,
+        resolved: tuple[list[int], bool] | None = None,
     ) -> np.ndarray:
         """Ids for ``series`` (creating unknown ones); raw ``keys`` are cached as aliases.
 
-        ``ids`` is a prior ``lookup`` result, so a caller that validated the unknown series first
-        does not pay for the lookup twice.
+        ``resolved`` is a prior ``resolve`` result, so a caller that validated the unknown series
+        first does not pay for the lookup twice.
         """
-        ids = self.lookup(series, keys) if ids is None else list(ids)
-        if -1 not in ids and (keys is None or all(map(self._by_key.__contains__, keys))):
+        ids, complete = self.resolve(series, keys) if resolved is None else resolved
+        if complete:
             return np.array(ids, dtype=_I64)
-        if keys is not None:
-            by_key = self._by_key
-            for i, sid in enumerate(ids):
-                if sid < 0:
-                    ids[i] = self.add(series[i])
+        ids = list(ids)
+        by_key = self._by_key
+        for i, sid in enumerate(ids):
+            if sid < 0:
+                ids[i] = self.add(series[i])
+                if keys is not None:
                     by_key[keys[i]] = ids[i]
-                elif keys[i] not in by_key:
-                    by_key[keys[i]] = sid
-        elif -1 in ids:
-            for i, sid in enumerate(ids):
-                if sid < 0:
-                    ids[i] = self.add(series[i])
+            elif keys is not None and keys[i] not in by_key:
+                by_key[keys[i]] = sid
         return np.array(ids, dtype=_I64)
 
     def add(self, labels: Labels) -> int:
