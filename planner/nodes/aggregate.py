@@ -149,15 +149,7 @@ def _check_param(ex: Executor, op: str, values: np.ndarray, pos: PosRange | None
 
 
 def _label_hashes(labels: list[Labels]) -> np.ndarray:
-    """A stable 64-bit hash per label set for ``limit_ratio`` sampling.
+    """Prometheus' ``labels.Hash()`` per series (XXH64), which ``limit_ratio`` samples by."""
+    from planner.xxhash64 import labels_hash
 
-    Upstream uses xxhash64 of the label bytes; without an xxhash binding this is blake2b over
-    the same bytes, so the sampled subset is stable but not the same subset as Prometheus'.
-    """
-    import hashlib
-
-    out = np.empty(len(labels), dtype=np.uint64)
-    for i, ls in enumerate(labels):
-        data = b"".join(k.encode() + b"\xff" + v.encode() + b"\xff" for k, v in ls)
-        out[i] = int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
-    return out
+    return np.array([labels_hash(ls) for ls in labels], dtype=np.uint64)
