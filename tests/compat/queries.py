@@ -216,6 +216,24 @@ LABELS_AND_MISC = [
     'count by (__name__) ({__name__=~"http_.*"})',
 ]
 
+# Queries both must reject, with the same errorType (execution errors are 422, bad data 400).
+ERRORS = [
+    "node_load + on(job) node_temperature_celsius",
+    "node_load + on(job) group_left node_temperature_celsius",
+    'label_replace(node_load, "x", "$1", "job", "(")',
+    # ("invalid-name" would differ: Prometheus 3 accepts UTF-8 label names, 2.42 does not.)
+    'label_replace(node_load, "", "$1", "job", "(.*)")',
+    "sum(",
+    "rate(node_load)",
+    'node_load{job=~"("}',
+    "nonexistent_function(node_load)",
+    "{}",
+    "1 == 1",
+    "node_load and 1",
+    "quantile_over_time(0.5, node_load)",
+    'label_replace(node_load, "job", "same", "instance", ".*")',
+]
+
 ALL_QUERIES = SELECTORS + RANGE_FUNCTIONS + MATH + AGGREGATIONS + BINARY + LABELS_AND_MISC
 
 # Instant queries whose result order is part of the answer.

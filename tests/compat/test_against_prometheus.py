@@ -13,7 +13,7 @@ import pytest
 
 from storage.model import Labels
 from tests.compat.conftest import Peers, get_json
-from tests.compat.queries import ALL_QUERIES, INSTANT_TIMES_MS, ORDERED, RANGE
+from tests.compat.queries import ALL_QUERIES, ERRORS, INSTANT_TIMES_MS, ORDERED, RANGE
 from tests.conformance.compare import almost_equal
 
 pytestmark = pytest.mark.peer
@@ -90,6 +90,17 @@ def test_range_query_matches_prometheus(peers: Peers, query: str) -> None:
         ("step", str(step // 1000)),
     ]
     _compare(peers, "/api/v1/query_range", params, False)
+
+
+@pytest.mark.parametrize("query", ERRORS)
+def test_rejected_queries_get_the_same_error_type_as_in_prometheus(
+    peers: Peers, query: str
+) -> None:
+    params = [("query", query), ("time", f"{INSTANT_TIMES_MS[1] / 1000:.3f}")]
+    status, theirs = get_json(peers.prometheus, "/api/v1/query", params)
+    ours_status, ours = get_json(peers.tidemark, "/api/v1/query", params)
+    assert theirs["status"] == "error", f"Prometheus accepted {query!r}: {theirs}"
+    assert (ours_status, ours.get("errorType")) == (status, theirs["errorType"]), (ours, theirs)
 
 
 def test_most_queries_have_non_empty_answers_in_prometheus(peers: Peers) -> None:
