@@ -100,6 +100,16 @@ class ServerThread:
         self._thread.join(30)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _compiled_decoder() -> None:
+    """Compile (first run) or load the numba decoder once, before servers and subprocesses
+    start: a fresh clone compiles for ~10 s, which would otherwise eat into their deadlines."""
+    from server.decode_remote_write import RemoteWriteDecoder
+    from tests.server.payloads import write_request
+
+    RemoteWriteDecoder().decode(write_request([([("__name__", "warm")], [(1, 1.0)])]))
+
+
 @pytest.fixture
 def server_factory() -> Iterator:
     started: list[ServerThread] = []

@@ -93,7 +93,7 @@ def stored_samples(data_dir: Path) -> dict[tuple, dict[int, int]]:
         db.close()
 
 
-def wait_ready(client: Client, pid: int, timeout: float = 20.0) -> None:
+def wait_ready(client: Client, pid: int, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
