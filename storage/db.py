@@ -358,6 +358,7 @@ class Storage:
             out["block_samples"] = sum(b.meta.n_samples for b in self._blocks)
             out["block_bytes"] = sum(b.disk_bytes() for b in self._blocks)
             out["wal_bytes"] = self._wal.size_bytes() if self._wal else 0
+            out["wal_fsyncs"] = self._wal.fsyncs if self._wal else 0
             out["disk_bytes"] = out["block_bytes"] + out["wal_bytes"]
             return out
 

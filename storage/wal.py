@@ -157,6 +157,7 @@ class WAL:
         # than a later cut's boundary holds nothing the head still needs.
         self.segment_maxt: dict[int, int] = {}
         self.checkpoint_maxt: int | None = None
+        self.fsyncs = 0  # group commits performed (for stats)
 
     # -- files ---------------------------------------------------------------------------------
 
@@ -316,6 +317,7 @@ class WAL:
             target, fd = self._written, self._fd
         try:
             os.fsync(fd)
+            self.fsyncs += 1
         finally:
             with self._sync_cond:
                 self._syncing = False

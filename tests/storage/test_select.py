@@ -176,3 +176,32 @@ def test_a_failing_listener_does_not_fail_the_durable_append(db, caplog):
     assert len(seen) == 1
     assert "listener bug" in caplog.text
     assert db.select([eq("i", "a")], 0, 10).timestamps.tolist() == [1]
+
+
+def test_group_commit_shares_one_fsync_among_waiting_appenders(tmp_path, monkeypatch):
+    import os
+    import time
+
+    import storage.wal as wal_module
+
+    real_fsync = os.fsync
+
+    def slow_fsync(fd):  # a disk with 20 ms flushes: appenders pile up behind each one
+        time.sleep(0.02)
+        real_fsync(fd)
+
+    monkeypatch.setattr(wal_module.os, "fsync", slow_fsync)
+    db = Storage.open(tmp_path, StorageOptions(fsync=True))
+
+    def writer(w: int) -> None:
+        for t in range(25):
+            db.append(batch([(lab("m", w=str(w)), t, float(t))]))
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    fsyncs = db.stats()["wal_fsyncs"]
+    assert 0 < fsyncs < 100 * 0.75, fsyncs
+    assert everything(db).timestamps.shape[0] == 100
