@@ -37,6 +37,16 @@ WORKLOADS = {
         "[instance]",
         10_000,
     ),
+    "Sum per series (10k groups) 60s/10s": ("Sum", 60, 10, "{}", "[instance]", "[]", 10_000),
+    "Increase per series (10k groups) 60s/10s": (
+        "Increase",
+        60,
+        10,
+        "{}",
+        "[instance]",
+        "[]",
+        10_000,
+    ),
     "MultipleIncrease 100k series 60s/10s": (
         "MultipleIncrease",
         60,

@@ -1,4 +1,4 @@
-"""Columnar pane state for the moments family (Sum, Count, Min, Max, MinMax, Avg).
+"""Columnar pane state for the moments family (Sum, Count, Min, Max, MinMax, Avg) and Increase.
 
 With one accumulator object per (group, pane), an aggregation grouped per series costs Python
 work per sample: one update, and at every slide one window close merging W pane objects. Here a
@@ -15,6 +15,15 @@ from typing import Any
 
 import numpy as np
 
+from precompute.accumulators.increase import (
+    _COLS as _COUNTER_COLS,
+)
+from precompute.accumulators.increase import (
+    CounterColumns,
+    IncreaseAccumulator,
+    fold_sorted,
+    merge_rows,
+)
 from precompute.accumulators.scalar import _Moments
 from precompute.windows import WindowSpec
 
@@ -56,7 +65,7 @@ class ColumnarPanes:
         self.spec = spec
         self.panes: dict[int, PaneArrays] = {}
 
-    def update(self, gids, panes, vals, n_groups: int) -> None:
+    def update(self, gids, panes, ts, vals, n_groups: int) -> None:
         """Fold samples (any order) into their (group, pane) cells."""
         if gids.shape[0] == 0:
             return
@@ -81,8 +90,8 @@ class ColumnarPanes:
             arrays.mins[rows] = np.fmin(arrays.mins[rows], mins[sel])
             arrays.maxs[rows] = np.fmax(arrays.maxs[rows], maxs[sel])
 
-    def close(self, gids: np.ndarray, old: np.ndarray, target: np.ndarray):
-        """Yield ``(group ids, window end, accumulators)`` for every window ending in
+    def close(self, gids: np.ndarray, old: np.ndarray, target: np.ndarray, n_groups: int):
+        """Return ``(group ids, window end, accumulators)`` for every window ending in
         ``(old, target]`` (per group) that holds data; then drop spent pane rows."""
         spec = self.spec
         pane_ends = sorted(self.panes)
@@ -138,7 +147,7 @@ class ColumnarPanes:
                 if not arrays.counts.any():
                     del self.panes[p]
 
-    def groups_with_data(self) -> dict[int, int]:
+    def groups_with_data(self, n_groups: int) -> dict[int, int]:
         """Per group id with open data, the end of the last window its panes reach."""
         reach: dict[int, int] = {}
         for p, arrays in self.panes.items():
@@ -150,8 +159,113 @@ class ColumnarPanes:
     def open_cells(self) -> int:
         return int(sum(int((a.counts > 0).sum()) for a in self.panes.values()))
 
-    def snapshot(self) -> dict[int, tuple[np.ndarray, ...]]:
+    def snapshot(self, n_groups: int) -> dict[int, tuple[np.ndarray, ...]]:
         return {p: tuple(x.copy() for x in a.as_tuple()) for p, a in self.panes.items()}
 
     def restore(self, data: dict[int, Any]) -> None:
         self.panes = {p: PaneArrays(*(x.copy() for x in arrays)) for p, arrays in data.items()}
+
+
+class ColumnarCounters:
+    """Open panes of an Increase aggregation as counter columns over group ids.
+
+    Samples are buffered per pane (they may arrive out of order) and folded in time order when a
+    window needs the pane or the buffer passes ``max_buffer`` samples per group; windows are the
+    ordered merge of their panes' columns (``merge_rows``), wrapped per group at emit time.
+    """
+
+    def __init__(self, spec: WindowSpec, max_buffer: int) -> None:
+        self.spec = spec
+        self.max_buffer = max_buffer
+        self.panes: dict[int, CounterColumns] = {}
+        self.buffers: dict[int, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
+        self.buffered: dict[int, int] = {}
+        self.out_of_order = 0
+        self.n_groups = 0
+
+    def update(self, gids, panes, ts, vals, n_groups: int) -> None:
+        if gids.shape[0] == 0:
+            return
+        self.n_groups = max(self.n_groups, n_groups)
+        for pane in np.unique(panes).tolist():
+            sel = panes == pane
+            self.panes.setdefault(pane, CounterColumns.zeros(n_groups))
+            self.buffers.setdefault(pane, []).append((gids[sel], ts[sel], vals[sel]))
+            self.buffered[pane] = self.buffered.get(pane, 0) + int(sel.sum())
+            if self.buffered[pane] > self.max_buffer * max(1, n_groups):
+                self._fold(pane, n_groups)
+
+    def _fold(self, pane: int, n_groups: int) -> CounterColumns:
+        cols = self.panes[pane]
+        self.n_groups = max(self.n_groups, n_groups)
+        cols.grow(self.n_groups)
+        parts = self.buffers.pop(pane, [])
+        self.buffered.pop(pane, None)
+        if parts:
+            g, t, v = (np.concatenate(x) for x in zip(*parts, strict=True))
+            self.out_of_order += fold_sorted(cols, g, t, v)
+        return cols
+
+    def close(self, gids: np.ndarray, old: np.ndarray, target: np.ndarray, n_groups: int):
+        spec = self.spec
+        out = []
+        candidates = sorted({w for p in self.panes for w in spec.window_ends_of_pane(p)})
+        for w in candidates:
+            sel = (old < w) & (w <= target)
+            if not sel.any():
+                continue
+            rows = gids[sel]
+            merged = CounterColumns.zeros(rows.shape[0])
+            local = np.arange(rows.shape[0], dtype=np.int64)
+            for p in spec.pane_ends_of_window(w):  # in time order: merge_rows bridges resets
+                if p in self.panes:
+                    src = self._fold(p, n_groups)
+                    part = CounterColumns(*(getattr(src, c)[rows] for c in _COUNTER_COLS))
+                    merge_rows(merged, local, part)
+            has = merged.n > 0
+            if has.any():
+                out.append((rows[has], w, self._wrap(merged, np.flatnonzero(has))))
+        self._evict(gids, target)
+        return out
+
+    def _wrap(self, cols: CounterColumns, idx: np.ndarray) -> list[IncreaseAccumulator]:
+        columns = [getattr(cols, c)[idx] for c in _COUNTER_COLS]
+        wrap, mb = IncreaseAccumulator.from_columns, self.max_buffer
+        # One-row views into the window's merged columns: no per-window array allocation.
+        return [
+            wrap(CounterColumns(*(c[i : i + 1] for c in columns)), mb) for i in range(idx.shape[0])
+        ]
+
+    def _evict(self, gids: np.ndarray, target: np.ndarray) -> None:
+        for p in list(self.panes):
+            spent = gids[self.spec.last_window_end_of_pane(p) <= target]
+            if spent.shape[0] == 0:
+                continue
+            cols = self._fold(p, int(spent.max()) + 1)
+            for name in _COUNTER_COLS:
+                getattr(cols, name)[spent] = 0
+            if not cols.n.any():
+                del self.panes[p]
+
+    def groups_with_data(self, n_groups: int) -> dict[int, int]:
+        reach: dict[int, int] = {}
+        for p in list(self.panes):
+            last = self.spec.last_window_end_of_pane(p)
+            for g in np.flatnonzero(self._fold(p, n_groups).n > 0).tolist():
+                reach[g] = max(reach.get(g, last), last)
+        return reach
+
+    def open_cells(self) -> int:
+        return int(sum(int((c.n > 0).sum()) for c in self.panes.values())) + sum(
+            self.buffered.values()
+        )
+
+    def snapshot(self, n_groups: int) -> dict[int, tuple[np.ndarray, ...]]:
+        return {
+            p: tuple(getattr(self._fold(p, n_groups), c).copy() for c in _COUNTER_COLS)
+            for p in list(self.panes)
+        }
+
+    def restore(self, data: dict[int, Any]) -> None:
+        self.panes = {p: CounterColumns(*(x.copy() for x in arrays)) for p, arrays in data.items()}
+        self.buffers, self.buffered = {}, {}

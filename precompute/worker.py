@@ -20,7 +20,7 @@ import numpy as np
 
 from precompute.accumulators.base import Accumulator
 from precompute.accumulators.registry import BY_NAME, make_accumulator
-from precompute.columnar import MOMENT_TYPES, ColumnarPanes
+from precompute.columnar import MOMENT_TYPES, ColumnarCounters, ColumnarPanes
 from precompute.config import AggregationConfig, EngineOptions, LateDataPolicy
 from precompute.output import PrecomputedOutput
 from precompute.router import WorkItem
@@ -51,7 +51,8 @@ class AggState:
     touched: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
     panes: dict[int, dict[int, Accumulator]] = field(default_factory=dict)
     counters: AggCounters = field(default_factory=AggCounters)
-    columnar: ColumnarPanes | None = None  # moments family: panes as arrays over groups
+    # Moments family and Increase: panes as arrays over group ids (see precompute/columnar.py).
+    columnar: ColumnarPanes | ColumnarCounters | None = None
 
     def add_keys(self, groups: Iterable[Key], subs: Iterable[Key]) -> None:
         self.group_keys.extend(groups)
@@ -78,6 +79,8 @@ class Worker:
         st = AggState(config, spec)
         if config.aggregation_type in MOMENT_TYPES:
             st.columnar = ColumnarPanes(BY_NAME[config.aggregation_type], spec)  # type: ignore[arg-type]
+        elif config.aggregation_type == "Increase":
+            st.columnar = ColumnarCounters(spec, self.options.max_buffer_per_series)
         self.aggs[config.aggregation_id] = st
 
     def remove_config(self, aggregation_id: int) -> None:
@@ -130,7 +133,7 @@ class Worker:
         if gids.shape[0] == 0:
             return
         if st.columnar is not None:
-            st.columnar.update(gids, panes, vals, len(st.group_keys))
+            st.columnar.update(gids, panes, ts, vals, len(st.group_keys))
             return
         order, starts, ends, seg_g, seg_p = self._segments(gids, panes)
         ts, vals = ts[order], vals[order]
@@ -200,7 +203,7 @@ class Worker:
             return out
         old = st.closed[gids].copy()
         st.closed[gids] = targets
-        for rows, w, accs in st.columnar.close(gids, old, targets):
+        for rows, w, accs in st.columnar.close(gids, old, targets, len(st.group_keys)):
             start = st.spec.start_of(w)
             agg_id, keys = st.config.aggregation_id, st.group_keys
             out += [
@@ -262,7 +265,7 @@ class Worker:
         out: list[Emit] = []
         for st in self.aggs.values():
             if st.columnar is not None:
-                reach = st.columnar.groups_with_data()
+                reach = st.columnar.groups_with_data(len(st.group_keys))
                 gids = np.array(sorted(reach), dtype=np.int64)
                 targets = np.array([reach[g] for g in gids.tolist()], dtype=np.int64)
                 targets = np.maximum(targets, st.closed[gids]) if gids.shape[0] else targets
@@ -311,7 +314,9 @@ class Worker:
                     for p, acc in group.items()
                 ],
                 "counters": dict(st.counters.__dict__),
-                "columnar": st.columnar.snapshot() if st.columnar is not None else None,
+                "columnar": (
+                    st.columnar.snapshot(len(st.group_keys)) if st.columnar is not None else None
+                ),
             }
             for agg_id, st in self.aggs.items()
         }

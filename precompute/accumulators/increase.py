@@ -180,7 +180,7 @@ class _CounterBase(Accumulator):
     def __init__(self, max_buffer: int = 10_000) -> None:
         self.max_buffer = max_buffer
         self.cols = CounterColumns.zeros(0 if self.keyed else 1)
-        self.interner = KeyInterner()
+        self.interner = KeyInterner() if self.keyed else None
         self._buf: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self._buffered = 0
         self.out_of_order = 0
@@ -193,7 +193,7 @@ class _CounterBase(Accumulator):
 
     @property
     def _keys(self) -> list[Key]:
-        return self.interner.keys
+        return self.interner.keys if self.interner is not None else []
 
     def update(self, values, timestamps, keys=None, key_ids=None) -> None:
         n = int(values.shape[0])
@@ -257,7 +257,7 @@ class _CounterBase(Accumulator):
         acc = cls(max_buffer)
         acc.out_of_order = ooo
         keys, offset = unpack_keys(payload, 16)
-        acc.interner = KeyInterner(keys)
+        acc.interner = KeyInterner(keys) if cls.keyed else None
         arrays = []
         for _ in _COLS:
             arr, offset = unpack_array(payload, offset)
@@ -285,6 +285,14 @@ class _CounterBase(Accumulator):
 class IncreaseAccumulator(_CounterBase):
     type_name = "Increase"
     type_code = 7
+
+    @classmethod
+    def from_columns(cls, cols: CounterColumns, max_buffer: int) -> IncreaseAccumulator:
+        """Wrap a one-row state (e.g. a view into a window's merged columns) cheaply."""
+        acc = cls.__new__(cls)
+        acc.max_buffer, acc.cols, acc.interner = max_buffer, cols, None
+        acc._buf, acc._buffered, acc.out_of_order = [], 0, 0
+        return acc
 
     def stats(self) -> dict[str, Any]:
         self._fold()

@@ -156,8 +156,8 @@ def test_raw_ingest_without_matching_aggregation_emits_nothing():
     assert not math.isnan(0.0)
 
 
-@pytest.mark.parametrize("agg_type", ["Sum", "Count", "Min", "Max", "MinMax", "Avg"])
-def test_columnar_moment_panes_equal_one_accumulator_per_pane(agg_type):
+@pytest.mark.parametrize("agg_type", ["Sum", "Count", "Min", "Max", "MinMax", "Avg", "Increase"])
+def test_columnar_panes_equal_one_accumulator_per_pane(agg_type):
     import numpy as np
 
     rng = np.random.default_rng(4)
