@@ -315,13 +315,16 @@ class WAL:
                 self._sync_cond.wait()
             self._syncing = True
             target, fd = self._written, self._fd
+        ok = False
         try:
             os.fsync(fd)
             self.fsyncs += 1
+            ok = True
         finally:
             with self._sync_cond:
                 self._syncing = False
-                self._synced = max(self._synced, target)
+                if ok:  # a failed fsync must leave waiters to try (and fail) themselves
+                    self._synced = max(self._synced, target)
                 self._sync_cond.notify_all()
 
     def rotate(self) -> int:
