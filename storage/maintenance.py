@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _I64 = np.int64
+_RETRY_AFTER_FAILURE_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class Maintenance:
         self._thread_guard = threading.Lock()
         self._last_cut_boundary: int | None = None
         self._last_cut_time = 0.0
+        self._failed_at = -float("inf")
 
     # -- triggering ----------------------------------------------------------------------------
 
@@ -85,10 +87,13 @@ class Maintenance:
     def trigger(self) -> None:
         """Run maintenance now (inline) or make sure the background thread is running."""
         if not self.background:
-            self.run()
+            if time.monotonic() - self._failed_at >= _RETRY_AFTER_FAILURE_S:
+                self._run_logged()  # the append is durable: its caller must not see an error
             return
         with self._thread_guard:
             if self._thread is not None and self._thread.is_alive():
+                return
+            if time.monotonic() - self._failed_at < _RETRY_AFTER_FAILURE_S:
                 return
             self._thread = threading.Thread(target=self._run_logged, name="tidemark-maint")
             self._thread.daemon = True
@@ -107,7 +112,11 @@ class Maintenance:
         try:
             self.run()
         except Exception:
-            log.exception("storage maintenance failed; it will be retried on the next append")
+            self._failed_at = time.monotonic()
+            log.exception(
+                "storage maintenance failed; retrying in %ss (the head keeps all data)",
+                _RETRY_AFTER_FAILURE_S,
+            )
 
     def run(self) -> None:
         """Cut while a cut is due, then compact and apply retention."""
@@ -138,9 +147,9 @@ class Maintenance:
         return _CutPlan(boundary, closed, segments, db._index.rank(), len(db._index))
 
     def _cut(self, plan: _CutPlan) -> None:
+        blocks: list[Block] = []
         try:
             parts = [(s.sid, s.ts, s.values) for s in plan.segments]
-            blocks = []
             if parts:
                 sid, ts, vals = merge_sorted_parts(parts, plan.n_series)
                 old = ts < plan.boundary
@@ -155,6 +164,9 @@ class Maintenance:
                     if m.any():
                         blocks.append(self._build(sid[m], ts[m], vals[m], plan.rank, 0))
         except BaseException:
+            # Unpublished blocks would only come back as duplicates on the next open.
+            for block in blocks:
+                remove_block_dir(block.path)
             with self.db._lock:
                 self.db._head.pinned = 0
             raise

@@ -223,3 +223,32 @@ def test_a_sample_from_the_far_future_does_not_trigger_retention_of_everything(t
     assert db.stats()["blocks_deleted"] == 0
     s = everything(db)
     assert s.series(0)[1].shape[0] == 50
+
+
+def test_a_failing_cut_keeps_everything_in_the_head_and_leaves_no_block_behind(
+    tmp_path, monkeypatch, caplog
+):
+    import storage.maintenance as maintenance
+
+    real_write_block = maintenance.write_block
+    calls = []
+
+    def fail_on_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        return real_write_block(*args, **kwargs)
+
+    monkeypatch.setattr(maintenance, "write_block", fail_on_second)
+    db = Storage.open(tmp_path, opts(compaction_levels=1))
+    for t in range(0, 1500, 100):
+        db.append(batch([(A, t, float(t))]))
+    db.append(batch([(A, 2500, 1.0), (A, 3500, 2.0)]))  # a cut of two windows, the second fails
+    assert "storage maintenance failed" in caplog.text
+    assert db.stats()["blocks"] == 0
+    assert list_block_dirs(tmp_path / "blocks") == []
+    assert everything(db).timestamps.shape[0] == 17
+    db._maint._failed_at = -float("inf")  # skip the retry pause
+    db.append(batch([(A, 3600, 3.0)]))
+    assert db.stats()["blocks"] >= 1
+    assert everything(db).timestamps.shape[0] == 18
