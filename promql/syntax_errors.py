@@ -188,8 +188,10 @@ def translate(text: str, exc: UnexpectedInput) -> tuple[str, PosRange]:
         return "unexpected character: '}'", PosRange(start, len(text))
     if tok.type == "RBRACKET" and not ctx.bracket_open:
         return "unexpected right bracket ']'", PosRange(tok.end_pos, len(text))
-    if tok.type == "LBRACKET" and ctx.bracket_open:
-        return "unexpected left bracket '['", PosRange(tok.end_pos, len(text))
+    if ctx.bracket_open:
+        found = _bracket_error(text, tok)
+        if found is not None:
+            return found
     if tok.type == "LBRACE" and ctx.brace_open:
         return "unexpected left brace '{'", PosRange(tok.end_pos, len(text))
     if tok.type in ("EQL_REGEX", "NEQ_REGEX") and not ctx.brace_open:
@@ -199,10 +201,6 @@ def translate(text: str, exc: UnexpectedInput) -> tuple[str, PosRange]:
             tok = Token("IDENTIFIER", str(tok), start_pos=tok.start_pos, end_pos=tok.end_pos)
         else:
             return _bad_character(text, start)
-    if tok.type in ("EQL", "NEQ") and ctx.bracket_open:
-        return _bad_character(text, start)
-    if ctx.bracket_open and tok.type not in _DURATION_TOKENS:
-        return _bad_character(text, start)
     context = _context_phrase(text, start, set(exc.expected), ctx)
     return f"unexpected {token_desc(tok)}{context}", pos
 
@@ -243,6 +241,40 @@ _DURATION_TOKENS = frozenset(
         "MAX_OF",
     ]
 )
+
+
+def _duration_mode(text: str, pos: int) -> bool:
+    """Whether Prometheus' lexer is still in its duration-expression state at ``pos``.
+
+    After ``[`` it lexes with ``lexDurationExpr`` until the first number or duration, and with
+    the ordinary statement lexer from then on until ``]``.
+    """
+    segment = text[text.rfind("[", 0, pos) + 1 : pos]
+    return not any(ch.isdigit() for ch in segment)
+
+
+def _bracket_error(text: str, tok: Token) -> tuple[str, PosRange] | None:
+    """Lexer errors Prometheus reports for a token inside ``[...]``, else ``None``."""
+    start = tok.start_pos
+    first = str(tok)[:1]
+    segment = text[text.rfind("[", 0, start) + 1 : start]
+    if _duration_mode(text, start):
+        if first == ":":
+            return (
+                "unexpected colon before duration in duration expression",
+                PosRange(start + 1, len(text)),
+            )
+        return None if tok.type in _DURATION_TOKENS else _bad_character(text, start)
+    if tok.type == "LBRACKET":
+        return "unexpected left bracket '['", PosRange(tok.end_pos, len(text))
+    if first == ":" and ":" in segment:
+        return "unexpected colon ':'", PosRange(start, len(text))
+    word = first.isalpha() or first in "_:"
+    if word and tok.type not in ("STEP", "RANGE", "MIN_OF", "MAX_OF"):
+        return _bad_character(text, start)
+    if tok.type == "RBRACE":
+        return _bad_character(text, start)
+    return None
 
 
 def _previous_token_text(text: str, start: int) -> str:
@@ -308,6 +340,8 @@ def _bad_character(text: str, pos: int) -> tuple[str, PosRange]:
     ctx = _scan(text, pos)
     nxt = text[pos + 1] if pos + 1 < len(text) else ""
     rest = PosRange(pos, len(text))
+    if ctx.bracket_open and _duration_mode(text, pos) and not _starts_duration_token(text, pos):
+        return f"unexpected character in duration expression: {lexing.go_rune_quote(ch)}", rest
     if ch in "\"'":
         return _string_problem(text, pos), rest
     if ch == "`":
@@ -326,12 +360,24 @@ def _bad_character(text: str, pos: int) -> tuple[str, PosRange]:
         return f"unexpected character after '!': {_rune(nxt)}", rest
     if ch == "=" and nxt == "~":
         return "unexpected character after '=': '~'", rest
-    if ctx.bracket_open and (ch.isalpha() or ch == "_"):
-        before = text[:pos].rstrip()
-        if before and lexing.is_alnum(before[-1]):
-            return f"unexpected character: {lexing.go_rune_quote(ch)}, expected ':'", rest
-        return f"unexpected character in duration expression: {lexing.go_rune_quote(ch)}", rest
+    if ctx.bracket_open and (ch.isalpha() or ch == "_" or ch == ":"):
+        return f"unexpected character: {lexing.go_rune_quote(ch)}, expected ':'", rest
     return f"unexpected character: {lexing.go_rune_quote(ch)}", rest
+
+
+def _starts_duration_token(text: str, pos: int) -> bool:
+    """Whether Prometheus' ``lexDurationExpr`` accepts the character at ``pos``."""
+    ch = text[pos]
+    if ch in "]:()+-*/%^, \t\r\n" or ch.isdigit():
+        return True
+    if ch == "." and text[pos + 1 : pos + 2].isdigit():
+        return True
+    word = ""
+    for c in text[pos:]:
+        if not (c.isalpha() or c == "_"):
+            break
+        word += c
+    return word.lower() in ("step", "range", "min_of", "max_of")
 
 
 def _string_problem(text: str, pos: int) -> str:

@@ -57,6 +57,15 @@ ERRORS = [
         "duration, step(), or range()",
     ),
     ("foo[5m", "1:7: parse error: unexpected end of input in duration expression"),
+    # inside [...] Prometheus lexes duration expressions until the first literal
+    ('foo["5m"]', "1:5: parse error: unexpected character in duration expression: '\"'"),
+    ("foo[5s x 5s]", "1:8: parse error: unexpected character: 'x', expected ':'"),
+    ("foo[5m:1m:]", "1:10: parse error: unexpected colon ':'"),
+    ("foo[5m[", "1:8: parse error: unexpected left bracket '['"),
+    (
+        'foo[5m "a"]',
+        '1:8: parse error: unexpected string "\\"a\\"" in subquery or range, expected ":" or "]"',
+    ),
     (
         "foo offset",
         "1:11: parse error: unexpected end of input in offset, expected number, duration, "
