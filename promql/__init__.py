@@ -2,10 +2,15 @@
 
 Public API::
 
-    from promql import parse, format, ParseError, ParserOptions
+    from promql import parse, format, ParseError, ParserOptions, parse_metric_selector
 
     expr = parse('sum by (job) (rate(http_requests_total[5m]))')
     format(expr)  # 'sum by (job) (rate(http_requests_total[5m]))'
+    parse("limitk(2, x)", ParserOptions(experimental=True))  # experimental syntax opt-in
+    parse_metric_selector('up{job="a"}')  # matchers of a match[] selector
+
+``ParseError`` reads ``line:col: parse error: <Prometheus' message>``; ``error.pos`` is the
+offending range, ``error.position`` its 1-based line and column.
 """
 
 from __future__ import annotations
