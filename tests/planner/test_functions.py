@@ -216,3 +216,25 @@ def test_info_adds_target_info_data_labels_by_identifying_labels(storage):
     }
     # A data matcher that rejects the empty value drops series without a matching info series.
     assert engine.instant_query('info(metric, {nope=~".+"})', 60_000).series == []
+
+
+def test_duration_expressions_resolve_step_and_arithmetic(storage):
+    load(storage, {"x": (every(10, 40), [float(i) for i in range(40)])})
+    engine = Engine(storage, EngineOptions(experimental=True))
+    # [step() * 3] with a 20s step is a 60s window: 6 samples per window.
+    r = engine.range_query("count_over_time(x[step() * 3])", 200_000, 240_000, 20_000)
+    assert as_dict(r) == {(): [6.0, 6.0, 6.0]}
+
+
+def test_histogram_quantiles_adds_one_series_per_quantile(storage):
+    load(
+        storage,
+        {
+            'h_bucket{le="1"}': ([0], [5.0]),
+            'h_bucket{le="2"}': ([0], [10.0]),
+            'h_bucket{le="+Inf"}': ([0], [10.0]),
+        },
+    )
+    engine = Engine(storage, EngineOptions(experimental=True))
+    r = engine.instant_query('histogram_quantiles(h_bucket, "q", 0.25, 0.75)', 10_000)
+    assert as_dict(r) == {(("q", "0.25"),): [0.5], (("q", "0.75"),): [1.5]}

@@ -164,3 +164,22 @@ def test_matching_can_change_per_step_in_a_range_query(storage, engine):
     r = engine.range_query("a * on(k) group_left(v) b", 0, 400_000, 400_000)
     got = {dict(s.labels)["v"]: s.values.tolist() for s in r.series}
     assert got == {"x": [10.0], "y": [20.0]}
+
+
+def test_fill_modifiers_stand_in_for_a_missing_side(storage):
+    from planner.engine import Engine, EngineOptions
+
+    load(
+        storage,
+        {
+            'l{k="1"}': ([0], [1.0]),
+            'l{k="2"}': ([0], [2.0]),
+            'r{k="2"}': ([0], [10.0]),
+            'r{k="3"}': ([0], [30.0]),
+        },
+    )
+    engine = Engine(storage, EngineOptions(experimental=True))
+    r = engine.instant_query("l + fill(100) r", T)
+    assert as_dict(r) == {(("k", "1"),): [101.0], (("k", "2"),): [12.0], (("k", "3"),): [130.0]}
+    r = engine.instant_query("l + fill_right(0) r", T)
+    assert as_dict(r) == {(("k", "1"),): [1.0], (("k", "2"),): [12.0]}
