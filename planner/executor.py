@@ -72,6 +72,15 @@ class Executor:
         if samples > self.options.max_samples:
             raise ExecutionError(TOO_MANY_SAMPLES)
 
+    def check_cells(self, n_series: int, n_steps: int) -> None:
+        """Refuse a [series, steps] allocation larger than the sample limit before making it.
+
+        With a lookback of minutes nearly every cell holds a point, so this is the limit
+        upstream would hit anyway, only earlier (and without exhausting memory first).
+        """
+        if n_series * n_steps > self.options.max_samples:
+            raise ExecutionError(TOO_MANY_SAMPLES)
+
     def warn(self, message: str, pos: PosRange | None = None) -> None:
         self.warnings[self._positioned(message, pos)] = None
 

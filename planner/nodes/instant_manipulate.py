@@ -56,6 +56,7 @@ class InstantManipulate(PlanNode):
         k = grid.n_steps
         if data.n_series == 0 or k == 0:
             return InstantVector.empty(k)
+        ex.check_cells(data.n_series, k)
         times = selector_times(grid, self.offset_ms, self.at_ms)
         if self.smoothed:
             values, present = smoothed_instant(

@@ -46,6 +46,7 @@ class RangeManipulate(PlanNode):
     def execute(self, ex: Executor, grid: Grid) -> RangeVector:
         data = ex.run(self.input, grid)
         assert isinstance(data, SeriesData)
+        ex.check_cells(data.n_series, grid.n_steps)
         times = selector_times(grid, self.offset_ms, self.at_ms)
         if self.mode:
             return _extended(data, times, self.range_ms, self.lookback_ms, self.mode)
