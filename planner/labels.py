@@ -19,7 +19,10 @@ METADATA_LABELS = frozenset({METRIC_NAME, "__type__", "__unit__"})
 
 
 def drop_name(labels: Labels) -> Labels:
-    return tuple(p for p in labels if p[0] not in METADATA_LABELS)
+    for name, _ in labels:
+        if name in METADATA_LABELS:
+            return tuple(p for p in labels if p[0] not in METADATA_LABELS)
+    return labels
 
 
 def keep_only(labels: Labels, names: frozenset[str]) -> Labels:

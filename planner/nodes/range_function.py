@@ -83,8 +83,12 @@ class RangeFunction(PlanNode):
         present = np.asarray(present, dtype=bool).reshape(n, k)
         values = np.where(present, np.asarray(values, dtype=np.float64).reshape(n, k), 0.0)
         keep = present.any(axis=1)
-        rows = np.nonzero(keep)[0]
-        labels = [rv.labels[i] for i in rows.tolist()]
+        if keep.all():  # the common case: no copy of the [n, k] matrices
+            rows = slice(None)
+            labels = list(rv.labels)
+        else:
+            rows = np.nonzero(keep)[0]
+            labels = [rv.labels[i] for i in rows.tolist()]
         drop = None if rv.drop_name is None else rv.drop_name[rows]
         if self.fn in ("rate", "increase"):
             _non_counter_info(ex, labels, self.pos)
