@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import itertools
-import re
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -23,7 +22,6 @@ from storage.model import METRIC_NAME, Labels
 
 _I64 = np.int64
 _EMPTY = np.zeros(0, dtype=_I64)
-_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
 
 
 @functools.lru_cache(maxsize=1024)
@@ -61,8 +59,14 @@ _VALID_NAMES_MAX = 100_000
 
 
 def _check_name(name: object) -> None:
-    if not isinstance(name, str) or not _LABEL_NAME.match(name):
+    """Prometheus 3's UTF-8 naming scheme: any non-empty valid UTF-8 string."""
+    if not isinstance(name, str) or not name:
         raise BadDataError(f"invalid label name {name!r}")
+    if not name.isascii():
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadDataError(f"invalid UTF-8 in label name {name!r}") from None
     if len(_VALID_NAMES) < _VALID_NAMES_MAX:
         _VALID_NAMES.add(name)
 

@@ -114,7 +114,8 @@ def test_sort_ids_orders_by_label_set(index):
         (("job", "x"),),
         (("__name__", "x"), ("__name__", "y")),
         (("b", "1"), ("a", "1"), ("__name__", "x")),
-        (("__name__", "x"), ("1bad", "v")),
+        (("__name__", "x"), ("", "v")),
+        (("__name__", "x"), ("\udcff", "v")),
         (("__name__", "x"), ("a", "")),
         (("__name__", "x"), ("a", "\udcff")),
         (),
@@ -135,3 +136,11 @@ def test_regex_fast_paths_agree_with_re2_on_every_series(index, pattern, kind):
     got = names(index, matcher)
     expected = [s for s in SERIES if matcher_matches(matcher, dict(s).get("job", ""))]
     assert got == expected
+
+
+def test_utf8_label_names_are_accepted_as_in_prometheus_3():
+    labels = (("__name__", "http.requests"), ("service.name", "api"), ("ünï", "x"))
+    validate_labels(labels)
+    idx = LabelIndex()
+    idx.intern([labels], None)
+    assert idx.select([m("=", "service.name", "api")]).tolist() == [0]
