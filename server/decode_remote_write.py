@@ -87,6 +87,10 @@ def _metadata(buf: bytes, lo: int, hi: int) -> MetricMetadata:
     return MetricMetadata(metric_family_name=name, type=kind, help=help_, unit=unit)
 
 
+_WARM_UP = b"\x0a\x1a\x0a\x0d\x0a\x08__name__\x12\x01w\x12\x09\x09" + bytes(8)
+"""A WriteRequest with one series ``{__name__="w"}`` and one sample (value field only)."""
+
+
 class RemoteWriteDecoder:
     """Decodes WriteRequests, remembering label sets by their raw bytes (thread-safe)."""
 
@@ -95,9 +99,9 @@ class RemoteWriteDecoder:
         self._max = max_cached_series
         self._lock = threading.Lock()
         self.skipped_fields = 0
-        # Load the compiled walker now (~0.3 s from numba's cache) rather than on the first
+        # Load the compiled kernels now (~0.5 s from numba's cache) rather than on the first
         # request, which would otherwise stall a sender right after (re)start.
-        walk_write_request(b"")
+        fast_label_sets(_WARM_UP, walk_write_request(_WARM_UP), np.zeros(1, dtype=np.int64))
 
     @staticmethod
     def _fresh_labels(
@@ -105,18 +109,14 @@ class RemoteWriteDecoder:
     ) -> dict[bytes, Labels]:
         miss = [i for i, known in enumerate(series) if known is None]
         fast = fast_label_sets(raw, layout, np.array(miss, dtype=np.int64))
-        fresh: dict[bytes, Labels] = {}
-        offsets: list[int] | None = None
-        for i, labels in zip(miss, fast, strict=True):
-            key = keys[i]
-            if key in fresh:
-                continue
-            if labels is None:  # unusual label set: the careful path (and its error messages)
-                if offsets is None:
-                    offsets = layout.lab_off.tolist()
-                first = layout.lab_first
-                labels = _labels_at(raw, offsets, int(first[i]), int(first[i + 1]))
-            fresh[key] = labels
+        miss_keys = [keys[i] for i in miss]
+        fresh: dict[bytes, Labels] = dict(zip(miss_keys, fast, strict=True))  # type: ignore[arg-type]
+        if None in fast:  # unusual label sets: the careful path (and its error messages)
+            offsets = layout.lab_off.tolist()
+            first = layout.lab_first.tolist()
+            for i, key, labels in zip(miss, miss_keys, fast, strict=True):
+                if labels is None:
+                    fresh[key] = _labels_at(raw, offsets, first[i], first[i + 1])
         return fresh
 
     def decode(self, raw: bytes) -> SampleBatch:
@@ -133,7 +133,9 @@ class RemoteWriteDecoder:
         series = [cache.get(k) for k in keys]
         if None in series:
             fresh = self._fresh_labels(raw, layout, keys, series)
-            series = [s if s is not None else fresh[k] for k, s in zip(keys, series, strict=True)]
+            series = [
+                s or fresh[k] for k, s in zip(keys, series, strict=True)
+            ]  # labels are never ()
             with self._lock:
                 if len(cache) + len(fresh) > self._max:
                     cache.clear()  # bounded memory; a steady stream refills it in one round

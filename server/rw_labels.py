@@ -72,7 +72,8 @@ def _status(buf, lab_first, lab_off, idx, name, out):  # pragma: no cover - comp
 
 @numba.njit(cache=True, nogil=True)
 def _gather(buf, lab_first, lab_off, idx):  # pragma: no cover - compiled
-    """Every name and value of the series idx, each followed by a 0xFF byte."""
+    """Every name and value of the series idx, each followed by a 0xFF byte; and whether all
+    string bytes were ASCII (then no UTF-8 validation is needed)."""
     size = 0
     for k in range(idx.shape[0]):
         i = idx[k]
@@ -81,6 +82,7 @@ def _gather(buf, lab_first, lab_off, idx):  # pragma: no cover - compiled
                 lab_off[4 * j + 1] - lab_off[4 * j] + lab_off[4 * j + 3] - lab_off[4 * j + 2] + 2
             )
     out = np.empty(size, dtype=np.uint8)
+    ascii_only = True
     p = 0
     for k in range(idx.shape[0]):
         i = idx[k]
@@ -88,11 +90,14 @@ def _gather(buf, lab_first, lab_off, idx):  # pragma: no cover - compiled
             for part in range(2):
                 lo = lab_off[4 * j + 2 * part]
                 hi = lab_off[4 * j + 2 * part + 1]
-                out[p : p + hi - lo] = buf[lo:hi]
-                p += hi - lo
+                for c in range(lo, hi):
+                    b = buf[c]
+                    ascii_only = ascii_only and b < 0x80
+                    out[p] = b
+                    p += 1
                 out[p] = 0xFF
                 p += 1
-    return out
+    return out, ascii_only
 
 
 def fast_label_sets(
@@ -106,17 +111,22 @@ def fast_label_sets(
     result: list[tuple[tuple[str, str], ...] | None] = [None] * idx.shape[0]
     if good.size == 0:
         return result
-    text = _gather(buf, layout.lab_first, layout.lab_off, good).tobytes()
-    decoded = text.decode("utf-8", "surrogateescape")
-    parts = decoded.split(_SEP)
+    gathered, ascii_only = _gather(buf, layout.lab_first, layout.lab_off, good)
     counts = (layout.lab_first[good + 1] - layout.lab_first[good]) * 2
-    if len(parts) != int(counts.sum()) + 1 or _OTHER_ESCAPES.search(decoded):
-        return result  # some string is not valid UTF-8: the careful path reports it
+    if ascii_only:  # the common case: latin-1 decoding is a copy, and nothing can be invalid
+        parts = gathered.tobytes().decode("latin-1").split("\xff")
+    else:
+        decoded = gathered.tobytes().decode("utf-8", "surrogateescape")
+        parts = decoded.split(_SEP)
+        if len(parts) != int(counts.sum()) + 1 or _OTHER_ESCAPES.search(decoded):
+            return result  # some string is not valid UTF-8: the careful path reports it
     # All (name, value) pairs in one C-level pass; names interned (few distinct, many series).
     pairs = list(zip(map(sys.intern, parts[0:-1:2]), parts[1::2], strict=True))
     ends = np.cumsum(counts // 2).tolist()
     starts = [0, *ends[:-1]]
-    positions = np.flatnonzero(ok == 1).tolist()
-    for pos, a, b in zip(positions, starts, ends, strict=True):
-        result[pos] = tuple(pairs[a:b])
+    sets = [tuple(pairs[a:b]) for a, b in zip(starts, ends, strict=True)]
+    if good.size == idx.size:
+        return sets  # type: ignore[return-value]  # the common case: every series was canonical
+    for pos, labels in zip(np.flatnonzero(ok == 1).tolist(), sets, strict=True):
+        result[pos] = labels
     return result
