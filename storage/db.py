@@ -288,9 +288,9 @@ class Storage:
             cand = seg.sids[(first <= hi) & (last >= lo)]
             if cand.shape[0]:
                 # Bounds overlapping is not enough: a series may have a gap spanning the range.
-                rows = seg.gather(cand)[0]
-                inside = rows[(seg.ts[rows] >= lo) & (seg.ts[rows] <= hi)]
-                has[seg.sid[inside]] = True
+                rows, pos = seg.gather(cand)
+                inside = (seg.ts[rows] >= lo) & (seg.ts[rows] <= hi)
+                has[cand[pos[inside]]] = True
         for sid, ts, _ in head.tail:
             has[sid[(ts >= lo) & (ts <= hi)]] = True
         return ids[has[ids]]
@@ -383,9 +383,10 @@ class Storage:
         closed = self._wal.rotate()
         payloads = [self._definitions_record()]
         seg = self._head.all_sorted()
+        sid = seg.sid
         for lo in range(0, len(seg), _CHECKPOINT_SAMPLES):
             hi = lo + _CHECKPOINT_SAMPLES
-            payloads.append(encode_record([], [], seg.sid[lo:hi], seg.ts[lo:hi], seg.values[lo:hi]))
+            payloads.append(encode_record([], [], sid[lo:hi], seg.ts[lo:hi], seg.values[lo:hi]))
         self._wal.write_checkpoint(closed, payloads, self._head.maxt)
         self._in_wal = np.ones(len(self._index), dtype=bool)
 

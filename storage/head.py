@@ -28,11 +28,15 @@ class Segment:
 
     sids: np.ndarray  # distinct series ids, ascending
     starts: np.ndarray  # len(sids) + 1
-    sid: np.ndarray  # per row
     ts: np.ndarray
     values: np.ndarray
     mint: int = 0
     maxt: int = -1
+
+    @property
+    def sid(self) -> np.ndarray:
+        """Per-row series ids, materialized on demand: not storing them saves 8 bytes/sample."""
+        return np.repeat(self.sids, np.diff(self.starts))
 
     @staticmethod
     def build(sid: np.ndarray, ts: np.ndarray, values: np.ndarray) -> Segment:
@@ -42,10 +46,11 @@ class Segment:
     @staticmethod
     def from_sorted(sid: np.ndarray, ts: np.ndarray, values: np.ndarray) -> Segment:
         if sid.shape[0] == 0:
-            return Segment(sid[:0], np.zeros(1, dtype=_I64), sid, ts, values)
+            return Segment(sid[:0].astype(_I64), np.zeros(1, dtype=_I64), ts, values)
         change = np.flatnonzero(sid[1:] != sid[:-1]) + 1
         starts = np.concatenate(([0], change, [sid.shape[0]])).astype(_I64)
-        return Segment(sid[starts[:-1]], starts, sid, ts, values, int(ts.min()), int(ts.max()))
+        sids = sid[starts[:-1]].astype(_I64)
+        return Segment(sids, starts, ts, values, int(ts.min()), int(ts.max()))
 
     def __len__(self) -> int:
         return int(self.ts.shape[0])

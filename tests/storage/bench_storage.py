@@ -115,7 +115,9 @@ def bench_scan(nseries: int = 10_000, npoints: int = 720) -> None:
         )
 
     scan(f"head ({db.stats()['head_segments']} segments)")
-    print(f"head memory: {24:.0f} bytes/sample in arrays (int64 series id, int64 ts, float64)")
+    print(
+        "head memory: 16 bytes/sample in frozen segments (int64 ts, float64 value; ids per series)"
+    )
     t = time.perf_counter()
     with db._lock:
         plan = db._maint._plan_cut_at(end + 1)
