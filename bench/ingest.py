@@ -409,11 +409,15 @@ def main() -> None:
         print("storage scans ...", file=sys.stderr)
         st = storage_cases(tmp, args.scan_series)
 
+    _print_table(_rows(tm, pm, st, args))
+
+
+def _rows(tm, pm, st, args) -> list[tuple[str, str, str, str]]:
     def g(res, key):
         return None if res is None else res.get(key)
 
     mb = 1 << 20
-    rows = [
+    return [
         (
             "remote write, first round (series creation)",
             _fmt(g(tm, "first"), "/s"),
@@ -465,6 +469,9 @@ def main() -> None:
             "",
         ),
     ]
+
+
+def _print_table(rows: list[tuple[str, str, str, str]]) -> None:
     header = ("case", "Tidemark", "Prometheus 2.42", "Tidemark vs Prometheus")
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(4)]
     line = "  ".join(f"{{:<{w}}}" for w in widths)
