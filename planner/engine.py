@@ -6,6 +6,7 @@ exceptions carrying Prometheus' ``errorType``; annotations go to ``warnings`` / 
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -104,9 +105,7 @@ class Engine:
     def parse(self, query: str | Expr) -> Expr:
         if not isinstance(query, str):
             return query
-        from promql.parser import ParserOptions, parse
-
-        return parse(query, ParserOptions(experimental=self.options.experimental))
+        return _parse_cached(query, self.options.experimental)
 
     def plan(
         self,
@@ -147,6 +146,14 @@ class Engine:
         result.warnings.extend(ex.warnings)
         result.infos.extend(ex.infos)
         return result, ex
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_cached(query: str, experimental: bool) -> Expr:
+    """Dashboards repeat the same queries; the AST is immutable, so parses are shared."""
+    from promql.parser import ParserOptions, parse
+
+    return parse(query, ParserOptions(experimental=experimental))
 
 
 def _check_range(start_ms: int, end_ms: int, step_ms: int) -> None:
