@@ -100,8 +100,6 @@ class RangeFunction(PlanNode):
         out = InstantVector(labels, values[rows], present[rows], drop)
         if self.fn in KEEPS_NAME:
             return out
-        if drop is not None and ex.options.delayed_name_removal:
-            return InstantVector(labels, out.values, out.present, np.ones(len(labels), bool))
         return with_names_dropped(out, ex.options.delayed_name_removal)
 
 
