@@ -58,7 +58,8 @@ class Executor:
         value = node.execute(self, grid)
         elapsed = time.perf_counter_ns() - t0
         series, samples = _size(value)
-        self.account(samples)
+        if not isinstance(value, SeriesData):  # raw reads are streamed upstream: not counted
+            self.account(samples)
         st = self.stats.setdefault(id(node), NodeStats())
         st.calls += 1
         st.wall_ns += elapsed
@@ -114,5 +115,5 @@ def _size(value: Value) -> tuple[int, int]:
         per_step = value.ranges.sizes.reshape(value.n_series, value.n_steps).sum(axis=0)
         return value.n_series, int(per_step.max())
     if isinstance(value, SeriesData):
-        return value.n_series, 0  # raw samples are streamed upstream; not counted
+        return value.n_series, value.n_samples  # samples read from storage
     return 0, int(np.size(getattr(value, "values", 0)) and 1)

@@ -1,7 +1,9 @@
 """EXPLAIN / ANALYZE rendering: deterministic ``Name: key=[value]`` text trees and JSON.
 
 Plan-only output is a pure function of the plan (golden-tested). ANALYZE appends per-node
-``elapsed_ms`` (inclusive of inputs), ``series`` and ``samples`` from the executor's stats.
+``elapsed_ms`` (inclusive of inputs), ``series`` and ``samples`` from the executor's stats
+(``samples``: points held by the node's output; for ``SeriesScan``/``SeriesNormalize`` the raw
+samples read from storage).
 """
 
 from __future__ import annotations
