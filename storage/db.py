@@ -264,7 +264,8 @@ class Storage:
     def _present_ids(
         self, matcher_sets: Sequence[Sequence[Matcher]] | None, mint: int | None, maxt: int | None
     ) -> np.ndarray:
-        """Sorted ids of series matching any matcher set, with samples in the time range."""
+        """Sorted ids of series matching any matcher set whose data overlaps the time range
+        (judged by per-series first/last sample in each block and head segment)."""
         lo = _MIN_TS if mint is None else mint
         hi = _MAX_TS if maxt is None else maxt
         with self._lock:
@@ -284,13 +285,10 @@ class Storage:
         for seg in head.segments:
             if not seg.sids.shape[0]:
                 continue
+            # Per-series bounds, O(series): like Prometheus (which answers at chunk granularity),
+            # a series whose samples straddle the range without one inside it still counts.
             first, last = seg.ts[seg.starts[:-1]], seg.ts[seg.starts[1:] - 1]
-            cand = seg.sids[(first <= hi) & (last >= lo)]
-            if cand.shape[0]:
-                # Bounds overlapping is not enough: a series may have a gap spanning the range.
-                rows, pos = seg.gather(cand)
-                inside = (seg.ts[rows] >= lo) & (seg.ts[rows] <= hi)
-                has[cand[pos[inside]]] = True
+            has[seg.sids[(first <= hi) & (last >= lo)]] = True
         for sid, ts, _ in head.tail:
             has[sid[(ts >= lo) & (ts <= hi)]] = True
         return ids[has[ids]]
