@@ -49,7 +49,13 @@ def _is_legacy_name(name: str) -> bool:
 
 
 def _labels(names: tuple[str, ...]) -> str:
-    return ", ".join(n if _is_legacy_name(n) else go_quote(n) for n in names)
+    return ", ".join(n if _plain_grouping_label(n) else go_quote(n) for n in names)
+
+
+def _plain_grouping_label(name: str) -> bool:
+    # Deliberate deviation: Prometheus prints `by (inf)`, which its own lexer reads as a number
+    # and rejects; quoting keeps the output parseable.
+    return _is_legacy_name(name) and name.lower() not in ("inf", "nan")
 
 
 def format_matcher(m: Matcher) -> str:

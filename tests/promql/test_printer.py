@@ -23,6 +23,8 @@ CANONICAL = [
     # Prometheus 3 has no duplicate-label check for grouping or matching lists.
     ("sum by (a, a) (x)", "sum by (a, a) (x)"),
     ("x + on(a, a) y", "x + on (a, a) y"),
+    # Deviation: Prometheus prints `by (inf)`, which does not parse; Tidemark keeps the quotes.
+    ('sum by ("inf", "NaN") (x)', 'sum by ("inf", "NaN") (x)'),
     # vector matching
     ("a+on(x)group_left(y)b", "a + on (x) group_left (y) b"),
     ("a - on() c", "a - on () c"),
