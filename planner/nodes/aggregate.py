@@ -150,6 +150,6 @@ def _check_param(ex: Executor, op: str, values: np.ndarray, pos: PosRange | None
 
 def _label_hashes(labels: list[Labels]) -> np.ndarray:
     """Prometheus' ``labels.Hash()`` per series (XXH64), which ``limit_ratio`` samples by."""
-    from planner.xxhash64 import labels_hash
+    from udfs.label_hash import label_hashes
 
-    return np.array([labels_hash(ls) for ls in labels], dtype=np.uint64)
+    return label_hashes(labels)
