@@ -9,7 +9,9 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from promql.types import Matcher, MatchType
 from storage.db import Storage, StorageOptions
+from storage.index import matcher_matches
 from storage.model import STALE_NAN
 from tests.storage.helpers import as_dict, batch, everything, lab
 
@@ -73,3 +75,54 @@ def test_duplicates_resolve_to_the_last_written_value_across_head_blocks_and_rep
 ):
     with tempfile.TemporaryDirectory() as tmp:
         assert store(rows, cuts, tmp, reopen) == expected(rows)
+
+
+MATCHERS = st.lists(
+    st.builds(
+        Matcher,
+        st.sampled_from(list(MatchType)),
+        st.sampled_from(["__name__", "i", "absent"]),
+        st.sampled_from(["m", "other", "", "1", "[02]", ".*", ".+", "1|3", "o.*"]),
+    ),
+    min_size=1,
+    max_size=3,
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    rows=SAMPLES,
+    matchers=MATCHERS,
+    window=st.tuples(st.integers(-100, 5100), st.integers(0, 5000)),
+)
+def test_select_equals_brute_force_filtering_across_head_and_blocks(rows, matchers, window):
+    if all(matcher_matches(m, "") for m in matchers):
+        matchers = [*matchers, Matcher(MatchType.REGEX, "__name__", ".+")]
+    mint, maxt = window[0], window[0] + window[1]
+    want = {
+        labels: [(t, b) for t, b in samples if mint <= t <= maxt]
+        for labels, samples in expected(rows).items()
+        if all(matcher_matches(m, dict(labels).get(m.name, "")) for m in matchers)
+    }
+    want = {k: v for k, v in want.items() if v}
+    with tempfile.TemporaryDirectory() as tmp:
+        options = StorageOptions(
+            block_duration_ms=700, head_freeze_samples=8, background_maintenance=False
+        )
+        db = Storage.open(tmp, options)
+        for lo in range(0, len(rows), 25):
+            db.append(batch(rows[lo : lo + 25]))
+        s = db.select(matchers, mint, maxt)
+        assert as_dict(s) == want
+        assert s.labels == sorted(s.labels)
+        # series() judges overlap by per-series bounds (as Prometheus does by chunk), so it may
+        # add a series whose samples straddle the window; it never misses one.
+        listed = db.series([matchers], mint, maxt)
+        assert set(want) <= set(listed)
+        matching = {
+            k
+            for k in expected(rows)
+            if all(matcher_matches(m, dict(k).get(m.name, "")) for m in matchers)
+        }
+        assert set(listed) <= matching and listed == sorted(listed)
+        db.close()
