@@ -38,10 +38,13 @@ def _duration_ms(text: str) -> int:
         raise argparse.ArgumentTypeError(str(err)) from err
 
 
-async def serve(config: ServerConfig, storage: object) -> None:
+async def serve(config: ServerConfig, storage: object, query_config: object = None) -> None:
     from server.app import create_app
+    from server.routes_query import QUERY_CONFIG
 
     app = create_app(config, storage)
+    if query_config is not None:
+        app[QUERY_CONFIG] = query_config
     runner = web.AppRunner(
         app, handle_signals=False, shutdown_timeout=config.shutdown_timeout_s, access_log=None
     )
@@ -84,12 +87,67 @@ def run(args: argparse.Namespace) -> int:
     gc.freeze()
     gc.set_threshold(50_000, 50, 100)
     try:
-        asyncio.run(serve(config, storage))
+        asyncio.run(serve(config, storage, _query_config(args)))
     finally:
         storage.flush()
         storage.close()
         log.info("storage flushed and closed")
     return 0
+
+
+def _query_config(args: argparse.Namespace) -> object:
+    from server.routes_query import QueryAPIConfig
+
+    return QueryAPIConfig(
+        max_concurrent=args.query_max_concurrency,
+        timeout_s=args.query_timeout / 1000.0,
+        max_samples=args.query_max_samples,
+        lookback_ms=args.query_lookback_delta,
+        cors_origin=args.web_cors_origin,
+    )
+
+
+def _add_query_arguments(p: argparse.ArgumentParser) -> None:
+    """Prometheus' own ``--query.*`` / ``--web.cors.origin`` flags, with its defaults."""
+    from server.routes_query import QueryAPIConfig
+
+    d = QueryAPIConfig()
+    p.add_argument(
+        "--query.timeout",
+        dest="query_timeout",
+        type=_duration_ms,
+        default=int(d.timeout_s * 1000),
+        metavar="DURATION",
+        help="maximum time a query may take before it is aborted (default 2m)",
+    )
+    p.add_argument(
+        "--query.max-concurrency",
+        dest="query_max_concurrency",
+        type=int,
+        default=d.max_concurrent,
+        help="maximum number of queries executed concurrently (default 20)",
+    )
+    p.add_argument(
+        "--query.max-samples",
+        dest="query_max_samples",
+        type=int,
+        default=d.max_samples,
+        help="maximum number of samples a single query can load into memory",
+    )
+    p.add_argument(
+        "--query.lookback-delta",
+        dest="query_lookback_delta",
+        type=_duration_ms,
+        default=d.lookback_ms,
+        metavar="DURATION",
+        help="how far back to look for a sample of an instant vector (default 5m)",
+    )
+    p.add_argument(
+        "--web.cors.origin",
+        dest="web_cors_origin",
+        default=d.cors_origin,
+        help="regex for CORS origin, fully anchored (default .*)",
+    )
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -131,6 +189,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="concurrent ingest requests before answering 503",
     )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    _add_query_arguments(p)
     from server.routes_precompute import add_arguments as precompute_arguments
 
     precompute_arguments(p)

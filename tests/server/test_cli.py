@@ -64,6 +64,8 @@ def test_sigterm_shuts_down_cleanly_and_keeps_acknowledged_data(tmp_path):
             str(tmp_path),
             "--log-level",
             "warning",
+            "--query.max-samples",
+            "1",
         ],
         cwd=ROOT,
         stderr=subprocess.PIPE,
@@ -81,6 +83,12 @@ def test_sigterm_shuts_down_cleanly_and_keeps_acknowledged_data(tmp_path):
                 time.sleep(0.05)
         raw = write_request([([("__name__", "kept")], [(1000, 42.0)])])
         assert client.post("/api/v1/write", snappy(raw), RW_HEADERS).status == 204
+        raw = write_request([([("__name__", "kept")], [(2000, 43.0)])])
+        assert client.post("/api/v1/write", snappy(raw), RW_HEADERS).status == 204
+        # --query.max-samples reaches the engine: two samples exceed a limit of one.
+        over = client.get("/api/v1/query", [("query", "kept[1h]"), ("time", "3")])
+        assert over.status == 422, over.json()
+        assert over.json()["errorType"] == "execution"
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
@@ -88,6 +96,29 @@ def test_sigterm_shuts_down_cleanly_and_keeps_acknowledged_data(tmp_path):
     db = Storage.open(tmp_path)
     try:
         ss = db.select([Matcher(MatchType.EQUAL, "__name__", "kept")], 0, 10_000)
-        assert ss.values.tolist() == [42.0]
+        assert ss.values.tolist() == [42.0, 43.0]
     finally:
         db.close()
+
+
+def test_query_flags_take_prometheus_names_and_durations():
+    from server.commands.serve import _query_config
+
+    args = build_parser().parse_args(
+        [
+            "serve",
+            "--query.timeout=30s",
+            "--query.max-concurrency=3",
+            "--query.max-samples=1000",
+            "--query.lookback-delta=1m",
+            "--web.cors.origin=https://grafana\\.example",
+        ]
+    )
+    cfg = _query_config(args)
+    assert (cfg.timeout_s, cfg.max_concurrent, cfg.max_samples, cfg.lookback_ms) == (
+        30.0,
+        3,
+        1000,
+        60_000,
+    )
+    assert cfg.cors_origin == "https://grafana\\.example"
