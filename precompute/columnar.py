@@ -229,12 +229,9 @@ class ColumnarCounters:
         return out
 
     def _wrap(self, cols: CounterColumns, idx: np.ndarray) -> list[IncreaseAccumulator]:
-        columns = [getattr(cols, c)[idx] for c in _COUNTER_COLS]
-        wrap, mb = IncreaseAccumulator.from_columns, self.max_buffer
-        # One-row views into the window's merged columns: no per-window array allocation.
-        return [
-            wrap(CounterColumns(*(c[i : i + 1] for c in columns)), mb) for i in range(idx.shape[0])
-        ]
+        columns = [getattr(cols, c)[idx].tolist() for c in _COUNTER_COLS]
+        wrap, mb = IncreaseAccumulator.from_row, self.max_buffer
+        return [wrap(row, mb) for row in zip(*columns, strict=True)]
 
     def _evict(self, gids: np.ndarray, target: np.ndarray) -> None:
         for p in list(self.panes):

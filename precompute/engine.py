@@ -290,6 +290,7 @@ class PrecomputeEngine:
             "engine": {
                 **{k: (v.value if hasattr(v, "value") else v) for k, v in self.options.__dict__.items()},
                 "queue_depth_samples": self.queue_depth(),
+                "worker_errors": [repr(e) for h in self.hosts if (e := getattr(h, "error", None))],
                 **self.counters,
             },
             "aggregations": aggs,

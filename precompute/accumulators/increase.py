@@ -287,12 +287,25 @@ class IncreaseAccumulator(_CounterBase):
     type_code = 7
 
     @classmethod
-    def from_columns(cls, cols: CounterColumns, max_buffer: int) -> IncreaseAccumulator:
-        """Wrap a one-row state (e.g. a view into a window's merged columns) cheaply."""
+    def from_row(cls, row: tuple, max_buffer: int) -> IncreaseAccumulator:
+        """Wrap one state row ``(n, first_t, first_v, last_t, last_v, resets)`` cheaply: the
+        columns are only built if the accumulator is used beyond being stored."""
         acc = cls.__new__(cls)
-        acc.max_buffer, acc.cols, acc.interner = max_buffer, cols, None
+        acc.max_buffer, acc._cols, acc._row, acc.interner = max_buffer, None, row, None
         acc._buf, acc._buffered, acc.out_of_order = [], 0, 0
         return acc
+
+    @property
+    def cols(self) -> CounterColumns:
+        if self._cols is None:
+            self._cols = CounterColumns(
+                *(np.array([v], dtype=d) for v, d in zip(self._row, _DTYPES, strict=True))
+            )
+        return self._cols
+
+    @cols.setter
+    def cols(self, value: CounterColumns) -> None:
+        self._cols = value
 
     def stats(self) -> dict[str, Any]:
         self._fold()
