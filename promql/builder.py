@@ -203,7 +203,8 @@ class Builder(Transformer):
         return -value if sign == "-" else value
 
     def grouping_labels(self, children: list) -> tuple[str, ...]:
-        return tuple(c for c in children if isinstance(c, str) and not isinstance(c, Token))
+        # Plain ``str`` in the tree: the marker class must not leak into result label sets.
+        return tuple(str(c) for c in children if isinstance(c, _Label))
 
     def grouping_label(self, children: list) -> str:
         tok = children[0]

@@ -78,3 +78,12 @@ def test_metric_selector_rejects_anything_but_a_selector() -> None:
             assert str(exc) == message, text
         else:
             raise AssertionError(f"accepted {text!r}")
+
+
+def test_grouping_and_matching_labels_are_plain_strings():
+    from promql import parse
+
+    join = parse("a + on(x) group_left(y) b")
+    agg = parse("sum by (job) (x)")
+    for name in (*join.matching.matching_labels, *join.matching.include, *agg.grouping):
+        assert type(name) is str
