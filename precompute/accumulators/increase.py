@@ -338,5 +338,8 @@ class MultipleIncreaseAccumulator(_CounterBase):
         return [self._keys[i] for i in self._present().tolist()]
 
     def columns(self) -> CounterColumns:
+        """State rows aligned with ``keys()`` (keys that have samples), e.g. for the query side
+        to compute ``extrapolated_increase`` per key with numpy."""
         self._fold()
-        return self.cols
+        rows = self._present()
+        return CounterColumns(*(getattr(self.cols, name)[rows] for name in _COLS))

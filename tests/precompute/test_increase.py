@@ -109,3 +109,18 @@ def test_sample_older_than_the_folded_state_is_counted_not_misapplied():
     acc.update(np.array([0.0]), np.array([5], dtype=np.int64))
     s = acc.stats()
     assert (s["count"], s["increase"], acc.out_of_order) == (3, 2.0, 1)
+
+
+def test_multiple_increase_columns_align_with_keys_after_pane_merges():
+    table = [("a",), ("b",), ("c",)]
+    first, second = MultipleIncreaseAccumulator(), MultipleIncreaseAccumulator()
+    first.update(np.array([1.0, 2.0]), np.array([1, 2], dtype=np.int64), table, np.array([0, 0]))
+    second.update(np.array([5.0, 1.0]), np.array([11, 12], dtype=np.int64), table, np.array([2, 2]))
+    window = first.empty_like()
+    window.merge(first)
+    window.merge(second)
+    cols = window.columns()
+    got = dict(
+        zip(window.keys(), zip(cols.n.tolist(), cols.increase().tolist(), strict=True), strict=True)
+    )
+    assert got == {("a",): (2, 1.0), ("c",): (2, 1.0 - 5.0 + 5.0)}
