@@ -30,6 +30,7 @@ from promql.errors import BadDataError
 from promql.types import ValueType
 
 if TYPE_CHECKING:
+    from planner.nodes.precomputed_scan import SketchSource
     from storage.db import Storage
 
 
@@ -57,9 +58,15 @@ class Planned:
 
 
 class Engine:
-    def __init__(self, storage: Storage, options: EngineOptions | None = None) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        options: EngineOptions | None = None,
+        precompute: SketchSource | None = None,
+    ) -> None:
         self.storage = storage
         self.options = options or EngineOptions()
+        self.precompute = precompute  # closed windows to answer from (issue 6); None: exact only
 
     # -- public API -------------------------------------------------------------------------
 
@@ -127,7 +134,8 @@ class Engine:
         stmt = EvalStmt(expr, start_ms, end_ms, step_ms if range_ else 0, lookback)
         logical = logical_plan(stmt, self.options.default_subquery_step_ms)
         text = query if isinstance(query, str) else ""
-        return Planned(stmt, logical, optimize(logical, stmt.grid), text)
+        source = self.precompute if self.options.precompute else None
+        return Planned(stmt, logical, optimize(logical, stmt.grid, source), text)
 
     # -- execution --------------------------------------------------------------------------
 

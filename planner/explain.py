@@ -49,7 +49,18 @@ def _metrics_suffix(node: PlanNode, ex: Executor) -> str:
     if st is None:
         return " | not executed"
     ms = st.wall_ns / 1e6
-    return f" | elapsed_ms=[{ms:.3f}], calls=[{st.calls}], series=[{st.series}], samples=[{st.samples}]"
+    extra = "".join(f", {k}=[{v}]" for k, v in _node_notes(node, ex).items())
+    return (
+        f" | elapsed_ms=[{ms:.3f}], calls=[{st.calls}], series=[{st.series}], "
+        f"samples=[{st.samples}]{extra}"
+    )
+
+
+def _node_notes(node: PlanNode, ex: Executor) -> dict[str, Any]:
+    """Operator-specific ANALYZE facts (e.g. windows merged by the precompute path)."""
+    from planner.nodes.summary_infer import analyze_notes
+
+    return analyze_notes(ex, node)
 
 
 def render_json(node: PlanNode, ex: Executor | None = None) -> dict[str, Any]:
@@ -66,6 +77,7 @@ def render_json(node: PlanNode, ex: Executor | None = None) -> dict[str, Any]:
                 "calls": st.calls,
                 "series": st.series,
                 "samples": st.samples,
+                **_node_notes(node, ex),
             }
     return out
 
@@ -94,6 +106,7 @@ def explain_text(
         lines.extend(render_text(final, ex, depth=1))
     else:
         lines.extend(render_text(final, ex))
+    lines.extend(f"Note: {n}" for step in steps for n in step.notes)
     if ex is not None:
         lines.append(f"peak_samples=[{ex.peak_samples}]")
     return "\n".join(lines) + "\n"
@@ -119,6 +132,9 @@ def explain_json(
     if verbose:
         out["logical"] = render_json(logical)
         out["rules"] = [{"rule": s.rule, "plan": render_json(s.plan)} for s in steps]
+    notes = [n for step in steps for n in step.notes]
+    if notes:
+        out["notes"] = notes
     if ex is not None:
         out["peak_samples"] = ex.peak_samples
     return out

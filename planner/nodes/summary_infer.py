@@ -1,0 +1,199 @@
+"""``SummaryInfer``: the range function's value from merged window states, raw data for the rest.
+
+Computes ``sum/count/avg/min/max_over_time``, ``quantile_over_time`` and ``rate``/``increase``
+(Prometheus' ``extrapolatedRate``, vectorized over series × steps) from ``SummaryMergeMultiple``.
+Steps the windows cannot answer (not covered, overlapping counter states) are evaluated by the
+original exact subtree (``exact``) on the smallest sub-grid holding them and stitched in; when the
+windows cannot answer at all (``reason``) the exact subtree answers everything. So no point is
+ever silently missing. Output matches ``RangeFunction``: names dropped, same annotations, plus an
+``infos`` note when a quantile came from a sketch past its exact capacity.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from planner.labels import with_names_dropped
+from planner.nodes.base import PlanNode, require_type
+from planner.nodes.range_function import KEEPS_NAME, QUANTILE_WARNING, _non_counter_info, go_g
+from planner.nodes.summary_merge import MergedSteps
+from planner.stmt import Grid
+from planner.values import InstantVector, ScalarValue
+from promql.ast import PosRange
+from promql.types import ValueType
+
+if TYPE_CHECKING:
+    from planner.executor import Executor
+
+APPROX_INFO = (
+    "PromQL info: approximate: {fn} from precomputed aggregation {agg}: {kind} "
+    "rank error ≤ {err:.2%} at 99% confidence"
+)
+
+
+@dataclass(frozen=True)
+class SummaryInfer(PlanNode):
+    fn: str
+    input: PlanNode  # SummaryMergeMultiple
+    exact: PlanNode  # the original RangeFunction subtree: raw data for what windows cannot answer
+    range_ms: int
+    offset_ms: int
+    aggregation: str  # "<id> (<type>[ k=K])" for annotations
+    params_: tuple[PlanNode, ...] = ()
+    pos: PosRange | None = field(default=None, compare=False)
+
+    INPUTS = ("params_", "input", "exact")
+
+    def params(self):
+        return [("fn", self.fn), ("range", self.range_ms)]
+
+    def check(self) -> None:
+        require_type(self, self.input, ValueType.NONE)
+        require_type(self, self.exact, ValueType.VECTOR)
+
+    def execute(self, ex: Executor, grid: Grid) -> InstantVector:
+        merged = ex.run(self.input, grid)
+        assert isinstance(merged, MergedSteps)
+        note = _notes(ex, self)
+        note.update(windows_merged=merged.windows_merged, entries=merged.entries)
+        if merged.reason:
+            note["fallback"] = merged.reason
+            return ex.run(self.exact, grid)
+        k = grid.n_steps
+        values, present = self._compute(ex, merged, grid)
+        bad = ~merged.ok.all(axis=0) if merged.ok.shape[0] else np.zeros(k, bool)
+        keep = present.any(axis=1)
+        rows = np.flatnonzero(keep)
+        labels = [merged.labels[i] for i in rows.tolist()]
+        if self.fn in ("rate", "increase"):
+            _non_counter_info(ex, labels, self.pos)
+        out = InstantVector(labels, values[rows], present[rows])
+        if self.fn not in KEEPS_NAME:
+            out = with_names_dropped(out, ex.options.delayed_name_removal)
+        if bad.any():
+            note["raw_steps"] = int(bad.sum())
+            out = _stitch(ex, self.exact, grid, out, bad)
+        return out
+
+    def _compute(self, ex: Executor, merged: MergedSteps, grid: Grid):
+        times = grid.times() - self.offset_ms
+        c, ok = merged.cols, merged.ok
+        if merged.family == "moments":
+            present = ok & (c["count"] > 0)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                values = {
+                    "sum_over_time": lambda: c["sum"],
+                    "count_over_time": lambda: c["count"].astype(np.float64),
+                    "avg_over_time": lambda: c["sum"] / c["count"],
+                    "min_over_time": lambda: c["min"],
+                    "max_over_time": lambda: c["max"],
+                }[self.fn]()
+        elif merged.family == "counter":
+            values, present = extrapolate(c, times - self.range_ms, times, self.fn == "rate")
+            present &= ok
+        else:
+            values, present = self._quantiles(ex, merged, grid)
+        return np.where(present, values, 0.0), present
+
+    def _quantiles(self, ex: Executor, merged: MergedSteps, grid: Grid):
+        sv = ex.run(self.params_[0], grid)
+        assert isinstance(sv, ScalarValue)
+        q = sv.values
+        sk = merged.sketches
+        assert sk is not None
+        n, k = sk.shape
+        values = np.zeros((n, k))
+        present = np.zeros((n, k), dtype=bool)
+        approx = False
+        for i, j in zip(*np.nonzero(merged.ok), strict=True):
+            cell = sk[i, j]
+            if cell is None or cell.is_empty():
+                continue
+            values[i, j] = cell.quantile(float(q[j]))
+            present[i, j] = True
+            approx = approx or not cell.is_exact
+        bad = q[present.any(axis=0) & ((q < 0) | (q > 1) | np.isnan(q))]
+        if bad.size:
+            ex.warn(f"{QUANTILE_WARNING}, got {go_g(float(bad[0]))}", self.pos)
+        if approx:
+            err = merged.rank_error
+            ex.info(APPROX_INFO.format(fn=self.fn, agg=self.aggregation, kind="KLL", err=err))
+        return values, present
+
+
+def _notes(ex: Executor, node: PlanNode) -> dict:
+    """Per-node facts for ANALYZE (windows merged, raw fallbacks), kept with the executor."""
+    return ex.scan_cache.setdefault(("precompute-notes", id(node)), {})
+
+
+def analyze_notes(ex: Executor, node: PlanNode) -> dict:
+    return dict(ex.scan_cache.get(("precompute-notes", id(node)), {}))
+
+
+def extrapolate(c: dict[str, np.ndarray], start: np.ndarray, end: np.ndarray, is_rate: bool):
+    """Prometheus' ``extrapolatedRate`` (promql/functions.go, v3.x) for counters, from merged
+    state, over [series, steps]; ``start``/``end`` are per step ``t − range`` and ``t``."""
+    n = c["n"]
+    present = n >= 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        result = c["last_v"] - c["first_v"] + c["resets"]
+        to_start = (c["first_t"] - start[None, :]) / 1000
+        to_end = (end[None, :] - c["last_t"]) / 1000
+        sampled = (c["last_t"] - c["first_t"]) / 1000
+        avg = sampled / (n - 1)
+        threshold = avg * 1.1
+        to_start = np.where(to_start >= threshold, avg / 2, to_start)
+        to_zero = sampled * (c["first_v"] / result)
+        use_zero = (result > 0) & (c["first_v"] >= 0) & (to_zero < to_start)
+        to_start = np.where(use_zero, to_zero, to_start)
+        to_end = np.where(to_end >= threshold, avg / 2, to_end)
+        factor = (sampled + to_start + to_end) / sampled
+        if is_rate:
+            factor = factor / ((end - start)[None, :] / 1000)
+        values = result * factor
+    return np.where(present, values, 0.0), present
+
+
+def _stitch(ex: Executor, exact: PlanNode, grid: Grid, pre: InstantVector, bad: np.ndarray):
+    """Replace the ``bad`` step columns of ``pre`` with the exact subtree's answer for them."""
+    cols = np.flatnonzero(bad)
+    a, b = int(cols[0]), int(cols[-1])
+    times = grid.times()
+    sub = Grid(int(times[a]), int(times[b]), grid.step_ms if b > a else 0)
+    from planner.rules.pushdown import pushdown
+
+    # Read only what the uncovered steps need (the planned ranges cover the whole grid).
+    raw = ex.run(pushdown(exact, sub), sub)
+    assert isinstance(raw, InstantVector)
+    k = grid.n_steps
+    index = {ls: i for i, ls in enumerate(pre.labels)}
+    labels = list(pre.labels)
+    for ls in raw.labels:
+        if ls not in index:
+            index[ls] = len(labels)
+            labels.append(ls)
+    values = np.zeros((len(labels), k))
+    present = np.zeros((len(labels), k), dtype=bool)
+    values[: pre.n_series] = pre.values
+    present[: pre.n_series] = pre.present & ~bad[None, :]
+    take = bad[a : b + 1]
+    rows = np.array([index[ls] for ls in raw.labels], dtype=np.int64)
+    if rows.shape[0]:
+        span = np.arange(a, b + 1)[take]
+        values[np.ix_(rows, span)] = raw.values[:, take]
+        present[np.ix_(rows, span)] = raw.present[:, take]
+    drop = None
+    if pre.drop_name is not None or raw.drop_name is not None:
+        drop = np.zeros(len(labels), dtype=bool)
+        drop[: pre.n_series] = pre.drop_mask()
+        drop[rows] |= raw.drop_mask()
+    keep = np.flatnonzero(present.any(axis=1))
+    return InstantVector(
+        [labels[i] for i in keep.tolist()],
+        values[keep],
+        present[keep],
+        None if drop is None else drop[keep],
+    )

@@ -1,0 +1,90 @@
+"""``use_precompute``: answer range functions over selectors from precomputed windows.
+
+Replaces ``RangeFunction(fn, RangeManipulate(SeriesNormalize(SeriesScan)))`` by
+``SummaryInfer(SummaryMergeMultiple(PrecomputedScan), exact=<the original subtree>)`` when
+``precompute_match.choose`` finds an aggregation that can answer it. Whatever sits above the range
+function (``sum by (job)``, a binary expression, ``histogram_quantile``) is left as is and works on
+the per-series answer, so temporal, temporal + spatial and either arm of a binary expression are
+one rewrite. Only the top-level grid is known here, so subtrees under ``Subquery`` or
+``StepInvariant`` are not rewritten. Every candidate that is not rewritten leaves a note saying
+why (shown by EXPLAIN).
+"""
+
+from __future__ import annotations
+
+from planner.nodes.base import PlanNode
+from planner.nodes.precomputed_scan import PrecomputedScan, SketchSource
+from planner.nodes.range_function import RangeFunction
+from planner.nodes.range_manipulate import RangeManipulate
+from planner.nodes.series_normalize import SeriesNormalize
+from planner.nodes.series_scan import SeriesScan
+from planner.nodes.step_invariant import StepInvariant
+from planner.nodes.subquery import Subquery
+from planner.nodes.summary_infer import SummaryInfer
+from planner.nodes.summary_merge import SummaryMergeMultiple
+from planner.precompute_match import FUNCTION_STATS, GridSpec, Target, choose, key_labels
+from planner.stmt import Grid
+from promql.lexing import format_duration_ms
+
+
+def use_precompute(
+    plan: PlanNode, grid: Grid, source: SketchSource | None
+) -> tuple[PlanNode, list[str]]:
+    """The rewritten plan and one note per candidate (used or not, and why)."""
+    if source is None:
+        return plan, []
+    configs = source.current()
+    if not configs:
+        return plan, []
+    notes: list[str] = []
+    spec = GridSpec(grid.start_ms, grid.step_ms)
+
+    def visit(node: PlanNode) -> PlanNode:
+        if isinstance(node, (Subquery, StepInvariant)):
+            return node
+        if isinstance(node, RangeFunction):
+            target = _target(node)
+            if target is not None:
+                return _rewrite(node, target, spec, configs, source, notes)
+        return node.map_inputs(visit)
+
+    return visit(plan), notes
+
+
+def _target(node: RangeFunction) -> Target | None:
+    rm = node.input
+    if node.fn not in FUNCTION_STATS or not isinstance(rm, RangeManipulate) or rm.mode:
+        return None
+    norm = rm.input
+    if not isinstance(norm, SeriesNormalize) or not isinstance(norm.input, SeriesScan):
+        return None
+    return Target(node.fn, norm.input.matchers, rm.range_ms, rm.offset_ms, rm.at_ms)
+
+
+def describe(node: RangeFunction, target: Target) -> str:
+    matchers = ",".join(f'{m.name}{m.type.value}"{m.value}"' for m in target.matchers)
+    return f"{node.fn}({{{matchers}}}[{format_duration_ms(target.range_ms)}])"
+
+
+def _rewrite(node, target, spec, configs, source, notes) -> PlanNode:
+    match, reasons = choose(configs, target, spec)
+    what = describe(node, target)
+    if match is None:
+        notes.extend(f"not precomputed: {what}: {r}" for r in reasons)
+        return node
+    cfg = match.config
+    notes.append(
+        f"precomputed: {what} from aggregation {cfg.aggregation_id} "
+        f"({cfg.aggregation_type}, keys {list(key_labels(cfg))}), "
+        f"{match.windows_per_step} window(s) per step"
+    )
+    scan = PrecomputedScan(cfg, target.matchers, target.range_ms, target.offset_ms, source)
+    merge = SummaryMergeMultiple(
+        scan, target.range_ms, target.offset_ms, cfg.window_size_ms, cfg.slide_interval_ms
+    )
+    kind = cfg.aggregation_type
+    k = cfg.param("K", "k")
+    label = f"{cfg.aggregation_id} ({kind}{f' k={k}' if k else ''})"
+    return SummaryInfer(
+        node.fn, merge, node, target.range_ms, target.offset_ms, label, node.params_, node.pos
+    )
