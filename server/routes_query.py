@@ -83,8 +83,9 @@ class QueryAPI:
         self._engine: Any = None
         self._options: Any = None
 
-    def engine_for(self, timeout_s: float) -> Any:
-        """The shared engine, or one with a shorter timeout for a request's ``timeout``."""
+    def engine_for(self, timeout_s: float, precompute: bool = True) -> Any:
+        """The shared engine, or one with a shorter timeout for a request's ``timeout`` (or
+        without the precompute path for ``precompute=off``)."""
         if self._engine is None:
             try:
                 from planner.engine import Engine, EngineOptions
@@ -95,11 +96,13 @@ class QueryAPI:
                 max_samples=self.config.max_samples,
                 timeout_s=self.config.timeout_s,
             )
-            self._engine = Engine(self.storage, self._options)
-        if timeout_s >= self._options.timeout_s:
+            self._engine = Engine(self.storage, self._options, sketch_source(self.storage))
+        if timeout_s >= self._options.timeout_s and precompute:
             return self._engine
-        options = dataclasses.replace(self._options, timeout_s=timeout_s)
-        return type(self._engine)(self.storage, options)
+        options = dataclasses.replace(
+            self._options, timeout_s=min(timeout_s, self._options.timeout_s), precompute=precompute
+        )
+        return type(self._engine)(self.storage, options, self._engine.precompute)
 
     async def run(self, fn: Callable[[], Any], timeout_s: float) -> tuple[Any, float, float]:
         """Run ``fn`` in the pool behind the gate; returns (value, queue seconds, exec seconds)."""
@@ -176,11 +179,11 @@ async def handle_query(request: web.Request) -> web.StreamResponse:
         p = instant_params(form, int(time.time() * 1000))
         o = p.options
         if o.explain or o.analyze:
-            return await _explain(request, api, o, p.time_ms, p.time_ms, 0)
+            return await _explain(request, api, o, p.time_ms, p.time_ms, 0, _use_pc(form))
         # Parsed here for a fast 400 without taking a query slot; the engine gets the text so
         # that annotation positions (``(1:6)``) can be rendered, as Prometheus does.
         _parse(o.query, wrap=True)
-        engine = api.engine_for(_timeout(api, o))
+        engine = api.engine_for(_timeout(api, o), _use_pc(form))
         rendered, queued, took = await api.run(
             lambda: _rendered(
                 engine.instant_query(o.query, p.time_ms, lookback_ms=o.lookback_ms), o
@@ -197,11 +200,11 @@ async def handle_query_range(request: web.Request) -> web.StreamResponse:
         p = range_params(form)
         o = p.options
         if o.explain or o.analyze:
-            return await _explain(request, api, o, p.start_ms, p.end_ms, p.step_ms)
+            return await _explain(request, api, o, p.start_ms, p.end_ms, p.step_ms, _use_pc(form))
         # Parsed here for a fast 400 without taking a query slot; the engine gets the text so
         # that annotation positions (``(1:6)``) can be rendered, as Prometheus does.
         _parse(o.query, wrap=True)
-        engine = api.engine_for(_timeout(api, o))
+        engine = api.engine_for(_timeout(api, o), _use_pc(form))
         rendered, queued, took = await api.run(
             lambda: _rendered(
                 engine.range_query(
@@ -320,10 +323,16 @@ def _parse(query: str, *, wrap: bool) -> Any:
 
 
 async def _explain(
-    request: web.Request, api: QueryAPI, o: QueryOptions, start: int, end: int, step: int
+    request: web.Request,
+    api: QueryAPI,
+    o: QueryOptions,
+    start: int,
+    end: int,
+    step: int,
+    precompute: bool = True,
 ) -> web.StreamResponse:
     _parse(o.query, wrap=True)
-    engine = api.engine_for(_timeout(api, o))
+    engine = api.engine_for(_timeout(api, o), precompute)
 
     def work() -> tuple[Any, tuple[str, list, list] | None]:
         explained = engine.explain(o.query, start, end, step, analyze=o.analyze)
@@ -338,6 +347,29 @@ async def _explain(
     data, warnings, infos = parts
     data = data[:-1] + f',"analyze":{plan}}}'
     return _json_response(request, envelope(data, warnings, infos))
+
+
+def _use_pc(form: dict[str, str]) -> bool:
+    """``precompute=off`` (Tidemark extension) forces the exact path."""
+    return form.get("precompute", "").lower() not in ("off", "false", "0")
+
+
+def sketch_source(storage: object) -> Any:
+    """The precompute runtime's sketch store and live configs for ``storage`` (None if absent)."""
+    try:
+        from planner.nodes.precomputed_scan import SketchSource
+        from server.routes_precompute import _RUNTIMES
+    except ImportError:
+        return None
+    try:
+        runtime = _RUNTIMES.get(storage)
+    except TypeError:  # not weak-referenceable
+        return None
+    if runtime is None:
+        return None
+    return SketchSource(
+        runtime.store, lambda: [] if runtime.closed else list(runtime.engine.configs.values())
+    )
 
 
 def _result_parts(result: QueryResult, o: QueryOptions) -> tuple[str, list[str], list[str]]:
