@@ -10,9 +10,9 @@ so such cells are marked ``dirty`` and answered from raw data.
 Data-dependent checks that planning cannot make happen here, and refuse (``reason``) rather than
 answer wrongly: every query series must be one the aggregation summarises (its metric and
 filter), and the key labels must identify a single series among all the aggregation's series.
-Coverage: windows are answered only inside ``(first stored window start, newest stored window
-end]`` of the aggregation (before the config existed, retention, the still-open newest window
-are outside).
+Coverage: a window is answered only when it starts at or after the oldest stored window's end
+and ends no later than the newest stored window's end (so the first, possibly partial window of
+a config added while data flowed, retention, and the still-open newest window are outside).
 """
 
 from __future__ import annotations
@@ -159,6 +159,9 @@ def load_windows(
     span = store_span(store, cfg.aggregation_id)
     covered = np.zeros(ends.shape[0], dtype=bool)
     if span is not None:
+        # The oldest pane may have missed samples ingested before the aggregation existed (or
+        # lost to retention mid-window): only windows starting at or after the first stored
+        # window's end are complete.
         covered = (ends - window >= span[0]) & (ends <= span[1])
     grouped = store.windows(cfg.aggregation_id, lo, hi)
     layout = _Layout(len(labels), ends, slide, fam)
@@ -172,14 +175,11 @@ def load_windows(
 
 
 def store_span(store: SketchStore, aggregation_id: int) -> tuple[int, int] | None:
-    """(first window start, newest window end) of an aggregation's stored windows."""
-    span = getattr(store, "span", None)
-    if span is not None:
-        return span(aggregation_id)
+    """(oldest window end, newest window end) of an aggregation's stored windows."""
     entries = store.entries(aggregation_id)
     if not entries:
         return None
-    return min(e.window_start for e in entries), max(e.window_end for e in entries)
+    return entries[0].window_end, entries[-1].window_end  # ordered by window end
 
 
 class _Layout:

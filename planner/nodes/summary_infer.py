@@ -63,6 +63,8 @@ class SummaryInfer(PlanNode):
             note["fallback"] = merged.reason
             return ex.run(self.exact, grid)
         k = grid.n_steps
+        if not merged.labels:  # no series has samples anywhere in the windows' span
+            return InstantVector.empty(k)
         values, present = self._compute(ex, merged, grid)
         bad = ~merged.ok.all(axis=0) if merged.ok.shape[0] else np.zeros(k, bool)
         keep = present.any(axis=1)

@@ -1,0 +1,121 @@
+"""Coverage and robustness: time not covered by closed windows comes from raw data; late data,
+several workers and a restart in between do not change answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from storage.model import make_labels
+from tests.sketch.conftest import HOUR_MS, YAML, fill
+from tests.sketch.harness import SCRAPE_MS, World, assert_same, counter_values, gauge_series
+from tests.sketch.test_equivalence import EXACT_SHAPES
+
+SHAPES = [
+    "sum_over_time(x[5m])",
+    "avg_over_time(x[10m])",
+    "max_over_time(x[5m])",
+    "increase(c_total[5m])",
+    "rate(d_total[4m])",
+    "quantile_over_time(0.5, x[5m])",
+    "sum by (job) (rate(c_total[5m]))",
+]
+
+
+def _compare(world: World, queries, start: int, end: int, step: int = 60_000) -> None:
+    pre, exact = world.engines()
+    for q in queries:
+        want = exact.range_query(q, start, end, step)
+        assert want.series, q
+        assert_same(pre.range_query(q, start, end, step), want)
+        assert_same(pre.instant_query(q, end), exact.instant_query(q, end))
+
+
+def test_open_newest_window_is_answered_from_raw_data(world):
+    # The last scrape is at 59:50, so the window ending at 60:00 is still open.
+    pre, _ = world.engines()
+    explained = pre.explain("sum_over_time(x[5m])", 3_000_000, HOUR_MS, 60_000, analyze=True)
+    assert "raw_steps=[1]" in explained.text
+    _compare(world, SHAPES, 3_000_000, HOUR_MS)
+
+
+def test_steps_after_the_data_ends_are_not_silently_missing(world):
+    _compare(world, SHAPES, 3_300_000, HOUR_MS + 240_000)
+
+
+def test_time_before_the_aggregation_existed_comes_from_raw_data():
+    w = World("aggregations: []")
+    fill(w, seed=3, end_ms=1_200_000)
+    from precompute.config import load_config
+
+    w.engine.update_config(load_config(YAML))
+    fill(w, seed=4, start_ms=1_200_000, end_ms=HOUR_MS)
+    pre, _ = w.engines()
+    text = pre.explain("sum_over_time(x[5m])", 600_000, 3_000_000, 60_000, analyze=True).text
+    assert "SummaryInfer" in text and "raw_steps=[" in text
+    _compare(w, SHAPES, 600_000, 3_000_000)
+
+
+def test_windows_dropped_by_retention_are_answered_from_raw_data():
+    w = World(YAML)
+    fill(w, seed=5)
+    w.store.retention_ms = 1_800_000
+    assert w.store.apply_retention(now_ms=HOUR_MS) > 0
+    _compare(w, SHAPES, 900_000, 3_000_000)
+
+
+def _fill_with_late_data(world: World, restart_at_ms: int) -> None:
+    """Scrapes where three series of each metric arrive three minutes late every 7th scrape."""
+    rng = np.random.default_rng(11)
+    steps = HOUR_MS // SCRAPE_MS
+    xs, cs = gauge_series(12, "x"), gauge_series(12, "c_total")
+    ds = gauge_series(12, "d_total")
+    c, d = counter_values(rng, 12, steps), counter_values(rng, 12, steps)
+    held: list[tuple[int, list, int, np.ndarray]] = []
+    for i in range(steps):
+        t = i * SCRAPE_MS
+        x = rng.normal(10, 3, 12)
+        late = i % 7 == 3
+        cut = 3 if late else 0
+        for series, values in ((xs, x), (cs, c[i]), (ds, d[i])):
+            world.scrape(series[cut:], t, values[cut:])
+            if late:
+                held.append((i + 18, series[:cut], t, values[:cut]))
+        for _due, series, ts, values in [h for h in held if h[0] == i]:
+            world.scrape(series, ts, values)
+        held = [h for h in held if h[0] != i]
+        if t == restart_at_ms:
+            world.restart()
+
+
+def test_late_data_several_workers_and_a_restart_do_not_change_answers():
+    w = World(YAML, workers=3, policy="ForwardToStore")
+    _fill_with_late_data(w, restart_at_ms=1_500_000)
+    assert any(len(v) > 1 for v in w.store.windows(1).values()), "late entries were forwarded"
+    _compare(w, SHAPES, 900_000, 3_000_000)
+
+
+@pytest.mark.parametrize("query", EXACT_SHAPES[:6])
+def test_several_workers_give_the_same_answers_as_one(query):
+    w = World(YAML, workers=2)
+    fill(w, seed=9, end_ms=1_800_000)
+    _compare(w, [query], 900_000, 1_500_000)
+
+
+def test_key_labels_that_do_not_identify_series_fall_back_to_raw_data():
+    yaml = """
+aggregations:
+- {aggregationId: 1, aggregationType: Sum, metric: x, windowSize: 60,
+   labels: {grouping: [job]}}
+"""
+    w = World(yaml)
+    series = gauge_series(6, "x")
+    for i in range(60):
+        w.scrape(series, i * SCRAPE_MS, np.arange(6, dtype=np.float64) + i)
+    pre, exact = w.engines()
+    text = pre.explain("sum_over_time(x[2m])", 300_000, 480_000, 60_000, analyze=True).text
+    assert "fallback=[key labels ['job'] do not identify series" in text
+    got = pre.range_query("sum_over_time(x[2m])", 300_000, 480_000, 60_000)
+    assert_same(got, exact.range_query("sum_over_time(x[2m])", 300_000, 480_000, 60_000))
+    extra = make_labels({"__name__": "x", "job": "j0", "instance": "i0"})
+    assert extra in [dict_labels for dict_labels in series]
