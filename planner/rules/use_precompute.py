@@ -13,6 +13,7 @@ why (shown by EXPLAIN).
 from __future__ import annotations
 
 from planner.nodes.base import PlanNode
+from planner.nodes.instant_manipulate import InstantManipulate
 from planner.nodes.precomputed_scan import PrecomputedScan, SketchSource
 from planner.nodes.range_function import RangeFunction
 from planner.nodes.range_manipulate import RangeManipulate
@@ -22,7 +23,7 @@ from planner.nodes.step_invariant import StepInvariant
 from planner.nodes.subquery import Subquery
 from planner.nodes.summary_infer import SummaryInfer
 from planner.nodes.summary_merge import SummaryMergeMultiple
-from planner.precompute_match import FUNCTION_STATS, GridSpec, Target, choose, key_labels
+from planner.precompute_match import GridSpec, Target, choose, key_labels
 from planner.stmt import Grid
 from promql.lexing import format_duration_ms
 
@@ -46,14 +47,31 @@ def use_precompute(
             target = _target(node)
             if target is not None:
                 return _rewrite(node, target, spec, configs, source, notes)
+        if isinstance(node, InstantManipulate):
+            _instant_note(node, configs, notes)
         return node.map_inputs(visit)
 
     return visit(plan), notes
 
 
+def _instant_note(node: InstantManipulate, configs, notes: list[str]) -> None:
+    """Spatial aggregations over an instant selector read each series' newest sample within the
+    lookback (and honour stale markers); closed windows keep neither, so they are not used."""
+    scan = node.input.input if isinstance(node.input, SeriesNormalize) else None
+    if not isinstance(scan, SeriesScan):
+        return
+    target = Target("", scan.matchers, 0)
+    if any(c.metric == target.metric for c in configs):
+        matchers = ",".join(f'{m.name}{m.type.value}"{m.value}"' for m in scan.matchers)
+        notes.append(
+            f"not precomputed: {{{matchers}}} (instant selector): windows do not keep each "
+            "series' newest sample within the lookback"
+        )
+
+
 def _target(node: RangeFunction) -> Target | None:
     rm = node.input
-    if node.fn not in FUNCTION_STATS or not isinstance(rm, RangeManipulate) or rm.mode:
+    if not isinstance(rm, RangeManipulate) or rm.mode:
         return None
     norm = rm.input
     if not isinstance(norm, SeriesNormalize) or not isinstance(norm.input, SeriesScan):
