@@ -11,12 +11,14 @@ key tuples (``keys``); keys are tuples of label values, never joined strings.
 
 from __future__ import annotations
 
+import itertools
 import struct
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
+import pyarrow as pa
 
 MAGIC = b"TA"
 _HEADER = struct.Struct("<2sBB")  # magic, type code, format version
@@ -129,8 +131,22 @@ def unpack_bytes(view: memoryview, offset: int) -> tuple[bytes, int]:
 
 
 def pack_keys(keys: Sequence[Key]) -> bytes:
-    """Key tuples as length-prefixed UTF-8 strings (no separators that values could contain)."""
-    parts = [struct.pack("<Q", len(keys))]
+    """Key tuples as a block: ``u8 kind, u64 n, u32 width`` then, for tuples of one width (the
+    normal case: one label set per accumulator), Arrow large-string buffers of the flattened values
+    (``u64 len, int64 offsets, u64 len, utf-8 data``) — C speed for 100k keys; mixed widths fall
+    back to length-prefixed values per key. No separators that label values could contain."""
+    n = len(keys)
+    width = len(keys[0]) if n else 0
+    if all(len(k) == width for k in keys):
+        head = struct.pack("<BQI", 1, n, width)
+        if n == 0 or width == 0:
+            return head
+        flat = pa.array(list(itertools.chain.from_iterable(keys)), pa.large_string())
+        _, offsets, data = flat.buffers()
+        offsets_b = offsets.to_pybytes()[: 8 * (n * width + 1)]
+        data_b = data.to_pybytes() if data is not None else b""
+        return head + pack_bytes(offsets_b) + pack_bytes(data_b)
+    parts = [struct.pack("<BQI", 2, n, 0)]
     for key in keys:
         parts.append(struct.pack("<I", len(key)))
         for value in key:
@@ -140,14 +156,23 @@ def pack_keys(keys: Sequence[Key]) -> bytes:
 
 
 def unpack_keys(view: memoryview, offset: int) -> tuple[list[Key], int]:
-    (n,) = struct.unpack_from("<Q", view, offset)
-    offset += 8
+    kind, n, width = struct.unpack_from("<BQI", view, offset)
+    offset += 13
+    if kind == 1:
+        if n == 0 or width == 0:
+            return [()] * n, offset
+        offsets_b, offset = unpack_bytes(view, offset)
+        data_b, offset = unpack_bytes(view, offset)
+        flat = pa.LargeStringArray.from_buffers(
+            n * width, pa.py_buffer(offsets_b), pa.py_buffer(data_b)
+        ).to_pylist()
+        return list(zip(*[iter(flat)] * width, strict=True)), offset
     keys: list[Key] = []
     for _ in range(n):
-        (width,) = struct.unpack_from("<I", view, offset)
+        (w,) = struct.unpack_from("<I", view, offset)
         offset += 4
         parts = []
-        for _ in range(width):
+        for _ in range(w):
             (length,) = struct.unpack_from("<I", view, offset)
             offset += 4
             parts.append(bytes(view[offset : offset + length]).decode())

@@ -124,3 +124,13 @@ def test_multiple_increase_columns_align_with_keys_after_pane_merges():
         zip(window.keys(), zip(cols.n.tolist(), cols.increase().tolist(), strict=True), strict=True)
     )
     assert got == {("a",): (2, 1.0), ("c",): (2, 1.0 - 5.0 + 5.0)}
+
+
+def test_window_wrapped_from_a_row_serializes_like_a_materialized_one():
+    from precompute.accumulators.base import Accumulator
+
+    acc = IncreaseAccumulator.from_row((5, 1000, 1.5, 9000, 7.25, 3.0), 10_000)
+    fast = acc.to_bytes()
+    assert acc.stats()["increase"] == 8.75  # materializes the columns
+    assert acc.to_bytes() == fast
+    assert Accumulator.from_bytes(fast).stats() == acc.stats()
