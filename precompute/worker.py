@@ -197,12 +197,16 @@ class Worker:
         if gids.shape[0] == 0:
             return []
         out: list[Emit] = []
-        if st.columnar is None:
-            for g, t in zip(gids.tolist(), targets.tolist(), strict=True):
-                out += self._close_group(st, g, t)
-            return out
         old = st.closed[gids].copy()
         st.closed[gids] = targets
+        if st.columnar is None:
+            # The key table holds every group of the aggregation, most of them on other workers:
+            # only groups with open panes here need Python.
+            pos = {g: i for i, g in enumerate(gids.tolist())}
+            for g in sorted(st.panes.keys() & pos.keys()):
+                i = pos[g]
+                out += self._close_group(st, g, int(old[i]), int(targets[i]))
+            return out
         for rows, w, accs in st.columnar.close(gids, old, targets, len(st.group_keys)):
             start = st.spec.start_of(w)
             agg_id, keys = st.config.aggregation_id, st.group_keys
@@ -213,10 +217,9 @@ class Worker:
         st.counters.windows_emitted += len(out)
         return out
 
-    def _close_group(self, st: AggState, g: int, target: int) -> list[Emit]:
-        """Emit every window of group ``g`` ending in ``(closed, target]``, evict spent panes."""
-        spec, old = st.spec, int(st.closed[g])
-        st.closed[g] = target
+    def _close_group(self, st: AggState, g: int, old: int, target: int) -> list[Emit]:
+        """Emit every window of group ``g`` ending in ``(old, target]``, evict spent panes."""
+        spec = st.spec
         group = st.panes.get(g)
         if not group:
             return []
@@ -271,9 +274,12 @@ class Worker:
                 targets = np.maximum(targets, st.closed[gids]) if gids.shape[0] else targets
                 out += self._close_groups(st, gids, targets)
                 continue
-            for g in sorted(st.panes):
-                last = max(st.spec.last_window_end_of_pane(p) for p in st.panes[g])
-                out += self._close_group(st, g, max(last, int(st.closed[g])))
+            gids = np.array(sorted(st.panes), dtype=np.int64)
+            last = [
+                max(st.spec.last_window_end_of_pane(p) for p in st.panes[g]) for g in gids.tolist()
+            ]
+            targets = np.maximum(np.array(last, dtype=np.int64), st.closed[gids]) if last else gids
+            out += self._close_groups(st, gids, targets)
         return out
 
     # --- observability and persistence ---------------------------------------------------
