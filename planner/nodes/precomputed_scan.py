@@ -17,6 +17,7 @@ a config added while data flowed, retention, and the still-open newest window ar
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
     from planner.executor import Executor
     from planner.stmt import Grid
     from precompute.config import AggregationConfig
-    from storage.sketch_store import SketchStore
+    from storage.sketch_store import SketchEntry, SketchStore
 
 Key = tuple[str, ...]
 _COUNTER_COLS = ("n", "first_t", "first_v", "last_t", "last_v", "resets")
@@ -170,8 +171,23 @@ def load_windows(
         if w < 0 or not covered[w]:
             continue
         for entry in entries:
-            layout.add(entry.accumulator(), key, w, rows, cfg.keyed)
+            layout.add(decoded(entry), key, w, rows, cfg.keyed)
     return layout.finish(labels, covered, sum(len(v) for v in grouped.values()))
+
+
+@functools.lru_cache(maxsize=200_000)
+def decoded(entry: SketchEntry) -> Any:
+    """What the query side reads from an entry, decoded once: entries are immutable and
+    dashboards ask again and again (the bytes' hash is cached by Python, so lookups are cheap).
+    Keyed moments/counters: (sub keys, their rows, columns); others: the accumulator (callers
+    must not mutate it)."""
+    acc = entry.accumulator()
+    fam = family(acc.type_name)
+    if acc.keyed and fam != "kll":
+        return _keyed_columns(acc, fam)
+    if fam == "kll":
+        return acc
+    return _scalar_columns(acc, fam)
 
 
 def store_span(store: SketchStore, aggregation_id: int) -> tuple[int, int] | None:
@@ -190,6 +206,7 @@ class _Layout:
         self.parts: list[tuple[np.ndarray, int, dict[str, np.ndarray]]] = []
         self.sketches = np.full((n, self.w), None, dtype=object) if fam == "kll" else None
         self.rank_error = 0.0
+        self.sub_cache: dict[tuple[Key, tuple[Key, ...]], np.ndarray] = {}
 
     def column(self, end: int) -> int:
         off = end - int(self.ends[0])
@@ -197,21 +214,25 @@ class _Layout:
             return -1
         return off // self.slide
 
-    def add(self, acc, key: Key, w: int, rows: dict[Key, int], keyed: bool) -> None:
+    def add(self, item, key: Key, w: int, rows: dict[Key, int], keyed: bool) -> None:
+        """``item`` from ``decoded``: shared between queries, so never mutated here."""
         if self.fam == "kll":
             row = rows.get(key)
             if row is None:
                 return
             cell = self.sketches[row, w]
             if cell is None:
-                self.sketches[row, w] = acc
-            else:
-                cell.merge(acc)
-            self.rank_error = max(self.rank_error, acc.rank_error())
+                self.sketches[row, w] = item
+            else:  # several entries for one window (late data, restarts): merge into a copy
+                merged = cell.empty_like()
+                merged.merge(cell)
+                merged.merge(item)
+                self.sketches[row, w] = merged
+            self.rank_error = max(self.rank_error, item.rank_error())
             return
         if keyed:
-            idx, sub_rows, cols = _keyed_columns(acc, self.fam)
-            found = np.array([rows.get(key + k, -1) for k in idx], dtype=np.int64)
+            subs, sub_rows, cols = item
+            found = self.key_rows(key, subs, rows)
             ok = found >= 0
             if ok.any():
                 pick = sub_rows[ok]
@@ -219,7 +240,17 @@ class _Layout:
             return
         row = rows.get(key)
         if row is not None:
-            self.parts.append((np.array([row]), w, _scalar_columns(acc, self.fam)))
+            self.parts.append((np.array([row]), w, item))
+
+    def key_rows(self, key: Key, subs: tuple[Key, ...], rows: dict[Key, int]) -> np.ndarray:
+        """Rows of a keyed entry's sub keys; consecutive windows usually list the same keys in
+        the same order, so the mapping is reused (one tuple comparison, not a lookup per key)."""
+        cache_key = (key, subs)
+        found = self.sub_cache.get(cache_key)
+        if found is None:
+            found = np.array([rows.get(key + k, -1) for k in subs], dtype=np.int64)
+            self.sub_cache[cache_key] = found
+        return found
 
     def finish(self, labels, covered: np.ndarray, entries: int) -> SketchWindows:
         dirty = np.zeros((self.n, self.w), dtype=bool)
@@ -274,14 +305,13 @@ def _scalar_columns(acc, fam: str) -> dict[str, np.ndarray]:
     return {k: np.array([s["count" if k == "n" else k]]) for k in _COUNTER_COLS}
 
 
-def _keyed_columns(acc, fam: str) -> tuple[list[Key], np.ndarray, dict[str, np.ndarray]]:
+def _keyed_columns(acc, fam: str) -> tuple[tuple[Key, ...], np.ndarray, dict[str, np.ndarray]]:
     """(sub keys, their row indexes in the column arrays, columns) of a keyed accumulator."""
     if fam == "moments":
         rows = acc.present()
-        keys = [acc.interner.keys[i] for i in rows.tolist()]
+        keys = tuple(acc.interner.keys[i] for i in rows.tolist())
         cols = {"sum": acc.sums, "count": acc.counts, "min": acc.mins, "max": acc.maxs}
         return keys, rows, cols
     cols_obj = acc.columns()
     rows = np.flatnonzero(cols_obj.n > 0)
-    keys = acc.keys()
-    return keys, rows, {k: getattr(cols_obj, k) for k in _COUNTER_COLS}
+    return tuple(acc.keys()), rows, {k: getattr(cols_obj, k) for k in _COUNTER_COLS}

@@ -83,7 +83,7 @@ class SummaryMergeMultiple(PlanNode):
         elif sw.family == "counter":
             cols, sketches = merge_counters(sw.cols, cols_idx), None
         else:
-            cols, sketches = {}, merge_sketches(sw.sketches, cols_idx, ok)
+            cols, sketches = {}, merge_sketches(sw.sketches, cols_idx, ok, stride)
         return MergedSteps(
             sw.labels, sw.family, cols, sketches, ok, "", int(m * ok.any(axis=0).sum()),
             sw.entries, sw.rank_error,
@@ -139,18 +139,87 @@ def merge_counter_pair(a: dict[str, np.ndarray], b: dict[str, np.ndarray]):
     }
 
 
-def merge_sketches(sketches: np.ndarray | None, idx: np.ndarray, ok: np.ndarray) -> np.ndarray:
+def merge_sketches(
+    sketches: np.ndarray | None, idx: np.ndarray, ok: np.ndarray, stride: int = 1
+) -> np.ndarray:
+    """Per (series, step) the merge of the step's window sketches. When consecutive steps slide
+    along one residue class of the window grid (the usual case), windows enter and leave in FIFO
+    order and a two-stack sliding aggregation needs O(1) merges per step instead of ``m``."""
     assert sketches is not None
+    n, k = ok.shape
+    m = idx.shape[0]
+    moves = np.diff(idx[-1]) if k > 1 else np.zeros(0, dtype=np.int64)
+    if m <= 4 or (moves % stride).any() or (moves < 0).any():
+        return _merge_each(sketches, idx, ok)
+    out = np.full((n, k), None, dtype=object)
+    for i in np.flatnonzero(ok.any(axis=1)).tolist():
+        window = _TwoStacks()
+        newest = int(idx[0, 0]) - stride  # last column pushed
+        for j in range(k):
+            lo, hi = int(idx[0, j]), int(idx[-1, j])
+            for col in range(newest + stride, hi + 1, stride):
+                window.push(col, sketches[i, col])
+            newest = max(newest, hi)
+            window.evict_before(lo)
+            if ok[i, j]:
+                out[i, j] = window.merged()
+    return out
+
+
+def _merge_each(sketches: np.ndarray, idx: np.ndarray, ok: np.ndarray) -> np.ndarray:
     n, k = ok.shape
     out = np.full((n, k), None, dtype=object)
     for i, j in zip(*np.nonzero(ok), strict=True):
-        merged = None
-        for w in idx[:, j].tolist():
-            cell = sketches[i, w]
-            if cell is None:
-                continue
-            if merged is None:
-                merged = cell.empty_like()
-            merged.merge(cell)
-        out[i, j] = merged
+        out[i, j] = _combine(sketches[i, w] for w in idx[:, j].tolist())
     return out
+
+
+def _combine(cells) -> object | None:
+    """A new accumulator holding the merge of ``cells`` (None entries skipped; inputs kept)."""
+    merged = None
+    for cell in cells:
+        if cell is None:
+            continue
+        if merged is None:
+            merged = cell.empty_like()
+        merged.merge(cell)
+    return merged
+
+
+class _TwoStacks:
+    """FIFO sliding aggregation over sketches (Hammer et al.'s two stacks): ``front`` holds, from
+    the oldest item, the merge of each item with every newer front item; ``back`` the pushes."""
+
+    def __init__(self) -> None:
+        self.front: list[tuple[int, object | None]] = []  # (column, suffix merge), oldest last
+        self.back: list[tuple[int, object | None]] = []
+        self.back_agg: object | None = None
+
+    def push(self, col: int, cell) -> None:
+        self.back.append((col, cell))
+        if cell is None:
+            return
+        if self.back_agg is None:
+            self.back_agg = _combine((cell,))
+        else:  # owned here (``merged`` hands out copies), so merged in place
+            self.back_agg.merge(cell)
+
+    def evict_before(self, col: int) -> None:
+        while True:
+            if not self.front:
+                if not self.back or self.back[0][0] >= col:
+                    return
+                self._flip()
+            if self.front[-1][0] >= col:
+                return
+            self.front.pop()
+
+    def _flip(self) -> None:
+        agg = None
+        for col, cell in reversed(self.back):
+            agg = _combine((cell, agg)) if cell is not None else agg
+            self.front.append((col, agg))
+        self.back, self.back_agg = [], None
+
+    def merged(self):
+        return _combine((self.front[-1][1] if self.front else None, self.back_agg))

@@ -88,3 +88,32 @@ def _upstream(ts, vs, start, end, is_rate):
         ts.shape[0], int(ts[0]), float(vs[0]), int(ts[-1]), float(vs[-1]), resets, start, end,
         is_rate,
     )  # fmt: skip
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_sliding_sketch_merges_equal_merging_every_step_from_scratch(seed):
+    from planner.nodes.summary_merge import _merge_each, merge_sketches
+    from precompute.accumulators.kll import KLLAccumulator
+
+    rng = np.random.default_rng(seed)
+    n, w = 3, 60
+    stride, m = int(rng.integers(1, 3)), int(rng.integers(5, 12))
+    cells = np.full((n, w), None, dtype=object)
+    for i in range(n):
+        for c in range(w):
+            if rng.random() < 0.8:  # some windows have no data
+                acc = KLLAccumulator(10_000)  # exact: merges are comparable value by value
+                acc.update(rng.normal(size=int(rng.integers(1, 5))), np.zeros(0, np.int64))
+                cells[i, c] = acc
+    step = stride * int(rng.integers(1, 3))
+    last = np.arange((m - 1) * stride, w, step)
+    idx = last[None, :] - stride * np.arange(m)[::-1, None]
+    ok = rng.random((n, last.shape[0])) < 0.9
+    got = merge_sketches(cells, idx, ok, stride)
+    want = _merge_each(cells, idx, ok)
+    for i, j in zip(*np.nonzero(ok), strict=True):
+        a, b = got[i, j], want[i, j]
+        assert (a is None) == (b is None)
+        if a is not None:
+            np.testing.assert_array_equal(a.sorted_values(), b.sorted_values())
+    assert all(c is None or c.n <= 4 for c in cells.ravel()), "inputs were not modified"
