@@ -1,0 +1,221 @@
+"""Dashboard queries from precomputed windows vs the exact path vs Prometheus 2.42 (one table).
+
+Data: ``--series`` counters ``x{l="l0".."l9", instance}`` (default 1000) and a classic histogram
+``h_bucket`` (20 instances × 11 buckets), a sample every 10 s for ``--hours`` (default 6). Tidemark
+ingests in process through the real storage and precompute engine (inline backend), closed windows
+go to an in-memory sketch store; Prometheus gets the same samples through remote write. Queries
+(the issue's four) run as range queries of 100 and 1000 steps ending at the last full window:
+step 200 s and 20 s, so the configured 20 s windows line up (the 1 h quantile uses 200 s windows,
+which the 20 s step cannot use: the planner says so and answers exactly). All three answer over
+HTTP; each cell is the median of ``--runs`` timed runs after one warm-up (the warm-up also fills
+Tidemark's decoded-window cache, as a dashboard refresh would). Errors: precomputed vs exact, the
+largest relative difference (sums/rates) or the largest normalized rank error of the answer
+among the window's raw values (quantiles), against the stated bound.
+
+    .venv/bin/python bench/sketch.py [--series 1000] [--hours 6] [--runs 3] [--no-prometheus]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from precompute.config import EngineOptions, load_config  # noqa: E402
+from server.routes_precompute import attach  # noqa: E402
+from server.routes_query import QueryAPIConfig  # noqa: E402
+from storage.db import Storage, StorageOptions  # noqa: E402
+from storage.model import Labels, SampleBatch, make_labels  # noqa: E402
+from storage.sketch_store import SketchStore  # noqa: E402
+from tests.api.conftest import QueryServer  # noqa: E402
+from tests.compat.peer import PrometheusPeer, missing_reason  # noqa: E402
+
+SCRAPE_MS = 10_000
+LE = ("0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "+Inf")
+CONFIG = """
+aggregations:
+- {aggregationId: 1, aggregationType: DatasketchesKLL, parameters: {K: 200}, metric: x,
+   windowSize: 200, labels: {grouping: [l, instance]}}
+- {aggregationId: 2, aggregationType: MultipleSum, metric: x, windowSize: 20,
+   labels: {grouping: [l], aggregated: [instance]}}
+- {aggregationId: 3, aggregationType: MultipleIncrease, metric: x, windowSize: 20,
+   labels: {grouping: [l], aggregated: [instance]}}
+- {aggregationId: 4, aggregationType: MultipleIncrease, metric: h_bucket, windowSize: 20,
+   labels: {grouping: [le], aggregated: [instance]}}
+"""
+QUERIES = (
+    "quantile_over_time(0.99, x[1h])",
+    "avg_over_time(x[1h])",
+    "sum by (l) (rate(x[5m]))",
+    "histogram_quantile(0.9, sum by (le) (rate(h_bucket[5m])))",
+)
+
+
+def dataset(n: int, hours: float, seed: int = 1) -> dict[Labels, tuple[np.ndarray, np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    steps = int(hours * 360)
+    ts = np.arange(steps, dtype=np.int64) * SCRAPE_MS + SCRAPE_MS
+    out: dict[Labels, tuple[np.ndarray, np.ndarray]] = {}
+    inc = rng.lognormal(0, 1, size=(n, steps))
+    total = np.cumsum(inc, axis=1)
+    reset = rng.random((n, steps)) < 0.001  # occasional counter resets to a small value
+    vals = total - np.maximum.accumulate(np.where(reset, total - inc, 0.0), axis=1)
+    for i in range(n):
+        labels = make_labels({"__name__": "x", "l": f"l{i % 10}", "instance": f"i{i}"})
+        out[labels] = (ts, vals[i])
+    obs = np.cumsum(rng.poisson(20, size=(20, steps)), axis=1)
+    frac = np.linspace(0.05, 1.0, len(LE)) ** 2
+    frac[-1] = 1.0
+    for i in range(20):
+        for b, le in enumerate(LE):
+            labels = make_labels({"__name__": "h_bucket", "instance": f"i{i}", "le": le})
+            out[labels] = (ts, np.floor(obs[i] * frac[b]))
+    return out
+
+
+def ingest(storage: Storage, data) -> float:
+    """One append per scrape (all series), as remote write would deliver them."""
+    series = list(data)
+    ts_all = next(iter(data.values()))[0]
+    matrix = np.stack([v for _, v in data.values()])
+    t0 = time.perf_counter()
+    for j, t in enumerate(ts_all.tolist()):
+        n = len(series)
+        batch = SampleBatch(series, np.arange(n), np.full(n, t, np.int64), matrix[:, j].copy())
+        storage.append(batch)
+    return time.perf_counter() - t0
+
+
+def timed(url: str) -> tuple[float, dict]:
+    t0 = time.perf_counter()
+    with urllib.request.urlopen(url, timeout=600) as resp:
+        body = resp.read()
+    return time.perf_counter() - t0, json.loads(body)
+
+
+def measure(base: str, params: dict, runs: int) -> tuple[float, dict]:
+    url = f"{base}/api/v1/query_range?{urllib.parse.urlencode(params)}"
+    _, body = timed(url)
+    return statistics.median(timed(url)[0] for _ in range(runs)), body
+
+
+def _series(body: dict) -> dict[tuple, np.ndarray]:
+    out = {}
+    for s in body["data"]["result"]:
+        key = tuple(sorted(s["metric"].items()))
+        out[key] = np.array([[float(t), float(v)] for t, v in s["values"]])
+    return out
+
+
+def value_error(pre: dict, exact: dict) -> float:
+    a, b = _series(pre), _series(exact)
+    if a.keys() != b.keys():
+        return float("inf")
+    worst = 0.0
+    for k, va in a.items():
+        vb = b[k]
+        if va.shape != vb.shape or not np.array_equal(va[:, 0], vb[:, 0]):
+            return float("inf")
+        denom = np.maximum(np.abs(vb[:, 1]), 1e-300)
+        worst = max(worst, float(np.max(np.abs(va[:, 1] - vb[:, 1]) / denom)))
+    return worst
+
+
+def rank_error(pre: dict, data, q: float, range_ms: int, sample: int = 100) -> float:
+    worst = 0.0
+    got = _series(pre)
+    for key in list(got)[:sample]:
+        labels = make_labels(dict(key) | {"__name__": "x"})
+        ts, vs = data[labels]
+        for t_s, v in got[key]:
+            t = round(t_s * 1000)
+            window = np.sort(vs[(ts > t - range_ms) & (ts <= t)])
+            lo = np.searchsorted(window, v, "left") / window.shape[0]
+            hi = np.searchsorted(window, v, "right") / window.shape[0]
+            off = 0.0 if lo <= q <= hi else min(abs(lo - q), abs(hi - q))
+            # Interpolating between neighbours is exact, not an error: allow one rank step.
+            worst = max(worst, off - 1.0 / window.shape[0])
+    return worst
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--series", type=int, default=1000)
+    ap.add_argument("--hours", type=float, default=6.0)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--no-prometheus", action="store_true")
+    args = ap.parse_args(argv)
+    data = dataset(args.series, args.hours)
+    n_samples = sum(len(t) for t, _ in data.values())
+    print(f"data: {len(data)} series, {n_samples} samples, {args.hours:g} h of 10 s scrapes")
+    storage = Storage.in_memory(StorageOptions(background_maintenance=False))
+    cfg = load_config(CONFIG)
+    cfg = type(cfg)(cfg.aggregations, EngineOptions(backend="inline", flush_interval_ms=0))
+    store = SketchStore(compact_every=10**9, compact_interval_s=1e9)
+    runtime = attach(storage, cfg, store)
+    print(f"tidemark ingest + precompute: {ingest(storage, data):.1f} s, {store.stats()}")
+    use_prom = not args.no_prometheus and missing_reason() is None
+    prom = PrometheusPeer(["--query.max-samples=200000000"]).start() if use_prom else None
+    tide = None
+    try:
+        if prom is not None:
+            t0 = time.perf_counter()
+            prom.remote_write(data, slice_ms=1_800_000)
+            print(f"prometheus load (remote write): {time.perf_counter() - t0:.1f} s")
+        tide = QueryServer(storage, QueryAPIConfig(max_samples=200_000_000)).start()
+        base = f"http://127.0.0.1:{tide.port}"
+        end_s = int(args.hours * 3600) // 200 * 200
+        print(_header())
+        for steps, step in ((100, 200), (1000, 20)):
+            for q in QUERIES:
+                params = {"query": q, "start": end_s - (steps - 1) * step, "end": end_s,
+                          "step": step}  # fmt: skip
+                pre_t, pre = measure(base, params, args.runs)
+                ex_t, exact = measure(base, params | {"precompute": "off"}, args.runs)
+                prom_t = measure(prom.url, params, args.runs)[0] if prom is not None else None
+                plan = timed(f"{base}/api/v1/query_range?"
+                             + urllib.parse.urlencode(params | {"explain": "true"}))[1]  # fmt: skip
+                used = "SummaryMergeMultiple" in plan["data"]["explain"]["text"]
+                if q.startswith("quantile"):
+                    err = f"rank {rank_error(pre, data, 0.99, 3_600_000):.3%}"
+                else:
+                    err = f"rel {value_error(pre, exact):.1e}"
+                print(_row(q, steps, used, pre_t, ex_t, prom_t, err, pre.get("infos")), flush=True)
+    finally:
+        if tide is not None:
+            tide.stop()
+        if prom is not None:
+            prom.stop()
+        runtime.close()
+    return 0
+
+
+def _header() -> str:
+    return (
+        "| query | steps | sketch path | precomputed ms | exact ms | Prometheus ms "
+        "| exact/pre | Prom/pre | error | infos |\n|---|---|---|---|---|---|---|---|---|---|"
+    )
+
+
+def _row(q, steps, used, pre_t, ex_t, prom_t, err, infos) -> str:
+    prom = f"{prom_t * 1000:.1f}" if prom_t is not None else "-"
+    ratio = f"{prom_t / pre_t:.1f}×" if prom_t is not None else "-"
+    info = "; ".join(infos or [])[:80] or "-"
+    return (
+        f"| `{q}` | {steps} | {'yes' if used else 'no'} | {pre_t * 1000:.1f} | {ex_t * 1000:.1f} "
+        f"| {prom} | {ex_t / pre_t:.1f}× | {ratio} | {err} | {info} |"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
