@@ -221,3 +221,39 @@ def test_process_workers_give_the_same_windows_as_inline():
     inline, _ = run(rows, 25)
     procs, _ = run(rows, 25, backend="process", workers=2)
     assert inline and procs == inline
+
+
+def brute_force_windows(rows, metric, grouping, window_ms, slide_ms, label_filter=None):
+    """Reference: for every group and every window end on the slide grid, the samples in
+    ``(end − window, end]`` computed directly from the data (no panes, no watermarks)."""
+    out = {}
+    ts = [t for _, t, _ in rows]
+    first = (min(ts) // slide_ms) * slide_ms
+    last = -(-max(ts) // slide_ms) * slide_ms + window_ms
+    for end in range(first, last + 1, slide_ms):
+        for labels, t, v in rows:
+            if labels["__name__"] != metric or not (end - window_ms < t <= end):
+                continue
+            if label_filter and not label_filter(labels):
+                continue
+            key = tuple(labels.get(n, "") for n in grouping)
+            out.setdefault((key, end - window_ms, end), []).append(v)
+    return out
+
+
+def test_engine_windows_equal_a_brute_force_computation_over_sorted_data():
+    rows = make_stream(9)
+    got, _ = run(rows, 33)
+    sums = brute_force_windows(rows, "m", ["job"], 10_000, 10_000)
+    assert {k[1:]: v["sum"] for k, v in got.items() if k[0] == 1} == {
+        k: round(sum(v), 9) for k, v in sums.items()
+    }
+    minmax = brute_force_windows(
+        rows, "m", ["instance"], 20_000, 5_000, label_filter=lambda ls: ls["job"] == "api"
+    )
+    assert {k[1:]: (v["min"], v["max"], v["count"]) for k, v in got.items() if k[0] == 4} == {
+        k: (round(min(v), 9), round(max(v), 9), len(v)) for k, v in minmax.items()
+    }
+    quantiles = brute_force_windows(rows, "m", ["job"], 30_000, 10_000)
+    expected = {k: round(float(np.quantile(v, 0.9)), 9) for k, v in quantiles.items()}
+    assert {k[1:]: v["quantiles"]["0.9"] for k, v in got.items() if k[0] == 2} == expected
