@@ -115,7 +115,8 @@ def attach(
     engine = PrecomputeEngine(config, StoreSink(store), snapshot_path=snapshot_path).start()
     storage.add_listener(engine.on_batch)
     runtime = PrecomputeRuntime(engine, store, storage)
-    _RUNTIMES[storage] = runtime
+    if _weakrefable(storage):
+        _RUNTIMES[storage] = runtime
     return runtime
 
 
@@ -262,6 +263,7 @@ def setup(app: web.Application) -> None:
 def _weakrefable(obj: Any) -> bool:
     try:
         weakref.ref(obj)
+        hash(obj)
     except TypeError:
         return False
     return True
