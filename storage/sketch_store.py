@@ -291,6 +291,12 @@ class SketchStore:
             grouped.setdefault((e.key, e.window_start, e.window_end), []).append(e)
         return grouped
 
+    def log_view(self, aggregation_id: int) -> list[SketchEntry]:
+        """The aggregation's entries in insertion order (a shallow copy). Appends only extend it;
+        retention and removal rebuild it — readers that cache by position check the prefix."""
+        with self._lock:
+            return list(self._entries.get(aggregation_id, []))
+
     def raw(self, aggregation_id: int) -> list[RawBatch]:
         with self._lock:
             return list(self._raw.get(aggregation_id, []))

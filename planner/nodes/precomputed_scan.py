@@ -17,14 +17,16 @@ a config added while data flowed, retention, and the still-open newest window ar
 
 from __future__ import annotations
 
-import functools
+import dataclasses
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from planner.nodes.base import PlanNode
+from planner.nodes.raw_windows import raw_cells
 from planner.precompute_match import family, key_labels
+from planner.sketch_table import COUNTER_COLS, MOMENT_COLS, table_for
 from precompute.filters import LabelFilter
 from promql.types import Matcher, MatchType, ValueType
 from storage.model import METRIC_NAME, Labels
@@ -33,10 +35,9 @@ if TYPE_CHECKING:
     from planner.executor import Executor
     from planner.stmt import Grid
     from precompute.config import AggregationConfig
-    from storage.sketch_store import SketchEntry, SketchStore
+    from storage.sketch_store import SketchStore
 
 Key = tuple[str, ...]
-_COUNTER_COLS = ("n", "first_t", "first_v", "last_t", "last_v", "resets")
 
 
 @dataclass(frozen=True)
@@ -46,13 +47,14 @@ class SketchWindows:
     labels: list[Labels]
     ends: np.ndarray  # int64 [w]
     family: str
-    cols: dict[str, np.ndarray]  # moments: sum/count/min/max; counter: _COUNTER_COLS; [n, w]
+    cols: dict[str, np.ndarray]  # moments: sum/count/min/max; counter: COUNTER_COLS; [n, w]
     sketches: np.ndarray | None  # object [n, w] of KLLAccumulator | None
     dirty: np.ndarray  # bool [n, w]: a cell that must come from raw data
     covered: np.ndarray  # bool [w]: the window is closed and inside the stored range
     entries: int = 0
     reason: str = ""  # non-empty: cannot answer from windows at all (fall back)
     rank_error: float = 0.0  # worst KLL normalized rank error among read sketches
+    raw_windows: int = 0  # window columns rebuilt from raw samples
 
     @property
     def n_series(self) -> int:
@@ -157,128 +159,110 @@ def load_windows(
     labels, rows, reason = resolve_series(storage, cfg, matchers, lo + 1, hi)
     if reason:
         return _refused(labels, ends, fam, reason)
-    span = store_span(store, cfg.aggregation_id)
-    covered = np.zeros(ends.shape[0], dtype=bool)
-    if span is not None:
-        # The oldest pane may have missed samples ingested before the aggregation existed (or
-        # lost to retention mid-window): only windows starting at or after the first stored
-        # window's end are complete.
-        covered = (ends - window >= span[0]) & (ends <= span[1])
-    grouped = store.windows(cfg.aggregation_id, lo, hi)
-    layout = _Layout(len(labels), ends, slide, fam)
-    for (key, _start, end), entries in grouped.items():
-        w = layout.column(end)
-        if w < 0 or not covered[w]:
-            continue
-        for entry in entries:
-            layout.add(decoded(entry), key, w, rows, cfg.keyed)
-    return layout.finish(labels, covered, sum(len(v) for v in grouped.values()))
-
-
-@functools.lru_cache(maxsize=200_000)
-def decoded(entry: SketchEntry) -> Any:
-    """What the query side reads from an entry, decoded once: entries are immutable and
-    dashboards ask again and again (the bytes' hash is cached by Python, so lookups are cheap).
-    Keyed moments/counters: (sub keys, their rows, columns); others: the accumulator (callers
-    must not mutate it)."""
-    acc = entry.accumulator()
-    fam = family(acc.type_name)
-    if acc.keyed and fam != "kll":
-        return _keyed_columns(acc, fam)
+    n, w = len(labels), int(ends.shape[0])
+    table = table_for(store, cfg)
+    with table.lock:
+        table.sync(store)
+        covered = _covered(table.span(), ends, window)
+        end = table.end
+        sel = np.flatnonzero((end >= ends[0]) & (end <= ends[-1]) & ((end - ends[0]) % slide == 0))
+        r = table.rows_for(rows, n)[table.kid[sel]]
+        col = (end[sel] - ends[0]) // slide
+        keep = r >= 0
+        sel, r, col = sel[keep], r[keep], col[keep]
+        fill = _raw_columns(fam, window == slide, covered, r * w + col, n, w)
+        keep = covered[col] & ~fill[col]
+        sel, r, col = sel[keep], r[keep], col[keep]
+        picked = {k: v[sel] for k, v in table.cols.items()} if fam != "kll" else {}
+        objects = table.obj[sel] if fam == "kll" else None
+    raw, n_raw = None, int(fill.sum())
+    if n_raw:
+        row_of = {ls: i for i, ls in enumerate(labels)}
+        raw = raw_cells(storage, matchers, row_of, ends, np.flatnonzero(fill), window, fam)
+        covered = covered | fill
+    entries = int(sel.shape[0])
     if fam == "kll":
-        return acc
-    return _scalar_columns(acc, fam)
+        k = int(cfg.param("K", "k", default=200))
+        sw = _sketch_cells(labels, ends, r, col, objects, covered, raw, k, entries)
+        return dataclasses.replace(sw, raw_windows=n_raw)
+    flat = r * w + col
+    if raw is not None and raw.flat.shape[0]:
+        flat = np.concatenate([flat, raw.flat])
+        picked = {k: np.concatenate([v, raw.cols[k]]) for k, v in picked.items()}
+    dirty = np.zeros((n, w), dtype=bool)
+    cols = _scatter(fam, picked, flat, n, w, dirty)
+    return SketchWindows(labels, ends, fam, cols, None, dirty, covered, entries, raw_windows=n_raw)
 
 
-def store_span(store: SketchStore, aggregation_id: int) -> tuple[int, int] | None:
-    """(oldest window end, newest window end) of an aggregation's stored windows."""
-    entries = store.entries(aggregation_id)
-    if not entries:
-        return None
-    return entries[0].window_end, entries[-1].window_end  # ordered by window end
+def _covered(span: tuple[int, int] | None, ends: np.ndarray, window: int) -> np.ndarray:
+    """Windows the store answers. The oldest pane may have missed samples ingested before the
+    aggregation existed (or lost to retention mid-window): only windows starting at or after the
+    oldest stored window's end are complete; windows after the newest stored one are open."""
+    if span is None:
+        return np.zeros(ends.shape[0], dtype=bool)
+    return (ends - window >= span[0]) & (ends <= span[1])
 
 
-class _Layout:
-    """Accumulates decoded entries into [series, window] cells (merging duplicates)."""
+def _raw_columns(fam, tumbling: bool, covered, flat: np.ndarray, n: int, w: int) -> np.ndarray:
+    """Columns to rebuild from raw samples: with tumbling windows, the uncovered ones and (for
+    counters) those where late entries overlap the on-time state. Sliding windows overlap each
+    other, so their gaps are left to the exact subtree instead."""
+    if not tumbling:
+        return np.zeros(w, dtype=bool)
+    fill = ~covered
+    if fam == "counter" and flat.shape[0]:
+        per_cell = np.bincount(flat, minlength=n * w).reshape(n, w)
+        fill |= (per_cell > 1).any(axis=0)
+    return fill
 
-    def __init__(self, n: int, ends: np.ndarray, slide: int, fam: str) -> None:
-        self.n, self.w, self.ends, self.slide, self.fam = n, int(ends.shape[0]), ends, slide, fam
-        self.parts: list[tuple[np.ndarray, int, dict[str, np.ndarray]]] = []
-        self.sketches = np.full((n, self.w), None, dtype=object) if fam == "kll" else None
-        self.rank_error = 0.0
-        self.sub_cache: dict[tuple[Key, tuple[Key, ...]], np.ndarray] = {}
 
-    def column(self, end: int) -> int:
-        off = end - int(self.ends[0])
-        if off < 0 or off % self.slide or off // self.slide >= self.w:
-            return -1
-        return off // self.slide
+def _scatter(fam: str, picked, flat: np.ndarray, n: int, w: int, dirty: np.ndarray):
+    """[n, w] cells from rows at ``flat`` indexes; several rows for one cell are merged (moments)
+    or mark the cell dirty (counter states whose time ranges overlap)."""
+    names = MOMENT_COLS if fam == "moments" else COUNTER_COLS
+    cols = _empty(names, n, w)
+    per_cell = np.bincount(flat, minlength=n * w)
+    unique = flat.shape[0] == 0 or int(per_cell.max()) <= 1
+    if unique or fam == "counter":
+        for k in names:
+            cols[k].reshape(-1)[flat] = picked[k]
+        if not unique:
+            dirty.reshape(-1)[:] = per_cell > 1
+        return cols
+    size = n * w
+    cols["sum"] = np.bincount(flat, picked["sum"], minlength=size).reshape(n, w)
+    cols["count"] = (
+        np.bincount(flat, picked["count"], minlength=size).astype(np.int64).reshape(n, w)
+    )
+    np.fmin.at(cols["min"].reshape(-1), flat, picked["min"])
+    np.fmax.at(cols["max"].reshape(-1), flat, picked["max"])
+    return cols
 
-    def add(self, item, key: Key, w: int, rows: dict[Key, int], keyed: bool) -> None:
-        """``item`` from ``decoded``: shared between queries, so never mutated here."""
-        if self.fam == "kll":
-            row = rows.get(key)
-            if row is None:
-                return
-            cell = self.sketches[row, w]
-            if cell is None:
-                self.sketches[row, w] = item
-            else:  # several entries for one window (late data, restarts): merge into a copy
-                merged = cell.empty_like()
-                merged.merge(cell)
-                merged.merge(item)
-                self.sketches[row, w] = merged
-            self.rank_error = max(self.rank_error, item.rank_error())
-            return
-        if keyed:
-            subs, sub_rows, cols = item
-            found = self.key_rows(key, subs, rows)
-            ok = found >= 0
-            if ok.any():
-                pick = sub_rows[ok]
-                self.parts.append((found[ok], w, {c: a[pick] for c, a in cols.items()}))
-            return
-        row = rows.get(key)
-        if row is not None:
-            self.parts.append((np.array([row]), w, item))
 
-    def key_rows(self, key: Key, subs: tuple[Key, ...], rows: dict[Key, int]) -> np.ndarray:
-        """Rows of a keyed entry's sub keys; consecutive windows usually list the same keys in
-        the same order, so the mapping is reused (one tuple comparison, not a lookup per key)."""
-        cache_key = (key, subs)
-        found = self.sub_cache.get(cache_key)
-        if found is None:
-            found = np.array([rows.get(key + k, -1) for k in subs], dtype=np.int64)
-            self.sub_cache[cache_key] = found
-        return found
+def _sketch_cells(labels, ends, r, col, objects, covered, raw, k: int, entries: int):
+    n, w = len(labels), int(ends.shape[0])
+    cells = np.full((n, w), None, dtype=object)
+    worst = 0.0
+    if raw is not None:
+        from precompute.accumulators.kll import KLLAccumulator
 
-    def finish(self, labels, covered: np.ndarray, entries: int) -> SketchWindows:
-        dirty = np.zeros((self.n, self.w), dtype=bool)
-        if self.fam == "kll":
-            return SketchWindows(
-                labels, self.ends, self.fam, {}, self.sketches, dirty, covered, entries,
-                rank_error=self.rank_error,
-            )  # fmt: skip
-        names = ("sum", "count", "min", "max") if self.fam == "moments" else _COUNTER_COLS
-        if not self.parts:
-            return SketchWindows(labels, self.ends, self.fam, _empty(names, self.n, self.w),
-                                 None, dirty, covered, entries)  # fmt: skip
-        r = np.concatenate([p[0] for p in self.parts])
-        c = np.concatenate([np.full(p[0].shape[0], p[1], dtype=np.int64) for p in self.parts])
-        cat = {k: np.concatenate([p[2][k] for p in self.parts]) for k in names}
-        cols = _empty(names, self.n, self.w)
-        if self.fam == "moments":
-            np.add.at(cols["sum"], (r, c), cat["sum"])
-            np.add.at(cols["count"], (r, c), cat["count"])
-            np.fmin.at(cols["min"], (r, c), cat["min"])
-            np.fmax.at(cols["max"], (r, c), cat["max"])
-        else:
-            seen = np.zeros((self.n, self.w), dtype=np.int64)
-            np.add.at(seen, (r, c), 1)
-            dirty = seen > 1  # overlapping counter states (late data): raw data decides
-            for k in names:
-                cols[k][r, c] = cat[k]
-        return SketchWindows(labels, self.ends, self.fam, cols, None, dirty, covered, entries)
+        for flat, values in zip(raw.flat.tolist(), raw.values, strict=True):
+            acc = KLLAccumulator(k)
+            acc.update(values, np.zeros(0, np.int64))
+            cells[flat // w, flat % w] = acc
+            worst = max(worst, acc.rank_error())
+    for i, j, acc in zip(r.tolist(), col.tolist(), objects.tolist(), strict=True):
+        cell = cells[i, j]
+        if cell is None:
+            cells[i, j] = acc  # shared with the table: never mutated
+        else:  # several entries for one window (late data, restarts): merge into a copy
+            merged = cell.empty_like()
+            merged.merge(cell)
+            merged.merge(acc)
+            cells[i, j] = merged
+        worst = max(worst, acc.rank_error())
+    dirty = np.zeros((n, w), dtype=bool)
+    return SketchWindows(labels, ends, "kll", {}, cells, dirty, covered, entries, rank_error=worst)
 
 
 def _empty(names, n: int, w: int) -> dict[str, np.ndarray]:
@@ -302,7 +286,7 @@ def _scalar_columns(acc, fam: str) -> dict[str, np.ndarray]:
             "max": np.array([acc.max]),
         }
     s = acc.stats()
-    return {k: np.array([s["count" if k == "n" else k]]) for k in _COUNTER_COLS}
+    return {k: np.array([s["count" if k == "n" else k]]) for k in COUNTER_COLS}
 
 
 def _keyed_columns(acc, fam: str) -> tuple[tuple[Key, ...], np.ndarray, dict[str, np.ndarray]]:
@@ -314,4 +298,4 @@ def _keyed_columns(acc, fam: str) -> tuple[tuple[Key, ...], np.ndarray, dict[str
         return keys, rows, cols
     cols_obj = acc.columns()
     rows = np.flatnonzero(cols_obj.n > 0)
-    return tuple(acc.keys()), rows, {k: getattr(cols_obj, k) for k in _COUNTER_COLS}
+    return tuple(acc.keys()), rows, {k: getattr(cols_obj, k) for k in COUNTER_COLS}

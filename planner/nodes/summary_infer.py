@@ -59,6 +59,8 @@ class SummaryInfer(PlanNode):
         assert isinstance(merged, MergedSteps)
         note = _notes(ex, self)
         note.update(windows_merged=merged.windows_merged, entries=merged.entries)
+        if merged.raw_windows:
+            note["raw_windows"] = merged.raw_windows
         if merged.reason:
             note["fallback"] = merged.reason
             return ex.run(self.exact, grid)

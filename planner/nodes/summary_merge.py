@@ -43,6 +43,7 @@ class MergedSteps:
     windows_merged: int = 0
     entries: int = 0
     rank_error: float = 0.0
+    raw_windows: int = 0
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ class SummaryMergeMultiple(PlanNode):
             cols, sketches = {}, merge_sketches(sw.sketches, cols_idx, ok, stride)
         return MergedSteps(
             sw.labels, sw.family, cols, sketches, ok, "", int(m * ok.any(axis=0).sum()),
-            sw.entries, sw.rank_error,
+            sw.entries, sw.rank_error, sw.raw_windows,
         )  # fmt: skip
 
 

@@ -31,11 +31,15 @@ def _compare(world: World, queries, start: int, end: int, step: int = 60_000) ->
         assert_same(pre.instant_query(q, end), exact.instant_query(q, end))
 
 
-def test_open_newest_window_is_answered_from_raw_data(world):
-    # The last scrape is at 59:50, so the window ending at 60:00 is still open.
+def test_open_newest_window_is_combined_from_raw_samples(world):
+    # The last scrape is at 59:50, so the window ending at 60:00 is still open: with tumbling
+    # windows only that window is rebuilt from raw samples; with sliding windows (they overlap)
+    # the steps that need it are evaluated by the exact subtree.
     pre, _ = world.engines()
-    explained = pre.explain("sum_over_time(x[5m])", 3_000_000, HOUR_MS, 60_000, analyze=True)
-    assert "raw_steps=[1]" in explained.text
+    text = pre.explain("sum_over_time(x[5m])", 3_000_000, HOUR_MS, 60_000, analyze=True).text
+    assert "raw_windows=[1]" in text and "raw_steps" not in text
+    text = pre.explain("quantile_over_time(0.5, x[5m])", 3_000_000, HOUR_MS, 60_000, analyze=True)
+    assert "raw_steps=[1]" in text.text
     _compare(world, SHAPES, 3_000_000, HOUR_MS)
 
 
@@ -52,7 +56,7 @@ def test_time_before_the_aggregation_existed_comes_from_raw_data():
     fill(w, seed=4, start_ms=1_200_000, end_ms=HOUR_MS)
     pre, _ = w.engines()
     text = pre.explain("sum_over_time(x[5m])", 600_000, 3_000_000, 60_000, analyze=True).text
-    assert "SummaryInfer" in text and "raw_steps=[" in text
+    assert "SummaryInfer" in text and "raw_windows=[" in text
     _compare(w, SHAPES, 600_000, 3_000_000)
 
 

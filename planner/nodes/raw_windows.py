@@ -1,0 +1,100 @@
+"""Window states computed from raw samples, for the windows the sketch store cannot answer.
+
+When a configuration uses tumbling windows, a window that is not covered (before the
+configuration existed, dropped by retention, the still-open newest window) or whose counter
+entries overlap (late data) is rebuilt here from the raw samples of exactly that window, in the
+same form as the stored states: moments (sum, count, min, max), counter state (n, first and last
+sample, reset correction) or a KLL accumulator. The precomputed windows and these are then merged
+by the same code, so a query combines both instead of recomputing everything from raw data.
+Samples are series-major and time-sorted from storage, so every (series, window) cell is one
+contiguous run: the states come from ``reduceat`` over run starts, never a loop per sample.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from storage.model import Labels, is_stale
+
+
+@dataclass(frozen=True)
+class RawCells:
+    flat: np.ndarray  # cell index row * n_windows + column, one per non-empty cell
+    cols: dict[str, np.ndarray]  # moments or counter columns, aligned with ``flat``
+    values: list[np.ndarray]  # for sketches: each cell's raw values
+
+
+def raw_cells(
+    storage,
+    matchers,
+    row_of: dict[Labels, int],
+    ends: np.ndarray,
+    columns: np.ndarray,
+    window_ms: int,
+    family: str,
+) -> RawCells:
+    """States of the tumbling windows ``ends[columns]`` for the series in ``row_of``."""
+    w = int(ends.shape[0])
+    parts: list[RawCells] = []
+    for a, b in _runs(columns):
+        ss = storage.select(list(matchers), int(ends[a]) - window_ms + 1, int(ends[b]))
+        if not len(ss):
+            continue
+        rows = np.array([row_of.get(ls, -1) for ls in ss.labels], dtype=np.int64)
+        counts = np.diff(np.asarray(ss.offsets, dtype=np.int64))
+        row = np.repeat(rows, counts)
+        t = np.asarray(ss.timestamps, dtype=np.int64)
+        v = np.asarray(ss.values, dtype=np.float64)
+        keep = (row >= 0) & ~is_stale(v)
+        row, t, v = row[keep], t[keep], v[keep]
+        col = a + (t - (int(ends[a]) - window_ms) - 1) // window_ms  # window (e - w, e]
+        parts.append(_states(row * w + col, t, v, family))
+    if not parts:
+        return RawCells(np.zeros(0, np.int64), {}, [])
+    flat = np.concatenate([p.flat for p in parts])
+    names = parts[0].cols.keys()
+    cols = {k: np.concatenate([p.cols[k] for p in parts]) for k in names}
+    return RawCells(flat, cols, [x for p in parts for x in p.values])
+
+
+def _runs(columns: np.ndarray):
+    """Contiguous runs ``(first, last)`` of a sorted column index array."""
+    if columns.shape[0] == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(columns) != 1)
+    starts = np.r_[columns[0], columns[breaks + 1]]
+    stops = np.r_[columns[breaks], columns[-1]]
+    return list(zip(starts.tolist(), stops.tolist(), strict=True))
+
+
+def _states(cell: np.ndarray, t: np.ndarray, v: np.ndarray, family: str) -> RawCells:
+    if cell.shape[0] == 0:
+        return RawCells(cell, {}, [])
+    starts = np.flatnonzero(np.r_[True, cell[1:] != cell[:-1]])
+    stops = np.r_[starts[1:], cell.shape[0]]
+    n = stops - starts
+    if family == "kll":
+        return RawCells(cell[starts], {}, [v[s:e] for s, e in zip(starts, stops, strict=True)])
+    if family == "moments":
+        cols = {
+            "sum": np.add.reduceat(v, starts),
+            "count": n.astype(np.int64),
+            "min": np.fmin.reduceat(v, starts),
+            "max": np.fmax.reduceat(v, starts),
+        }
+        return RawCells(cell[starts], cols, [])
+    prev = np.r_[np.nan, v[:-1]]
+    same = np.r_[False, cell[1:] == cell[:-1]]
+    contrib = np.where(same & (v < prev), prev, 0.0)  # value before each reset
+    last = stops - 1
+    cols = {
+        "n": n.astype(np.int64),
+        "first_t": t[starts],
+        "first_v": v[starts],
+        "last_t": t[last],
+        "last_v": v[last],
+        "resets": np.add.reduceat(contrib, starts),
+    }
+    return RawCells(cell[starts], cols, [])

@@ -1,0 +1,157 @@
+"""Stored windows of one aggregation as columns, decoded once and extended as windows arrive.
+
+The sketch store keeps one serialized accumulator per (key, window) entry; decoding them for
+every query would cost Python per entry per query. A ``WindowTable`` decodes each entry once and
+appends it to flat arrays — window end, key id (grouping values + sub key), and the statistics
+(moments: sum/count/min/max; counters: n, first/last time and value, resets) — so a query
+selects its windows and series with numpy masks and gathers. KLL sketches stay objects (merged per
+(series, window) by the query). Tables are kept per store and aggregation definition and follow
+the store's log: new entries are appended; if the log was rebuilt (retention, removal) the table
+is rebuilt too.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from planner.precompute_match import family
+
+if TYPE_CHECKING:
+    from precompute.config import AggregationConfig
+    from storage.sketch_store import SketchEntry, SketchStore
+
+Key = tuple[str, ...]
+COUNTER_COLS = ("n", "first_t", "first_v", "last_t", "last_v", "resets")
+MOMENT_COLS = ("sum", "count", "min", "max")
+_INT_COLS = frozenset({"count", "n", "first_t", "last_t"})
+
+
+class WindowTable:
+    def __init__(self, config: AggregationConfig) -> None:
+        self.config = config
+        self.family = family(config.aggregation_type)
+        self.names = COUNTER_COLS if self.family == "counter" else MOMENT_COLS
+        self.key_ids: dict[Key, int] = {}
+        self.lock = threading.Lock()
+        self._reset()
+
+    def _reset(self) -> None:
+        self.key_ids.clear()
+        self.seen = 0
+        self.first: SketchEntry | None = None
+        self.last: SketchEntry | None = None
+        self.pending: list[tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]] = []
+        self.scalars: list[tuple[int, int, tuple]] = []  # (end, key id, statistics)
+        self.objects: list[Any] = []  # KLL accumulators, row-aligned
+        self.end = np.zeros(0, dtype=np.int64)
+        self.kid = np.zeros(0, dtype=np.int64)
+        self.cols: dict[str, np.ndarray] = {
+            n: np.zeros(0, np.int64 if n in _INT_COLS else np.float64) for n in self.names
+        }
+        self.obj = np.zeros(0, dtype=object)
+        self.sub_cache: dict[tuple[Key, tuple[Key, ...]], np.ndarray] = {}
+
+    # --- following the store ----------------------------------------------------------------
+
+    def sync(self, store: SketchStore) -> None:
+        view = store.log_view(self.config.aggregation_id)
+        if self.seen and (
+            len(view) < self.seen
+            or view[0] is not self.first
+            or view[self.seen - 1] is not self.last
+        ):
+            self._reset()  # the log was rebuilt (retention, removal): start over
+        if len(view) == self.seen:
+            return
+        for entry in view[self.seen :]:
+            self._append(entry)
+        self.first, self.last, self.seen = view[0], view[-1], len(view)
+        self._flush()
+
+    def _kid(self, key: Key) -> int:
+        kid = self.key_ids.get(key)
+        if kid is None:
+            kid = self.key_ids[key] = len(self.key_ids)
+        return kid
+
+    def _append(self, entry: SketchEntry) -> None:
+        from planner.nodes.precomputed_scan import _keyed_columns, _scalar_columns
+
+        acc = entry.accumulator()
+        end = entry.window_end
+        if self.family == "kll":
+            self.scalars.append((end, self._kid(entry.key), ()))
+            self.objects.append(acc)
+            return
+        if not acc.keyed:
+            cols = _scalar_columns(acc, self.family)
+            self.scalars.append((end, self._kid(entry.key), tuple(cols[n][0] for n in self.names)))
+            return
+        subs, rows, cols = _keyed_columns(acc, self.family)
+        cache_key = (entry.key, subs)
+        kids = self.sub_cache.get(cache_key)
+        if kids is None:  # consecutive windows usually list the same keys: map them once
+            kids = np.array([self._kid(entry.key + s) for s in subs], dtype=np.int64)
+            self.sub_cache[cache_key] = kids
+        picked = {n: cols[n][rows] for n in self.names}
+        self.pending.append((np.full(kids.shape[0], end, dtype=np.int64), kids, picked))
+
+    def _flush(self) -> None:
+        ends, kids = [self.end], [self.kid]
+        cols = {n: [self.cols[n]] for n in self.names}
+        for e, k, c in self.pending:
+            ends.append(e)
+            kids.append(k)
+            for n in self.names:
+                cols[n].append(c[n])
+        if self.scalars:
+            ends.append(np.array([s[0] for s in self.scalars], dtype=np.int64))
+            kids.append(np.array([s[1] for s in self.scalars], dtype=np.int64))
+            if self.family != "kll":
+                for i, n in enumerate(self.names):
+                    dtype = np.int64 if n in _INT_COLS else np.float64
+                    cols[n].append(np.array([s[2][i] for s in self.scalars], dtype=dtype))
+        if self.objects:
+            obj = np.empty(len(self.objects), dtype=object)
+            obj[:] = self.objects
+            self.obj = np.concatenate([self.obj, obj])
+        self.end, self.kid = np.concatenate(ends), np.concatenate(kids)
+        if self.family != "kll":
+            self.cols = {n: np.concatenate(v) for n, v in cols.items()}
+        self.pending, self.scalars, self.objects = [], [], []
+
+    # --- reading ----------------------------------------------------------------------------
+
+    def span(self) -> tuple[int, int] | None:
+        """(oldest, newest) window end stored."""
+        if self.end.shape[0] == 0:
+            return None
+        return int(self.end.min()), int(self.end.max())
+
+    def rows_for(self, keys: dict[Key, int], n_series: int) -> np.ndarray:
+        """Per key id, the query's series row (-1: not asked for)."""
+        out = np.full(len(self.key_ids), -1, dtype=np.int64)
+        for key, row in keys.items():
+            kid = self.key_ids.get(key)
+            if kid is not None:
+                out[kid] = row
+        return out
+
+
+_TABLES: weakref.WeakKeyDictionary[Any, dict[AggregationConfig, WindowTable]] = (
+    weakref.WeakKeyDictionary()
+)
+_GUARD = threading.Lock()
+
+
+def table_for(store: SketchStore, config: AggregationConfig) -> WindowTable:
+    with _GUARD:
+        per_store = _TABLES.setdefault(store, {})
+        table = per_store.get(config)
+        if table is None:
+            table = per_store[config] = WindowTable(config)
+    return table
