@@ -8,6 +8,7 @@ Backpressure: the engine counts samples queued per worker; a batch that would pu
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import threading
@@ -27,6 +28,7 @@ from promql.errors import UnavailableError
 from storage.model import DurableBatch, is_stale
 
 _SNAPSHOT_VERSION = 1
+log = logging.getLogger("tidemark.precompute")
 
 
 class PrecomputeEngine:
@@ -54,7 +56,12 @@ class PrecomputeEngine:
         self._timer: threading.Thread | None = None
         self.started_at = time.time()
         if self.snapshot_path is not None and self.snapshot_path.exists():
-            self.restore(self.snapshot_path)
+            if not self.restore(self.snapshot_path):
+                log.warning(
+                    "precompute snapshot %s not restored (format or num_workers changed); "
+                    "open panes start empty",
+                    self.snapshot_path,
+                )
 
     def _make_host(self, idx: int):
         def done(samples: int) -> None:

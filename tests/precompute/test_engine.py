@@ -257,3 +257,16 @@ def test_engine_windows_equal_a_brute_force_computation_over_sorted_data():
     quantiles = brute_force_windows(rows, "m", ["job"], 30_000, 10_000)
     expected = {k: round(float(np.quantile(v, 0.9)), 9) for k, v in quantiles.items()}
     assert {k[1:]: v["quantiles"]["0.9"] for k, v in got.items() if k[0] == 2} == expected
+
+
+def test_snapshot_from_a_different_worker_count_is_not_applied(tmp_path):
+    config = load_config(YAML)
+    snap = tmp_path / "s"
+    one = EngineOptions(backend="inline", flush_interval_ms=0)
+    first = PrecomputeEngine(type(config)(config.aggregations, one), CapturingSink(), snap)
+    first.on_batch(SeriesIds().batch(make_stream(1)[:100]))
+    first.stop()
+    two = EngineOptions(backend="inline", flush_interval_ms=0, num_workers=2)
+    second = PrecomputeEngine(type(config)(config.aggregations, two), CapturingSink())
+    assert second.restore(snap) is False
+    assert all(a["open_panes"] == 0 for a in second.status()["aggregations"])
