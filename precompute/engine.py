@@ -55,13 +55,13 @@ class PrecomputeEngine:
         self._stop = threading.Event()
         self._timer: threading.Thread | None = None
         self.started_at = time.time()
-        if self.snapshot_path is not None and self.snapshot_path.exists():
-            if not self.restore(self.snapshot_path):
-                log.warning(
-                    "precompute snapshot %s not restored (format or num_workers changed); "
-                    "open panes start empty",
-                    self.snapshot_path,
-                )
+        restorable = self.snapshot_path is not None and self.snapshot_path.exists()
+        if restorable and not self.restore(self.snapshot_path):  # type: ignore[arg-type]
+            log.warning(
+                "precompute snapshot %s not restored (format or num_workers changed); "
+                "open panes start empty",
+                self.snapshot_path,
+            )
 
     def _make_host(self, idx: int):
         def done(samples: int) -> None:
