@@ -280,6 +280,7 @@ class PrecomputeEngine:
             wms = [r["watermark_ms"] for r in rows if r["watermark_ms"] is not None]
             mins = [r["min_watermark_ms"] for r in rows if r["min_watermark_ms"] is not None]
             newest = self.agg_max_t.get(agg_id)
+            routes = self.router.routes.get(agg_id)
             aggs.append(
                 {
                     "aggregation_id": agg_id,
@@ -291,6 +292,7 @@ class PrecomputeEngine:
                     "max_event_time_ms": newest,
                     "event_lag_ms": (newest - min(mins)) if newest is not None and mins else None,
                     "wall_lag_ms": (now_ms - max(wms)) if wms else None,
+                    "warnings": list(routes.warnings) if routes is not None else [],
                 }
             )
         return {

@@ -73,6 +73,8 @@ class AggregationRoutes:
         self.series_gid = np.full(0, _UNRESOLVED, dtype=np.int64)
         self.series_sub = np.full(0, 0, dtype=np.int64)
         self.sent = [(0, 0)] * num_workers  # key-table lengths each worker already has
+        self._series_per_group: dict[int, int] = {}
+        self.warnings: list[str] = []
 
     def _grow(self, max_series_id: int) -> None:
         size = self.series_gid.shape[0]
@@ -103,9 +105,21 @@ class AggregationRoutes:
                 worker = worker_of(cfg.aggregation_id, self.groups.keys[gid], self.num_workers)
                 self.group_worker = np.append(self.group_worker, worker)
             self.series_gid[sid] = gid
+            if cfg.aggregation_type == "Increase":
+                self._check_single_series(gid)
             if cfg.keyed:
                 sub = tuple(values.get(n, "") for n in cfg.labels.aggregated)
                 self.series_sub[sid] = self.subs.intern(sub)
+
+    def _check_single_series(self, gid: int) -> None:
+        # Increase keeps one counter state per group: two series in one group mix their counters.
+        count = self._series_per_group[gid] = self._series_per_group.get(gid, 0) + 1
+        if count == 2 and len(self.warnings) < 10:
+            self.warnings.append(
+                f"aggregation {self.config.aggregation_id}: group {self.groups.keys[gid]!r} "
+                "receives several series; Increase needs one series per group (use "
+                "MultipleIncrease with the distinguishing labels as 'aggregated')"
+            )
 
     def split(self, sids: np.ndarray, ts: np.ndarray, vals: np.ndarray, live: np.ndarray):
         """Yield ``(worker, WorkItem)`` for this aggregation's samples of one batch."""

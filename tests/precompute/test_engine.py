@@ -270,3 +270,19 @@ def test_snapshot_from_a_different_worker_count_is_not_applied(tmp_path):
     second = PrecomputeEngine(type(config)(config.aggregations, two), CapturingSink())
     assert second.restore(snap) is False
     assert all(a["open_panes"] == 0 for a in second.status()["aggregations"])
+
+
+def test_status_warns_when_an_increase_group_mixes_several_series():
+    config = load_config(agg_yaml("Increase", window=10, grouping=["job"]))
+    options = EngineOptions(backend="inline", flush_interval_ms=0)
+    engine = PrecomputeEngine(type(config)(config.aggregations, options), CapturingSink())
+    engine.on_batch(
+        SeriesIds().batch(
+            [
+                ({"__name__": "m", "job": "a", "i": "1"}, 1, 1.0),
+                ({"__name__": "m", "job": "a", "i": "2"}, 1, 5.0),
+            ]
+        )  # fmt: skip
+    )
+    (agg,) = engine.status()["aggregations"]
+    assert agg["warnings"] and "MultipleIncrease" in agg["warnings"][0]
