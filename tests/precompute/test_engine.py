@@ -282,7 +282,7 @@ def test_status_warns_when_an_increase_group_mixes_several_series():
                 ({"__name__": "m", "job": "a", "i": "1"}, 1, 1.0),
                 ({"__name__": "m", "job": "a", "i": "2"}, 1, 5.0),
             ]
-        )  # fmt: skip
+        )
     )
     (agg,) = engine.status()["aggregations"]
     assert agg["warnings"] and "MultipleIncrease" in agg["warnings"][0]
