@@ -254,7 +254,9 @@ class Worker:
         own = self.max_event_times()
         out: list[Emit] = []
         for agg_id, st in self.aggs.items():
-            newest = max(own[agg_id], (agg_event_times or {}).get(agg_id, _MIN))
+            # The engine's figure covers every worker (and is capped against far-future
+            # samples); without one (tests driving a worker directly) use this worker's own.
+            newest = (agg_event_times or {}).get(agg_id, own[agg_id])
             if newest != _MIN:
                 floor = newest - self.options.allowed_lateness_ms
                 idle = np.flatnonzero(~st.touched)
