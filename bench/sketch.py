@@ -5,8 +5,9 @@ Data: ``--series`` counters ``x{l="l0".."l9", instance}`` (default 1000) and a c
 ingests in process through the real storage and precompute engine (inline backend), closed windows
 go to an in-memory sketch store; Prometheus gets the same samples through remote write. Queries
 (the issue's four) run as range queries of 100 and 1000 steps ending at the last full window:
-step 200 s and 20 s, so the configured 20 s windows line up (the 1 h quantile uses 200 s windows,
-which the 20 s step cannot use: the planner says so and answers exactly). All three answer over
+step 200 s and 20 s. The config has two granularities per statistic and the planner picks the
+one with the fewest merges; the 1 h quantile is a sliding 1 h window stepping by 200 s (one
+sketch per step), which a 20 s step cannot use: the planner says so and answers exactly. All three answer over
 HTTP; each cell is the median of ``--runs`` timed runs after one warm-up (the warm-up also fills
 Tidemark's decoded-window cache, as a dashboard refresh would). Errors: precomputed vs exact, the
 largest relative difference (sums/rates) or the largest normalized rank error of the answer
@@ -42,15 +43,23 @@ from tests.compat.peer import PrometheusPeer, missing_reason  # noqa: E402
 
 SCRAPE_MS = 10_000
 LE = ("0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "+Inf")
+# Two granularities per statistic: the planner picks the one needing the fewest merges for the
+# query's step (200 s steps: coarse windows; 20 s steps: 20 s windows).
 CONFIG = """
 aggregations:
 - {aggregationId: 1, aggregationType: DatasketchesKLL, parameters: {K: 200}, metric: x,
-   windowSize: 200, labels: {grouping: [l, instance]}}
-- {aggregationId: 2, aggregationType: MultipleSum, metric: x, windowSize: 20,
+   windowSize: 3600, slideInterval: 200, windowType: sliding, labels: {grouping: [l, instance]}}
+- {aggregationId: 2, aggregationType: MultipleSum, metric: x, windowSize: 200,
    labels: {grouping: [l], aggregated: [instance]}}
-- {aggregationId: 3, aggregationType: MultipleIncrease, metric: x, windowSize: 20,
+- {aggregationId: 3, aggregationType: MultipleSum, metric: x, windowSize: 20,
    labels: {grouping: [l], aggregated: [instance]}}
-- {aggregationId: 4, aggregationType: MultipleIncrease, metric: h_bucket, windowSize: 20,
+- {aggregationId: 4, aggregationType: MultipleIncrease, metric: x, windowSize: 100,
+   labels: {grouping: [l], aggregated: [instance]}}
+- {aggregationId: 5, aggregationType: MultipleIncrease, metric: x, windowSize: 20,
+   labels: {grouping: [l], aggregated: [instance]}}
+- {aggregationId: 6, aggregationType: MultipleIncrease, metric: h_bucket, windowSize: 100,
+   labels: {grouping: [le], aggregated: [instance]}}
+- {aggregationId: 7, aggregationType: MultipleIncrease, metric: h_bucket, windowSize: 20,
    labels: {grouping: [le], aggregated: [instance]}}
 """
 QUERIES = (

@@ -170,6 +170,9 @@ def merge_sketches(
 def _merge_each(sketches: np.ndarray, idx: np.ndarray, ok: np.ndarray) -> np.ndarray:
     n, k = ok.shape
     out = np.full((n, k), None, dtype=object)
+    if idx.shape[0] == 1:  # one window per step: read the stored sketch itself (never mutated)
+        out[ok] = sketches[:, idx[0]][ok]
+        return out
     for i, j in zip(*np.nonzero(ok), strict=True):
         out[i, j] = _combine(sketches[i, w] for w in idx[:, j].tolist())
     return out
