@@ -28,7 +28,7 @@ from promql.errors import UnavailableError
 from storage.model import DurableBatch, is_stale
 
 _SNAPSHOT_VERSION = 1
-_MAX_FUTURE_MS = 10 * 60 * 1000
+_MAX_FUTURE_MS = 60 * 1000
 log = logging.getLogger("tidemark.precompute")
 
 
@@ -176,7 +176,7 @@ class PrecomputeEngine:
     def flush(self) -> None:
         """Flush tick: idle groups advance to their aggregation's event-time watermark."""
         # A sample stamped far in the future would otherwise drag every idle group of its
-        # aggregation past windows that are still filling: cap at wall clock + 10 minutes.
+        # aggregation past windows that are still filling: cap at wall clock + 1 minute (clock skew).
         cap = int(time.time() * 1000) + _MAX_FUTURE_MS
         with self._ingest_lock:
             times = {a: min(t, cap) for a, t in self.agg_max_t.items()}

@@ -286,3 +286,19 @@ def test_status_warns_when_an_increase_group_mixes_several_series():
     )
     (agg,) = engine.status()["aggregations"]
     assert agg["warnings"] and "MultipleIncrease" in agg["warnings"][0]
+
+
+def test_a_far_future_sample_does_not_drag_idle_groups_past_the_wall_clock():
+    import time as _time
+
+    config = load_config(agg_yaml("Sum", window=10, grouping=["g"]))
+    options = EngineOptions(backend="inline", flush_interval_ms=0)
+    sink = CapturingSink()
+    engine = PrecomputeEngine(type(config)(config.aggregations, options), sink)
+    now = int(_time.time() * 1000)
+    ids = SeriesIds()
+    engine.on_batch(ids.batch([({"__name__": "m", "g": "idle"}, now + 1_800_000, 1.0)]))
+    engine.on_batch(ids.batch([({"__name__": "m", "g": "busy"}, now + 7_200_000, 1.0)]))
+    engine.flush()
+    engine.flush()  # "idle" got nothing since the previous tick
+    assert [o.key for o, _ in sink.outputs] == []
