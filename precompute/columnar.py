@@ -128,14 +128,13 @@ class ColumnarPanes:
         return sums, counts, mins, maxs
 
     def _wrap(self, sums, counts, mins, maxs) -> list[_Moments]:
-        accs = []
-        cls = self.acc_class
-        for s, c, lo, hi in zip(sums.tolist(), counts.tolist(), mins.tolist(), maxs.tolist(),
-                                strict=True):  # fmt: skip
-            acc = cls()
-            acc.total, acc.count, acc.min, acc.max = s, c, lo, hi
-            accs.append(acc)
-        return accs
+        make = self.acc_class.from_moments
+        return [
+            make(s, c, lo, hi)
+            for s, c, lo, hi in zip(
+                sums.tolist(), counts.tolist(), mins.tolist(), maxs.tolist(), strict=True
+            )
+        ]
 
     def _evict(self, gids: np.ndarray, target: np.ndarray) -> None:
         for p in list(self.panes):

@@ -54,6 +54,13 @@ class _Moments(Accumulator):
         self.count += n
         self._fold_extrema(float(np.fmin.reduce(values)), float(np.fmax.reduce(values)))
 
+    @classmethod
+    def from_moments(cls, total: float, count: int, lo: float, hi: float) -> _Moments:
+        """Wrap already reduced moments (a window closed from columnar panes) cheaply."""
+        acc = cls.__new__(cls)
+        acc.__dict__.update(total=total, comp=0.0, count=count, min=lo, max=hi)
+        return acc
+
     def _fold_extrema(self, lo: float, hi: float) -> None:
         self.min = (
             lo if math.isnan(self.min) else (self.min if math.isnan(lo) else min(self.min, lo))
