@@ -53,6 +53,7 @@ class SummaryMergeMultiple(PlanNode):
     offset_ms: int
     window_ms: int
     slide_ms: int
+    stats: tuple[str, ...] = ("sum", "count", "min", "max")  # moments the function reads
 
     INPUTS = ("input",)
     OUTPUT = ValueType.NONE
@@ -75,11 +76,14 @@ class SummaryMergeMultiple(PlanNode):
         stride, m = self.window_ms // self.slide_ms, self.range_ms // self.window_ms
         last = (grid.times() - self.offset_ms - int(sw.ends[0])) // self.slide_ms  # [k]
         cols_idx = last[None, :] - stride * np.arange(m)[::-1, None]  # [m, k], oldest first
-        covered = sw.covered[cols_idx].all(axis=0)  # [k]
-        ok = np.broadcast_to(covered, (sw.n_series, k)).copy()
-        ok &= ~sw.dirty[:, cols_idx].any(axis=1)
+        # Steps whose windows are all covered and clean: window counts by prefix sums, so no
+        # [series, windows, steps] array is ever built.
+        gaps = window_sum((~sw.covered)[None, :].astype(np.int64), last, stride, m)[0]
+        ok = np.broadcast_to(gaps == 0, (sw.n_series, k)).copy()
+        if sw.dirty.any():
+            ok &= window_sum(sw.dirty.astype(np.int64), last, stride, m) == 0
         if sw.family == "moments":
-            cols = merge_moments(sw.cols, last, stride, m)
+            cols = merge_moments(sw.cols, last, stride, m, self.stats)
             sketches = None
         elif sw.family == "counter":
             cols, sketches = merge_counters(sw.cols, cols_idx), None
@@ -103,16 +107,41 @@ def strided_prefix(x: np.ndarray, stride: int) -> np.ndarray:
     return padded
 
 
-def merge_moments(cols: dict[str, np.ndarray], last: np.ndarray, stride: int, m: int):
-    """Per step: sums/counts over the ``m`` windows ending at column ``last`` (stride apart)."""
-    out: dict[str, np.ndarray] = {}
-    hi, lo = last + stride, last + stride - m * stride  # indexes into the padded prefix arrays
-    for name in ("sum", "count"):
-        prefix = strided_prefix(cols[name], stride)
-        out[name] = prefix[:, hi] - prefix[:, lo]
-    idx = last[None, :] - stride * np.arange(m)[:, None]
-    out["min"] = np.fmin.reduce(cols["min"][:, idx], axis=1)
-    out["max"] = np.fmax.reduce(cols["max"][:, idx], axis=1)
+def window_sum(x: np.ndarray, last: np.ndarray, stride: int, m: int) -> np.ndarray:
+    """Per step, the sum of ``x[:, c]`` over the ``m`` columns ``last − j·stride``."""
+    prefix = strided_prefix(x, stride)
+    return prefix[:, last + stride] - prefix[:, last + stride - m * stride]
+
+
+def sliding_extreme(x: np.ndarray, last: np.ndarray, stride: int, m: int, op) -> np.ndarray:
+    """Per step, ``op`` (``np.fmin``/``np.fmax``) over the ``m`` columns ``last − j·stride``:
+    van Herk/Gil-Werman — per residue class, running extremes forward and backward inside blocks
+    of ``m`` positions, so any ``m`` consecutive positions are two lookups. O(n·w), any ``m``."""
+    n, w = x.shape
+    per_class = -(-w // stride)
+    blocks = -(-per_class // m)
+    fill = np.nan
+    padded = np.full((n, per_class * stride), fill)
+    padded[:, :w] = x
+    classes = np.full((n, stride, blocks * m), fill)
+    classes[:, :, :per_class] = padded.reshape(n, per_class, stride).transpose(0, 2, 1)
+    grouped = classes.reshape(n, stride, blocks, m)
+    forward = op.accumulate(grouped, axis=3).reshape(n, stride, blocks * m)
+    backward = op.accumulate(grouped[..., ::-1], axis=3)[..., ::-1].reshape(n, stride, blocks * m)
+    r, pos = last % stride, last // stride
+    return op(backward[:, r, pos - m + 1], forward[:, r, pos])
+
+
+def merge_moments(cols: dict[str, np.ndarray], last: np.ndarray, stride: int, m: int, stats=()):
+    """Per step: the statistics ``stats`` (count always) over the ``m`` windows ending at column
+    ``last`` (stride apart): sums/counts by prefix differences, extremes by ``sliding_extreme``."""
+    out: dict[str, np.ndarray] = {"count": window_sum(cols["count"], last, stride, m)}
+    if "sum" in stats:
+        out["sum"] = window_sum(cols["sum"], last, stride, m)
+    if "min" in stats:
+        out["min"] = sliding_extreme(cols["min"], last, stride, m, np.fmin)
+    if "max" in stats:
+        out["max"] = sliding_extreme(cols["max"], last, stride, m, np.fmax)
     return out
 
 

@@ -23,7 +23,7 @@ from planner.nodes.step_invariant import StepInvariant
 from planner.nodes.subquery import Subquery
 from planner.nodes.summary_infer import SummaryInfer
 from planner.nodes.summary_merge import SummaryMergeMultiple
-from planner.precompute_match import GridSpec, Target, choose, key_labels
+from planner.precompute_match import FUNCTION_STATS, GridSpec, Target, choose, key_labels
 from planner.stmt import Grid
 from promql.lexing import format_duration_ms
 
@@ -98,7 +98,12 @@ def _rewrite(node, target, spec, configs, source, notes) -> PlanNode:
     )
     scan = PrecomputedScan(cfg, target.matchers, target.range_ms, target.offset_ms, source)
     merge = SummaryMergeMultiple(
-        scan, target.range_ms, target.offset_ms, cfg.window_size_ms, cfg.slide_interval_ms
+        scan,
+        target.range_ms,
+        target.offset_ms,
+        cfg.window_size_ms,
+        cfg.slide_interval_ms,
+        FUNCTION_STATS[node.fn],
     )
     kind = cfg.aggregation_type
     k = cfg.param("K", "k")
