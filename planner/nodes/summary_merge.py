@@ -86,7 +86,7 @@ class SummaryMergeMultiple(PlanNode):
             cols = merge_moments(sw.cols, last, stride, m, self.stats)
             sketches = None
         elif sw.family == "counter":
-            cols, sketches = merge_counters(sw.cols, cols_idx), None
+            cols, sketches = merge_counters(sw.cols, last, stride, m), None
         else:
             cols, sketches = {}, merge_sketches(sw.sketches, cols_idx, ok, stride)
         return MergedSteps(
@@ -145,12 +145,64 @@ def merge_moments(cols: dict[str, np.ndarray], last: np.ndarray, stride: int, m:
     return out
 
 
-def merge_counters(cols: dict[str, np.ndarray], idx: np.ndarray) -> dict[str, np.ndarray]:
-    """Fold the windows of every step in time order; windows are disjoint ``(e − w, e]``."""
+def _classes(x: np.ndarray, stride: int, fill) -> np.ndarray:
+    """[n, w] → [n, stride, positions]: each residue class of the columns, in order."""
+    n, w = x.shape
+    per_class = -(-w // stride)
+    padded = np.full((n, per_class * stride), fill, dtype=x.dtype)
+    padded[:, :w] = x
+    return np.ascontiguousarray(padded.reshape(n, per_class, stride).transpose(0, 2, 1))
+
+
+def merge_counters(cols: dict[str, np.ndarray], last: np.ndarray, stride: int, m: int):
+    """Counter state over the ``m`` windows ending at column ``last`` (stride apart), for every
+    (series, step) at once. Equal to folding the windows in time order (``fold_counters``): the
+    first/last sample come from the first/last non-empty window of the step; the reset correction
+    is the windows' own plus a "bridge" at each seam between consecutive non-empty windows (the
+    earlier window's last value when the later one starts lower), summed by prefix differences —
+    seams after the step's first non-empty window only (the one into it is an earlier step's)."""
+    c = {k: _classes(v, stride, 0) for k, v in cols.items()}
+    n, _, positions = c["n"].shape
+    pos = np.arange(positions)
+    nonempty = c["n"] > 0
+    prev_ne = np.maximum.accumulate(np.where(nonempty, pos, -1), axis=2)
+    next_ne = np.minimum.accumulate(np.where(nonempty, pos, positions)[..., ::-1], axis=2)[
+        ..., ::-1
+    ]
+    before = np.concatenate([np.full((n, stride, 1), -1), prev_ne[..., :-1]], axis=2)
+    prev_last = np.take_along_axis(c["last_v"], np.maximum(before, 0), axis=2)
+    bridge = np.where(nonempty & (before >= 0) & (c["first_v"] < prev_last), prev_last, 0.0)
+    # Separate prefixes, so a step without resets (or without seams) gets exactly 0.
+    prefix = np.zeros((n, stride, positions + 1))
+    np.cumsum(c["resets"], axis=2, out=prefix[..., 1:])
+    seams = np.zeros((n, stride, positions + 1))
+    np.cumsum(bridge, axis=2, out=seams[..., 1:])
+    count = np.zeros((n, stride, positions + 1), dtype=np.int64)
+    np.cumsum(c["n"], axis=2, out=count[..., 1:])
+    r, hi = last % stride, last // stride
+    lo = hi - m + 1
+    rows = np.arange(n)[:, None]
+    first = next_ne[:, r, lo]
+    final = prev_ne[:, r, hi]
+    has = first <= hi[None, :]
+    first, final = np.where(has, first, 0), np.where(has, final, 0)
+    own = prefix[:, r, hi + 1] - prefix[:, r, lo]
+    resets = own + (seams[:, r, hi + 1] - seams[rows, r[None, :], first + 1])
+    return {
+        "n": np.where(has, count[:, r, hi + 1] - count[:, r, lo], 0),
+        "resets": np.where(has, resets, 0.0),
+        "first_t": np.where(has, c["first_t"][rows, r[None, :], first], 0),
+        "first_v": np.where(has, c["first_v"][rows, r[None, :], first], 0.0),
+        "last_t": np.where(has, c["last_t"][rows, r[None, :], final], 0),
+        "last_v": np.where(has, c["last_v"][rows, r[None, :], final], 0.0),
+    }
+
+
+def fold_counters(cols: dict[str, np.ndarray], idx: np.ndarray) -> dict[str, np.ndarray]:
+    """Reference for ``merge_counters`` (tests): fold each step's windows in time order."""
     acc = {name: a[:, idx[0]].copy() for name, a in cols.items()}
     for j in range(1, idx.shape[0]):
-        nxt = {name: a[:, idx[j]] for name, a in cols.items()}
-        acc = merge_counter_pair(acc, nxt)
+        acc = merge_counter_pair(acc, {name: a[:, idx[j]] for name, a in cols.items()})
     return acc
 
 
