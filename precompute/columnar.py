@@ -3,8 +3,8 @@
 With one accumulator object per (group, pane), an aggregation grouped per series costs Python
 work per sample: one update, and at every slide one window close merging W pane objects. Here a
 pane is instead a set of arrays indexed by group id (sum, count, min, max), updated with segment
-reductions and merged into windows with array arithmetic over all due groups at once; Python runs
-only to wrap each emitted window in its accumulator object.
+reductions and merged into windows with array arithmetic over all due groups at once; closed
+windows leave as state columns (``precompute/window_batch.py``), not one object per group.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from precompute.accumulators.increase import (
 )
 from precompute.accumulators.increase import (
     CounterColumns,
-    IncreaseAccumulator,
     fold_sorted,
     merge_rows,
 )
@@ -91,7 +90,7 @@ class ColumnarPanes:
             arrays.maxs[rows] = np.fmax(arrays.maxs[rows], maxs[sel])
 
     def close(self, gids: np.ndarray, old: np.ndarray, target: np.ndarray, n_groups: int):
-        """Return ``(group ids, window end, accumulators)`` for every window ending in
+        """Return ``(group ids, window end, state columns)`` for every window ending in
         ``(old, target]`` (per group) that holds data; then drop spent pane rows."""
         spec = self.spec
         pane_ends = sorted(self.panes)
@@ -108,7 +107,8 @@ class ColumnarPanes:
                     continue
                 has = merged[1] > 0
                 if has.any():
-                    out.append((rows[has], w, self._wrap(*(m[has] for m in merged))))
+                    cols = dict(zip(("sum", "count", "min", "max"), merged, strict=True))
+                    out.append((rows[has], w, {n: c[has] for n, c in cols.items()}))
         self._evict(gids, target)
         return out
 
@@ -126,15 +126,6 @@ class ColumnarPanes:
         mins = np.fmin.reduce([p.mins[rows] for p in parts], axis=0)
         maxs = np.fmax.reduce([p.maxs[rows] for p in parts], axis=0)
         return sums, counts, mins, maxs
-
-    def _wrap(self, sums, counts, mins, maxs) -> list[_Moments]:
-        make = self.acc_class.from_moments
-        return [
-            make(s, c, lo, hi)
-            for s, c, lo, hi in zip(
-                sums.tolist(), counts.tolist(), mins.tolist(), maxs.tolist(), strict=True
-            )
-        ]
 
     def _evict(self, gids: np.ndarray, target: np.ndarray) -> None:
         for p in list(self.panes):
@@ -223,14 +214,9 @@ class ColumnarCounters:
                     merge_rows(merged, local, part)
             has = merged.n > 0
             if has.any():
-                out.append((rows[has], w, self._wrap(merged, np.flatnonzero(has))))
+                out.append((rows[has], w, {c: getattr(merged, c)[has] for c in _COUNTER_COLS}))
         self._evict(gids, target)
         return out
-
-    def _wrap(self, cols: CounterColumns, idx: np.ndarray) -> list[IncreaseAccumulator]:
-        columns = [getattr(cols, c)[idx].tolist() for c in _COUNTER_COLS]
-        wrap, mb = IncreaseAccumulator.from_row, self.max_buffer
-        return [wrap(row, mb) for row in zip(*columns, strict=True)]
 
     def _evict(self, gids: np.ndarray, target: np.ndarray) -> None:
         for p in list(self.panes):

@@ -19,6 +19,7 @@ from typing import Any
 from precompute.accumulators.base import Accumulator
 from precompute.config import AggregationConfig, EngineOptions
 from precompute.output import OutputSink
+from precompute.window_batch import WindowBatch
 from precompute.worker import Emit, Worker
 
 Message = tuple[Any, ...]
@@ -124,7 +125,9 @@ def _process_main(configs, options, inbox, outbox) -> None:
         try:
             out, n, reply = _handle(worker, msg)
             if out:
-                outbox.put(("emit", [(o, acc.to_bytes()) for o, acc in out]))
+                # Window batches pickle as their columns; single windows as accumulator bytes.
+                wire = [e if isinstance(e, WindowBatch) else (e[0], e[1].to_bytes()) for e in out]
+                outbox.put(("emit", wire))
             if msg[0] == "call":
                 outbox.put(("reply", reply, None))
         except BaseException as exc:
@@ -166,7 +169,12 @@ class ProcessHost:
             if msg[0] == "stopped":
                 return
             if msg[0] == "emit":
-                self.sink.write([(o, Accumulator.from_bytes(b)) for o, b in msg[1]])
+                self.sink.write(
+                    [
+                        e if isinstance(e, WindowBatch) else (e[0], Accumulator.from_bytes(e[1]))
+                        for e in msg[1]
+                    ]
+                )
             elif msg[0] == "done":
                 self.on_done(msg[1])
             elif msg[0] == "reply":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -13,6 +13,7 @@ from precompute.accumulators.base import Accumulator
 from storage.model import Labels
 
 Key = tuple[str, ...]
+Emitted = Any  # a (PrecomputedOutput, Accumulator) pair or a WindowBatch
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,10 @@ class RawSamples:
 
 
 class OutputSink(Protocol):
-    def write(self, outputs: Sequence[tuple[PrecomputedOutput, Accumulator]]) -> None: ...
+    """``write`` receives ``(PrecomputedOutput, Accumulator)`` pairs and, from columnar
+    aggregations, ``precompute.window_batch.WindowBatch`` records (many windows in one)."""
+
+    def write(self, outputs: Sequence[Emitted]) -> None: ...
 
     def write_raw(self, raw: RawSamples) -> None: ...
 
@@ -53,9 +57,12 @@ class CapturingSink:
         self.outputs: list[tuple[PrecomputedOutput, Accumulator]] = []
         self.raw: list[RawSamples] = []
 
-    def write(self, outputs: Sequence[tuple[PrecomputedOutput, Accumulator]]) -> None:
+    def write(self, outputs: Sequence[Emitted]) -> None:
+        from precompute.window_batch import expand
+
+        pairs = expand(list(outputs))
         with self._lock:
-            self.outputs.extend(outputs)
+            self.outputs.extend(pairs)
 
     def write_raw(self, raw: RawSamples) -> None:
         with self._lock:
@@ -76,8 +83,10 @@ class NoopSink:
     def __init__(self) -> None:
         self.windows = 0
 
-    def write(self, outputs: Sequence[tuple[PrecomputedOutput, Accumulator]]) -> None:
-        self.windows += len(outputs)
+    def write(self, outputs: Sequence[Emitted]) -> None:
+        from precompute.window_batch import count_windows
+
+        self.windows += count_windows(list(outputs))
 
     def write_raw(self, raw: RawSamples) -> None:
         return None
@@ -89,7 +98,7 @@ class StoreSink:
     def __init__(self, store) -> None:  # storage.sketch_store.SketchStore
         self.store = store
 
-    def write(self, outputs: Sequence[tuple[PrecomputedOutput, Accumulator]]) -> None:
+    def write(self, outputs: Sequence[Emitted]) -> None:
         self.store.append_outputs(outputs)
 
     def write_raw(self, raw: RawSamples) -> None:

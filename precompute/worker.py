@@ -24,10 +24,12 @@ from precompute.columnar import MOMENT_TYPES, ColumnarCounters, ColumnarPanes
 from precompute.config import AggregationConfig, EngineOptions, LateDataPolicy
 from precompute.output import PrecomputedOutput
 from precompute.router import WorkItem
+from precompute.window_batch import WindowBatch, count_windows
 from precompute.windows import WindowSpec
 
 Key = tuple[str, ...]
-Emit = tuple[PrecomputedOutput, Accumulator]
+# Columnar aggregations emit one WindowBatch per window-close event; others one pair per window.
+Emit = tuple[PrecomputedOutput, Accumulator] | WindowBatch
 _MIN = np.iinfo(np.int64).min
 
 
@@ -207,14 +209,14 @@ class Worker:
                 i = pos[g]
                 out += self._close_group(st, g, int(old[i]), int(targets[i]))
             return out
-        for rows, w, accs in st.columnar.close(gids, old, targets, len(st.group_keys)):
-            start = st.spec.start_of(w)
-            agg_id, keys = st.config.aggregation_id, st.group_keys
-            out += [
-                (PrecomputedOutput(agg_id, keys[g], start, w), acc)
-                for g, acc in zip(rows.tolist(), accs, strict=True)
-            ]
-        st.counters.windows_emitted += len(out)
+        agg_id, kind, keys = st.config.aggregation_id, st.config.aggregation_type, st.group_keys
+        max_buffer = self.options.max_buffer_per_series
+        for rows, w, columns in st.columnar.close(gids, old, targets, len(st.group_keys)):
+            batch_keys = [keys[g] for g in rows.tolist()]
+            out.append(
+                WindowBatch(agg_id, kind, st.spec.start_of(w), w, batch_keys, columns, max_buffer)
+            )
+        st.counters.windows_emitted += count_windows(out)
         return out
 
     def _close_group(self, st: AggState, g: int, old: int, target: int) -> list[Emit]:

@@ -7,6 +7,12 @@ tail is truncated at open, like the WAL) plus a periodic Arrow IPC snapshot that
 the log is rotated first, the snapshot written to a temporary file, fsynced and renamed, and only
 then are older logs deleted, so a crash at any point leaves a loadable state. Raw passthrough
 samples are kept columnar (one record per batch), not one entry per sample.
+
+Columnar aggregations emit ``WindowBatch`` records (all groups whose window closed together, as
+key and state columns); they are stored and persisted as one record each (log kind 3) and turned
+into per-entry ``SketchEntry`` objects only when the entry-based read API asks, once, in insertion
+order — so writing per-series windows costs no Python per window. ``window_batches`` reads them
+columnar. Logs and snapshots written before kind 3 existed load unchanged.
 """
 
 from __future__ import annotations
@@ -26,12 +32,14 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 
 from precompute.accumulators.base import Accumulator, pack_keys, unpack_keys
+from precompute.window_batch import WindowBatch
 
 Key = tuple[str, ...]
 _FRAME = struct.Struct("<II")
 _ENTRY = struct.Struct("<BIqq")  # kind, aggregation id, start, end
 _KIND_WINDOW = 1
 _KIND_RAW = 2
+_KIND_BATCH = 3  # a WindowBatch (format versioned inside)
 _SNAPSHOT = "sketches.arrow"
 
 
@@ -70,8 +78,25 @@ def _encode_raw(r: RawBatch) -> bytes:
     return _ENTRY.pack(_KIND_RAW, r.aggregation_id, t_min, t_max) + pack_keys(flat) + body
 
 
-def _decode(payload: memoryview) -> SketchEntry | RawBatch:
+def _encode_batch(b: WindowBatch) -> bytes:
+    return _ENTRY.pack(_KIND_BATCH, b.aggregation_id, b.window_start, b.window_end) + b.to_bytes()
+
+
+def _materialize(b: WindowBatch) -> list[SketchEntry]:
+    agg, start, end = b.aggregation_id, b.window_start, b.window_end
+    return [
+        SketchEntry(agg, key, start, end, acc.to_bytes())
+        for key, acc in zip(b.keys, b.accumulators(), strict=True)
+    ]
+
+
+Chunk = SketchEntry | WindowBatch
+
+
+def _decode(payload: memoryview) -> SketchEntry | RawBatch | WindowBatch:
     kind, agg, start, end = _ENTRY.unpack_from(payload, 0)
+    if kind == _KIND_BATCH:
+        return WindowBatch.from_bytes(payload[_ENTRY.size :])
     keys, offset = unpack_keys(payload, _ENTRY.size)
     if kind == _KIND_WINDOW:
         return SketchEntry(agg, keys[0], start, end, bytes(payload[offset:]))
@@ -103,7 +128,12 @@ class SketchStore:
         self.compact_interval_s = compact_interval_s
         self._last_compact = time.monotonic()
         self._lock = threading.RLock()
-        self._entries: dict[int, list[SketchEntry]] = defaultdict(list)
+        # Per aggregation: what was appended, in order (entries and window batches), and the
+        # entry view materialized from its first ``_done[agg]`` chunks.
+        self._chunks: dict[int, list[Chunk]] = defaultdict(list)
+        self._flat: dict[int, list[SketchEntry]] = defaultdict(list)
+        self._done: dict[int, int] = defaultdict(int)
+        self._counts: dict[int, int] = defaultdict(int)
         self._raw: dict[int, list[RawBatch]] = defaultdict(list)
         self._since_compact = 0
         self._generation = 0
@@ -165,11 +195,23 @@ class SketchStore:
         if self.fsync:
             os.fsync(self._log)
 
-    def _index(self, item: SketchEntry | RawBatch) -> None:
-        if isinstance(item, SketchEntry):
-            self._entries[item.aggregation_id].append(item)
-        else:
+    def _index(self, item: SketchEntry | RawBatch | WindowBatch) -> None:
+        if isinstance(item, RawBatch):
             self._raw[item.aggregation_id].append(item)
+            return
+        self._chunks[item.aggregation_id].append(item)
+        self._counts[item.aggregation_id] += len(item) if isinstance(item, WindowBatch) else 1
+
+    def _entry_view(self, aggregation_id: int) -> list[SketchEntry]:
+        """The materialized entries of an aggregation, brought up to date (lock held)."""
+        chunks, flat = self._chunks.get(aggregation_id, []), self._flat[aggregation_id]
+        for chunk in chunks[self._done[aggregation_id] :]:
+            if isinstance(chunk, WindowBatch):
+                flat += _materialize(chunk)
+            else:
+                flat.append(chunk)
+        self._done[aggregation_id] = len(chunks)
+        return flat
 
     # --- writes -----------------------------------------------------------------------------
 
@@ -179,17 +221,31 @@ class SketchStore:
         with self._lock:
             self._write(_encode_entry(e) for e in entries)
             for e in entries:
-                self._entries[e.aggregation_id].append(e)
+                self._index(e)
             self._after_write(len(entries))
 
-    def append_outputs(self, outputs: Sequence[tuple[object, Accumulator]]) -> None:
-        """Append ``(PrecomputedOutput, Accumulator)`` pairs as emitted by the engine."""
-        self.append(
-            [
+    def append_outputs(self, outputs: Sequence[tuple[object, Accumulator] | WindowBatch]) -> None:
+        """Append what the engine emits: ``(PrecomputedOutput, Accumulator)`` pairs and
+        ``WindowBatch`` records (kept columnar until read)."""
+        chunks: list[Chunk] = []
+        for out in outputs:
+            if isinstance(out, WindowBatch):
+                if len(out):
+                    chunks.append(out)
+                continue
+            o, acc = out
+            chunks.append(
                 SketchEntry(o.aggregation_id, o.key, o.window_start, o.window_end, acc.to_bytes())  # type: ignore[attr-defined]
-                for o, acc in outputs
-            ]
-        )
+            )
+        if not chunks:
+            return
+        with self._lock:
+            self._write(
+                _encode_batch(c) if isinstance(c, WindowBatch) else _encode_entry(c) for c in chunks
+            )
+            for c in chunks:
+                self._index(c)
+            self._after_write(sum(len(c) if isinstance(c, WindowBatch) else 1 for c in chunks))
 
     def append_raw(self, raw: RawBatch) -> None:
         with self._lock:
@@ -220,7 +276,11 @@ class SketchStore:
             os.close(self._log)
             self._generation += 1
             self._open_log()
-            payloads = [_encode_entry(e) for es in self._entries.values() for e in es]
+            payloads = [
+                _encode_batch(c) if isinstance(c, WindowBatch) else _encode_entry(c)
+                for cs in self._chunks.values()
+                for c in cs
+            ]
             payloads += [_encode_raw(r) for rs in self._raw.values() for r in rs]
             table = pa.table(
                 {"payload": pa.array(payloads, type=pa.binary())},
@@ -243,10 +303,19 @@ class SketchStore:
         cutoff = (now_ms if now_ms is not None else int(time.time() * 1000)) - self.retention_ms
         dropped = 0
         with self._lock:
-            for agg, entries in self._entries.items():
-                keep = [e for e in entries if e.window_end >= cutoff]
-                dropped += len(entries) - len(keep)
-                self._entries[agg] = keep
+            for agg, chunks in self._chunks.items():
+                keep = [c for c in chunks if c.window_end >= cutoff]
+                if len(keep) == len(chunks):
+                    continue
+                # Kept entries keep their identity: readers caching by position see a rebuilt
+                # log only where it really changed.
+                done = self._done[agg]
+                self._done[agg] = sum(1 for c in chunks[:done] if c.window_end >= cutoff)
+                self._flat[agg] = [e for e in self._flat[agg] if e.window_end >= cutoff]
+                self._chunks[agg] = keep
+                total = sum(len(c) if isinstance(c, WindowBatch) else 1 for c in keep)
+                dropped += self._counts[agg] - total
+                self._counts[agg] = total
             for agg, raws in self._raw.items():
                 self._raw[agg] = [
                     r for r in raws if r.timestamps.shape[0] and r.timestamps.max() >= cutoff
@@ -255,8 +324,8 @@ class SketchStore:
 
     def remove_aggregation(self, aggregation_id: int) -> None:
         with self._lock:
-            self._entries.pop(aggregation_id, None)
-            self._raw.pop(aggregation_id, None)
+            for table in (self._chunks, self._flat, self._done, self._counts, self._raw):
+                table.pop(aggregation_id, None)
 
     def close(self) -> None:
         with self._lock:
@@ -277,7 +346,7 @@ class SketchStore:
         with self._lock:
             found = [
                 e
-                for e in self._entries.get(aggregation_id, [])
+                for e in self._entry_view(aggregation_id)
                 if e.window_start >= lo and e.window_end <= hi
             ]
         return sorted(found, key=lambda e: (e.window_end, e.key))
@@ -295,7 +364,24 @@ class SketchStore:
         """The aggregation's entries in insertion order (a shallow copy). Appends only extend it;
         retention and removal rebuild it — readers that cache by position check the prefix."""
         with self._lock:
-            return list(self._entries.get(aggregation_id, []))
+            return list(self._entry_view(aggregation_id))
+
+    def window_batches(
+        self, aggregation_id: int, start_ms: int | None = None, end_ms: int | None = None
+    ) -> tuple[list[WindowBatch], list[SketchEntry]]:
+        """Columnar read: the window batches, and the single entries (late mini-accumulators,
+        non-columnar types), whose windows lie inside ``[start_ms, end_ms]``, each in insertion
+        order. A batch's ``keys`` and ``columns`` are row-aligned arrays; do not mutate them."""
+        lo = start_ms if start_ms is not None else np.iinfo(np.int64).min
+        hi = end_ms if end_ms is not None else np.iinfo(np.int64).max
+        with self._lock:
+            chunks = [
+                c
+                for c in self._chunks.get(aggregation_id, [])
+                if c.window_start >= lo and c.window_end <= hi
+            ]
+        batches = [c for c in chunks if isinstance(c, WindowBatch)]
+        return batches, [c for c in chunks if isinstance(c, SketchEntry)]
 
     def raw(self, aggregation_id: int) -> list[RawBatch]:
         with self._lock:
@@ -304,7 +390,7 @@ class SketchStore:
     def stats(self) -> dict[str, float]:
         with self._lock:
             return {
-                "sketch_entries": float(sum(len(v) for v in self._entries.values())),
+                "sketch_entries": float(sum(self._counts.values())),
                 "sketch_raw_batches": float(sum(len(v) for v in self._raw.values())),
                 "sketch_appended_total": float(self.appended_total),
             }

@@ -8,6 +8,7 @@ import numpy as np
 
 from precompute.config import EngineOptions, load_config
 from precompute.router import Router
+from precompute.window_batch import expand
 from precompute.worker import Worker
 from storage.model import DurableBatch, Labels, SampleBatch, make_labels
 
@@ -54,11 +55,12 @@ class Harness:
         out = []
         for item in self.router.route(self.ids.batch(samples))[0]:
             out += self.worker.process(item)
+        out = expand(out)
         self.emits += out
         return out
 
     def close_all(self) -> list:
-        out = self.worker.close_all()
+        out = expand(self.worker.close_all())
         self.emits += out
         return out
 

@@ -8,6 +8,7 @@ import math
 import pytest
 
 from precompute.output import PrecomputedOutput
+from precompute.window_batch import expand
 from storage.model import STALE_NAN
 from tests.precompute.helpers import Harness, agg_yaml
 
@@ -142,7 +143,7 @@ def test_idle_group_advances_from_the_flush_timer_to_the_stream_watermark_only()
     h.worker.flush()  # both groups were active: nothing advances
     h.send([({"__name__": "m", "g": "busy"}, 25_000, 1.0)])
     assert [o.key for o, _ in h.emits] == [("busy",)]
-    out = h.worker.flush()  # "idle" received nothing since the last tick
+    out = expand(h.worker.flush())  # "idle" received nothing since the last tick
     assert [(o.key, o.window_end) for o, _ in out] == [(("idle",), 10_000)]
     again = h.worker.flush()
     assert again == []

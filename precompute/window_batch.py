@@ -1,0 +1,130 @@
+"""Closed windows emitted columnar: one record per (aggregation, window-close event).
+
+Per-series grouping of a columnar aggregation (moments family, Increase) closes thousands of
+windows at each slide. Wrapping every one in a ``PrecomputedOutput`` + accumulator object and a
+store entry made the engine spend Python work per sample. A ``WindowBatch`` instead carries the
+group keys and the state columns of every group whose window ``(start, end]`` closed together;
+per-group accumulators are built only when something reads them (``pairs()``), e.g. the sketch
+store's entry-based read API.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from precompute.accumulators.base import Accumulator, pack_keys, unpack_keys
+from precompute.accumulators.increase import _COLS as COUNTER_COLS
+from precompute.accumulators.increase import _DTYPES as COUNTER_DTYPES
+from precompute.accumulators.increase import IncreaseAccumulator
+from precompute.output import PrecomputedOutput
+
+Key = tuple[str, ...]
+MOMENT_COLS = ("sum", "count", "min", "max")
+_MOMENT_DTYPES = (np.float64, np.int64, np.float64, np.float64)
+INCREASE = "Increase"
+_HEAD = struct.Struct("<BIqqq")  # format version, aggregation id, start, end, max_buffer
+_VERSION = 1
+
+
+def columns_of(kind: str) -> tuple[tuple[str, ...], tuple[Any, ...]]:
+    if kind == INCREASE:
+        return COUNTER_COLS, COUNTER_DTYPES
+    return MOMENT_COLS, _MOMENT_DTYPES
+
+
+@dataclass(eq=False)
+class WindowBatch:
+    """Windows ``(window_start, window_end]`` of one aggregation, one row per group key.
+
+    ``kind`` is the accumulator type name (``Sum``, ``Avg``, …, ``Increase``); ``columns`` holds
+    the state named by ``columns_of(kind)``, row-aligned with ``keys``.
+    """
+
+    aggregation_id: int
+    kind: str
+    window_start: int
+    window_end: int
+    keys: list[Key]
+    columns: dict[str, np.ndarray]
+    max_buffer: int = 0
+    _pairs: list[tuple[PrecomputedOutput, Accumulator]] | None = field(default=None, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def accumulators(self) -> list[Accumulator]:
+        names, _ = columns_of(self.kind)
+        cols = [self.columns[n].tolist() for n in names]
+        if self.kind == INCREASE:
+            wrap, mb = IncreaseAccumulator.from_row, self.max_buffer
+            return [wrap(row, mb) for row in zip(*cols, strict=True)]
+        from precompute.accumulators.registry import BY_NAME
+
+        make = BY_NAME[self.kind].from_moments  # type: ignore[attr-defined]
+        return [make(s, c, lo, hi) for s, c, lo, hi in zip(*cols, strict=True)]
+
+    def pairs(self) -> list[tuple[PrecomputedOutput, Accumulator]]:
+        """The per-group ``(PrecomputedOutput, accumulator)`` view (built once, then cached)."""
+        if self._pairs is None:
+            agg, start, end = self.aggregation_id, self.window_start, self.window_end
+            self._pairs = [
+                (PrecomputedOutput(agg, key, start, end), acc)
+                for key, acc in zip(self.keys, self.accumulators(), strict=True)
+            ]
+        return self._pairs
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Crossing a process boundary: ship the columns, not the lazily built objects.
+        return {**self.__dict__, "_pairs": None}
+
+    # --- serialization (one framed store record per batch) ---------------------------------
+
+    def to_bytes(self) -> bytes:
+        kind = self.kind.encode()
+        head = _HEAD.pack(
+            _VERSION, self.aggregation_id, self.window_start, self.window_end, self.max_buffer
+        )
+        names, dtypes = columns_of(self.kind)
+        body = b"".join(
+            np.ascontiguousarray(self.columns[n], dtype=d).tobytes()
+            for n, d in zip(names, dtypes, strict=True)
+        )
+        return head + struct.pack("<H", len(kind)) + kind + pack_keys(self.keys) + body
+
+    @classmethod
+    def from_bytes(cls, data: bytes | memoryview) -> WindowBatch:
+        view = memoryview(data)
+        version, agg, start, end, max_buffer = _HEAD.unpack_from(view, 0)
+        if version > _VERSION:
+            raise ValueError(f"window batch format {version} is newer than this build")
+        offset = _HEAD.size
+        (klen,) = struct.unpack_from("<H", view, offset)
+        offset += 2
+        kind = bytes(view[offset : offset + klen]).decode()
+        keys, offset = unpack_keys(view, offset + klen)
+        names, dtypes = columns_of(kind)
+        columns = {}
+        for name, dtype in zip(names, dtypes, strict=True):
+            width = np.dtype(dtype).itemsize * len(keys)
+            columns[name] = np.frombuffer(view[offset : offset + width], dtype=dtype).copy()
+            offset += width
+        return cls(agg, kind, start, end, keys, columns, max_buffer)
+
+
+def expand(emits: list[Any]) -> list[tuple[PrecomputedOutput, Accumulator]]:
+    """Emits with every ``WindowBatch`` replaced by its per-group pairs (tests, simple sinks)."""
+    out: list[tuple[PrecomputedOutput, Accumulator]] = []
+    for e in emits:
+        if isinstance(e, WindowBatch):
+            out += e.pairs()
+        else:
+            out.append(e)
+    return out
+
+
+def count_windows(emits: list[Any]) -> int:
+    return sum(len(e) if isinstance(e, WindowBatch) else 1 for e in emits)
