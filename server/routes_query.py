@@ -48,7 +48,7 @@ from promql.errors import (
 )
 from promql.types import ValueType
 from server.errors import error_response
-from server.format import envelope, pretty, result_json, translate_ast
+from server.format import envelope, pretty, result_json_bytes, translate_ast
 from server.params import QueryOptions, instant_params, range_params
 from server.timeparse import MAX_TIME_MS, MIN_TIME_MS, parse_time
 
@@ -334,7 +334,7 @@ async def _explain(
     _parse(o.query, wrap=True)
     engine = api.engine_for(_timeout(api, o), precompute)
 
-    def work() -> tuple[Any, tuple[str, list, list] | None]:
+    def work() -> tuple[Any, tuple[bytes, list, list] | None]:
         explained = engine.explain(o.query, start, end, step, analyze=o.analyze)
         parts = _result_parts(explained.result, o) if o.analyze else None
         return explained, parts
@@ -345,7 +345,7 @@ async def _explain(
         return _json_response(request, envelope(f'{{"explain":{plan}}}'))
     assert parts is not None
     data, warnings, infos = parts
-    data = data[:-1] + f',"analyze":{plan}}}'
+    data = data[:-1] + f',"analyze":{plan}}}'.encode()
     return _json_response(request, envelope(data, warnings, infos))
 
 
@@ -372,7 +372,7 @@ def sketch_source(storage: object) -> Any:
     )
 
 
-def _result_parts(result: QueryResult, o: QueryOptions) -> tuple[str, list[str], list[str]]:
+def _result_parts(result: QueryResult, o: QueryOptions) -> tuple[bytes, list[str], list[str]]:
     warnings = list(result.warnings)
     series = result.series
     limited = result.result_type in (ValueType.VECTOR, ValueType.MATRIX)
@@ -384,7 +384,8 @@ def _result_parts(result: QueryResult, o: QueryOptions) -> tuple[str, list[str],
             f'value "{o.stats}" for parameter "stats" is deprecated and will be rejected in '
             'the next major release, use "true" or "all"'
         )
-    return result_json(result, series), _cap(warnings, "warning"), _cap(result.infos, "info")
+    data = result_json_bytes(result, series)
+    return data, _cap(warnings, "warning"), _cap(result.infos, "info")
 
 
 def _cap(items: list[str], kind: str) -> list[str]:
@@ -394,21 +395,21 @@ def _cap(items: list[str], kind: str) -> list[str]:
     return [*items[:MAX_ANNOTATIONS], f"{extra} more {kind} annotations omitted"]
 
 
-def _rendered(result: QueryResult, o: QueryOptions) -> tuple[QueryResult, tuple[str, list, list]]:
+def _rendered(result: QueryResult, o: QueryOptions) -> tuple[QueryResult, tuple[bytes, list, list]]:
     """Runs in the query thread: JSON formatting of big results stays off the event loop."""
     return result, _result_parts(result, o)
 
 
 def _result_response(
     request: web.Request,
-    rendered: tuple[QueryResult, tuple[str, list, list]],
+    rendered: tuple[QueryResult, tuple[bytes, list, list]],
     o: QueryOptions,
     queued: float,
     took: float,
 ) -> web.StreamResponse:
     result, (data, warnings, infos) = rendered
     if o.stats:
-        data = data[:-1] + f',"stats":{_stats(result, queued, took, o.stats)}}}'
+        data = data[:-1] + f',"stats":{_stats(result, queued, took, o.stats)}}}'.encode()
     return _json_response(request, envelope(data, warnings, infos))
 
 

@@ -82,3 +82,58 @@ def test_format_query_splits_long_expressions_like_prometheus_prettify(
     from server.format import pretty
 
     assert pretty(promql.parse(query), width=width) == text
+
+
+def _reference_matrix(rows: list) -> str:
+    """One series and one point at a time, with the scalar formatters."""
+    import json
+
+    parts = []
+    for s in rows:
+        metric = json.dumps(dict(s.labels), separators=(",", ":"), ensure_ascii=False)
+        metric = metric.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+        points = ",".join(
+            f'[{format_timestamp(int(t))},"{format_float(float(v))}"]'
+            for t, v in zip(s.timestamps, s.values, strict=True)
+        )
+        parts.append(f'{{"metric":{metric},"values":[{points}]}}')
+    return '{"resultType":"matrix","result":[' + ",".join(parts) + "]}"
+
+
+@pytest.mark.parametrize("empty_at", [None, 0, 2, 4])
+def test_matrix_text_equals_point_by_point_formatting_also_around_empty_series(
+    empty_at: int | None,
+) -> None:
+    from planner.result import QueryResult, SeriesResult
+    from promql.types import ValueType
+    from server.format import result_json, result_json_bytes
+    from storage.model import make_labels
+
+    rng = np.random.default_rng(3)
+    rows = []
+    for i in range(5):
+        n = 0 if i == empty_at else int(rng.integers(1, 40))
+        ts = np.sort(rng.choice(np.arange(-5_000, 90_000, 250), n, replace=False))
+        vals = np.round(rng.normal(0, 100, n), int(rng.integers(0, 4)))
+        specials = np.array([math.nan, math.inf, -0.0, 1e-7, 3e17, 7.0, -math.inf])
+        pick = rng.random(n) < 0.2
+        vals[pick] = rng.choice(specials, int(pick.sum()))
+        labels = make_labels({"__name__": "m", "i": str(i), "x": "<a & b>" if i % 2 else "é"})
+        rows.append(SeriesResult(labels, ts.astype(np.int64), vals))
+    result = QueryResult(ValueType.MATRIX, rows)
+    assert result_json(result) == _reference_matrix(rows)
+    assert result_json_bytes(result) == _reference_matrix(rows).encode()
+
+
+def test_matrix_with_only_empty_series_lists_them_without_points() -> None:
+    from planner.result import QueryResult, SeriesResult
+    from promql.types import ValueType
+    from server.format import result_json
+    from storage.model import make_labels
+
+    rows = [
+        SeriesResult(make_labels({"a": str(i)}), np.zeros(0, np.int64), np.zeros(0))
+        for i in range(2)
+    ]
+    assert result_json(QueryResult(ValueType.MATRIX, rows)) == _reference_matrix(rows)
+    assert result_json(QueryResult(ValueType.MATRIX, [])) == '{"resultType":"matrix","result":[]}'
