@@ -4,7 +4,9 @@ Data (``promql/bench_test.go``, ``setupRangeQueryTestData``): ``a_X``, ``b_X`` a
 histograms ``h_X`` (``le`` 0..9 and +Inf) for X in one/ten/hundred series, a sample every 10 s,
 value ``s + i/len(metrics)``; here ``--hours`` of data (default 4) plus 1000 steps. Both servers
 hold the same samples: Tidemark in memory (appended in process), Prometheus through its
-remote-write receiver in time order. Cases are upstream's ``rangeQueryCases`` that run on both
+remote-write receiver in time order. Tidemark serves from a child process forked after the
+load (as ``tidemark serve`` would, and as Prometheus does: the benchmark client's own Python
+work must not compete with the server for one interpreter lock). Cases are upstream's ``rangeQueryCases`` that run on both
 engines (``smoothed``, ``limitk``/``limit_ratio`` and ``double_exponential_smoothing`` are
 Prometheus 3 only), with X in one/hundred, at 1, 100 and 1000 steps of 10 s as upstream
 (``start = end - steps * 10s``). Both are queried over HTTP (``/api/v1/query_range``), median of
@@ -16,6 +18,8 @@ up to ``--runs`` timed runs after one warm-up, each case capped by ``--case-seco
 from __future__ import annotations
 
 import argparse
+import multiprocessing
+import os
 import statistics
 import sys
 import time
@@ -160,14 +164,14 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     storage.append(as_batch(data))
     print(f"tidemark load: {time.perf_counter() - t0:.1f} s")
+    # Forked before Prometheus' helper threads exist; the child inherits the loaded storage.
+    server, tide_port = _serve_in_child(storage)
     prom = PrometheusPeer(["--query.max-samples=50000000"]).start()
-    tide = None
     try:
         t0 = time.perf_counter()
         prom.remote_write(data, slice_ms=1_800_000)
         print(f"prometheus load (remote write): {time.perf_counter() - t0:.1f} s")
-        tide = QueryServer(storage, QueryAPIConfig(max_samples=50_000_000)).start()
-        tide_url = f"http://127.0.0.1:{tide.port}"
+        tide_url = f"http://127.0.0.1:{tide_port}"
         rows = []
         for expr, steps in expand():
             if steps not in wanted or args.filter not in expr:
@@ -182,11 +186,32 @@ def main(argv: list[str] | None = None) -> int:
             rows.append((expr, steps, ours, theirs, same))
             print(_row(*rows[-1]), flush=True)
     finally:
-        if tide is not None:
-            tide.stop()
+        server.terminate()
+        server.join(10)
         prom.stop()
     _summary(rows)
     return 0
+
+
+def _serve_in_child(storage: Storage) -> tuple[multiprocessing.Process, int]:
+    ctx = multiprocessing.get_context("fork")
+    parent_end, child_end = ctx.Pipe()
+    proc = ctx.Process(target=_child_server, args=(storage, child_end), daemon=True)
+    proc.start()
+    if not parent_end.poll(60):
+        proc.terminate()
+        raise RuntimeError("tidemark server child did not start")
+    return proc, int(parent_end.recv())
+
+
+def _child_server(storage: Storage, conn) -> None:
+    server = QueryServer(storage, QueryAPIConfig(max_samples=50_000_000)).start()
+    conn.send(server.port)
+    # Serve until the parent terminates the child (SIGTERM ends the process).
+    while True:
+        time.sleep(3600)
+        if os.getppid() == 1:
+            return
 
 
 def _same_shape(a: bytes, b: bytes) -> str:
