@@ -21,7 +21,6 @@ from precompute.accumulators.increase import (
 from precompute.accumulators.increase import (
     CounterColumns,
     fold_sorted,
-    merge_rows,
 )
 from precompute.accumulators.scalar import _Moments
 from precompute.windows import WindowSpec
@@ -56,6 +55,23 @@ class PaneArrays:
         return self.sums, self.counts, self.mins, self.maxs
 
 
+def _as_index(rows: np.ndarray) -> slice | np.ndarray:
+    """``rows`` as a slice when they are exactly 0..n-1 in order (every group due at once), so
+    pane columns are read as views instead of gathered; callers copy before keeping them."""
+    n = rows.shape[0]
+    if n and rows[0] == 0 and rows[-1] == n - 1 and bool((rows[1:] > rows[:-1]).all()):
+        return slice(0, n)
+    return rows
+
+
+def _all_distinct(ids: np.ndarray, size: int) -> bool:
+    if ids.shape[0] * 8 < size:
+        return np.unique(ids).shape[0] == ids.shape[0]
+    mark = np.zeros(size, dtype=bool)
+    mark[ids] = True
+    return int(np.count_nonzero(mark)) == ids.shape[0]
+
+
 class ColumnarPanes:
     """Open panes of one aggregation on one worker, keyed by pane end."""
 
@@ -68,26 +84,36 @@ class ColumnarPanes:
         """Fold samples (any order) into their (group, pane) cells."""
         if gids.shape[0] == 0:
             return
-        order = np.lexsort((gids, panes))
-        g, p, v = gids[order], panes[order], vals[order]
+        first = panes[0]
+        if (panes == first).all():
+            self._update_pane(int(first), gids, vals, n_groups)
+            return
+        for pane in np.unique(panes).tolist():
+            sel = panes == pane
+            self._update_pane(pane, gids[sel], vals[sel], n_groups)
+
+    def _update_pane(self, pane: int, g: np.ndarray, v: np.ndarray, n_groups: int) -> None:
+        arrays = self.panes.get(pane)
+        if arrays is None:
+            arrays = self.panes[pane] = PaneArrays.empty(n_groups)
+        arrays.grow(n_groups)
+        if _all_distinct(g, n_groups):
+            # The per-series case: one sample per group — plain scatters, no sort.
+            arrays.sums[g] += v
+            arrays.counts[g] += 1
+            arrays.mins[g] = np.fmin(arrays.mins[g], v)
+            arrays.maxs[g] = np.fmax(arrays.maxs[g], v)
+            return
+        order = np.argsort(g, kind="stable")
+        g, v = g[order], v[order]
         change = np.ones(g.shape[0], dtype=bool)
-        change[1:] = (g[1:] != g[:-1]) | (p[1:] != p[:-1])
+        change[1:] = g[1:] != g[:-1]
         starts = np.flatnonzero(change)
-        seg_g, seg_p = g[starts], p[starts]
-        sums = np.add.reduceat(v, starts)
-        counts = np.diff(np.append(starts, g.shape[0]))
-        mins, maxs = np.fmin.reduceat(v, starts), np.fmax.reduceat(v, starts)
-        for pane in np.unique(seg_p).tolist():
-            sel = seg_p == pane
-            arrays = self.panes.get(pane)
-            if arrays is None:
-                arrays = self.panes[pane] = PaneArrays.empty(n_groups)
-            arrays.grow(n_groups)
-            rows = seg_g[sel]
-            arrays.sums[rows] += sums[sel]
-            arrays.counts[rows] += counts[sel]
-            arrays.mins[rows] = np.fmin(arrays.mins[rows], mins[sel])
-            arrays.maxs[rows] = np.fmax(arrays.maxs[rows], maxs[sel])
+        rows = g[starts]
+        arrays.sums[rows] += np.add.reduceat(v, starts)
+        arrays.counts[rows] += np.diff(np.append(starts, g.shape[0]))
+        arrays.mins[rows] = np.fmin(arrays.mins[rows], np.fmin.reduceat(v, starts))
+        arrays.maxs[rows] = np.fmax(arrays.maxs[rows], np.fmax.reduceat(v, starts))
 
     def close(self, gids: np.ndarray, old: np.ndarray, target: np.ndarray, n_groups: int):
         """Return ``(group ids, window end, state columns)`` for every window ending in
@@ -108,7 +134,9 @@ class ColumnarPanes:
                 has = merged[1] > 0
                 if has.any():
                     cols = dict(zip(("sum", "count", "min", "max"), merged, strict=True))
-                    out.append((rows[has], w, {n: c[has] for n, c in cols.items()}))
+                    if not has.all():
+                        rows, cols = rows[has], {n: c[has] for n, c in cols.items()}
+                    out.append((rows, w, cols))
         self._evict(gids, target)
         return out
 
@@ -121,10 +149,16 @@ class ColumnarPanes:
         size = rows.max() + 1
         for part in parts:
             part.grow(size)
-        sums = np.sum([p.sums[rows] for p in parts], axis=0)
-        counts = np.sum([p.counts[rows] for p in parts], axis=0)
-        mins = np.fmin.reduce([p.mins[rows] for p in parts], axis=0)
-        maxs = np.fmax.reduce([p.maxs[rows] for p in parts], axis=0)
+        pick = _as_index(rows)
+        # Accumulate pane by pane, in pane order (the same additions as a sum over the stack).
+        first = parts[0]
+        sums, counts = first.sums[pick].copy(), first.counts[pick].copy()
+        mins, maxs = first.mins[pick].copy(), first.maxs[pick].copy()
+        for part in parts[1:]:
+            np.add(sums, part.sums[pick], out=sums)
+            np.add(counts, part.counts[pick], out=counts)
+            np.fmin(mins, part.mins[pick], out=mins)
+            np.fmax(maxs, part.maxs[pick], out=maxs)
         return sums, counts, mins, maxs
 
     def _evict(self, gids: np.ndarray, target: np.ndarray) -> None:
@@ -154,6 +188,40 @@ class ColumnarPanes:
 
     def restore(self, data: dict[int, Any]) -> None:
         self.panes = {p: PaneArrays(*(x.copy() for x in arrays)) for p, arrays in data.items()}
+
+
+def merge_ordered(parts: list[CounterColumns], rows: np.ndarray) -> CounterColumns:
+    """Rows ``rows`` of time-ordered, disjoint panes merged into one state per row — what folding
+    ``merge_rows`` over the panes in order gives, as one pass over a (panes × rows) stack: each
+    non-empty pane continues the previous non-empty one (a shared boundary sample counts once;
+    a drop across the seam is a counter reset)."""
+    if len(parts) == 1:
+        src = parts[0]
+        return CounterColumns(*(getattr(src, c)[rows] for c in _COUNTER_COLS))
+    pick = _as_index(rows)
+    st = {c: np.stack([getattr(p, c)[pick] for p in parts]) for c in _COUNTER_COLS}
+    has = st["n"] > 0
+    n_parts = len(parts)
+    pos = np.where(has, np.arange(n_parts)[:, None], -1)
+    upto = np.maximum.accumulate(pos, axis=0)
+    prev = np.full_like(upto, -1)
+    prev[1:] = upto[:-1]  # per (pane, row): the newest earlier non-empty pane, or -1
+    linked = has & (prev >= 0)
+    at = np.maximum(prev, 0)
+    prev_t = np.take_along_axis(st["last_t"], at, axis=0)
+    prev_v = np.take_along_axis(st["last_v"], at, axis=0)
+    dup = linked & (prev_t == st["first_t"])
+    bridge = np.where(linked & ~dup & (st["first_v"] < prev_v), prev_v, 0.0)
+    first = np.argmax(has, axis=0)[None, :]
+    last = upto[-1:].clip(0)
+    return CounterColumns(
+        n=st["n"].sum(axis=0) - dup.sum(axis=0),
+        first_t=np.take_along_axis(st["first_t"], first, axis=0)[0],
+        first_v=np.take_along_axis(st["first_v"], first, axis=0)[0],
+        last_t=np.take_along_axis(st["last_t"], last, axis=0)[0],
+        last_v=np.take_along_axis(st["last_v"], last, axis=0)[0],
+        resets=st["resets"].sum(axis=0) + bridge.sum(axis=0),
+    )
 
 
 class ColumnarCounters:
@@ -205,16 +273,19 @@ class ColumnarCounters:
             if not sel.any():
                 continue
             rows = gids[sel]
-            merged = CounterColumns.zeros(rows.shape[0])
-            local = np.arange(rows.shape[0], dtype=np.int64)
-            for p in spec.pane_ends_of_window(w):  # in time order: merge_rows bridges resets
-                if p in self.panes:
-                    src = self._fold(p, n_groups)
-                    part = CounterColumns(*(getattr(src, c)[rows] for c in _COUNTER_COLS))
-                    merge_rows(merged, local, part)
+            # Panes in time order: the ordered merge bridges counter resets across them.
+            parts = [
+                self._fold(p, n_groups) for p in spec.pane_ends_of_window(w) if p in self.panes
+            ]
+            if not parts:
+                continue
+            merged = merge_ordered(parts, rows)
             has = merged.n > 0
-            if has.any():
-                out.append((rows[has], w, {c: getattr(merged, c)[has] for c in _COUNTER_COLS}))
+            cols = {c: getattr(merged, c) for c in _COUNTER_COLS}
+            if has.all():
+                out.append((rows, w, cols))
+            elif has.any():
+                out.append((rows[has], w, {c: x[has] for c, x in cols.items()}))
         self._evict(gids, target)
         return out
 

@@ -11,6 +11,7 @@ store's entry-based read API.
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +37,26 @@ def columns_of(kind: str) -> tuple[tuple[str, ...], tuple[Any, ...]]:
     return MOMENT_COLS, _MOMENT_DTYPES
 
 
+class KeyRows(Sequence[Key]):
+    """Keys named by row ids into a worker's append-only key table, looked up only when read:
+    emitting a batch of per-series windows costs no Python per window."""
+
+    def __init__(self, table: list[Key], rows: np.ndarray) -> None:
+        self.table, self.rows = table, rows
+
+    def __len__(self) -> int:
+        return int(self.rows.shape[0])
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return [self.table[g] for g in self.rows[i].tolist()]
+        return self.table[int(self.rows[i])]
+
+    def __iter__(self) -> Iterator[Key]:
+        table = self.table
+        return iter([table[g] for g in self.rows.tolist()])
+
+
 @dataclass(eq=False)
 class WindowBatch:
     """Windows ``(window_start, window_end]`` of one aggregation, one row per group key.
@@ -48,7 +69,7 @@ class WindowBatch:
     kind: str
     window_start: int
     window_end: int
-    keys: list[Key]
+    keys: Sequence[Key]  # a list, or KeyRows into the emitting worker's key table
     columns: dict[str, np.ndarray]
     max_buffer: int = 0
     _pairs: list[tuple[PrecomputedOutput, Accumulator]] | None = field(default=None, repr=False)
@@ -78,8 +99,9 @@ class WindowBatch:
         return self._pairs
 
     def __getstate__(self) -> dict[str, Any]:
-        # Crossing a process boundary: ship the columns, not the lazily built objects.
-        return {**self.__dict__, "_pairs": None}
+        # Crossing a process boundary: ship the columns and this batch's keys only, not the
+        # lazily built objects nor the worker's whole key table.
+        return {**self.__dict__, "keys": list(self.keys), "_pairs": None}
 
     # --- serialization (one framed store record per batch) ---------------------------------
 
@@ -93,7 +115,7 @@ class WindowBatch:
             np.ascontiguousarray(self.columns[n], dtype=d).tobytes()
             for n, d in zip(names, dtypes, strict=True)
         )
-        return head + struct.pack("<H", len(kind)) + kind + pack_keys(self.keys) + body
+        return head + struct.pack("<H", len(kind)) + kind + pack_keys(list(self.keys)) + body
 
     @classmethod
     def from_bytes(cls, data: bytes | memoryview) -> WindowBatch:

@@ -24,7 +24,7 @@ from precompute.columnar import MOMENT_TYPES, ColumnarCounters, ColumnarPanes
 from precompute.config import AggregationConfig, EngineOptions, LateDataPolicy
 from precompute.output import PrecomputedOutput
 from precompute.router import WorkItem
-from precompute.window_batch import WindowBatch, count_windows
+from precompute.window_batch import KeyRows, WindowBatch, count_windows
 from precompute.windows import WindowSpec
 
 Key = tuple[str, ...]
@@ -65,6 +65,15 @@ class AggState:
             self.closed = np.append(self.closed, np.full(extra, _MIN))
             self.floor = np.append(self.floor, np.full(extra, _MIN))
             self.touched = np.append(self.touched, np.zeros(extra, bool))
+
+
+def _distinct(ids: np.ndarray, size: int) -> np.ndarray:
+    """Sorted distinct ids in ``[0, size)``: a mark table beats hashing/sorting per batch."""
+    if ids.shape[0] * 8 < size:
+        return np.unique(ids)
+    mark = np.zeros(size, dtype=bool)
+    mark[ids] = True
+    return np.flatnonzero(mark)
 
 
 class Worker:
@@ -118,7 +127,7 @@ class Worker:
         self._apply(st, gids_a, panes_a, ts_a, vals_a, subs_a)
         np.maximum.at(st.max_t, gids, ts)
         st.touched[gids] = True
-        out += self._close_due(st, np.unique(gids))
+        out += self._close_due(st, _distinct(gids, len(st.group_keys)))
         return out
 
     def _segments(self, gids: np.ndarray, panes: np.ndarray):
@@ -212,10 +221,10 @@ class Worker:
         agg_id, kind, keys = st.config.aggregation_id, st.config.aggregation_type, st.group_keys
         max_buffer = self.options.max_buffer_per_series
         for rows, w, columns in st.columnar.close(gids, old, targets, len(st.group_keys)):
-            batch_keys = [keys[g] for g in rows.tolist()]
             out.append(
-                WindowBatch(agg_id, kind, st.spec.start_of(w), w, batch_keys, columns, max_buffer)
-            )
+                WindowBatch(agg_id, kind, st.spec.start_of(w), w, KeyRows(keys, rows), columns,
+                            max_buffer)
+            )  # fmt: skip
         st.counters.windows_emitted += count_windows(out)
         return out
 

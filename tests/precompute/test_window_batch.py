@@ -116,3 +116,31 @@ def test_increase_batches_round_trip_their_counter_state(tmp_path):
     restored = entry.accumulator()
     assert restored.extrapolated(0, 10_000, False) == acc.extrapolated(0, 10_000, False)
     assert entry.data == batch.pairs()[0][1].to_bytes()
+
+
+def test_ordered_pane_merge_equals_folding_merge_rows_pane_by_pane():
+    from precompute.accumulators.increase import _COLS, CounterColumns, fold_sorted, merge_rows
+    from precompute.columnar import merge_ordered
+
+    rng = np.random.default_rng(7)
+    n_rows, n_panes = 200, 6
+    parts = []
+    for p in range(n_panes):
+        cols = CounterColumns.zeros(n_rows)
+        k = rng.integers(0, 400)
+        kid = rng.integers(0, n_rows, k)
+        # Pane p covers (p·10, (p+1)·10]; a sample may sit on the boundary of the next pane.
+        t = p * 10 + rng.integers(0, 11, k)
+        v = rng.choice([0.0, 1.0, 5.0, 9.0], k)  # drops are counter resets
+        fold_sorted(cols, kid, t, v)
+        parts.append(cols)
+    rows = rng.permutation(n_rows)[:150]
+    expected = CounterColumns.zeros(rows.shape[0])
+    local = np.arange(rows.shape[0])
+    for part in parts:
+        merge_rows(expected, local, CounterColumns(*(getattr(part, c)[rows] for c in _COLS)))
+    got = merge_ordered(parts, rows)
+    has = expected.n > 0
+    assert np.array_equal(got.n > 0, has)
+    for c in _COLS:
+        assert np.array_equal(getattr(got, c)[has], getattr(expected, c)[has]), c
