@@ -1,18 +1,22 @@
-"""``PrecomputedScan``: the closed windows of one aggregation, per query series and window end.
+"""``PrecomputedScan``: the windows of one aggregation, per query series and window end.
 
-Reads the sketch store for the window ends a grid needs (``t − offset − j·window`` for every
-step ``t`` and ``j < range / window``) and lays the entries out as ``[series, window]`` arrays
-(moments, counter columns) or an object matrix (KLL sketches). Several entries of one
-(key, window) — late mini-accumulators, restarts — are merged here, before any window merging
-(moments add, sketches merge); counter states cannot be merged when their time ranges overlap,
-so such cells are marked ``dirty`` and answered from raw data.
+Reads the aggregation's window table (``planner.sketch_table``: stored windows decoded once) for
+the window ends a grid needs (``t − offset − j·window`` for every step ``t`` and
+``j < range / window``) and lays them out as ``[series, window]`` arrays (moments, counter
+columns) or an object matrix (KLL sketches). Several entries of one (key, window) — late
+mini-accumulators, restarts — are merged here, before any window merging (moments add, sketches
+merge into a copy); counter states whose time ranges overlap cannot be merged exactly.
+
+Coverage: a window is answered by the store only when it starts at or after the oldest stored
+window's end and ends no later than the newest stored window's end (so the first, possibly
+partial window of a config added while data flowed, retention, and the still-open newest window
+are outside). With tumbling windows, every other window — and counter windows with overlapping
+entries — is rebuilt from raw samples (``raw_windows``); with sliding windows it stays
+uncovered and the steps needing it go to the exact subtree.
 
 Data-dependent checks that planning cannot make happen here, and refuse (``reason``) rather than
 answer wrongly: every query series must be one the aggregation summarises (its metric and
 filter), and the key labels must identify a single series among all the aggregation's series.
-Coverage: a window is answered only when it starts at or after the oldest stored window's end
-and ends no later than the newest stored window's end (so the first, possibly partial window of
-a config added while data flowed, retention, and the still-open newest window are outside).
 """
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ def raw_cells(
     """States of the tumbling windows ``ends[columns]`` for the series in ``row_of``."""
     w = int(ends.shape[0])
     parts: list[RawCells] = []
-    for a, b in _runs(columns):
+    for a, b in contiguous_runs(columns):
         ss = storage.select(list(matchers), int(ends[a]) - window_ms + 1, int(ends[b]))
         if not len(ss):
             continue
@@ -59,7 +59,7 @@ def raw_cells(
     return RawCells(flat, cols, [x for p in parts for x in p.values])
 
 
-def _runs(columns: np.ndarray):
+def contiguous_runs(columns: np.ndarray):
     """Contiguous runs ``(first, last)`` of a sorted column index array."""
     if columns.shape[0] == 0:
         return []

@@ -162,42 +162,43 @@ def extrapolate(c: dict[str, np.ndarray], start: np.ndarray, end: np.ndarray, is
 
 
 def _stitch(ex: Executor, exact: PlanNode, grid: Grid, pre: InstantVector, bad: np.ndarray):
-    """Replace the ``bad`` step columns of ``pre`` with the exact subtree's answer for them."""
-    cols = np.flatnonzero(bad)
-    a, b = int(cols[0]), int(cols[-1])
-    times = grid.times()
-    sub = Grid(int(times[a]), int(times[b]), grid.step_ms if b > a else 0)
+    """Replace the ``bad`` step columns of ``pre`` with the exact subtree's answer for them,
+    evaluated once per contiguous run of bad steps (typically a few at the start and the end)."""
+    from planner.nodes.raw_windows import contiguous_runs
     from planner.rules.pushdown import pushdown
 
-    # Read only what the uncovered steps need (the planned ranges cover the whole grid).
-    raw = ex.run(pushdown(exact, sub), sub)
-    assert isinstance(raw, InstantVector)
-    k = grid.n_steps
+    k, times = grid.n_steps, grid.times()
     index = {ls: i for i, ls in enumerate(pre.labels)}
     labels = list(pre.labels)
-    for ls in raw.labels:
-        if ls not in index:
-            index[ls] = len(labels)
-            labels.append(ls)
+    parts = []
+    for a, b in contiguous_runs(np.flatnonzero(bad)):
+        sub = Grid(int(times[a]), int(times[b]), grid.step_ms if b > a else 0)
+        # Read only what these steps need (the planned ranges cover the whole grid).
+        raw = ex.run(pushdown(exact, sub), sub)
+        assert isinstance(raw, InstantVector)
+        for ls in raw.labels:
+            if ls not in index:
+                index[ls] = len(labels)
+                labels.append(ls)
+        parts.append((a, b, raw))
     values = np.zeros((len(labels), k))
     present = np.zeros((len(labels), k), dtype=bool)
     values[: pre.n_series] = pre.values
     present[: pre.n_series] = pre.present & ~bad[None, :]
-    take = bad[a : b + 1]
-    rows = np.array([index[ls] for ls in raw.labels], dtype=np.int64)
-    if rows.shape[0]:
-        span = np.arange(a, b + 1)[take]
-        values[np.ix_(rows, span)] = raw.values[:, take]
-        present[np.ix_(rows, span)] = raw.present[:, take]
-    drop = None
-    if pre.drop_name is not None or raw.drop_name is not None:
-        drop = np.zeros(len(labels), dtype=bool)
-        drop[: pre.n_series] = pre.drop_mask()
-        drop[rows] |= raw.drop_mask()
+    drop = np.zeros(len(labels), dtype=bool)
+    drop[: pre.n_series] = pre.drop_mask()
+    any_drop = pre.drop_name is not None
+    for a, b, raw in parts:
+        rows = np.array([index[ls] for ls in raw.labels], dtype=np.int64)
+        if rows.shape[0]:
+            values[rows, a : b + 1] = raw.values
+            present[rows, a : b + 1] = raw.present
+            drop[rows] |= raw.drop_mask()
+        any_drop = any_drop or raw.drop_name is not None
     keep = np.flatnonzero(present.any(axis=1))
     return InstantVector(
         [labels[i] for i in keep.tolist()],
         values[keep],
         present[keep],
-        None if drop is None else drop[keep],
+        drop[keep] if any_drop else None,
     )

@@ -17,6 +17,7 @@ EXACT_SHAPES = [
     "max_over_time(x[5m] offset 2m)",
     "increase(c_total[5m])",
     "rate(c_total[1m])",
+    "rate(c_total[5m] offset 3m)",
     "rate(d_total[10m])",
     "quantile_over_time(0.9, x[5m])",
     "quantile_over_time(0.25, x[10m])",
