@@ -25,6 +25,36 @@ def ranges_index(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     return shift + np.arange(total, dtype=_I64)
 
 
+def clip_ranges(
+    ts: np.ndarray, starts: np.ndarray, ends: np.ndarray, mint: int, maxt: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """For ranges ``[starts[i], ends[i])`` of ``ts``, each ascending: the sub-ranges holding the
+    timestamps in ``[mint, maxt]``.
+
+    A batched bisection (one numpy pass over all ranges per halving step, ~log2 of the longest
+    range), so a read of a short time range never touches a series' other samples.
+    """
+    first = _bisect(ts, starts, ends, mint, right=False)
+    return first, _bisect(ts, first, ends, maxt, right=True)
+
+
+def _bisect(ts: np.ndarray, lo: np.ndarray, hi: np.ndarray, x: int, *, right: bool) -> np.ndarray:
+    """Per range: the first index whose timestamp is ``>= x`` (``> x`` when ``right``)."""
+    lo = np.asarray(lo, dtype=_I64)
+    hi = np.asarray(hi, dtype=_I64)
+    if ts.shape[0] == 0 or lo.shape[0] == 0:
+        return lo
+    while True:
+        active = lo < hi
+        if not active.any():
+            return lo
+        mid = (lo + hi) >> 1
+        probe = ts[np.where(active, mid, 0)]
+        up = active & ((probe <= x) if right else (probe < x))
+        lo = np.where(up, mid + 1, lo)
+        hi = np.where(active & ~up, mid, hi)
+
+
 def sort_key(group: np.ndarray, ts: np.ndarray) -> np.ndarray | None:
     """An int64 key ordering rows by ``(group, ts)``, or None when it could overflow."""
     if ts.size == 0:

@@ -30,7 +30,14 @@ import orjson
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-from storage.arrays import delta_decode, delta_encode, ranges_index, xor_decode, xor_encode
+from storage.arrays import (
+    clip_ranges,
+    delta_decode,
+    delta_encode,
+    ranges_index,
+    xor_decode,
+    xor_encode,
+)
 from storage.index import LabelIndex
 from storage.model import Labels
 
@@ -249,14 +256,11 @@ class Block:
         all_v = decoded[0][1] if len(decoded) == 1 else np.concatenate([d[1] for d in decoded])
         lo = base[self._chunk[local]] + self._start[local]
         hi = base[self._chunk[local]] + self._end[local]
-        rows = ranges_index(lo, hi)
-        pos = np.repeat(found.astype(_I64), hi - lo)
-        ts = all_ts[rows]
-        vals = all_v[rows]
         if self.meta.mint < mint or self.meta.maxt > maxt:
-            keep = (ts >= mint) & (ts <= maxt)
-            pos, ts, vals = pos[keep], ts[keep], vals[keep]
-        return pos, ts, vals
+            # Cut each series to the time range before copying (bisection, not a filter).
+            lo, hi = clip_ranges(all_ts, lo, hi, mint, maxt)
+        rows = ranges_index(lo, hi)
+        return np.repeat(found.astype(_I64), hi - lo), all_ts[rows], all_v[rows]
 
     def read_all(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Every sample as ``(global sid, ts, values)``, sorted by (global sid, ts)."""

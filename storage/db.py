@@ -458,13 +458,9 @@ def _gather_head(head, ids: np.ndarray, mint: int, maxt: int) -> list[tuple]:
     for seg in head.segments:
         if not seg.sids.shape[0]:
             continue
-        rows, pos = seg.gather(ids)
-        ts = seg.ts[rows]
-        if seg.mint >= mint and seg.maxt <= maxt:
-            out.append((pos, ts, seg.values[rows]))
+        if seg.maxt < mint or seg.mint > maxt:
             continue
-        keep = (ts >= mint) & (ts <= maxt)
-        out.append((pos[keep], ts[keep], seg.values[rows[keep]]))
+        out.append(seg.gather_range(ids, mint, maxt))
     if head.tail:
         # The tail is unsorted and may repeat (series, ts): sort it alone (it is small) so that
         # every part handed to the merge is sorted and unique.

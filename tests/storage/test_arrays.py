@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from storage.arrays import (
+    clip_ranges,
     delta_decode,
     delta_encode,
     merge_sorted_parts,
@@ -73,3 +74,23 @@ def test_delta_and_xor_encodings_round_trip_every_bit_pattern(ts, bits):
     assert delta_decode(delta_encode(t)).tolist() == ts
     v = np.array(bits, dtype=np.uint64).view(np.float64)
     assert xor_decode(xor_encode(v)).view(np.uint64).tolist() == bits
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.lists(st.integers(-30, 30), max_size=12), max_size=6),
+    st.integers(-35, 35),
+    st.integers(0, 40),
+)
+def test_clip_ranges_keeps_exactly_the_samples_inside_the_time_range(series, mint, width):
+    maxt = mint + width - 5  # also empty ranges (maxt < mint)
+    runs = [sorted(set(s)) for s in series]
+    ts = np.array([t for r in runs for t in r], dtype=np.int64)
+    lengths = np.array([len(r) for r in runs], dtype=np.int64)
+    ends = np.cumsum(lengths)
+    starts = ends - lengths
+    lo, hi = clip_ranges(ts, starts, ends, mint, maxt)
+    for r, a, b, s in zip(runs, lo.tolist(), hi.tolist(), starts.tolist(), strict=True):
+        inside = [t for t in r if mint <= t <= maxt]
+        assert ts[a:b].tolist() == inside
+        assert a == s + sum(t < mint for t in r)
