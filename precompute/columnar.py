@@ -55,13 +55,19 @@ class PaneArrays:
         return self.sums, self.counts, self.mins, self.maxs
 
 
-def _as_index(rows: np.ndarray) -> slice | np.ndarray:
-    """``rows`` as a slice when they are exactly 0..n-1 in order (every group due at once), so
-    pane columns are read as views instead of gathered; callers copy before keeping them."""
+def _dense(rows: np.ndarray) -> tuple[slice | np.ndarray, np.ndarray | None]:
+    """How to read ``rows`` of pane columns: ``(pick, after)``. When most
+    groups are due at once (per-series grouping), merging whole column prefixes as views and
+    gathering ``after`` once from the result beats gathering every pane's column; ``after`` is
+    None when ``rows`` is exactly ``0..n-1``. Callers copy before keeping anything read."""
     n = rows.shape[0]
-    if n and rows[0] == 0 and rows[-1] == n - 1 and bool((rows[1:] > rows[:-1]).all()):
-        return slice(0, n)
-    return rows
+    if n == 0:
+        return rows, None
+    size = int(rows.max()) + 1
+    if n * 2 < size:
+        return rows, None
+    exact = n == size and bool((rows[1:] > rows[:-1]).all())
+    return slice(0, size), (None if exact else rows)
 
 
 def _all_distinct(ids: np.ndarray, size: int) -> bool:
@@ -149,7 +155,7 @@ class ColumnarPanes:
         size = rows.max() + 1
         for part in parts:
             part.grow(size)
-        pick = _as_index(rows)
+        pick, after = _dense(rows)
         # Accumulate pane by pane, in pane order (the same additions as a sum over the stack).
         first = parts[0]
         sums, counts = first.sums[pick].copy(), first.counts[pick].copy()
@@ -159,6 +165,8 @@ class ColumnarPanes:
             np.add(counts, part.counts[pick], out=counts)
             np.fmin(mins, part.mins[pick], out=mins)
             np.fmax(maxs, part.maxs[pick], out=maxs)
+        if after is not None:
+            return sums[after], counts[after], mins[after], maxs[after]
         return sums, counts, mins, maxs
 
     def _evict(self, gids: np.ndarray, target: np.ndarray) -> None:
@@ -198,30 +206,36 @@ def merge_ordered(parts: list[CounterColumns], rows: np.ndarray) -> CounterColum
     if len(parts) == 1:
         src = parts[0]
         return CounterColumns(*(getattr(src, c)[rows] for c in _COUNTER_COLS))
-    pick = _as_index(rows)
+    pick, after = _dense(rows)
     st = {c: np.stack([getattr(p, c)[pick] for p in parts]) for c in _COUNTER_COLS}
     has = st["n"] > 0
-    n_parts = len(parts)
+    n_parts, width = has.shape
+    lane = np.arange(width)
+
+    def take(x: np.ndarray, at: np.ndarray) -> np.ndarray:  # x[at[i, j], j]
+        return x.ravel()[at * width + lane]
+
     pos = np.where(has, np.arange(n_parts)[:, None], -1)
     upto = np.maximum.accumulate(pos, axis=0)
     prev = np.full_like(upto, -1)
     prev[1:] = upto[:-1]  # per (pane, row): the newest earlier non-empty pane, or -1
     linked = has & (prev >= 0)
     at = np.maximum(prev, 0)
-    prev_t = np.take_along_axis(st["last_t"], at, axis=0)
-    prev_v = np.take_along_axis(st["last_v"], at, axis=0)
+    prev_t, prev_v = take(st["last_t"], at), take(st["last_v"], at)
     dup = linked & (prev_t == st["first_t"])
     bridge = np.where(linked & ~dup & (st["first_v"] < prev_v), prev_v, 0.0)
-    first = np.argmax(has, axis=0)[None, :]
-    last = upto[-1:].clip(0)
-    return CounterColumns(
+    first, last = np.argmax(has, axis=0), upto[-1].clip(0)
+    merged = CounterColumns(
         n=st["n"].sum(axis=0) - dup.sum(axis=0),
-        first_t=np.take_along_axis(st["first_t"], first, axis=0)[0],
-        first_v=np.take_along_axis(st["first_v"], first, axis=0)[0],
-        last_t=np.take_along_axis(st["last_t"], last, axis=0)[0],
-        last_v=np.take_along_axis(st["last_v"], last, axis=0)[0],
+        first_t=take(st["first_t"], first),
+        first_v=take(st["first_v"], first),
+        last_t=take(st["last_t"], last),
+        last_v=take(st["last_v"], last),
         resets=st["resets"].sum(axis=0) + bridge.sum(axis=0),
     )
+    if after is not None:  # computed over a dense prefix: keep the asked rows, in their order
+        merged = CounterColumns(*(getattr(merged, c)[after] for c in _COUNTER_COLS))
+    return merged
 
 
 class ColumnarCounters:

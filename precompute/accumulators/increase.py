@@ -64,6 +64,25 @@ class CounterColumns:
         return self.last_v - self.first_v + self.resets
 
 
+def _fold_one_each(cols: CounterColumns, kid: np.ndarray, t: np.ndarray, v: np.ndarray) -> int:
+    """``fold_sorted`` when every key has exactly one sample (one scrape of many series): the
+    same state changes without sorting."""
+    had = cols.n[kid] > 0
+    fresh = ~had | (t > cols.last_t[kid])
+    skipped = int(kid.shape[0] - np.count_nonzero(fresh))
+    if skipped:
+        kid, t, v, had = kid[fresh], t[fresh], v[fresh], had[fresh]
+    prev = cols.last_v[kid]
+    new = ~had
+    cols.first_t[kid[new]] = t[new]
+    cols.first_v[kid[new]] = v[new]
+    cols.resets[kid] += np.where(had & (v < prev), prev, 0.0)
+    cols.n[kid] += 1
+    cols.last_t[kid] = t
+    cols.last_v[kid] = v
+    return skipped
+
+
 def fold_sorted(cols: CounterColumns, kid: np.ndarray, t: np.ndarray, v: np.ndarray) -> int:
     """Fold samples (any order, duplicates allowed: last written wins) into ``cols``.
 
@@ -71,6 +90,21 @@ def fold_sorted(cols: CounterColumns, kid: np.ndarray, t: np.ndarray, v: np.ndar
     """
     if kid.shape[0] == 0:
         return 0
+    size = cols.n.shape[0]
+    skipped_once = 0
+    if kid.shape[0] * 8 >= size:
+        # Keys are independent: those with a single sample here (most, when a batch is one
+        # scrape of many series) are folded without sorting; only the rest are sorted.
+        once = np.bincount(kid, minlength=size)[kid] == 1
+        if once.all():
+            return _fold_one_each(cols, kid, t, v)
+        if once.any():
+            skipped_once = _fold_one_each(cols, kid[once], t[once], v[once])
+            kid, t, v = kid[~once], t[~once], v[~once]
+    return skipped_once + _fold_general(cols, kid, t, v)
+
+
+def _fold_general(cols: CounterColumns, kid: np.ndarray, t: np.ndarray, v: np.ndarray) -> int:
     arrival = np.arange(kid.shape[0])
     order = np.lexsort((arrival, t, kid))
     kid, t, v = kid[order], t[order], v[order]

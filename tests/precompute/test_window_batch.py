@@ -144,3 +144,18 @@ def test_ordered_pane_merge_equals_folding_merge_rows_pane_by_pane():
     assert np.array_equal(got.n > 0, has)
     for c in _COLS:
         assert np.array_equal(getattr(got, c)[has], getattr(expected, c)[has]), c
+
+
+def test_counter_fold_fast_path_for_single_sample_keys_equals_the_sorting_fold():
+    from precompute.accumulators.increase import _COLS, CounterColumns, _fold_general, fold_sorted
+
+    rng = np.random.default_rng(3)
+    fast, slow = CounterColumns.zeros(300), CounterColumns.zeros(300)
+    for step in range(8):
+        k = int(rng.integers(50, 400))
+        kid = rng.integers(0, 300, k)  # some keys once, some several times, some absent
+        t = step * 100 + rng.integers(-30, 100, k)  # a few older than the folded state
+        v = rng.choice([0.0, 2.0, 7.0, 7.5], k)
+        assert fold_sorted(fast, kid, t, v) == _fold_general(slow, kid, t, v)
+    for c in _COLS:
+        assert np.array_equal(getattr(fast, c), getattr(slow, c)), c
