@@ -6,9 +6,13 @@ are series ``s``'s samples. Both window kinds are left-open, right-closed, as in
 a range window is ``(t - range, t]`` and the instant lookback is ``(t - lookback, t]``
 (``promql/engine.go``: ``matrixIterSlice`` and ``vectorSelectorSingle``).
 
-All searches are one ``np.searchsorted`` over a composite key ``series * span + (ts - lo)``, so
-there is no loop per series or per step; a per-series fallback exists only for the (absurd) case
-where the composite key would overflow int64.
+The counts behind every window bound come from one of two whole-array methods, chosen by size:
+when a query reads about as many samples as it has (series, step) cells (the common dashboard
+shape), each sample is ranked among the few distinct query times (arithmetically on a regular
+grid) and a per-series histogram of ranks is accumulated; when samples far outnumber cells, one
+``np.searchsorted`` over a composite key ``series * span + (ts - lo)`` answers each cell. Neither
+loops per series or per step; a per-series fallback exists only for the (absurd) case where the
+composite key would overflow int64.
 """
 
 from __future__ import annotations
@@ -16,6 +20,10 @@ from __future__ import annotations
 import numpy as np
 
 _INT64_MAX = np.iinfo(np.int64).max
+# Up to this many samples per (series, query time) cell, ranking samples beats searching cells.
+_HISTOGRAM_RATIO = 2
+# Timestamps within this bound keep ``t - first`` far from int64 overflow (±146 million years).
+_SAFE_TS = 1 << 62
 
 
 def _series_ids(series_offsets: np.ndarray) -> np.ndarray:
@@ -37,6 +45,10 @@ def _count_le(
         return np.repeat(series_offsets[:-1, None], queries.shape[0], axis=1).astype(np.int64)
     lo = min(int(timestamps.min()), int(queries.min()))
     hi = max(int(timestamps.max()), int(queries.max()))
+    if timestamps.shape[0] <= _HISTOGRAM_RATIO * n_series * queries.shape[0] and (
+        lo >= -_SAFE_TS and hi <= _SAFE_TS
+    ):
+        return _count_le_by_histogram(series_offsets, timestamps, queries)
     span = hi - lo + 1
     if span > 0 and n_series <= _INT64_MAX // span - 1:
         # One sorted composite key for all series: (series, ts) order equals key order.
@@ -48,6 +60,33 @@ def _count_le(
         a, b = int(series_offsets[s]), int(series_offsets[s + 1])
         out[s] = a + np.searchsorted(timestamps[a:b], queries, side="right")
     return out
+
+
+def _count_le_by_histogram(
+    series_offsets: np.ndarray, timestamps: np.ndarray, queries: np.ndarray
+) -> np.ndarray:
+    """``_count_le`` in O(samples + cells): a sample counts for query ``q`` iff fewer distinct
+    query times lie below it than below-or-at ``q``, so a cumulative histogram of each series'
+    sample ranks, read at each query's rank, is the count."""
+    n_series = series_offsets.shape[0] - 1
+    uniq, inverse = np.unique(queries, return_inverse=True)
+    m = uniq.shape[0]
+    rank = _rank_below(timestamps.astype(np.int64, copy=False), uniq)
+    bins = _series_ids(series_offsets) * (m + 1) + rank
+    hist = np.bincount(bins, minlength=n_series * (m + 1)).reshape(n_series, m + 1)
+    below_or_at = np.cumsum(hist[:, :m], axis=1)
+    return series_offsets[:-1, None] + below_or_at[:, inverse.reshape(-1)]
+
+
+def _rank_below(timestamps: np.ndarray, uniq: np.ndarray) -> np.ndarray:
+    """How many of the ascending distinct ``uniq`` are ``< t``, for every timestamp ``t``."""
+    m = uniq.shape[0]
+    if m > 1:
+        step = int(uniq[1] - uniq[0])
+        if int(uniq[-1] - uniq[0]) == step * (m - 1) and bool(np.all(np.diff(uniq) == step)):
+            # A regular grid: ceil((t - first) / step), clipped, with integer arithmetic only.
+            return np.clip(-((uniq[0] - timestamps) // step), 0, m)
+    return np.searchsorted(uniq, timestamps, side="left")
 
 
 def range_windows(

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.udfs import reference as ref
 from tests.udfs.strategies import flatten, grid_st, series_st
@@ -56,3 +57,24 @@ def test_series_without_samples_get_empty_windows_and_no_lookback_sample():
     assert s.tolist() == [0, 0, 1, 2, 0, 0]
     _, present = instant_lookback(offsets, ts, np.array([25]), 100)
     assert present[:, 0].tolist() == [False, True, False]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    series=st.lists(st.lists(st.integers(-40, 40), max_size=15), min_size=1, max_size=5),
+    queries=st.lists(st.integers(-50, 50), min_size=1, max_size=12),
+    regular=st.booleans(),
+)
+def test_histogram_and_search_window_counts_agree_with_brute_force(series, queries, regular):
+    from udfs.windows import _count_le_by_histogram
+
+    runs = [sorted(set(s)) for s in series]
+    ts = np.array([t for r in runs for t in r], dtype=np.int64)
+    offsets = np.concatenate(([0], np.cumsum([len(r) for r in runs]))).astype(np.int64)
+    q = np.array(queries, dtype=np.int64)
+    if regular:  # an evaluation grid, once shifted by a range (as range windows query it)
+        q = np.concatenate([np.arange(len(queries)) * 7 - 20, np.arange(len(queries)) * 7 - 41])
+    got = _count_le_by_histogram(offsets, ts, q)
+    for si, r in enumerate(runs):
+        for k, t in enumerate(q.tolist()):
+            assert got[si, k] == offsets[si] + sum(x <= t for x in r)
