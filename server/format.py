@@ -107,12 +107,7 @@ _GRID_SLACK = 4096
 
 
 def format_values(values: np.ndarray) -> list[str]:
-    """``format_float`` over an array, in bulk."""
-    return _value_texts(values, as_bytes=False)
-
-
-def _value_texts(values: np.ndarray, *, as_bytes: bool) -> list:
-    """Prometheus' spellings of ``values`` as ``str`` (or ASCII ``bytes``), one per value.
+    """``format_float`` over an array, in bulk.
 
     orjson's float writer gives the same shortest round-trip digits as Go in positional form,
     except that it writes integers as ``1.0``: no other number it writes contains ``.0,`` (a
@@ -126,10 +121,12 @@ def _value_texts(values: np.ndarray, *, as_bytes: bool) -> list:
     finite = np.isfinite(v)
     all_finite = bool(finite.all())
     clean = v if all_finite else np.where(finite, v, 0.0)
-    body = orjson.dumps(clean, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].replace(b".0,", b",")
-    if body.endswith(b".0"):  # the last number has no comma after it
-        body = body[:-2]
-    texts = body.split(b",") if as_bytes else body.decode().split(",")
+    body = orjson.dumps(clean, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1]
+    if bool((clean == np.trunc(clean)).any()):
+        body = body.replace(b".0,", b",")
+        if body.endswith(b".0"):  # the last number has no comma after it
+            body = body[:-2]
+    texts = body.decode().split(",")
     a = np.abs(clean)
     odd = ((a < 1e-4) & (a != 0)) | (a >= 1e15)
     if not all_finite:
@@ -137,19 +134,16 @@ def _value_texts(values: np.ndarray, *, as_bytes: bool) -> list:
     if not odd.any():
         return texts
     out = np.array(texts, dtype=object)
-    redone = [format_float(x) for x in v[odd].tolist()]
-    out[odd] = [t.encode() for t in redone] if as_bytes else redone
+    out[odd] = [format_float(x) for x in v[odd].tolist()]
     return out.tolist()
 
 
-def format_timestamps(timestamps: np.ndarray) -> list[str]:
-    """``format_timestamp`` over an array; each distinct timestamp is formatted once."""
-    return _timestamp_texts(timestamps, as_bytes=False)
+def format_timestamps(timestamps: np.ndarray, before: str = "", after: str = "") -> list[str]:
+    """``format_timestamp`` over an array, each text between ``before`` and ``after``.
 
-
-def _timestamp_texts(timestamps: np.ndarray, *, as_bytes: bool) -> list:
-    """Range results sit on a step grid: the distinct values are found from the greatest common
-    divisor of the offsets to the minimum (no sort); scattered timestamps fall back to a sort.
+    Each distinct timestamp is formatted once. Range results sit on a step grid: the distinct
+    values are found from the greatest common divisor of the offsets to the minimum (no sort);
+    scattered timestamps fall back to a sort.
     """
     ts = np.asarray(timestamps, dtype=np.int64)
     if ts.size == 0:
@@ -170,31 +164,29 @@ def _timestamp_texts(timestamps: np.ndarray, *, as_bytes: bool) -> list:
         )
     else:
         texts = [format_timestamp(t) for t in uniq.tolist()]
-    if as_bytes:
-        texts = [t.encode() for t in texts]
+    if before or after:
+        texts = [before + t + after for t in texts]
     return np.array(texts, dtype=object)[inverse.reshape(-1)].tolist()
 
 
 def _matrix(rows: list[SeriesResult], lead: str, tail: str) -> str:
     """``lead``, all series' points, ``tail``: formatted in one pass and joined once.
 
-    The piece list interleaves timestamps and values by slice assignment; the separators at
-    series boundaries are then replaced by the series' closing and the next series' opening,
-    so Python code runs per series, never per point. (``str`` throughout: ``str.join`` is
-    several times faster than ``bytes.join`` over many small pieces.)
+    Pieces alternate ``"],[<t>,"`` (the separator is part of each distinct timestamp's text)
+    and ``<v>``; at each series' first point the piece is replaced by the previous series'
+    closing and this series' opening, so Python code runs per series, never per point.
     """
     if not rows:
         return lead + "[]" + tail
-    ts = format_timestamps(np.concatenate([np.asarray(s.timestamps) for s in rows]))
+    ts_all = np.concatenate([np.asarray(s.timestamps) for s in rows])
+    ts = format_timestamps(ts_all, '"],[', ',"')
     vs = format_values(np.concatenate([np.asarray(s.values, dtype=np.float64) for s in rows]))
     n = len(ts)
-    pieces: list[str] = [""] * (4 * n)
-    pieces[0::4] = ts
-    pieces[1::4] = [',"'] * n
-    pieces[2::4] = vs
-    pieces[3::4] = ['"],['] * n
+    pieces: list[str] = [""] * (2 * n + 1)
+    pieces[0 : 2 * n : 2] = ts
+    pieces[1 : 2 * n : 2] = vs
     opening = lead + "["
-    first = ""
+    closing = ""
     pos = 0
     for i, s in enumerate(rows):
         head = ("," if i else "") + '{"metric":' + labels_json(s.labels) + ',"values":['
@@ -202,16 +194,12 @@ def _matrix(rows: list[SeriesResult], lead: str, tail: str) -> str:
         if m == 0:
             opening += head + "]}"
             continue
-        if pos == 0:
-            first = opening + head + "["
-        else:
-            pieces[4 * pos - 1] = '"]]}' + opening + head + "["
+        first = format_timestamp(int(ts_all[pos]))
+        pieces[2 * pos] = f'{closing}{opening}{head}[{first},"'
+        closing = '"]]}'
         opening = ""
         pos += m
-    if pos == 0:
-        return opening + "]" + tail
-    pieces[4 * pos - 1] = '"]]}' + opening + "]" + tail
-    pieces[0] = first + pieces[0]
+    pieces[2 * n] = closing + opening + "]" + tail
     return "".join(pieces)
 
 
@@ -250,7 +238,7 @@ def result_json(result: QueryResult, series: Iterable[SeriesResult] | None = Non
 
 
 def result_json_bytes(result: QueryResult, series: Iterable[SeriesResult] | None = None) -> bytes:
-    """``result_json`` as UTF-8, ready for ``envelope``."""
+    """``result_json`` as UTF-8, ready for ``envelope`` (which then copies nothing else)."""
     return result_json(result, series).encode()
 
 
