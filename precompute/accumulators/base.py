@@ -137,7 +137,7 @@ def pack_keys(keys: Sequence[Key]) -> bytes:
     back to length-prefixed values per key. No separators that label values could contain."""
     n = len(keys)
     width = len(keys[0]) if n else 0
-    if all(len(k) == width for k in keys):
+    if n == 0 or set(map(len, keys)) == {width}:  # one C pass, not a generator
         head = struct.pack("<BQI", 1, n, width)
         if n == 0 or width == 0:
             return head

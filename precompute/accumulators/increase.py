@@ -141,10 +141,19 @@ def merge_rows(dst: CounterColumns, rows: np.ndarray, src: CounterColumns) -> No
     """Merge ``src`` row i into ``dst`` row ``rows[i]`` (rows unique); time ranges are assumed
     disjoint, so the state that starts first is the earlier one."""
     has = src.n > 0
-    rows, idx = rows[has], np.flatnonzero(has)
-    if rows.shape[0] == 0:
-        return
-    d = {name: getattr(dst, name)[rows] for name in _COLS}
+    n = rows.shape[0]
+    keep: np.ndarray | None = None
+    if n and int(rows[0]) == 0 and int(rows[-1]) == n - 1 and bool((rows[1:] > rows[:-1]).all()):
+        # Same key table on both sides (pane merges in one worker): whole-prefix views instead
+        # of gathers; rows that ``src`` lacks keep their state (``keep``).
+        target: slice | np.ndarray = slice(0, n)
+        idx: slice | np.ndarray = slice(0, n)
+        keep = ~has
+    else:
+        target, idx = rows[has], np.flatnonzero(has)
+        if target.shape[0] == 0:
+            return
+    d = {name: getattr(dst, name)[target] for name in _COLS}
     s = {name: getattr(src, name)[idx] for name in _COLS}
     empty = d["n"] == 0
     src_first = empty | (s["first_t"] < d["first_t"])
@@ -167,7 +176,10 @@ def merge_rows(dst: CounterColumns, rows: np.ndarray, src: CounterColumns) -> No
         "last_v": pick(False, "last_v"),
     }
     for name in _COLS:
-        getattr(dst, name)[rows] = np.where(empty, s[name], merged[name])
+        value = np.where(empty, s[name], merged[name])
+        if keep is not None:
+            value = np.where(keep, d[name], value)
+        getattr(dst, name)[target] = value
 
 
 def extrapolated_increase(
@@ -206,6 +218,22 @@ def extrapolated_increase(
     if is_rate:
         factor /= (range_end_ms - range_start_ms) / 1000
     return result * factor
+
+
+# Per worker key table (append-only): its packed prefix, reused while the prefix length is the
+# same — every window of a keyed aggregation over a stable series set writes the same key block.
+_PACKED: dict[int, tuple[list, int, bytes]] = {}
+
+
+def _packed_prefix(table: list, n: int) -> bytes:
+    hit = _PACKED.get(id(table))
+    if hit is not None and hit[0] is table and hit[1] == n:
+        return hit[2]
+    packed = pack_keys(table[:n])
+    if len(_PACKED) > 64:  # tables of removed aggregations: do not keep them forever
+        _PACKED.clear()
+    _PACKED[id(table)] = (table, n, packed)  # holds the table: its id cannot be reused
+    return packed
 
 
 class _CounterBase(Accumulator):
@@ -280,8 +308,16 @@ class _CounterBase(Accumulator):
     def _payload(self) -> bytes:
         self._fold()
         rows = self._present()
-        keys = [self._keys[i] for i in rows.tolist()] if self.keyed else []
-        parts = [struct.pack("<qq", self.max_buffer, self.out_of_order), pack_keys(keys)]
+        keys: list[tuple[str, ...]] = []
+        if self.keyed:
+            table, n = self._keys, rows.shape[0]
+            dense = n and int(rows[-1]) == n - 1  # rows are sorted and distinct
+            keys = table[:n] if dense else [table[i] for i in rows.tolist()]
+        if keys and dense and self.interner.table is not None:
+            packed = _packed_prefix(self.interner.table, len(keys))
+        else:
+            packed = pack_keys(keys)
+        parts = [struct.pack("<qq", self.max_buffer, self.out_of_order), packed]
         parts += [pack_array(getattr(self.cols, name)[rows]) for name in _COLS]
         return b"".join(parts)
 

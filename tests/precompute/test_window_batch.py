@@ -159,3 +159,25 @@ def test_counter_fold_fast_path_for_single_sample_keys_equals_the_sorting_fold()
         assert fold_sorted(fast, kid, t, v) == _fold_general(slow, kid, t, v)
     for c in _COLS:
         assert np.array_equal(getattr(fast, c), getattr(slow, c)), c
+
+
+def test_counter_merge_over_a_shared_key_table_equals_the_gathering_merge():
+    from precompute.accumulators.increase import _COLS, CounterColumns, fold_sorted, merge_rows
+
+    rng = np.random.default_rng(11)
+    n = 120
+
+    def pane(p: int) -> CounterColumns:
+        cols = CounterColumns.zeros(n)
+        k = int(rng.integers(20, 200))
+        fold_sorted(cols, rng.integers(0, n, k), p * 10 + rng.integers(0, 11, k),
+                    rng.choice([0.0, 3.0, 8.0], k))  # fmt: skip
+        return cols
+
+    dense, shifted = CounterColumns.zeros(n), CounterColumns.zeros(n + 1)
+    for p in range(5):
+        src = pane(p)
+        merge_rows(dense, np.arange(n), src)  # prefix views
+        merge_rows(shifted, np.arange(1, n + 1), src)  # gathers
+    for c in _COLS:
+        assert np.array_equal(getattr(dense, c), getattr(shifted, c)[1:]), c
