@@ -54,11 +54,15 @@ class WindowTable:
         }
         self.obj = np.zeros(0, dtype=object)
         self.sub_cache: dict[tuple[Key, tuple[Key, ...]], np.ndarray] = {}
+        self.worker_maps: dict[int, tuple[list[Key], np.ndarray]] = {}
 
     # --- following the store ----------------------------------------------------------------
 
     def sync(self, store: SketchStore) -> None:
-        view = store.log_view(self.config.aggregation_id)
+        # Columnar records (``WindowBatch``: every group whose window closed together) are read
+        # as columns; stores without them give per-entry views.
+        reader = getattr(store, "chunk_view", None) or store.log_view
+        view = reader(self.config.aggregation_id)
         if self.seen and (
             len(view) < self.seen
             or view[0] is not self.first
@@ -78,9 +82,14 @@ class WindowTable:
             kid = self.key_ids[key] = len(self.key_ids)
         return kid
 
-    def _append(self, entry: SketchEntry) -> None:
+    def _append(self, entry: Any) -> None:
         from planner.nodes.precomputed_scan import _keyed_columns, _scalar_columns
 
+        if not isinstance(entry, _sketch_entry_type()):  # a WindowBatch
+            kids = self._batch_kids(entry.keys)
+            cols = {n: np.asarray(entry.columns[n]) for n in self.names}
+            self.pending.append((np.full(kids.shape[0], entry.window_end, np.int64), kids, cols))
+            return
         acc = entry.accumulator()
         end = entry.window_end
         if self.family == "kll":
@@ -99,6 +108,28 @@ class WindowTable:
             self.sub_cache[cache_key] = kids
         picked = {n: cols[n][rows] for n in self.names}
         self.pending.append((np.full(kids.shape[0], end, dtype=np.int64), kids, picked))
+
+    def _batch_kids(self, keys) -> np.ndarray:
+        """Key ids of a batch's rows. Keys named by row ids into a worker's key table
+        (``KeyRows``) map through a per-table array extended only for new rows; plain key lists
+        are mapped once per distinct list."""
+        table, rows = getattr(keys, "table", None), getattr(keys, "rows", None)
+        if table is not None and rows is not None:
+            mapping = self.worker_maps.get(id(table))
+            if mapping is None or mapping[0] is not table:
+                mapping = (table, np.zeros(0, dtype=np.int64))
+            known = mapping[1]
+            if rows.shape[0] and int(rows.max()) >= known.shape[0]:
+                extra = [self._kid(k) for k in table[known.shape[0] : int(rows.max()) + 1]]
+                known = np.concatenate([known, np.array(extra, dtype=np.int64)])
+            self.worker_maps[id(table)] = (table, known)
+            return known[np.asarray(rows, dtype=np.int64)]
+        cache_key = ((), tuple(keys))
+        kids = self.sub_cache.get(cache_key)
+        if kids is None:
+            kids = np.array([self._kid(k) for k in cache_key[1]], dtype=np.int64)
+            self.sub_cache[cache_key] = kids
+        return kids
 
     def _flush(self) -> None:
         ends, kids = [self.end], [self.kid]
@@ -140,6 +171,12 @@ class WindowTable:
             if kid is not None:
                 out[kid] = row
         return out
+
+
+def _sketch_entry_type() -> type:
+    from storage.sketch_store import SketchEntry
+
+    return SketchEntry
 
 
 _TABLES: weakref.WeakKeyDictionary[Any, dict[AggregationConfig, WindowTable]] = (

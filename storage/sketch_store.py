@@ -366,6 +366,13 @@ class SketchStore:
         with self._lock:
             return list(self._entry_view(aggregation_id))
 
+    def chunk_view(self, aggregation_id: int) -> list[SketchEntry | WindowBatch]:
+        """The aggregation's records in insertion order — ``WindowBatch`` records unexpanded —
+        as a shallow copy. Appends only extend it; retention and removal rebuild it (readers
+        that cache by position check the prefix). Do not mutate the records."""
+        with self._lock:
+            return list(self._chunks.get(aggregation_id, []))
+
     def window_batches(
         self, aggregation_id: int, start_ms: int | None = None, end_ms: int | None = None
     ) -> tuple[list[WindowBatch], list[SketchEntry]]:

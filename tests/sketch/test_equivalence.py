@@ -73,3 +73,32 @@ def test_quantile_past_sketch_capacity_is_within_the_stated_rank_bound(world, en
     # Rank of the answer vs the asked quantile; plus one item of rank granularity (60 values).
     assert worst <= bound / 100 + 1 / 60
     assert exact.range_query(query, 900_000, 3_000_000, 60_000).infos == []
+
+
+@pytest.mark.parametrize("agg_type", ["Sum", "Avg", "Count", "MinMax", "Increase"])
+def test_per_series_columnar_aggregations_answer_exactly(agg_type):
+    from tests.sketch.conftest import fill
+    from tests.sketch.harness import World
+
+    metric = "c_total" if agg_type == "Increase" else "x"
+    yaml = f"""
+aggregations:
+- {{aggregationId: 1, aggregationType: {agg_type}, metric: {metric}, windowSize: 60,
+   labels: {{grouping: [job, instance]}}}}
+"""
+    w = World(yaml)
+    fill(w, seed=13, end_ms=1_800_000)
+    pre, exact = w.engines()
+    queries = {
+        "Sum": ["sum_over_time(x[5m])", "avg_over_time(x[3m])"],
+        "Avg": ["avg_over_time(x[5m])", "count_over_time(x[2m])"],
+        "Count": ["count_over_time(x[4m])"],
+        "MinMax": ["min_over_time(x[5m])", "max_over_time(x[2m])"],
+        "Increase": ["rate(c_total[5m])", "increase(c_total[3m])"],
+    }[agg_type]
+    for q in queries:
+        assert _rewritten(pre, q, 600_000, 1_500_000, 60_000) == 1, q
+        assert_same(
+            pre.range_query(q, 600_000, 1_500_000, 60_000),
+            exact.range_query(q, 600_000, 1_500_000, 60_000),
+        )
