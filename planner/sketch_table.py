@@ -85,6 +85,12 @@ class WindowTable:
     def _append(self, entry: Any) -> None:
         from planner.nodes.precomputed_scan import _keyed_columns, _scalar_columns
 
+        cfg = self.config
+        if (
+            entry.window_end - entry.window_start != cfg.window_size_ms
+            or entry.window_end % cfg.slide_interval_ms
+        ):
+            return  # written under another definition of this aggregation id: not ours
         if not isinstance(entry, _sketch_entry_type()):  # a WindowBatch
             kids = self._batch_kids(entry.keys)
             cols = {n: np.asarray(entry.columns[n]) for n in self.names}
