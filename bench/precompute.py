@@ -186,8 +186,7 @@ def e2e_rate(
         engine_cpu = listener_cpu[0] + sum(time.clock_gettime(c) for c in clocks) - worker0
     dt, cpu = time.perf_counter() - t0, time.process_time() - c0
     srv.stop()
-    if runtime is not None:
-        runtime.engine.stop(snapshot=False)
+    if runtime is not None:  # the server's shutdown stopped the engine
         store.close()
         if store.directory is not None:
             shutil.rmtree(store.directory, ignore_errors=True)
