@@ -208,6 +208,35 @@ def merge_ordered(parts: list[CounterColumns], rows: np.ndarray) -> CounterColum
         return CounterColumns(*(getattr(src, c)[rows] for c in _COUNTER_COLS))
     pick, after = _dense(rows)
     st = {c: np.stack([getattr(p, c)[pick] for p in parts]) for c in _COUNTER_COLS}
+    full = (st["n"] > 0).all(axis=0)
+    merged = _merge_full(st)  # right for rows with data in every pane (a steadily scraped series)
+    gaps = np.flatnonzero(~full)
+    if gaps.shape[0]:
+        fixed = _merge_gapped({c: x[:, gaps] for c, x in st.items()})
+        for c in _COUNTER_COLS:
+            getattr(merged, c)[gaps] = getattr(fixed, c)
+    if after is not None:  # computed over a dense prefix: keep the asked rows, in their order
+        merged = CounterColumns(*(getattr(merged, c)[after] for c in _COUNTER_COLS))
+    return merged
+
+
+def _merge_full(st: dict[str, np.ndarray]) -> CounterColumns:
+    """Every pane non-empty: pane k continues pane k − 1 directly."""
+    prev_t, prev_v = st["last_t"][:-1], st["last_v"][:-1]
+    dup = prev_t == st["first_t"][1:]
+    bridge = np.where(~dup & (st["first_v"][1:] < prev_v), prev_v, 0.0)
+    return CounterColumns(
+        n=st["n"].sum(axis=0) - dup.sum(axis=0),
+        first_t=st["first_t"][0].copy(),
+        first_v=st["first_v"][0].copy(),
+        last_t=st["last_t"][-1].copy(),
+        last_v=st["last_v"][-1].copy(),
+        resets=st["resets"].sum(axis=0) + bridge.sum(axis=0),
+    )
+
+
+def _merge_gapped(st: dict[str, np.ndarray]) -> CounterColumns:
+    """Some panes empty: each non-empty pane continues the newest earlier non-empty one."""
     has = st["n"] > 0
     n_parts, width = has.shape
     lane = np.arange(width)
@@ -225,7 +254,7 @@ def merge_ordered(parts: list[CounterColumns], rows: np.ndarray) -> CounterColum
     dup = linked & (prev_t == st["first_t"])
     bridge = np.where(linked & ~dup & (st["first_v"] < prev_v), prev_v, 0.0)
     first, last = np.argmax(has, axis=0), upto[-1].clip(0)
-    merged = CounterColumns(
+    return CounterColumns(
         n=st["n"].sum(axis=0) - dup.sum(axis=0),
         first_t=take(st["first_t"], first),
         first_v=take(st["first_v"], first),
@@ -233,9 +262,6 @@ def merge_ordered(parts: list[CounterColumns], rows: np.ndarray) -> CounterColum
         last_v=take(st["last_v"], last),
         resets=st["resets"].sum(axis=0) + bridge.sum(axis=0),
     )
-    if after is not None:  # computed over a dense prefix: keep the asked rows, in their order
-        merged = CounterColumns(*(getattr(merged, c)[after] for c in _COUNTER_COLS))
-    return merged
 
 
 class ColumnarCounters:

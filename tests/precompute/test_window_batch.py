@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 
 from precompute.accumulators.increase import IncreaseAccumulator
 from precompute.accumulators.scalar import SumAccumulator
@@ -118,7 +119,8 @@ def test_increase_batches_round_trip_their_counter_state(tmp_path):
     assert entry.data == batch.pairs()[0][1].to_bytes()
 
 
-def test_ordered_pane_merge_equals_folding_merge_rows_pane_by_pane():
+@pytest.mark.parametrize("per_pane", [400, 3000])  # sparse panes (gaps), dense (most full)
+def test_ordered_pane_merge_equals_folding_merge_rows_pane_by_pane(per_pane):
     from precompute.accumulators.increase import _COLS, CounterColumns, fold_sorted, merge_rows
     from precompute.columnar import merge_ordered
 
@@ -127,7 +129,7 @@ def test_ordered_pane_merge_equals_folding_merge_rows_pane_by_pane():
     parts = []
     for p in range(n_panes):
         cols = CounterColumns.zeros(n_rows)
-        k = rng.integers(0, 400)
+        k = rng.integers(0, per_pane)
         kid = rng.integers(0, n_rows, k)
         # Pane p covers (p·10, (p+1)·10]; a sample may sit on the boundary of the next pane.
         t = p * 10 + rng.integers(0, 11, k)
