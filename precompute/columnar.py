@@ -21,6 +21,7 @@ from precompute.accumulators.increase import (
 from precompute.accumulators.increase import (
     CounterColumns,
     fold_sorted,
+    merge_stack,
 )
 from precompute.accumulators.scalar import _Moments
 from precompute.windows import WindowSpec
@@ -208,60 +209,10 @@ def merge_ordered(parts: list[CounterColumns], rows: np.ndarray) -> CounterColum
         return CounterColumns(*(getattr(src, c)[rows] for c in _COUNTER_COLS))
     pick, after = _dense(rows)
     st = {c: np.stack([getattr(p, c)[pick] for p in parts]) for c in _COUNTER_COLS}
-    full = (st["n"] > 0).all(axis=0)
-    merged = _merge_full(st)  # right for rows with data in every pane (a steadily scraped series)
-    gaps = np.flatnonzero(~full)
-    if gaps.shape[0]:
-        fixed = _merge_gapped({c: x[:, gaps] for c, x in st.items()})
-        for c in _COUNTER_COLS:
-            getattr(merged, c)[gaps] = getattr(fixed, c)
+    merged = merge_stack(st)
     if after is not None:  # computed over a dense prefix: keep the asked rows, in their order
         merged = CounterColumns(*(getattr(merged, c)[after] for c in _COUNTER_COLS))
     return merged
-
-
-def _merge_full(st: dict[str, np.ndarray]) -> CounterColumns:
-    """Every pane non-empty: pane k continues pane k − 1 directly."""
-    prev_t, prev_v = st["last_t"][:-1], st["last_v"][:-1]
-    dup = prev_t == st["first_t"][1:]
-    bridge = np.where(~dup & (st["first_v"][1:] < prev_v), prev_v, 0.0)
-    return CounterColumns(
-        n=st["n"].sum(axis=0) - dup.sum(axis=0),
-        first_t=st["first_t"][0].copy(),
-        first_v=st["first_v"][0].copy(),
-        last_t=st["last_t"][-1].copy(),
-        last_v=st["last_v"][-1].copy(),
-        resets=st["resets"].sum(axis=0) + bridge.sum(axis=0),
-    )
-
-
-def _merge_gapped(st: dict[str, np.ndarray]) -> CounterColumns:
-    """Some panes empty: each non-empty pane continues the newest earlier non-empty one."""
-    has = st["n"] > 0
-    n_parts, width = has.shape
-    lane = np.arange(width)
-
-    def take(x: np.ndarray, at: np.ndarray) -> np.ndarray:  # x[at[i, j], j]
-        return x.ravel()[at * width + lane]
-
-    pos = np.where(has, np.arange(n_parts)[:, None], -1)
-    upto = np.maximum.accumulate(pos, axis=0)
-    prev = np.full_like(upto, -1)
-    prev[1:] = upto[:-1]  # per (pane, row): the newest earlier non-empty pane, or -1
-    linked = has & (prev >= 0)
-    at = np.maximum(prev, 0)
-    prev_t, prev_v = take(st["last_t"], at), take(st["last_v"], at)
-    dup = linked & (prev_t == st["first_t"])
-    bridge = np.where(linked & ~dup & (st["first_v"] < prev_v), prev_v, 0.0)
-    first, last = np.argmax(has, axis=0), upto[-1].clip(0)
-    return CounterColumns(
-        n=st["n"].sum(axis=0) - dup.sum(axis=0),
-        first_t=take(st["first_t"], first),
-        first_v=take(st["first_v"], first),
-        last_t=take(st["last_t"], last),
-        last_v=take(st["last_v"], last),
-        resets=st["resets"].sum(axis=0) + bridge.sum(axis=0),
-    )
 
 
 class ColumnarCounters:

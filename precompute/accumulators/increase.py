@@ -182,6 +182,65 @@ def merge_rows(dst: CounterColumns, rows: np.ndarray, src: CounterColumns) -> No
         getattr(dst, name)[target] = value
 
 
+def merge_stack(st: dict[str, np.ndarray]) -> CounterColumns:
+    """Merge a (panes × rows) stack of counter columns, panes in time order and disjoint, into
+    one state per row — what folding ``merge_rows`` over the panes in order gives."""
+    full = (st["n"] > 0).all(axis=0)
+    gaps = np.flatnonzero(~full)
+    if gaps.shape[0] * 4 > full.shape[0]:  # e.g. the first windows of a stream
+        return _merge_gapped(st)
+    merged = _merge_full(st)  # right for rows with data in every pane (a steadily scraped series)
+    if gaps.shape[0]:
+        fixed = _merge_gapped({c: x[:, gaps] for c, x in st.items()})
+        for c in _COLS:
+            getattr(merged, c)[gaps] = getattr(fixed, c)
+    return merged
+
+
+def _merge_full(st: dict[str, np.ndarray]) -> CounterColumns:
+    """Every pane non-empty: pane k continues pane k − 1 directly."""
+    prev_t, prev_v = st["last_t"][:-1], st["last_v"][:-1]
+    dup = prev_t == st["first_t"][1:]
+    bridge = np.where(~dup & (st["first_v"][1:] < prev_v), prev_v, 0.0)
+    return CounterColumns(
+        n=st["n"].sum(axis=0) - dup.sum(axis=0),
+        first_t=st["first_t"][0].copy(),
+        first_v=st["first_v"][0].copy(),
+        last_t=st["last_t"][-1].copy(),
+        last_v=st["last_v"][-1].copy(),
+        resets=st["resets"].sum(axis=0) + bridge.sum(axis=0),
+    )
+
+
+def _merge_gapped(st: dict[str, np.ndarray]) -> CounterColumns:
+    """Some panes empty: each non-empty pane continues the newest earlier non-empty one."""
+    has = st["n"] > 0
+    n_parts, width = has.shape
+    lane = np.arange(width)
+
+    def take(x: np.ndarray, at: np.ndarray) -> np.ndarray:  # x[at[i, j], j]
+        return x.ravel()[at * width + lane]
+
+    pos = np.where(has, np.arange(n_parts)[:, None], -1)
+    upto = np.maximum.accumulate(pos, axis=0)
+    prev = np.full_like(upto, -1)
+    prev[1:] = upto[:-1]  # per (pane, row): the newest earlier non-empty pane, or -1
+    linked = has & (prev >= 0)
+    at = np.maximum(prev, 0)
+    prev_t, prev_v = take(st["last_t"], at), take(st["last_v"], at)
+    dup = linked & (prev_t == st["first_t"])
+    bridge = np.where(linked & ~dup & (st["first_v"] < prev_v), prev_v, 0.0)
+    first, last = np.argmax(has, axis=0), upto[-1].clip(0)
+    return CounterColumns(
+        n=st["n"].sum(axis=0) - dup.sum(axis=0),
+        first_t=take(st["first_t"], first),
+        first_v=take(st["first_v"], first),
+        last_t=take(st["last_t"], last),
+        last_v=take(st["last_v"], last),
+        resets=st["resets"].sum(axis=0) + bridge.sum(axis=0),
+    )
+
+
 def extrapolated_increase(
     n: int,
     first_t: int,
