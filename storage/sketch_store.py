@@ -245,7 +245,8 @@ class SketchStore:
             )
             for c in chunks:
                 self._index(c)
-            self._after_write(sum(len(c) if isinstance(c, WindowBatch) else 1 for c in chunks))
+            entries = sum(len(c) if isinstance(c, WindowBatch) else 1 for c in chunks)
+            self._after_write(entries, records=len(chunks))
 
     def append_raw(self, raw: RawBatch) -> None:
         with self._lock:
@@ -253,9 +254,11 @@ class SketchStore:
             self._raw[raw.aggregation_id].append(raw)
             self._after_write(1)
 
-    def _after_write(self, n: int) -> None:
+    def _after_write(self, n: int, records: int | None = None) -> None:
         self.appended_total += n
-        self._since_compact += n
+        # Compaction bounds the log to replay, which is per record: a window batch counts once
+        # (counting its entries would rewrite the snapshot every few slides of per-series data).
+        self._since_compact += n if records is None else records
         # Compact by volume, and by time so that retention applies even when windows are rare.
         due = self._since_compact >= self.compact_every or (
             time.monotonic() - self._last_compact >= self.compact_interval_s
