@@ -28,7 +28,7 @@ MOMENT_COLS = ("sum", "count", "min", "max")
 _MOMENT_DTYPES = (np.float64, np.int64, np.float64, np.float64)
 INCREASE = "Increase"
 _HEAD = struct.Struct("<BIqqq")  # format version, aggregation id, start, end, max_buffer
-_VERSION = 1
+_VERSION = 2  # 1: keys inline; 2: key ids into a store key table
 
 
 def columns_of(kind: str) -> tuple[tuple[str, ...], tuple[Any, ...]]:
@@ -105,20 +105,29 @@ class WindowBatch:
 
     # --- serialization (one framed store record per batch) ---------------------------------
 
-    def to_bytes(self) -> bytes:
+    def to_bytes(self, key_ids: np.ndarray | None = None) -> bytes:
+        """Format 1 carries the keys; format 2 carries ``key_ids`` into a key table the reader
+        supplies (the sketch store persists one per aggregation)."""
         kind = self.kind.encode()
+        version = 1 if key_ids is None else 2
         head = _HEAD.pack(
-            _VERSION, self.aggregation_id, self.window_start, self.window_end, self.max_buffer
+            version, self.aggregation_id, self.window_start, self.window_end, self.max_buffer
         )
         names, dtypes = columns_of(self.kind)
         body = b"".join(
             np.ascontiguousarray(self.columns[n], dtype=d).tobytes()
             for n, d in zip(names, dtypes, strict=True)
         )
-        return head + struct.pack("<H", len(kind)) + kind + pack_keys(list(self.keys)) + body
+        if key_ids is None:
+            keys = pack_keys(list(self.keys))
+        else:
+            keys = struct.pack("<Q", key_ids.shape[0]) + key_ids.astype(np.int64).tobytes()
+        return head + struct.pack("<H", len(kind)) + kind + keys + body
 
     @classmethod
-    def from_bytes(cls, data: bytes | memoryview) -> WindowBatch:
+    def from_bytes(
+        cls, data: bytes | memoryview, key_table: list[Key] | None = None
+    ) -> WindowBatch:
         view = memoryview(data)
         version, agg, start, end, max_buffer = _HEAD.unpack_from(view, 0)
         if version > _VERSION:
@@ -127,7 +136,16 @@ class WindowBatch:
         (klen,) = struct.unpack_from("<H", view, offset)
         offset += 2
         kind = bytes(view[offset : offset + klen]).decode()
-        keys, offset = unpack_keys(view, offset + klen)
+        offset += klen
+        keys: Sequence[Key]
+        if version == 1:
+            keys, offset = unpack_keys(view, offset)
+        else:
+            if key_table is None:
+                raise ValueError("a window batch with key ids needs its key table")
+            (n,) = struct.unpack_from("<Q", view, offset)
+            ids = np.frombuffer(view[offset + 8 : offset + 8 + 8 * n], dtype=np.int64).copy()
+            keys, offset = KeyRows(key_table, ids), offset + 8 + 8 * n
         names, dtypes = columns_of(kind)
         columns = {}
         for name, dtype in zip(names, dtypes, strict=True):

@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 
 from precompute.accumulators.base import Accumulator, pack_keys, unpack_keys
-from precompute.window_batch import WindowBatch
+from precompute.window_batch import KeyRows, WindowBatch
 
 Key = tuple[str, ...]
 _FRAME = struct.Struct("<II")
@@ -40,6 +40,7 @@ _ENTRY = struct.Struct("<BIqq")  # kind, aggregation id, start, end
 _KIND_WINDOW = 1
 _KIND_RAW = 2
 _KIND_BATCH = 3  # a WindowBatch (format versioned inside)
+_KIND_KEYS = 4  # keys appended to an aggregation's key table at index ``start``
 _SNAPSHOT = "sketches.arrow"
 
 
@@ -93,10 +94,22 @@ def _materialize(b: WindowBatch) -> list[SketchEntry]:
 Chunk = SketchEntry | WindowBatch
 
 
-def _decode(payload: memoryview) -> SketchEntry | RawBatch | WindowBatch:
+@dataclass(frozen=True)
+class _KeyRecord:
+    aggregation_id: int
+    start: int
+    keys: list[Key]
+
+
+def _decode(
+    payload: memoryview, tables: dict[int, list[Key]] | None = None
+) -> SketchEntry | RawBatch | WindowBatch | _KeyRecord:
     kind, agg, start, end = _ENTRY.unpack_from(payload, 0)
+    key_table = tables.get(agg) if tables is not None else None
     if kind == _KIND_BATCH:
-        return WindowBatch.from_bytes(payload[_ENTRY.size :])
+        return WindowBatch.from_bytes(payload[_ENTRY.size :], key_table)
+    if kind == _KIND_KEYS:
+        return _KeyRecord(agg, start, unpack_keys(payload, _ENTRY.size)[0])
     keys, offset = unpack_keys(payload, _ENTRY.size)
     if kind == _KIND_WINDOW:
         return SketchEntry(agg, keys[0], start, end, bytes(payload[offset:]))
@@ -134,6 +147,12 @@ class SketchStore:
         self._flat: dict[int, list[SketchEntry]] = defaultdict(list)
         self._done: dict[int, int] = defaultdict(int)
         self._counts: dict[int, int] = defaultdict(int)
+        # Persisted per-aggregation key tables: window batches on disk name their keys by id, so
+        # a batch of per-series windows writes its keys once, not at every slide. Worker key
+        # tables map onto them through ``_row_maps`` (Python once per new key).
+        self._keys: dict[int, list[Key]] = defaultdict(list)
+        self._key_index: dict[int, dict[Key, int]] = defaultdict(dict)
+        self._row_maps: dict[tuple[int, int], tuple[list[Key], np.ndarray]] = {}
         self._raw: dict[int, list[RawBatch]] = defaultdict(list)
         self._since_compact = 0
         self._generation = 0
@@ -158,7 +177,7 @@ class SketchStore:
                 table = ipc.open_file(source).read_all()
             snap_gen = int((table.schema.metadata or {}).get(b"generation", b"-1"))
             for record in table.column("payload").to_pylist():
-                self._index(_decode(memoryview(record)))
+                self._index(_decode(memoryview(record), self._keys))
         gens = sorted(int(p.name.split(".")[1]) for p in self.directory.glob("sketches.*.log"))
         for gen in gens:
             if gen <= snap_gen:
@@ -177,7 +196,7 @@ class SketchStore:
             payload = view[offset + _FRAME.size : end]
             if end > len(data) or zlib.crc32(payload) != crc:
                 break
-            self._index(_decode(payload))
+            self._index(_decode(payload, self._keys))
             offset = good = end
         if good < len(data):  # torn or corrupt tail from a crash: drop it
             with open(path, "r+b") as fh:
@@ -195,7 +214,17 @@ class SketchStore:
         if self.fsync:
             os.fsync(self._log)
 
-    def _index(self, item: SketchEntry | RawBatch | WindowBatch) -> None:
+    def _index(self, item: SketchEntry | RawBatch | WindowBatch | _KeyRecord) -> None:
+        if isinstance(item, _KeyRecord):
+            table = self._keys[item.aggregation_id]
+            if item.start < len(table):  # never written so; keep earlier batches' table intact
+                table = self._keys[item.aggregation_id] = table[: item.start]
+                self._key_index.pop(item.aggregation_id, None)
+            table.extend(item.keys)
+            index = self._key_index[item.aggregation_id]
+            for i, key in enumerate(item.keys, item.start):
+                index.setdefault(key, i)
+            return
         if isinstance(item, RawBatch):
             self._raw[item.aggregation_id].append(item)
             return
@@ -240,9 +269,8 @@ class SketchStore:
         if not chunks:
             return
         with self._lock:
-            self._write(
-                _encode_batch(c) if isinstance(c, WindowBatch) else _encode_entry(c) for c in chunks
-            )
+            if self._log is not None:
+                self._write([p for c in chunks for p in self._encode_chunk(c)])
             for c in chunks:
                 self._index(c)
             entries = sum(len(c) if isinstance(c, WindowBatch) else 1 for c in chunks)
@@ -253,6 +281,48 @@ class SketchStore:
             self._write([_encode_raw(raw)])
             self._raw[raw.aggregation_id].append(raw)
             self._after_write(1)
+
+    def _encode_chunk(self, chunk: Chunk) -> list[bytes]:
+        """Log records for a chunk (lock held): a window batch whose keys are rows of a key table
+        is written as key ids, preceded by a key record for keys the store has not seen."""
+        if isinstance(chunk, SketchEntry):
+            return [_encode_entry(chunk)]
+        keys = chunk.keys
+        if not isinstance(keys, KeyRows):
+            return [_encode_batch(chunk)]
+        agg = chunk.aggregation_id
+        store_keys = self._keys[agg]
+        if keys.table is store_keys:  # loaded from disk: already store ids
+            ids, out = keys.rows, []
+        else:
+            ids, out = self._store_ids(agg, keys)
+        head = _ENTRY.pack(_KIND_BATCH, agg, chunk.window_start, chunk.window_end)
+        return [*out, head + chunk.to_bytes(ids)]
+
+    def _store_ids(self, agg: int, keys: KeyRows) -> tuple[np.ndarray, list[bytes]]:
+        table, rows = keys.table, keys.rows
+        known = self._row_maps.get((agg, id(table)))
+        mapping = known[1] if known is not None and known[0] is table else np.zeros(0, np.int64)
+        need = int(rows.max()) + 1 if rows.shape[0] else 0
+        if mapping.shape[0] < need:
+            mapping = np.concatenate([mapping, np.full(need - mapping.shape[0], -1, np.int64)])
+        missing = rows[mapping[rows] < 0]
+        out: list[bytes] = []
+        if missing.shape[0]:
+            store_keys, index = self._keys[agg], self._key_index[agg]
+            first, new = len(store_keys), []
+            for r in np.unique(missing).tolist():
+                key = table[r]
+                sid = index.get(key)
+                if sid is None:
+                    sid = index[key] = len(store_keys)
+                    store_keys.append(key)
+                    new.append(key)
+                mapping[r] = sid
+            if new:
+                out.append(_ENTRY.pack(_KIND_KEYS, agg, first, 0) + pack_keys(new))
+        self._row_maps[(agg, id(table))] = (table, mapping)  # holds the table: ids stay unique
+        return mapping[rows], out
 
     def _after_write(self, n: int, records: int | None = None) -> None:
         self.appended_total += n
@@ -279,11 +349,15 @@ class SketchStore:
             os.close(self._log)
             self._generation += 1
             self._open_log()
+            # Chunks first (they may extend key tables), then the tables ahead of them.
+            body = [p for cs in self._chunks.values() for c in cs for p in self._encode_chunk(c)]
+            body = [p for p in body if _ENTRY.unpack_from(p, 0)[0] != _KIND_KEYS]
             payloads = [
-                _encode_batch(c) if isinstance(c, WindowBatch) else _encode_entry(c)
-                for cs in self._chunks.values()
-                for c in cs
+                _ENTRY.pack(_KIND_KEYS, agg, 0, 0) + pack_keys(keys)
+                for agg, keys in self._keys.items()
+                if keys
             ]
+            payloads += body
             payloads += [_encode_raw(r) for rs in self._raw.values() for r in rs]
             table = pa.table(
                 {"payload": pa.array(payloads, type=pa.binary())},

@@ -183,3 +183,36 @@ def test_counter_merge_over_a_shared_key_table_equals_the_gathering_merge():
         merge_rows(shifted, np.arange(1, n + 1), src)  # gathers
     for c in _COLS:
         assert np.array_equal(getattr(dense, c), getattr(shifted, c)[1:]), c
+
+
+def test_batches_naming_keys_by_row_persist_them_once_in_a_key_table(tmp_path):
+    from precompute.window_batch import KeyRows
+
+    def rows_batch(table, end, rows):
+        rows = np.array(rows, dtype=np.int64)
+        plain = sum_batch(end, [table[r] for r in rows.tolist()], [float(r) for r in rows])
+        return WindowBatch(1, "Sum", end - 10, end, KeyRows(table, rows), plain.columns)
+
+    worker_table = [("a",), ("b",), ("c",)]
+    store = SketchStore(tmp_path, compact_every=1_000)
+    store.append_outputs([rows_batch(worker_table, 10, [0, 2]), rows_batch(worker_table, 20, [1])])
+    worker_table.append(("d",))  # the worker learns a key later
+    store.append_outputs([rows_batch(worker_table, 30, [3, 0])])
+    expected = [(e.key, e.window_end, e.data) for e in store.log_view(1)]
+    store.close()
+
+    def seen(s: SketchStore) -> list:
+        return [(e.key, e.window_end, e.data) for e in s.log_view(1)]
+
+    replayed = SketchStore(tmp_path, compact_every=1_000)
+    assert seen(replayed) == expected
+    # A restarted worker's fresh table, in another order: the store's ids stay put.
+    restarted = [("d",), ("e",), ("a",)]
+    replayed.append_outputs([rows_batch(restarted, 40, [1, 2, 0])])
+    expected = seen(replayed)
+    assert [k for k, end, _ in expected if end == 40] == [("e",), ("a",), ("d",)]
+    replayed.compact()
+    replayed.close()
+    compacted = SketchStore(tmp_path)
+    assert seen(compacted) == expected
+    compacted.close()
