@@ -193,11 +193,16 @@ def _to_result(value: Value, times: np.ndarray, stmt: EvalStmt, ordered: bool) -
         return QueryResult(ValueType.MATRIX, _range_series(value))
     assert isinstance(value, InstantVector)
     vec = finalize_names(value) if value.drop_name is not None else merge_same_labels(value)
+    # Row-wise any/all once for the whole matrix; full rows are sliced without a mask copy.
+    any_point = vec.present.any(axis=1)
+    all_points = vec.present.all(axis=1)
     series = []
-    for i, labels in enumerate(vec.labels):
-        mask = vec.present[i]
-        if mask.any():
-            series.append(SeriesResult(labels, times[mask], vec.values[i, mask]))
+    for i in np.flatnonzero(any_point).tolist():
+        if all_points[i]:
+            series.append(SeriesResult(vec.labels[i], times, vec.values[i]))
+        else:
+            mask = vec.present[i]
+            series.append(SeriesResult(vec.labels[i], times[mask], vec.values[i, mask]))
     if instant:
         if not ordered:
             series.sort(key=lambda s: s.labels)

@@ -243,9 +243,14 @@ async def _close(app: web.Application) -> None:
         await asyncio.get_running_loop().run_in_executor(None, runtime.close)
 
 
+def runtime_for(storage: object) -> PrecomputeRuntime | None:
+    """The precompute runtime attached to ``storage``, if any (for the query routes)."""
+    return _RUNTIMES.get(storage) if _weakrefable(storage) else None
+
+
 def setup(app: web.Application) -> None:
     storage = app[STORAGE]
-    runtime = _RUNTIMES.get(storage) if _weakrefable(storage) else None
+    runtime = runtime_for(storage)
     if runtime is None or runtime.closed:  # e.g. a second app over the same storage
         empty = StreamingConfig((), EngineOptions(flush_interval_ms=1000))
         runtime = (

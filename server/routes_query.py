@@ -366,13 +366,10 @@ def sketch_source(storage: object) -> Any:
     """The precompute runtime's sketch store and live configs for ``storage`` (None if absent)."""
     try:
         from planner.nodes.precomputed_scan import SketchSource
-        from server.routes_precompute import _RUNTIMES
+        from server.routes_precompute import runtime_for
     except ImportError:
         return None
-    try:
-        runtime = _RUNTIMES.get(storage)
-    except TypeError:  # not weak-referenceable
-        return None
+    runtime = runtime_for(storage)
     if runtime is None:
         return None
     return SketchSource(
