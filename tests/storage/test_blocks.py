@@ -205,7 +205,8 @@ def test_background_cuts_never_hide_acknowledged_samples_from_readers(tmp_path):
         th.join()
     db.wait_for_maintenance()
     assert not errors, errors[:3]
-    assert db.stats()["blocks"] >= 2
+    # Cuts really ran while readers read (compaction may since have merged their blocks).
+    assert db.stats()["blocks_cut"] >= 2
     s = everything(db)
     assert s.timestamps.shape[0] == 2 * 1200
     db.close()
