@@ -21,6 +21,7 @@ from precompute.accumulators.increase import (
 from precompute.accumulators.increase import (
     CounterColumns,
     fold_sorted,
+    merge_pair,
     merge_stack,
 )
 from precompute.accumulators.scalar import _Moments
@@ -215,6 +216,83 @@ def merge_ordered(parts: list[CounterColumns], rows: np.ndarray) -> CounterColum
     return merged
 
 
+class SlidingCounterMerge:
+    """Two-stack sliding merge of counter panes over a dense group-id prefix.
+
+    A window of W panes ``j..w`` is ``back[j] ⊕ front``: ``back`` holds suffix merges of an older
+    block of panes ``a..b`` (``back[j]`` = panes ``j..b``), ``front`` the merge of panes
+    ``b+1..w``. Each window close extends ``front`` by its new pane and combines once; when the
+    window start passes ``b``, the block is rebuilt from the window's own panes (W − 1 merges
+    once per W closes). So a close costs about 3 pair merges instead of a (W × groups) stack.
+
+    Cached merges are immutable new arrays. Eviction zeroing rows does not invalidate them: a row
+    is evicted from a pane only once its group has closed every window holding that pane, so
+    the cached row is never asked for again. New data in a merged pane does: ``touch``.
+    """
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.back: dict[int, CounterColumns] = {}
+        self.block_end = 0
+        self.front: CounterColumns | None = None
+        self.front_end = 0
+        self.width = 0
+        self.merged: set[int] = set()
+
+    def touch(self, pane: int) -> None:
+        """Pane ``pane`` got new samples (or was recreated): drop merges that include it."""
+        if pane in self.merged:
+            self.reset()
+
+    def window(self, ends: list[int], get, width: int) -> CounterColumns:
+        """The merge of panes ``ends`` (time order, consecutive) over rows ``0..width-1``;
+        ``get(p)`` gives pane ``p``'s columns or None when the pane is absent (empty)."""
+        j, w = ends[0], ends[-1]
+        usable = self.back and width <= self.width and j in self.back and self.front_end <= w
+        if not usable:
+            if self.back and j in self.back and w < self.front_end:
+                return self._direct(ends, get, width)  # an older window again: rare
+            return self._rebuild(ends, get, width)
+        for p in ends:
+            if p > self.front_end:
+                part = self._part(p, get)
+                if part is not None:
+                    self.front = part if self.front is None else merge_pair(self.front, part)
+                self.front_end = p
+        head = self.back[j]
+        return head if self.front is None else merge_pair(head, self.front)
+
+    def _part(self, p: int, get) -> CounterColumns | None:
+        cols = get(p)
+        self.merged.add(p)  # after get(): a pane folded by get() is merged with its new data
+        if cols is None:
+            return None
+        return CounterColumns(*(getattr(cols, c)[: self.width].copy() for c in _COUNTER_COLS))
+
+    def _rebuild(self, ends: list[int], get, width: int) -> CounterColumns:
+        self.reset()
+        self.width = width
+        acc: CounterColumns | None = None
+        for p in reversed(ends):
+            part = self._part(p, get)
+            if part is not None:
+                acc = part if acc is None else merge_pair(part, acc)
+            self.back[p] = acc if acc is not None else CounterColumns.zeros(width)
+        self.block_end = self.front_end = ends[-1]
+        return self.back[ends[0]]
+
+    def _direct(self, ends: list[int], get, width: int) -> CounterColumns:
+        acc = CounterColumns.zeros(width)
+        for p in ends:
+            cols = get(p)
+            if cols is not None:
+                part = CounterColumns(*(getattr(cols, c)[:width] for c in _COUNTER_COLS))
+                acc = merge_pair(acc, part)
+        return acc
+
+
 class ColumnarCounters:
     """Open panes of an Increase aggregation as counter columns over group ids.
 
@@ -231,6 +309,7 @@ class ColumnarCounters:
         self.buffered: dict[int, int] = {}
         self.out_of_order = 0
         self.n_groups = 0
+        self.sliding = SlidingCounterMerge()
 
     def update(self, gids, panes, ts, vals, n_groups: int) -> None:
         if gids.shape[0] == 0:
@@ -253,6 +332,7 @@ class ColumnarCounters:
         if parts:
             g, t, v = (np.concatenate(x) for x in zip(*parts, strict=True))
             self.out_of_order += fold_sorted(cols, g, t, v)
+            self.sliding.touch(pane)
         return cols
 
     def close(self, gids: np.ndarray, old: np.ndarray, target: np.ndarray, n_groups: int):
@@ -270,7 +350,7 @@ class ColumnarCounters:
             ]
             if not parts:
                 continue
-            merged = merge_ordered(parts, rows)
+            merged = self._merge_window(list(spec.pane_ends_of_window(w)), parts, rows)
             has = merged.n > 0
             cols = {c: getattr(merged, c) for c in _COUNTER_COLS}
             if has.all():
@@ -280,16 +360,33 @@ class ColumnarCounters:
         self._evict(gids, target)
         return out
 
+    def _merge_window(self, ends: list[int], parts: list[CounterColumns], rows: np.ndarray):
+        """Rows ``rows`` of the window over panes ``ends`` (``parts``: those present, folded).
+        Most groups due at once (per-series grouping, sliding): the two-stack merge over all
+        groups, then the asked rows; otherwise one stacked pass over the asked rows."""
+        pick, after = _dense(rows)
+        if not isinstance(pick, slice) or len(ends) < 3:
+            return merge_ordered(parts, rows)
+        full = self.sliding.window(ends, self.panes.get, self.n_groups)
+        take = pick if after is None else after
+        return CounterColumns(*(getattr(full, c)[take] for c in _COUNTER_COLS))
+
     def _evict(self, gids: np.ndarray, target: np.ndarray) -> None:
+        newest = int(target.max()) if target.shape[0] else None
         for p in list(self.panes):
-            spent = gids[self.spec.last_window_end_of_pane(p) <= target]
+            last = self.spec.last_window_end_of_pane(p)
+            if newest is None or last > newest:  # no group is done with this pane yet
+                continue
+            spent = gids[last <= target]
             if spent.shape[0] == 0:
                 continue
             cols = self._fold(p, int(spent.max()) + 1)
-            for name in _COUNTER_COLS:
-                getattr(cols, name)[spent] = 0
-            if not cols.n.any():
+            cols.n[spent] = 0
+            if not cols.n.any():  # every group is done with it: drop it whole, no more zeroing
                 del self.panes[p]
+                continue
+            for name in _COUNTER_COLS[1:]:
+                getattr(cols, name)[spent] = 0
 
     def groups_with_data(self, n_groups: int) -> dict[int, int]:
         reach: dict[int, int] = {}
@@ -313,3 +410,4 @@ class ColumnarCounters:
     def restore(self, data: dict[int, Any]) -> None:
         self.panes = {p: CounterColumns(*(x.copy() for x in arrays)) for p, arrays in data.items()}
         self.buffers, self.buffered = {}, {}
+        self.sliding.reset()

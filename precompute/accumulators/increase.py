@@ -182,6 +182,38 @@ def merge_rows(dst: CounterColumns, rows: np.ndarray, src: CounterColumns) -> No
         getattr(dst, name)[target] = value
 
 
+def merge_pair(early: CounterColumns, late: CounterColumns) -> CounterColumns:
+    """Row-wise merge of two states over the same rows, ``early`` wholly before ``late`` (either
+    may be empty in a row; empty rows are all zeros). Associative, so a sliding window can
+    combine cached partial merges (``precompute/columnar.py``). The inputs are not changed; the
+    result may share arrays with them, so callers treat all three as read-only."""
+    e_has, l_has = early.n > 0, late.n > 0
+    e_all, l_all = bool(e_has.all()), bool(l_has.all())
+    # Rows present on both sides (all of them for steadily scraped series) link at the seam: a
+    # shared boundary sample counts once, a drop across the seam is a counter reset.
+    both = e_has if l_all else (l_has if e_all else e_has & l_has)
+    dup = both & (early.last_t == late.first_t)
+    bridge = np.where(both & ~dup & (late.first_v < early.last_v), early.last_v, 0.0)
+    if e_all:  # the first sample of every row is the early one's
+        first_t, first_v = early.first_t, early.first_v
+    else:
+        first_t = np.where(e_has, early.first_t, late.first_t)
+        first_v = np.where(e_has, early.first_v, late.first_v)
+    if l_all:
+        last_t, last_v = late.last_t, late.last_v
+    else:
+        last_t = np.where(l_has, late.last_t, early.last_t)
+        last_v = np.where(l_has, late.last_v, early.last_v)
+    return CounterColumns(
+        n=early.n + late.n - dup,
+        first_t=first_t,
+        first_v=first_v,
+        last_t=last_t,
+        last_v=last_v,
+        resets=early.resets + late.resets + bridge,
+    )
+
+
 def merge_stack(st: dict[str, np.ndarray]) -> CounterColumns:
     """Merge a (panes × rows) stack of counter columns, panes in time order and disjoint, into
     one state per row — what folding ``merge_rows`` over the panes in order gives."""
