@@ -65,6 +65,22 @@ class InstantVector:
             [], np.zeros((0, n_steps), dtype=np.float64), np.zeros((0, n_steps), dtype=bool)
         )
 
+    @staticmethod
+    def concat(parts: list[InstantVector], n_steps: int) -> InstantVector:
+        """Series of ``parts`` one after another (``sample_ts`` is not carried)."""
+        parts = [p for p in parts if p.n_series]
+        if not parts:
+            return InstantVector.empty(n_steps)
+        drop = None
+        if any(p.drop_name is not None for p in parts):
+            drop = np.concatenate([p.drop_mask() for p in parts])
+        return InstantVector(
+            [ls for p in parts for ls in p.labels],
+            np.concatenate([p.values for p in parts]),
+            np.concatenate([p.present for p in parts]),
+            drop,
+        )
+
     def select(self, rows: np.ndarray) -> InstantVector:
         """The subset of series ``rows`` (an index array), in that order."""
         return InstantVector(

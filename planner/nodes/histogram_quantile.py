@@ -86,7 +86,7 @@ class HistogramQuantile(PlanNode):
                 for q in scalars
                 for v in np.unique(q).tolist()
             ]
-            return merge_same_labels(_concat(parts, grid.n_steps))
+            return merge_same_labels(InstantVector.concat(parts, grid.n_steps))
         return merge_same_labels(self._one(ex, grid, vec, buckets, scalars, None, None))
 
     def _one(self, ex, grid, vec, buckets, scalars, extra, step_mask) -> InstantVector:
@@ -159,21 +159,6 @@ def _quantile_warning(ex: Executor, q: np.ndarray, pos: PosRange | None) -> None
     bad = q[(q < 0) | (q > 1) | np.isnan(q)]
     if bad.size:
         ex.warn(f"{QUANTILE_WARNING}, got {go_g(float(bad[0]))}", pos)
-
-
-def _concat(parts: list[InstantVector], k: int) -> InstantVector:
-    parts = [p for p in parts if p.n_series]
-    if not parts:
-        return InstantVector.empty(k)
-    drop = None
-    if any(p.drop_name is not None for p in parts):
-        drop = np.concatenate([p.drop_mask() for p in parts])
-    return InstantVector(
-        [ls for p in parts for ls in p.labels],
-        np.concatenate([p.values for p in parts]),
-        np.concatenate([p.present for p in parts]),
-        drop,
-    )
 
 
 def format_openmetrics_float(v: float) -> str:

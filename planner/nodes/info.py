@@ -86,7 +86,7 @@ class InfoJoin(PlanNode):
         parts = [base.select(np.nonzero(ignored)[0])]
         for i in np.nonzero(~ignored)[0].tolist():
             parts.append(self._enrich(base, i, info, chosen, sig_index, names))
-        return merge_same_labels(_concat(parts, base.n_steps))
+        return merge_same_labels(InstantVector.concat(parts, base.n_steps))
 
     def _enrich(self, base, i, info, chosen, sig_index, names) -> InstantVector:
         """Base series ``i`` with its info labels; one output series per distinct combination."""
@@ -179,18 +179,3 @@ def _newest_per_signature(info: InstantVector):
         chosen[g] = np.where(has, rows[np.argmax(t, axis=0)], -1)
     names = sorted({name for name, _ in keys})
     return chosen, {key: g for g, key in enumerate(keys)}, names
-
-
-def _concat(parts: list[InstantVector], k: int) -> InstantVector:
-    parts = [p for p in parts if p.n_series]
-    if not parts:
-        return InstantVector.empty(k)
-    drop = None
-    if any(p.drop_name is not None for p in parts):
-        drop = np.concatenate([p.drop_mask() for p in parts])
-    return InstantVector(
-        [ls for p in parts for ls in p.labels],
-        np.concatenate([p.values for p in parts]),
-        np.concatenate([p.present for p in parts]),
-        drop,
-    )

@@ -8,6 +8,7 @@ literal is already cheap), and only for range queries (an instant query has one 
 
 from __future__ import annotations
 
+from planner.logical import DATE_FUNCTIONS
 from planner.nodes.base import PlanNode
 from planner.nodes.instant_function import InstantFunction
 from planner.nodes.instant_manipulate import InstantManipulate
@@ -20,19 +21,6 @@ from planner.nodes.step_invariant import StepInvariant
 from planner.nodes.subquery import Subquery
 from planner.nodes.timestamp import Timestamp
 from planner.stmt import Grid
-
-TIME_DEPENDENT_FUNCTIONS = frozenset(
-    {
-        "days_in_month",
-        "day_of_month",
-        "day_of_week",
-        "day_of_year",
-        "hour",
-        "minute",
-        "month",
-        "year",
-    }
-)
 
 
 def _analyze(node: PlanNode) -> tuple[PlanNode, bool, bool]:
@@ -66,7 +54,7 @@ def _time_free(node: PlanNode) -> bool:
         return False
     if isinstance(node, RangeFunction) and node.fn == "predict_linear":
         return False  # predicts relative to the step time, not the pinned window end
-    return not (isinstance(node, InstantFunction) and node.fn in TIME_DEPENDENT_FUNCTIONS)
+    return not (isinstance(node, InstantFunction) and node.fn in DATE_FUNCTIONS)
 
 
 def _wrap_inside(node: PlanNode) -> PlanNode:
