@@ -216,6 +216,21 @@ def merge_ordered(parts: list[CounterColumns], rows: np.ndarray) -> CounterColum
     return merged
 
 
+def _split_by_pane(panes: np.ndarray, slide: int, arrays: tuple[np.ndarray, ...]):
+    """Yield ``(pane end, arrays restricted to it)`` per pane present in ``panes``. A batch is
+    mostly one scrape: one or a few adjacent panes, found from min/max without a hashing
+    ``unique``. Parts are copies: they are buffered past the caller's batch."""
+    lo, hi = int(panes.min()), int(panes.max())
+    if lo == hi:
+        yield lo, tuple(x.copy() for x in arrays)
+        return
+    ends = range(lo, hi + 1, slide) if (hi - lo) // slide < 8 else np.unique(panes).tolist()
+    for pane in ends:
+        sel = panes == pane
+        if sel.any():
+            yield pane, tuple(x[sel] for x in arrays)
+
+
 class SlidingCounterMerge:
     """Two-stack sliding merge of counter panes over a dense group-id prefix.
 
@@ -315,11 +330,10 @@ class ColumnarCounters:
         if gids.shape[0] == 0:
             return
         self.n_groups = max(self.n_groups, n_groups)
-        for pane in np.unique(panes).tolist():
-            sel = panes == pane
+        for pane, part in _split_by_pane(panes, self.spec.slide_ms, (gids, ts, vals)):
             self.panes.setdefault(pane, CounterColumns.zeros(n_groups))
-            self.buffers.setdefault(pane, []).append((gids[sel], ts[sel], vals[sel]))
-            self.buffered[pane] = self.buffered.get(pane, 0) + int(sel.sum())
+            self.buffers.setdefault(pane, []).append(part)
+            self.buffered[pane] = self.buffered.get(pane, 0) + int(part[0].shape[0])
             if self.buffered[pane] > self.max_buffer * max(1, n_groups):
                 self._fold(pane, n_groups)
 

@@ -140,3 +140,18 @@ def test_per_series_sliding_increase_windows_equal_one_accumulator_per_pane():
         )
     assert len(results[0]) > n_series * (scrapes - 6)
     assert results[0] == results[1]
+
+
+@pytest.mark.parametrize("spread", [1, 3, 40])  # one pane, adjacent panes, far apart (unique)
+def test_batch_split_by_pane_keeps_every_sample_once_in_its_pane_in_order(spread):
+    from precompute.columnar import _split_by_pane
+
+    rng = np.random.default_rng(spread)
+    panes = rng.integers(0, spread, 500) * SLIDE + 2 * SLIDE
+    gids, ts = np.arange(500), rng.integers(0, 10**6, 500)
+    parts = list(_split_by_pane(panes, SLIDE, (gids, ts)))
+    assert [p for p, _ in parts] == sorted(set(panes.tolist()))
+    for pane, (g, t) in parts:
+        sel = panes == pane
+        assert np.array_equal(g, gids[sel]) and np.array_equal(t, ts[sel])
+        assert g is not gids  # buffered past the batch: never the caller's array
