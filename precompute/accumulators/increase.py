@@ -137,6 +137,21 @@ def _fold_general(cols: CounterColumns, kid: np.ndarray, t: np.ndarray, v: np.nd
     return skipped
 
 
+def _merge_prefix_in_order(
+    dst: CounterColumns, src: CounterColumns, has: np.ndarray, n: int
+) -> bool:
+    """``merge_rows`` onto rows ``0..n-1`` when ``dst`` comes first in every row both hold (pane
+    merges into a window, in time order): one ``merge_pair``, the same additions in the same
+    order. Returns False, changing nothing, when some row has ``src`` first."""
+    d = CounterColumns(*(getattr(dst, c)[:n] for c in _COLS))
+    if bool((has & (src.first_t < d.first_t) & (d.n > 0)).any()):
+        return False
+    merged = merge_pair(d, CounterColumns(*(getattr(src, c)[:n] for c in _COLS)))
+    for c in _COLS:
+        getattr(dst, c)[:n] = getattr(merged, c)
+    return True
+
+
 def merge_rows(dst: CounterColumns, rows: np.ndarray, src: CounterColumns) -> None:
     """Merge ``src`` row i into ``dst`` row ``rows[i]`` (rows unique); time ranges are assumed
     disjoint, so the state that starts first is the earlier one."""
@@ -148,6 +163,8 @@ def merge_rows(dst: CounterColumns, rows: np.ndarray, src: CounterColumns) -> No
         # of gathers; rows that ``src`` lacks keep their state (``keep``).
         target: slice | np.ndarray = slice(0, n)
         idx: slice | np.ndarray = slice(0, n)
+        if _merge_prefix_in_order(dst, src, has, n):
+            return
         keep = ~has
     else:
         target, idx = rows[has], np.flatnonzero(has)

@@ -155,3 +155,22 @@ def test_batch_split_by_pane_keeps_every_sample_once_in_its_pane_in_order(spread
         sel = panes == pane
         assert np.array_equal(g, gids[sel]) and np.array_equal(t, ts[sel])
         assert g is not gids  # buffered past the batch: never the caller's array
+
+
+@pytest.mark.parametrize("order", ["time", "reversed", "shuffled"])
+def test_keyed_prefix_merge_equals_the_gathering_merge_bit_for_bit(order):
+    """``merge_rows`` over a shared key table: the in-order fast path (one ``merge_pair``) when
+    every pane is later than the state, the general one otherwise; both equal the gathers."""
+    rng = np.random.default_rng(len(order))
+    n = 200
+    parts = [random_pane(rng, (p + 1) * SLIDE, n, 300, floats=True) for p in range(6)]
+    if order == "reversed":
+        parts.reverse()
+    elif order == "shuffled":
+        parts = [parts[i] for i in rng.permutation(len(parts))]
+    dense, shifted = CounterColumns.zeros(n), CounterColumns.zeros(n + 1)
+    for src in parts:
+        merge_rows(dense, np.arange(n), src)  # prefix views
+        merge_rows(shifted, np.arange(1, n + 1), src)  # gathers
+    for c in _COLS:
+        assert np.array_equal(getattr(dense, c), getattr(shifted, c)[1:]), c
