@@ -242,7 +242,8 @@ class SlidingCounterMerge:
 
     Cached merges are immutable new arrays. Eviction zeroing rows does not invalidate them: a row
     is evicted from a pane only once its group has closed every window holding that pane, so
-    the cached row is never asked for again. New data in a merged pane does: ``touch``.
+    the cached row is never asked for again. New data in a merged pane (late samples, batches
+    applied out of order) does: ``touch`` drops only the merges that include that pane.
     """
 
     def __init__(self) -> None:
@@ -253,13 +254,20 @@ class SlidingCounterMerge:
         self.block_end = 0
         self.front: CounterColumns | None = None
         self.front_end = 0
+        self.front_stale = False
         self.width = 0
         self.merged: set[int] = set()
 
     def touch(self, pane: int) -> None:
-        """Pane ``pane`` got new samples (or was recreated): drop merges that include it."""
-        if pane in self.merged:
-            self.reset()
+        """Pane ``pane`` got new samples (late or reordered batches): drop the merges that
+        include it — back suffixes starting at or before it, or the front — and keep the rest."""
+        if pane not in self.merged:
+            return
+        if pane > self.block_end:
+            self.front_stale = True
+            return
+        for j in [j for j in self.back if j <= pane]:
+            del self.back[j]
 
     def window(self, ends: list[int], get, width: int) -> CounterColumns:
         """The merge of panes ``ends`` (time order, consecutive) over rows ``0..width-1``;
@@ -270,14 +278,22 @@ class SlidingCounterMerge:
             if self.back and j in self.back and w < self.front_end:
                 return self._direct(ends, get, width)  # an older window again: rare
             return self._rebuild(ends, get, width)
+        if self.front_stale:  # re-merge the front's panes, the back block is still good
+            step = ends[1] - ends[0]
+            self.front, self.front_stale = None, False
+            for p in range(self.block_end + step, self.front_end + 1, step):
+                self._extend(p, get)
         for p in ends:
             if p > self.front_end:
-                part = self._part(p, get)
-                if part is not None:
-                    self.front = part if self.front is None else merge_pair(self.front, part)
+                self._extend(p, get)
                 self.front_end = p
         head = self.back[j]
         return head if self.front is None else merge_pair(head, self.front)
+
+    def _extend(self, p: int, get) -> None:
+        part = self._part(p, get)
+        if part is not None:
+            self.front = part if self.front is None else merge_pair(self.front, part)
 
     def _part(self, p: int, get) -> CounterColumns | None:
         cols = get(p)

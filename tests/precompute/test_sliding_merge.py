@@ -77,9 +77,9 @@ def test_sliding_windows_equal_the_stacked_ordered_merge(per_pane, floats, seed)
                 cols.grow(width)
         if rng.random() > 0.1:  # else the pane stays absent (no samples at all)
             panes[w] = random_pane(rng, w, width, per_pane, floats)
-        if step > 3 and rng.random() < 0.15:
+        if step > 3 and rng.random() < 0.3:
             # Late samples in a pane already merged into the cache: it must be dropped.
-            old = w - SLIDE * int(rng.integers(1, 4))
+            old = w - SLIDE * int(rng.integers(1, n_panes))
             more = random_pane(rng, old, width, per_pane, floats)
             if old in panes:
                 merge_rows(panes[old], np.arange(width), more)
