@@ -319,7 +319,8 @@ class SlidingCounterMerge:
         for p in ends:
             cols = get(p)
             if cols is not None:
-                part = CounterColumns(*(getattr(cols, c)[:width] for c in _COUNTER_COLS))
+                # Copies: merge_pair may hand back its inputs' arrays, and panes change later.
+                part = CounterColumns(*(getattr(cols, c)[:width].copy() for c in _COUNTER_COLS))
                 acc = merge_pair(acc, part)
         return acc
 

@@ -40,6 +40,13 @@ def assert_same(got: CounterColumns, want: CounterColumns, exact: bool) -> None:
             np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-9, err_msg=c)
 
 
+def assert_not_a_view_of_panes(got: CounterColumns, panes: dict[int, CounterColumns]) -> None:
+    # Emitted windows outlive the panes' later updates and evictions.
+    for pane in panes.values():
+        for c in _COLS:
+            assert not np.shares_memory(getattr(got, c), getattr(pane, c)), c
+
+
 @pytest.mark.parametrize("floats", [False, True])
 def test_pair_merges_folded_in_order_equal_merge_rows_pane_by_pane(floats):
     rng = np.random.default_rng(3)
@@ -93,12 +100,14 @@ def test_sliding_windows_equal_the_stacked_ordered_merge(per_pane, floats, seed)
         got = sliding.window(ends, panes.get, width)
         want = merge_ordered(present, np.arange(width))
         assert_same(got, want, exact=not floats)
+        assert_not_a_view_of_panes(got, panes)
         if step % 7 == 3:  # an older window asked again (groups that lag behind)
             back = [e - SLIDE for e in ends]
             older = [panes[e] for e in back if e in panes]
             if older:
                 again = sliding.window(back, panes.get, width)
                 assert_same(again, merge_ordered(older, np.arange(width)), exact=not floats)
+                assert_not_a_view_of_panes(again, panes)
 
 
 def test_per_series_sliding_increase_windows_equal_one_accumulator_per_pane():
