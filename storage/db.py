@@ -30,6 +30,7 @@ from promql.errors import BadDataError
 from promql.types import Matcher
 from storage.arrays import merge_sorted_parts, sort_dedupe
 from storage.block import Block, list_block_dirs
+from storage.dirlock import DirectoryLock
 from storage.head import Head
 from storage.index import LabelIndex, validate_labels
 from storage.maintenance import Maintenance
@@ -96,6 +97,7 @@ class Storage:
         self._listeners: list[Callable[[DurableBatch], None]] = []
         self._next_seq = 1
         self._closed = False
+        self._dir_lock: DirectoryLock | None = None
         self._maint = Maintenance(self, options.background_maintenance)
         self.counters: dict[str, float] = {
             "samples_appended": 0,
@@ -113,7 +115,18 @@ class Storage:
     def open(cls, data_dir: str | os.PathLike, options: StorageOptions | None = None) -> Storage:
         root = Path(data_dir)
         root.mkdir(parents=True, exist_ok=True)
-        db = cls(root, options or StorageOptions())
+        dir_lock = DirectoryLock(root)
+        try:
+            db = cls._open_locked(root, options or StorageOptions())
+        except BaseException:
+            dir_lock.release()
+            raise
+        db._dir_lock = dir_lock
+        return db
+
+    @classmethod
+    def _open_locked(cls, root: Path, options: StorageOptions) -> Storage:
+        db = cls(root, options)
         for path in list_block_dirs(root / "blocks"):
             block = Block(path)
             block.bind(db._index)
@@ -413,6 +426,8 @@ class Storage:
         with self._lock:
             if self._wal is not None:
                 self._wal.close()
+            if self._dir_lock is not None:
+                self._dir_lock.release()
 
 
 def _validated_arrays(batch: SampleBatch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -18,7 +18,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         start, end, step = resolve_times(args)
         storage, engine = open_engine(args)
-    except (ValueError, TidemarkError) as err:
+    except (ValueError, OSError, TidemarkError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     try:

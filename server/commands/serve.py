@@ -78,7 +78,11 @@ def run(args: argparse.Namespace) -> int:
         max_inflight_ingest=args.max_inflight_ingest,
     )
     options = StorageOptions(fsync=args.fsync, retention_ms=args.retention)
-    storage = Storage.open(config.data_dir, options)
+    try:
+        storage = Storage.open(config.data_dir, options)
+    except OSError as err:  # e.g. the directory is held by another running server
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     from server.routes_precompute import configure as configure_precompute
 
     configure_precompute(args, storage, config.data_dir)  # no-op without --precompute

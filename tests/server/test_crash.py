@@ -77,8 +77,22 @@ class Writer(threading.Thread):
             self.next += 1
 
 
+def open_after_kill(data_dir: Path, timeout: float = 30.0) -> Storage:
+    """The killed server's directory lock goes once the kernel has torn the process down."""
+    from storage.dirlock import DataDirInUseError
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return Storage.open(data_dir)
+        except DataDirInUseError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 def stored_samples(data_dir: Path) -> dict[tuple, dict[int, int]]:
-    db = Storage.open(data_dir)
+    db = open_after_kill(data_dir)
     try:
         ss = db.select([Matcher(MatchType.EQUAL, "__name__", "crash")], -(2**62), 2**62)
         bits = ss.values.view(np.uint64)
