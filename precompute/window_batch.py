@@ -108,21 +108,26 @@ class WindowBatch:
     def to_bytes(self, key_ids: np.ndarray | None = None) -> bytes:
         """Format 1 carries the keys; format 2 carries ``key_ids`` into a key table the reader
         supplies (the sketch store persists one per aggregation)."""
+        return b"".join(self.to_buffers(key_ids))
+
+    def to_buffers(self, key_ids: np.ndarray | None = None) -> list[bytes | memoryview]:
+        """``to_bytes`` as a list of pieces whose concatenation is the record: the id and state
+        columns are zero-copy views of the arrays, so a store can checksum and ``writev`` them
+        without building the record (per-series batches are ~0.5 MB per window close)."""
         kind = self.kind.encode()
         version = 1 if key_ids is None else 2
         head = _HEAD.pack(
             version, self.aggregation_id, self.window_start, self.window_end, self.max_buffer
         )
-        names, dtypes = columns_of(self.kind)
-        body = b"".join(
-            np.ascontiguousarray(self.columns[n], dtype=d).tobytes()
-            for n, d in zip(names, dtypes, strict=True)
-        )
+        out: list[bytes | memoryview] = [head + struct.pack("<H", len(kind)) + kind]
         if key_ids is None:
-            keys = pack_keys(list(self.keys))
+            out.append(pack_keys(list(self.keys)))
         else:
-            keys = struct.pack("<Q", key_ids.shape[0]) + key_ids.astype(np.int64).tobytes()
-        return head + struct.pack("<H", len(kind)) + kind + keys + body
+            out.append(struct.pack("<Q", key_ids.shape[0]))
+            out.append(_view(key_ids, np.int64))
+        names, dtypes = columns_of(self.kind)
+        out += [_view(self.columns[n], d) for n, d in zip(names, dtypes, strict=True)]
+        return out
 
     @classmethod
     def from_bytes(
@@ -153,6 +158,12 @@ class WindowBatch:
             columns[name] = np.frombuffer(view[offset : offset + width], dtype=dtype).copy()
             offset += width
         return cls(agg, kind, start, end, keys, columns, max_buffer)
+
+
+def _view(array: np.ndarray, dtype: Any) -> memoryview:
+    """The array's bytes as ``dtype``, little-endian and contiguous; no copy when it already is."""
+    flat = np.ascontiguousarray(array, dtype=np.dtype(dtype).newbyteorder("<"))
+    return memoryview(flat).cast("B")
 
 
 def expand(emits: list[Any]) -> list[tuple[PrecomputedOutput, Accumulator]]:
