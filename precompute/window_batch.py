@@ -28,7 +28,8 @@ MOMENT_COLS = ("sum", "count", "min", "max")
 _MOMENT_DTYPES = (np.float64, np.int64, np.float64, np.float64)
 INCREASE = "Increase"
 _HEAD = struct.Struct("<BIqqq")  # format version, aggregation id, start, end, max_buffer
-_VERSION = 2  # 1: keys inline; 2: key ids into a store key table
+# 1: keys inline; 2: key ids into a store key table; 3: key ids that are one run first..first+n-1
+_VERSION = 3
 
 
 def columns_of(kind: str) -> tuple[tuple[str, ...], tuple[Any, ...]]:
@@ -115,13 +116,15 @@ class WindowBatch:
         columns are zero-copy views of the arrays, so a store can checksum and ``writev`` them
         without building the record (per-series batches are ~0.5 MB per window close)."""
         kind = self.kind.encode()
-        version = 1 if key_ids is None else 2
+        version = 1 if key_ids is None else 3 if _is_run(key_ids) else 2
         head = _HEAD.pack(
             version, self.aggregation_id, self.window_start, self.window_end, self.max_buffer
         )
         out: list[bytes | memoryview] = [head + struct.pack("<H", len(kind)) + kind]
         if key_ids is None:
             out.append(pack_keys(list(self.keys)))
+        elif version == 3:  # per-series batches name every group in table order: two numbers
+            out.append(struct.pack("<Qq", key_ids.shape[0], int(key_ids[0])))
         else:
             out.append(struct.pack("<Q", key_ids.shape[0]))
             out.append(_view(key_ids, np.int64))
@@ -145,6 +148,14 @@ class WindowBatch:
         keys: Sequence[Key]
         if version == 1:
             keys, offset = unpack_keys(view, offset)
+        elif version == 3:
+            if key_table is None:
+                raise ValueError("a window batch with key ids needs its key table")
+            n, first = struct.unpack_from("<Qq", view, offset)
+            keys, offset = (
+                KeyRows(key_table, np.arange(first, first + n, dtype=np.int64)),
+                offset + 16,
+            )
         else:
             if key_table is None:
                 raise ValueError("a window batch with key ids needs its key table")
@@ -158,6 +169,14 @@ class WindowBatch:
             columns[name] = np.frombuffer(view[offset : offset + width], dtype=dtype).copy()
             offset += width
         return cls(agg, kind, start, end, keys, columns, max_buffer)
+
+
+def _is_run(ids: np.ndarray) -> bool:
+    """Whether ``ids`` are consecutive ascending integers (checked in O(n) without Python)."""
+    n = ids.shape[0]
+    if n == 0 or int(ids[-1]) - int(ids[0]) != n - 1:
+        return False
+    return bool(np.all(np.diff(ids) == 1))
 
 
 def _view(array: np.ndarray, dtype: Any) -> memoryview:

@@ -95,3 +95,31 @@ def test_writev_writes_more_pieces_than_iov_max_and_resumes_after_short_writes(
     _writev_all(fd, pieces)
     os.close(fd)
     assert (tmp_path / "log").read_bytes() == b"".join(pieces)
+
+
+def test_key_ids_in_one_run_are_written_as_two_numbers_and_other_ids_as_a_column():
+    table = [(f"s{i}",) for i in range(100)]
+    b = batch(table, range(60))
+    run, scattered = np.arange(40, 100), np.array([3, 5, 4, *range(6, 63)])
+    short, full = b.to_bytes(run), b.to_bytes(scattered)
+    assert (short[0], full[0]) == (3, 2)  # format byte: 3 = id run, 2 = id column
+    assert len(full) - len(short) == 8 * 60 - 8
+    for data, ids in ((short, run), (full, scattered)):
+        back = WindowBatch.from_bytes(data, table)
+        assert list(back.keys) == [table[i] for i in ids.tolist()]
+        assert all(np.array_equal(back.columns[n], b.columns[n]) for n in b.columns)
+
+
+def test_a_reopened_store_reads_run_and_column_id_batches_after_a_compaction(tmp_path):
+    table = [(f"s{i}",) for i in range(100)]
+    store = SketchStore(tmp_path, compact_every=10**9)
+    store.append_outputs([batch(table, range(100), start=0), batch(table, [9, 2, 7], start=10)])
+    store.compact()
+    store.append_outputs([batch(table, range(50, 100), start=20, seed=2)])
+    store.close()
+    got, _ = SketchStore(tmp_path).window_batches(7)
+    assert [len(b) for b in got] == [100, 3, 50]
+    assert list(got[1].keys) == [table[9], table[2], table[7]]
+    assert list(got[2].keys) == table[50:]
+    want = batch(table, range(50, 100), start=20, seed=2).columns
+    assert all(np.array_equal(got[2].columns[n], want[n]) for n in want)
