@@ -153,7 +153,7 @@ class _LogWriter:
     record before the batch that uses it); the bounded queue pushes back on a slow disk."""
 
     def __init__(self) -> None:
-        self._queue: queue.Queue[tuple[int, list[Buffer]]] = queue.Queue(maxsize=64)
+        self._queue: queue.Queue[tuple[int, list[Buffer]] | None] = queue.Queue(maxsize=64)
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
 
@@ -169,6 +169,14 @@ class _LogWriter:
         self._queue.join()
         self._raise()
 
+    def stop(self) -> None:
+        """Drain, then end the thread (a later ``submit`` starts a new one)."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+        self._raise()
+
     def _raise(self) -> None:
         if self._error is not None:
             error, self._error = self._error, None
@@ -176,7 +184,11 @@ class _LogWriter:
 
     def _run(self) -> None:
         while True:
-            fd, iov = self._queue.get()
+            item = self._queue.get()
+            if item is None:
+                self._queue.task_done()
+                return
+            fd, iov = item
             try:
                 if self._error is None:  # after a failure, later records must not follow it
                     _writev_all(fd, iov)
@@ -503,7 +515,8 @@ class SketchStore:
         with self._lock:
             if self._log is not None:
                 try:
-                    self.flush()
+                    if self._writer is not None:
+                        self._writer.stop()
                 finally:
                     os.fsync(self._log)
                     os.close(self._log)

@@ -123,3 +123,15 @@ def test_a_reopened_store_reads_run_and_column_id_batches_after_a_compaction(tmp
     assert list(got[2].keys) == table[50:]
     want = batch(table, range(50, 100), start=20, seed=2).columns
     assert all(np.array_equal(got[2].columns[n], want[n]) for n in want)
+
+
+def test_close_writes_everything_and_ends_the_writer_thread(tmp_path):
+    table = [(f"s{i}",) for i in range(2000)]
+    store = SketchStore(tmp_path, compact_every=10**9)
+    for s in range(0, 200, 10):
+        store.append_outputs([batch(table, range(2000), start=s, seed=s)])
+    writer = store._writer._thread
+    store.close()
+    assert writer is not None and not writer.is_alive()
+    got, _ = SketchStore(tmp_path).window_batches(7)
+    assert [b.window_start for b in got] == list(range(0, 200, 10))
