@@ -208,6 +208,7 @@ class SketchStore:
         fsync: bool = False,
         compact_every: int = 100_000,
         compact_interval_s: float = 600.0,
+        background_writes: bool = False,
     ) -> None:
         self.directory = Path(directory) if directory is not None else None
         self.retention_ms = retention_ms
@@ -233,9 +234,12 @@ class SketchStore:
         self._generation = 0
         self._log: int | None = None
         self.appended_total = 0
-        # Without fsync, appends hand their records to a writer thread; with fsync, an append
-        # returns only once its records are durable, as before.
-        self._writer = _LogWriter() if directory is not None and not fsync else None
+        # By default an append returns once its records are in the OS (a process crash keeps
+        # them) or, with fsync, on disk. ``background_writes`` (no fsync) hands records to a
+        # writer thread instead: cheaper for the caller, but a process crash can lose the last
+        # few appends — opt-in only, since windows lost that way are answered from raw data.
+        use_writer = background_writes and directory is not None and not fsync
+        self._writer = _LogWriter() if use_writer else None
         if self._writer is not None:
             atexit.register(self.close)
         if self.directory is not None:

@@ -43,10 +43,12 @@ def test_buffers_concatenate_to_the_record_bytes_even_for_strided_and_narrow_col
     assert list(back.keys) == table[:25]
 
 
-@pytest.mark.parametrize("fsync", [False, True])
-def test_log_frames_hold_the_same_bytes_and_crc_as_a_single_framed_record(tmp_path, fsync):
+@pytest.mark.parametrize(("fsync", "background"), [(False, False), (False, True), (True, False)])
+def test_log_frames_hold_the_same_bytes_and_crc_as_a_single_framed_record(
+    tmp_path, fsync, background
+):
     table = [(f"s{i}",) for i in range(300)]
-    store = SketchStore(tmp_path, fsync=fsync, compact_every=10**9)
+    store = SketchStore(tmp_path, fsync=fsync, compact_every=10**9, background_writes=background)
     store.append_outputs([batch(table, range(300), start=s, seed=s) for s in (0, 10, 20)])
     store.flush()
     reference = SketchStore(None)  # the former path: each record built as one bytes object
@@ -63,7 +65,7 @@ def test_log_frames_hold_the_same_bytes_and_crc_as_a_single_framed_record(tmp_pa
 
 def test_a_torn_batch_tail_written_by_the_writer_thread_is_truncated_at_reopen(tmp_path):
     table = [(f"s{i}",) for i in range(1000)]
-    store = SketchStore(tmp_path, compact_every=10**9)
+    store = SketchStore(tmp_path, compact_every=10**9, background_writes=True)
     batches = [batch(table, range(1000), start=s, seed=s) for s in range(0, 50, 10)]
     for b in batches:
         store.append_outputs([b])
@@ -127,7 +129,7 @@ def test_a_reopened_store_reads_run_and_column_id_batches_after_a_compaction(tmp
 
 def test_close_writes_everything_and_ends_the_writer_thread(tmp_path):
     table = [(f"s{i}",) for i in range(2000)]
-    store = SketchStore(tmp_path, compact_every=10**9)
+    store = SketchStore(tmp_path, compact_every=10**9, background_writes=True)
     for s in range(0, 200, 10):
         store.append_outputs([batch(table, range(2000), start=s, seed=s)])
     writer = store._writer._thread
@@ -135,3 +137,13 @@ def test_close_writes_everything_and_ends_the_writer_thread(tmp_path):
     assert writer is not None and not writer.is_alive()
     got, _ = SketchStore(tmp_path).window_batches(7)
     assert [b.window_start for b in got] == list(range(0, 200, 10))
+
+
+def test_appends_are_in_the_os_when_they_return_by_default(tmp_path):
+    """No writer thread unless asked for: a process crash right after an append keeps it."""
+    table = [(f"s{i}",) for i in range(100)]
+    store = SketchStore(tmp_path, compact_every=10**9)
+    assert store._writer is None
+    store.append_outputs([batch(table, range(100), start=0, seed=0)])
+    assert frames(next(tmp_path.glob("sketches.*.log")))  # written before close
+    store.close()
