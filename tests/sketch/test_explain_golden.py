@@ -5,14 +5,13 @@ UPDATE_GOLDEN=1 .venv/bin/pytest tests/sketch
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 import pytest
 
+from tests.golden import check_explain
+
 GOLDEN = Path(__file__).with_name("golden")
-UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
 
 # name: (query, start_ms, end_ms, step_ms, verbose)
 CASES = {
@@ -56,21 +55,11 @@ CASES = {
 }
 
 
-def _check(path: Path, actual: str) -> None:
-    if UPDATE or not path.exists():
-        path.parent.mkdir(exist_ok=True)
-        path.write_text(actual)
-        if not UPDATE:
-            pytest.fail(f"golden file {path.name} was missing and has been written; re-run")
-    assert actual == path.read_text(), f"{path.name} differs (UPDATE_GOLDEN=1 to accept)"
-
-
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_explain_text_and_json_match_golden_files(engines, name):
     query, start, end, step, verbose = CASES[name]
     out = engines[0].explain(query, start, end, step, verbose=verbose)
-    _check(GOLDEN / f"{name}.txt", out.text)
-    _check(GOLDEN / f"{name}.json", json.dumps(out.json, indent=2, sort_keys=True) + "\n")
+    check_explain(out, GOLDEN, name)
 
 
 def test_analyze_shows_windows_merged_per_node(engines):
