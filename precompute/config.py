@@ -51,6 +51,7 @@ _REQUIRED: dict[str, tuple[tuple[str, ...], ...]] = {
     "MultipleSum": (),
     "MultipleMinMax": (),
     "MultipleIncrease": (),
+    "MultipleLast": (),
     "SetAggregator": (),
     "DeltaSetAggregator": (),
 }
@@ -63,6 +64,7 @@ KEYED_TYPES = frozenset(
         "MultipleSum",
         "MultipleMinMax",
         "MultipleIncrease",
+        "MultipleLast",
         "SetAggregator",
         "DeltaSetAggregator",
     }
@@ -74,6 +76,7 @@ _MULTI_ALIASES = {
     "Sum": "MultipleSum",
     "MinMax": "MultipleMinMax",
     "Increase": "MultipleIncrease",
+    "Last": "MultipleLast",
     "KLL": "HydraKLL",
     "HydraKLL": "HydraKLL",
     "CountMinSketch": "CountMinSketch",
@@ -242,6 +245,9 @@ def parse_aggregation(raw: Mapping[str, Any], index: int) -> AggregationConfig:
     metric = raw.get("metric")
     if not isinstance(metric, str) or not metric:
         raise BadDataError(f"{where}: missing metric")
+    if agg_type == "MultipleLast" and labels.rollup:
+        # The newest sample of several series together answers no instant selector.
+        raise BadDataError(f"{where}: MultipleLast cannot roll up labels (series must stay apart)")
     spatial = str(raw.get("spatialFilter") or "")
     try:
         matchers = parse_matchers(spatial) if spatial.strip() else ()

@@ -20,6 +20,7 @@ from precompute.filters import LabelFilter
 from storage.model import METRIC_NAME, DurableBatch, Labels, is_stale
 
 Key = tuple[str, ...]
+KEEPS_STALE = frozenset({"MultipleLast"})
 _UNRESOLVED = -2
 _UNMATCHED = -1
 
@@ -162,7 +163,8 @@ class Router:
         self.routes.pop(aggregation_id, None)
 
     def route(self, durable: DurableBatch) -> list[list[WorkItem]]:
-        """Per worker, the work items of one durable batch (stale markers removed)."""
+        """Per worker, the work items of one durable batch (stale markers removed, except for
+        ``KEEPS_STALE`` types)."""
         batch = durable.batch
         out: list[list[WorkItem]] = [[] for _ in range(self.num_workers)]
         if len(batch) == 0 or not self.routes:
@@ -174,6 +176,9 @@ class Router:
         series_ids = np.asarray(durable.series_ids, dtype=np.int64)
         for routes in list(self.routes.values()):
             routes.resolve(series_ids, batch.series)
-            for w, item in routes.split(sids, ts, vals, live):
+            # Only newest-sample states (instant selectors) need stale markers: a marker ends a
+            # series there. Every other accumulator never sees them.
+            keep = np.ones_like(live) if routes.config.aggregation_type in KEEPS_STALE else live
+            for w, item in routes.split(sids, ts, vals, keep):
                 out[w].append(item)
         return out

@@ -10,6 +10,7 @@ from precompute.accumulators.cms import (
 from precompute.accumulators.increase import IncreaseAccumulator, MultipleIncreaseAccumulator
 from precompute.accumulators.keyed import MultipleMinMaxAccumulator, MultipleSumAccumulator
 from precompute.accumulators.kll import HydraKLLAccumulator, KLLAccumulator
+from precompute.accumulators.last import MultipleLastAccumulator
 from precompute.accumulators.scalar import (
     AvgAccumulator,
     CountAccumulator,
@@ -36,6 +37,7 @@ ALL: tuple[type[Accumulator], ...] = (
     CountMinSketchWithHeapAccumulator,
     MultipleSumAccumulator,
     MultipleMinMaxAccumulator,
+    MultipleLastAccumulator,
     SetAccumulator,
     DeltaSetAccumulator,
 )
