@@ -1,4 +1,5 @@
-"""Capability matching: which configured aggregation can answer a range function, and why not.
+"""Capability matching: which configured aggregation can answer a range function or an instant
+selector, and why not.
 
 Shared by the ``use_precompute`` rule (plan time) and the workload advisor. A match must be
 provable from the configuration alone; everything that depends on the data (which series exist,
@@ -17,6 +18,10 @@ Rules (in order, first failure wins per aggregation):
 5. windows tile the range: range a multiple of the window; no ``@``; evaluation times minus offset
    on the slide grid; a range query's step a multiple of the slide.
 
+Instant selectors under an aggregation (``Target.fn == LATEST``) follow the same rules with the
+lookback as the range; they need a ``MultipleLast`` state (a window sum is the sum of all samples,
+not of each series' newest one), and ``@`` is allowed when ``@ − offset`` is on the slide grid.
+
 Among the matches the one needing the fewest window merges per step wins (largest window).
 """
 
@@ -30,6 +35,10 @@ from promql.lexing import format_duration_ms
 from promql.types import Matcher, MatchType
 from storage.model import METRIC_NAME
 
+# ``Target.fn`` of an instant selector (``x``, ``x offset 5m``, ``x @ t``) under an aggregation:
+# per series the newest sample in ``(t − lookback, t]``, absent when that sample is a stale marker.
+LATEST = "instant selector"
+
 # The statistic each supported range function needs.
 FUNCTION_STATS: dict[str, tuple[str, ...]] = {
     "sum_over_time": ("sum",),
@@ -40,6 +49,7 @@ FUNCTION_STATS: dict[str, tuple[str, ...]] = {
     "quantile_over_time": ("quantile",),
     "rate": ("counter",),
     "increase": ("counter",),
+    LATEST: ("last",),
 }
 
 # What each accumulator type can answer (its declared statistics, not its internal state).
@@ -55,19 +65,23 @@ TYPE_STATS: dict[str, frozenset[str]] = {
     "DatasketchesKLL": frozenset({"quantile"}),
     "Increase": frozenset({"counter"}),
     "MultipleIncrease": frozenset({"counter"}),
+    "MultipleLast": frozenset({"last"}),
 }
 
 MOMENT_TYPES = frozenset({"Sum", "Count", "Min", "Max", "MinMax", "Avg"})
 KEYED_MOMENT_TYPES = frozenset({"MultipleSum", "MultipleMinMax"})
 COUNTER_TYPES = frozenset({"Increase", "MultipleIncrease"})
+LAST_TYPES = frozenset({"MultipleLast"})
 
 
 def family(agg_type: str) -> str:
-    """``moments`` | ``counter`` | ``kll``: how windows of this type are merged."""
+    """``moments`` | ``counter`` | ``kll`` | ``last``: how windows of this type are merged."""
     if agg_type in COUNTER_TYPES:
         return "counter"
     if agg_type == "DatasketchesKLL":
         return "kll"
+    if agg_type in LAST_TYPES:
+        return "last"
     return "moments"
 
 
@@ -122,6 +136,12 @@ def refusal(cfg: AggregationConfig, target: Target, grid: GridSpec | None) -> st
         return f"{name}: function {target.fn} is not answered from windows"
     have = TYPE_STATS.get(cfg.aggregation_type, frozenset())
     missing = [s for s in needed if s not in have]
+    if missing and target.fn == LATEST:
+        kept = "+".join(sorted(have)) or "no statistic"
+        return (
+            f"{name}: an instant selector needs each series' newest sample (and stale markers) "
+            f"in the lookback; it keeps {kept} of all samples in a window, which differ"
+        )
     if missing:
         return f"{name}: {target.fn} needs {'+'.join(missing)}, which it does not keep"
     query = set(target.matchers)
@@ -138,10 +158,16 @@ def _window_refusal(
     name: str, cfg: AggregationConfig, target: Target, grid: GridSpec | None
 ) -> str | None:
     window, slide = cfg.window_size_ms, cfg.slide_interval_ms
-    if target.at_ms is not None:
+    instant = target.fn == LATEST
+    if target.at_ms is not None and not instant:
         return f"{name}: the @ modifier pins the range outside the window grid"
     if target.range_ms % window:
-        return f"{name}: range {_d(target.range_ms)} is not a multiple of window {_d(window)}"
+        what = "lookback" if instant else "range"
+        return f"{name}: {what} {_d(target.range_ms)} is not a multiple of window {_d(window)}"
+    if target.at_ms is not None:  # one evaluation time for every step
+        if (target.at_ms - target.offset_ms) % slide:
+            return f"{name}: @ {target.at_ms} minus offset is not on the window grid ({_d(slide)})"
+        return None
     if grid is None:
         return None
     if (grid.start_ms - target.offset_ms) % slide:

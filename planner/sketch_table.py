@@ -27,14 +27,16 @@ if TYPE_CHECKING:
 Key = tuple[str, ...]
 COUNTER_COLS = ("n", "first_t", "first_v", "last_t", "last_v", "resets")
 MOMENT_COLS = ("sum", "count", "min", "max")
-_INT_COLS = frozenset({"count", "n", "first_t", "last_t"})
+LAST_COLS = ("last_t", "last_v", "stale")  # newest sample per key (MultipleLast)
+_FAMILY_COLS = {"counter": COUNTER_COLS, "last": LAST_COLS}
+_INT_COLS = frozenset({"count", "n", "first_t", "last_t", "stale"})
 
 
 class WindowTable:
     def __init__(self, config: AggregationConfig) -> None:
         self.config = config
         self.family = family(config.aggregation_type)
-        self.names = COUNTER_COLS if self.family == "counter" else MOMENT_COLS
+        self.names = _FAMILY_COLS.get(self.family, MOMENT_COLS)
         self.key_ids: dict[Key, int] = {}
         self.lock = threading.Lock()
         self._reset()

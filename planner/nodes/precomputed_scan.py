@@ -295,6 +295,8 @@ def _scalar_columns(acc, fam: str) -> dict[str, np.ndarray]:
 
 def _keyed_columns(acc, fam: str) -> tuple[tuple[Key, ...], np.ndarray, dict[str, np.ndarray]]:
     """(sub keys, their row indexes in the column arrays, columns) of a keyed accumulator."""
+    if fam == "last":
+        return acc.key_columns()
     if fam == "moments":
         rows = acc.present()
         keys = tuple(acc.interner.keys[i] for i in rows.tolist())

@@ -47,7 +47,7 @@ def raw_cells(
         row = np.repeat(rows, counts)
         t = np.asarray(ss.timestamps, dtype=np.int64)
         v = np.asarray(ss.values, dtype=np.float64)
-        keep = (row >= 0) & ~is_stale(v)
+        keep = (row >= 0) if family == "last" else (row >= 0) & ~is_stale(v)  # last: markers too
         row, t, v = row[keep], t[keep], v[keep]
         col = a + (t - (int(ends[a]) - window_ms) - 1) // window_ms  # window (e - w, e]
         parts.append(_states(row * w + col, t, v, family))
@@ -77,6 +77,10 @@ def _states(cell: np.ndarray, t: np.ndarray, v: np.ndarray, family: str) -> RawC
     n = stops - starts
     if family == "kll":
         return RawCells(cell[starts], {}, [v[s:e] for s, e in zip(starts, stops, strict=True)])
+    if family == "last":  # newest sample per cell (storage returns them deduplicated)
+        last = stops - 1
+        cols = {"last_t": t[last], "last_v": v[last], "stale": is_stale(v[last]).astype(np.int64)}
+        return RawCells(cell[starts], cols, [])
     if family == "moments":
         cols = {
             "sum": np.add.reduceat(v, starts),

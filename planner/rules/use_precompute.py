@@ -5,15 +5,23 @@ Replaces ``RangeFunction(fn, RangeManipulate(SeriesNormalize(SeriesScan)))`` by
 ``precompute_match.choose`` finds an aggregation that can answer it. Whatever sits above the range
 function (``sum by (job)``, a binary expression, ``histogram_quantile``) is left as is and works on
 the per-series answer, so temporal, temporal + spatial and either arm of a binary expression are
-one rewrite. Only the top-level grid is known here, so subtrees under ``Subquery`` or
+one rewrite. An instant selector feeding an aggregation (``sum by (job) (x)``, ``topk(3, x)``,
+``quantile(0.9, x offset 5m)``) becomes ``LatestSample(exact=<the InstantManipulate subtree>)``
+when a ``MultipleLast`` aggregation holds each series' newest sample per window; the aggregation
+node itself is unchanged. Only the top-level grid is known here, so subtrees under ``Subquery`` or
 ``StepInvariant`` are not rewritten. Every candidate that is not rewritten leaves a note saying
 why (shown by EXPLAIN).
 """
 
 from __future__ import annotations
 
+import dataclasses
+
+from planner.nodes.aggregate import PromAggregate
 from planner.nodes.base import PlanNode
+from planner.nodes.count_values import CountValues
 from planner.nodes.instant_manipulate import InstantManipulate
+from planner.nodes.latest_sample import LatestSample
 from planner.nodes.precomputed_scan import PrecomputedScan, SketchSource
 from planner.nodes.range_function import RangeFunction
 from planner.nodes.range_manipulate import RangeManipulate
@@ -23,7 +31,14 @@ from planner.nodes.step_invariant import StepInvariant
 from planner.nodes.subquery import Subquery
 from planner.nodes.summary_infer import SummaryInfer
 from planner.nodes.summary_merge import SummaryMergeMultiple
-from planner.precompute_match import FUNCTION_STATS, GridSpec, Target, choose, key_labels
+from planner.precompute_match import (
+    FUNCTION_STATS,
+    LATEST,
+    GridSpec,
+    Target,
+    choose,
+    key_labels,
+)
 from planner.stmt import Grid
 from promql.lexing import format_duration_ms
 
@@ -41,32 +56,72 @@ def use_precompute(
     spec = GridSpec(grid.start_ms, grid.step_ms)
 
     def visit(node: PlanNode) -> PlanNode:
-        if isinstance(node, (Subquery, StepInvariant)):
+        if isinstance(node, (Subquery, StepInvariant, LatestSample)):
             return node
         if isinstance(node, RangeFunction):
             target = _target(node)
             if target is not None:
                 return _rewrite(node, target, spec, configs, source, notes)
-        if isinstance(node, InstantManipulate):
+        if isinstance(node, (PromAggregate, CountValues)):
+            target = instant_target(node.input)
+            if target is not None:
+                inner = _rewrite_instant(node.input, target, spec, configs, source, notes)
+                node = dataclasses.replace(node, input=inner)
+        elif isinstance(node, InstantManipulate):
             _instant_note(node, configs, notes)
         return node.map_inputs(visit)
 
     return visit(plan), notes
 
 
+def instant_target(node: PlanNode) -> Target | None:
+    """``InstantManipulate(SeriesNormalize(SeriesScan))``, markers kept, as a ``LATEST`` target."""
+    if not isinstance(node, InstantManipulate) or node.smoothed or node.keep_timestamps:
+        return None
+    norm = node.input
+    if not isinstance(norm, SeriesNormalize) or norm.drop_stale:
+        return None
+    if not isinstance(norm.input, SeriesScan):
+        return None
+    return Target(LATEST, norm.input.matchers, node.lookback_ms, node.offset_ms, node.at_ms)
+
+
 def _instant_note(node: InstantManipulate, configs, notes: list[str]) -> None:
-    """Spatial aggregations over an instant selector read each series' newest sample within the
-    lookback (and honour stale markers); closed windows keep neither, so they are not used."""
-    scan = node.input.input if isinstance(node.input, SeriesNormalize) else None
-    if not isinstance(scan, SeriesScan):
-        return
-    target = Target("", scan.matchers, 0)
-    if any(c.metric == target.metric for c in configs):
-        matchers = ",".join(f'{m.name}{m.type.value}"{m.value}"' for m in scan.matchers)
+    """An instant selector that feeds no aggregation is read from raw data (the exact path reads
+    just the lookback per step); say so when an aggregation exists for its metric."""
+    target = instant_target(node)
+    if target is not None and any(c.metric == target.metric for c in configs):
         notes.append(
-            f"not precomputed: {{{matchers}}} (instant selector): windows do not keep each "
-            "series' newest sample within the lookback"
+            f"not precomputed: {describe_instant(target)}: only an instant selector feeding an "
+            "aggregation is answered from windows"
         )
+
+
+def describe_instant(target: Target) -> str:
+    matchers = ",".join(f'{m.name}{m.type.value}"{m.value}"' for m in target.matchers)
+    text = f"{{{matchers}}}"
+    if target.offset_ms:
+        text += f" offset {format_duration_ms(target.offset_ms)}"
+    if target.at_ms is not None:
+        text += f" @ {target.at_ms / 1000:g}"
+    return text + f" (instant selector, lookback {format_duration_ms(target.range_ms)})"
+
+
+def _rewrite_instant(node, target, spec, configs, source, notes) -> PlanNode:
+    match, reasons = choose(configs, target, spec)
+    what = describe_instant(target)
+    if match is None:
+        notes.extend(f"not precomputed: {what}: {r}" for r in reasons)
+        return node
+    cfg = match.config
+    notes.append(
+        f"precomputed: {what} from aggregation {cfg.aggregation_id} "
+        f"({cfg.aggregation_type}, keys {list(key_labels(cfg))}), "
+        f"{match.windows_per_step} window(s) per step"
+    )
+    return LatestSample(
+        cfg, node, target.matchers, target.range_ms, target.offset_ms, target.at_ms, source
+    )
 
 
 def _target(node: RangeFunction) -> Target | None:
