@@ -139,8 +139,9 @@ def refusal(cfg: AggregationConfig, target: Target, grid: GridSpec | None) -> st
     if missing and target.fn == LATEST:
         kept = "+".join(sorted(have)) or "no statistic"
         return (
-            f"{name}: an instant selector needs each series' newest sample (and stale markers) "
-            f"in the lookback; it keeps {kept} of all samples in a window, which differ"
+            f"{name}: an instant selector reads each series' newest sample in the lookback "
+            f"(a stale marker ends the series); this keeps the {kept} of all samples per window "
+            "instead (a MultipleLast aggregation answers it)"
         )
     if missing:
         return f"{name}: {target.fn} needs {'+'.join(missing)}, which it does not keep"

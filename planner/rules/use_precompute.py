@@ -54,6 +54,7 @@ def use_precompute(
         return plan, []
     notes: list[str] = []
     spec = GridSpec(grid.start_ms, grid.step_ms)
+    matched: set[int] = set()  # instant selectors already judged as an aggregation's input
 
     def visit(node: PlanNode) -> PlanNode:
         if isinstance(node, (Subquery, StepInvariant, LatestSample)):
@@ -65,9 +66,10 @@ def use_precompute(
         if isinstance(node, (PromAggregate, CountValues)):
             target = instant_target(node.input)
             if target is not None:
+                matched.add(id(node.input))
                 inner = _rewrite_instant(node.input, target, spec, configs, source, notes)
                 node = dataclasses.replace(node, input=inner)
-        elif isinstance(node, InstantManipulate):
+        elif isinstance(node, InstantManipulate) and id(node) not in matched:
             _instant_note(node, configs, notes)
         return node.map_inputs(visit)
 
