@@ -4,8 +4,9 @@ The sketch store keeps one serialized accumulator per (key, window) entry; decod
 every query would cost Python per entry per query. A ``WindowTable`` decodes each entry once and
 appends it to flat arrays — window end, key id (grouping values + sub key), and the statistics
 (moments: sum/count/min/max; counters: n, first/last time and value, resets) — so a query
-selects its windows and series with numpy masks and gathers. KLL sketches stay objects (merged per
-(series, window) by the query). Tables are kept per store and aggregation definition and follow
+selects its windows and series with numpy masks and gathers. A KLL entry becomes a weighted
+segment (its retained items sorted by value and their weights, ``udfs.weighted_quantile``), all
+segments concatenated in growing buffers, so quantiles are array lookups, not sketch calls. Tables are kept per store and aggregation definition and follow
 the store's log: new entries are appended; if the log was rebuilt (retention, removal) the table
 is rebuilt too.
 """
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from planner.precompute_match import family
+from udfs.weighted_quantile import Segments, kll_items
 
 if TYPE_CHECKING:
     from precompute.config import AggregationConfig
@@ -48,13 +50,15 @@ class WindowTable:
         self.last: SketchEntry | None = None
         self.pending: list[tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]] = []
         self.scalars: list[tuple[int, int, tuple]] = []  # (end, key id, statistics)
-        self.objects: list[Any] = []  # KLL accumulators, row-aligned
+        self.kll_parts: list[tuple[np.ndarray, np.ndarray, int]] = []  # items, weights, k
         self.end = np.zeros(0, dtype=np.int64)
         self.kid = np.zeros(0, dtype=np.int64)
         self.cols: dict[str, np.ndarray] = {
             n: np.zeros(0, np.int64 if n in _INT_COLS else np.float64) for n in self.names
         }
-        self.obj = np.zeros(0, dtype=object)
+        self.items, self.cumw = _Growing(np.float64), _Growing(np.int64)
+        self.seg_lo, self.seg_hi = _Growing(np.int64), _Growing(np.int64)
+        self.seg_exact, self.seg_k = _Growing(np.bool_), _Growing(np.int64)
         self.sub_cache: dict[tuple[Key, tuple[Key, ...]], np.ndarray] = {}
         self.worker_maps: dict[int, tuple[list[Key], np.ndarray]] = {}
 
@@ -102,7 +106,11 @@ class WindowTable:
         end = entry.window_end
         if self.family == "kll":
             self.scalars.append((end, self._kid(entry.key), ()))
-            self.objects.append(acc)
+            if acc.exact is not None:
+                items = np.sort(acc.exact)
+                self.kll_parts.append((items, np.ones(items.shape[0], np.int64), acc.k))
+            else:
+                self.kll_parts.append((*kll_items(acc.sketch.serialize()), acc.k))
             return
         if not acc.keyed:
             cols = _scalar_columns(acc, self.family)
@@ -154,14 +162,39 @@ class WindowTable:
                 for i, n in enumerate(self.names):
                     dtype = np.int64 if n in _INT_COLS else np.float64
                     cols[n].append(np.array([s[2][i] for s in self.scalars], dtype=dtype))
-        if self.objects:
-            obj = np.empty(len(self.objects), dtype=object)
-            obj[:] = self.objects
-            self.obj = np.concatenate([self.obj, obj])
+        if self.kll_parts:
+            self._flush_segments()
         self.end, self.kid = np.concatenate(ends), np.concatenate(kids)
         if self.family != "kll":
             self.cols = {n: np.concatenate(v) for n, v in cols.items()}
-        self.pending, self.scalars, self.objects = [], [], []
+        self.pending, self.scalars, self.kll_parts = [], [], []
+
+    def _flush_segments(self) -> None:
+        assert not self.pending, "KLL windows arrive as entries, not window batches"
+        parts = self.kll_parts
+        sizes = np.array([p[0].shape[0] for p in parts], dtype=np.int64)
+        weights = np.concatenate([p[1] for p in parts])
+        before = self.cumw.view()
+        total = int(before[-1]) if before.shape[0] else 0
+        hi = self.items.size + np.cumsum(sizes)
+        self.seg_lo.extend(hi - sizes)
+        self.seg_hi.extend(hi)
+        self.items.extend(np.concatenate([p[0] for p in parts]))
+        self.cumw.extend(total + np.cumsum(weights))
+        exact_parts = [bool((p[1] == 1).all()) for p in parts]
+        self.seg_exact.extend(np.array(exact_parts, dtype=bool))
+        self.seg_k.extend(np.array([p[2] for p in parts], dtype=np.int64))
+
+    def segments(self) -> Segments:
+        """All KLL rows as weighted segments (row-aligned with ``end``/``kid``); the arrays are
+        views that later appends never change."""
+        return Segments(
+            self.items.view(),
+            self.cumw.view(),
+            self.seg_lo.view(),
+            self.seg_hi.view(),
+            self.seg_exact.view(),
+        )
 
     # --- reading ----------------------------------------------------------------------------
 
@@ -179,6 +212,27 @@ class WindowTable:
             if kid is not None:
                 out[kid] = row
         return out
+
+
+class _Growing:
+    """An append-only array with doubling capacity: appending never copies what is stored
+    (amortized), and a ``view`` taken earlier keeps its contents."""
+
+    def __init__(self, dtype) -> None:
+        self.buf = np.zeros(0, dtype=dtype)
+        self.size = 0
+
+    def extend(self, values: np.ndarray) -> None:
+        need = self.size + values.shape[0]
+        if need > self.buf.shape[0]:
+            grown = np.zeros(max(need, 2 * self.buf.shape[0], 1024), dtype=self.buf.dtype)
+            grown[: self.size] = self.buf[: self.size]
+            self.buf = grown
+        self.buf[self.size : need] = values
+        self.size = need
+
+    def view(self) -> np.ndarray:
+        return self.buf[: self.size]
 
 
 def _sketch_entry_type() -> type:

@@ -162,20 +162,45 @@ def union_quantiles(
     return values, exact
 
 
+def ramp(starts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """``concatenate([arange(s, s + n) for s, n in zip(starts, sizes)])`` without the loop."""
+    offsets = np.cumsum(sizes) - sizes
+    return np.arange(int(sizes.sum()), dtype=np.int64) + np.repeat(starts - offsets, sizes)
+
+
+def _gather(seg: Segments, members: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(values, weights, sizes) of the members' segments, concatenated in member order."""
+    sizes = seg.hi[members] - seg.lo[members]
+    idx = ramp(seg.lo[members], sizes)
+    prev = np.where(idx > 0, seg.cumw[np.maximum(idx - 1, 0)], 0)
+    return seg.items[idx], seg.cumw[idx] - prev, sizes
+
+
+def take(seg: Segments, rows: np.ndarray) -> Segments:
+    """The segments ``rows`` as a compact ``Segments`` (row ``i`` of the result is ``rows[i]``)."""
+    values, weights, sizes = _gather(seg, rows)
+    hi = np.cumsum(sizes)
+    return Segments(values, np.cumsum(weights), hi - sizes, hi, seg.exact[rows])
+
+
+def concat(a: Segments, b: Segments) -> Segments:
+    """``a``'s segments followed by ``b``'s."""
+    shift = a.items.shape[0]
+    total = int(a.cumw[-1]) if shift else 0
+    return Segments(
+        np.concatenate([a.items, b.items]),
+        np.concatenate([a.cumw, b.cumw + total]),
+        np.concatenate([a.lo, b.lo + shift]),
+        np.concatenate([a.hi, b.hi + shift]),
+        np.concatenate([a.exact, b.exact]),
+    )
+
+
 def _union(seg: Segments, members: np.ndarray, starts: np.ndarray) -> Segments:
     """One segment per pair: its members' items gathered, sorted by (pair, value), re-weighted."""
-    lo, hi = seg.lo[members], seg.hi[members]
-    sizes = hi - lo
+    values, weights, sizes = _gather(seg, members)
     n_pairs = starts.shape[0] - 1
-    pair_of_member = np.repeat(np.arange(n_pairs), np.diff(starts))
-    total = int(sizes.sum())
-    # Item indexes of all members, concatenated: a ramp restarted at each member's ``lo``.
-    offsets = np.cumsum(sizes) - sizes
-    idx = np.arange(total, dtype=np.int64) + np.repeat(lo - offsets, sizes)
-    prev = np.where(idx > 0, seg.cumw[np.maximum(idx - 1, 0)], 0)
-    weights = seg.cumw[idx] - prev
-    pair = np.repeat(pair_of_member, sizes)
-    values = seg.items[idx]
+    pair = np.repeat(np.repeat(np.arange(n_pairs), np.diff(starts)), sizes)
     order = np.lexsort((values, pair))
     per_pair = np.bincount(pair, minlength=n_pairs)
     hi_out = np.cumsum(per_pair)

@@ -3,9 +3,10 @@
 Reads the aggregation's window table (``planner.sketch_table``: stored windows decoded once) for
 the window ends a grid needs (``t − offset − j·window`` for every step ``t`` and
 ``j < range / window``) and lays them out as ``[series, window]`` arrays (moments, counter
-columns) or an object matrix (KLL sketches). Several entries of one (key, window) — late
-mini-accumulators, restarts — are merged here, before any window merging (moments add, sketches
-merge into a copy); counter states whose time ranges overlap cannot be merged exactly.
+columns) or, for KLL sketches, weighted segments grouped by cell (``KllCells``). Several entries
+of one (key, window) — late mini-accumulators, restarts — are merged here, before any window
+merging (moments add; sketches become a union of the cell's segments, read by the quantile
+kernel); counter states whose time ranges overlap cannot be merged exactly.
 
 Coverage: a window is answered by the store only when it starts at or after the oldest stored
 window's end and ends no later than the newest stored window's end (so the first, possibly
@@ -34,6 +35,7 @@ from planner.sketch_table import COUNTER_COLS, MOMENT_COLS, table_for
 from precompute.filters import LabelFilter
 from promql.types import Matcher, MatchType, ValueType
 from storage.model import METRIC_NAME, Labels
+from udfs.weighted_quantile import Segments, concat, take
 
 if TYPE_CHECKING:
     from planner.executor import Executor
@@ -45,6 +47,16 @@ Key = tuple[str, ...]
 
 
 @dataclass(frozen=True)
+class KllCells:
+    """KLL windows per cell: cell ``c = row·w + column`` owns the segments
+    ``rows[start[c]:start[c + 1]]`` (several when late entries were forwarded)."""
+
+    segments: Segments
+    start: np.ndarray  # int64 [n·w + 1]
+    rows: np.ndarray  # int64: segment ids grouped by cell
+
+
+@dataclass(frozen=True)
 class SketchWindows:
     """Per query series (rows) and window end (columns, every ``slide`` ms from ``ends[0]``)."""
 
@@ -52,7 +64,7 @@ class SketchWindows:
     ends: np.ndarray  # int64 [w]
     family: str
     cols: dict[str, np.ndarray]  # moments: sum/count/min/max; counter: COUNTER_COLS; [n, w]
-    sketches: np.ndarray | None  # object [n, w] of KLLAccumulator | None
+    kll: KllCells | None  # quantile sketches (family "kll")
     dirty: np.ndarray  # bool [n, w]: a cell that must come from raw data
     covered: np.ndarray  # bool [w]: the window is closed and inside the stored range
     entries: int = 0
@@ -178,7 +190,8 @@ def load_windows(
         keep = covered[col] & ~fill[col]
         sel, r, col = sel[keep], r[keep], col[keep]
         picked = {k: v[sel] for k, v in table.cols.items()} if fam != "kll" else {}
-        objects = table.obj[sel] if fam == "kll" else None
+        segments = table.segments() if fam == "kll" else None
+        ks = table.seg_k.view()[sel] if fam == "kll" else None
     raw, n_raw = None, int(fill.sum())
     if n_raw:
         row_of = {ls: i for i, ls in enumerate(labels)}
@@ -186,8 +199,8 @@ def load_windows(
         covered = covered | fill
     entries = int(sel.shape[0])
     if fam == "kll":
-        k = int(cfg.param("K", "k", default=200))
-        sw = _sketch_cells(labels, ends, r, col, objects, covered, raw, k, entries)
+        assert segments is not None and ks is not None
+        sw = _sketch_cells(labels, ends, r * w + col, sel, segments, ks, covered, raw, entries)
         return dataclasses.replace(sw, raw_windows=n_raw)
     flat = r * w + col
     if raw is not None and raw.flat.shape[0]:
@@ -243,30 +256,34 @@ def _scatter(fam: str, picked, flat: np.ndarray, n: int, w: int, dirty: np.ndarr
     return cols
 
 
-def _sketch_cells(labels, ends, r, col, objects, covered, raw, k: int, entries: int):
-    n, w = len(labels), int(ends.shape[0])
-    cells = np.full((n, w), None, dtype=object)
-    worst = 0.0
-    if raw is not None:
-        from precompute.accumulators.kll import KLLAccumulator
+def _sketch_cells(labels, ends, flat, sel, segments: Segments, ks, covered, raw, entries: int):
+    """Cells → segment ids (CSR by cell); windows rebuilt from raw samples join as exact
+    segments of their values."""
+    from datasketches import kll_doubles_sketch
 
-        for flat, values in zip(raw.flat.tolist(), raw.values, strict=True):
-            acc = KLLAccumulator(k)
-            acc.update(values, np.zeros(0, np.int64))
-            cells[flat // w, flat % w] = acc
-            worst = max(worst, acc.rank_error())
-    for i, j, acc in zip(r.tolist(), col.tolist(), objects.tolist(), strict=True):
-        cell = cells[i, j]
-        if cell is None:
-            cells[i, j] = acc  # shared with the table: never mutated
-        else:  # several entries for one window (late data, restarts): merge into a copy
-            merged = cell.empty_like()
-            merged.merge(cell)
-            merged.merge(acc)
-            cells[i, j] = merged
-        worst = max(worst, acc.rank_error())
+    n, w = len(labels), int(ends.shape[0])
+    approx = ~segments.exact[sel]
+    bounds = [kll_doubles_sketch.get_normalized_rank_error(int(k), True) for k in set(ks[approx])]
+    rows = sel
+    if raw is not None and raw.flat.shape[0]:
+        # Only here are segments copied: the query's own rows, then the raw cells' values.
+        sizes = raw.cols["n"]
+        hi = np.cumsum(sizes)
+        raw_seg = Segments(
+            raw.cols["items"], np.arange(1, int(hi[-1]) + 1), hi - sizes, hi,
+            np.ones(sizes.shape[0], dtype=bool),
+        )  # fmt: skip
+        segments = concat(take(segments, sel), raw_seg)
+        rows = np.arange(segments.n_segments, dtype=np.int64)
+        flat = np.concatenate([flat, raw.flat])
+    order = np.argsort(flat, kind="stable")
+    start = np.zeros(n * w + 1, dtype=np.int64)
+    np.cumsum(np.bincount(flat, minlength=n * w), out=start[1:])
+    cells = KllCells(segments, start, rows[order])
     dirty = np.zeros((n, w), dtype=bool)
-    return SketchWindows(labels, ends, "kll", {}, cells, dirty, covered, entries, rank_error=worst)
+    return SketchWindows(
+        labels, ends, "kll", {}, cells, dirty, covered, entries, rank_error=max(bounds, default=0.0)
+    )
 
 
 def _empty(names, n: int, w: int) -> dict[str, np.ndarray]:

@@ -4,7 +4,7 @@ When a configuration uses tumbling windows, a window that is not covered (before
 configuration existed, dropped by retention, the still-open newest window) or whose counter
 entries overlap (late data) is rebuilt here from the raw samples of exactly that window, in the
 same form as the stored states: moments (sum, count, min, max), counter state (n, first and last
-sample, reset correction) or a KLL accumulator. The precomputed windows and these are then merged
+sample, reset correction) or, for quantiles, the cell's values sorted (an exact segment). The precomputed windows and these are then merged
 by the same code, so a query combines both instead of recomputing everything from raw data.
 Samples are series-major and time-sorted from storage, so every (series, window) cell is one
 contiguous run: the states come from ``reduceat`` over run starts, never a loop per sample.
@@ -23,7 +23,7 @@ from storage.model import Labels, is_stale
 class RawCells:
     flat: np.ndarray  # cell index row * n_windows + column, one per non-empty cell
     cols: dict[str, np.ndarray]  # moments or counter columns, aligned with ``flat``
-    values: list[np.ndarray]  # for sketches: each cell's raw values
+    values: list[np.ndarray]  # unused (kept for callers of the old form)
 
 
 def raw_cells(
@@ -51,6 +51,7 @@ def raw_cells(
         row, t, v = row[keep], t[keep], v[keep]
         col = a + (t - (int(ends[a]) - window_ms) - 1) // window_ms  # window (e - w, e]
         parts.append(_states(row * w + col, t, v, family))
+    parts = [p for p in parts if p.flat.shape[0]]
     if not parts:
         return RawCells(np.zeros(0, np.int64), {}, [])
     flat = np.concatenate([p.flat for p in parts])
@@ -75,8 +76,9 @@ def _states(cell: np.ndarray, t: np.ndarray, v: np.ndarray, family: str) -> RawC
     starts = np.flatnonzero(np.r_[True, cell[1:] != cell[:-1]])
     stops = np.r_[starts[1:], cell.shape[0]]
     n = stops - starts
-    if family == "kll":
-        return RawCells(cell[starts], {}, [v[s:e] for s, e in zip(starts, stops, strict=True)])
+    if family == "kll":  # every cell's values, sorted: exact weighted segments
+        run = np.repeat(np.arange(starts.shape[0]), n)  # runs keep their order (= cell[starts])
+        return RawCells(cell[starts], {"items": v[np.lexsort((v, run))], "n": n}, [])
     if family == "last":  # newest sample per cell (storage returns them deduplicated)
         last = stops - 1
         cols = {"last_t": t[last], "last_v": v[last], "stale": is_stale(v[last]).astype(np.int64)}

@@ -106,20 +106,9 @@ class SummaryInfer(PlanNode):
         sv = ex.run(self.params_[0], grid)
         assert isinstance(sv, ScalarValue)
         q = sv.values
-        sk = merged.sketches
-        assert sk is not None
-        n, k = sk.shape
-        values = np.zeros(n * k)
-        present = np.zeros(n * k, dtype=bool)
-        idx = np.flatnonzero(merged.ok.ravel())
-        cells = [c if c is not None and c.n else None for c in sk.ravel()[idx].tolist()]
-        qs = np.broadcast_to(q, (n, k)).ravel()[idx].tolist()
-        # One call into the sketch per (series, step): the per-cell cost of this path.
-        pairs = zip(cells, qs, strict=True)
-        values[idx] = [np.nan if c is None else c.quantile(x) for c, x in pairs]
-        present[idx] = [c is not None for c in cells]
-        values, present = values.reshape(n, k), present.reshape(n, k)
-        approx = any(c is not None and not c.is_exact for c in cells)
+        assert merged.kll is not None
+        # All (series, step) cells at once: array lookups into the windows' weighted segments.
+        values, present, approx = merged.kll.quantiles(merged.ok, np.asarray(q, np.float64))
         bad = q[present.any(axis=0) & ((q < 0) | (q > 1) | np.isnan(q))]
         if bad.size:
             ex.warn(f"{QUANTILE_WARNING}, got {go_g(float(bad[0]))}", self.pos)

@@ -8,8 +8,10 @@ already merged several entries of one (key, window); here windows are merged acr
   step, never recomputed from scratch, and vectorized over series × steps;
 - min/max: ``m`` vectorized ``fmin``/``fmax`` passes over [series, steps];
 - counter states: ``m`` vectorized merges in time order (reset bridging across window seams);
-- KLL sketches: merged per (series, step) from the ``m`` window sketches (a sketch merge is per
-  window, not per sample).
+- KLL sketches: the weighted union of the step's window segments (``KllSteps``), evaluated by the
+  quantile kernel for all (series, step) pairs at once, in chunks: a step of one window is one
+  ``searchsorted`` into the stored segments; several windows are gathered and sorted by
+  (pair, value). No sketch object is touched and nothing loops per (series, step).
 
 A step whose windows are not all covered (or whose counter cell is dirty) is marked for raw data.
 """
@@ -22,8 +24,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from planner.nodes.base import PlanError, PlanNode, require_type
-from planner.nodes.precomputed_scan import SketchWindows
+from planner.nodes.precomputed_scan import KllCells, SketchWindows
 from promql.types import ValueType
+from udfs.weighted_quantile import CHUNK_ITEMS, ramp, segment_quantiles, union_quantiles
 
 if TYPE_CHECKING:
     from planner.executor import Executor
@@ -37,7 +40,7 @@ class MergedSteps:
     labels: list
     family: str
     cols: dict[str, np.ndarray]  # [n, k]
-    sketches: np.ndarray | None  # object [n, k]
+    kll: KllSteps | None  # quantile sketches: the windows of each step, merged on demand
     ok: np.ndarray  # bool [n, k]
     reason: str = ""
     windows_merged: int = 0
@@ -88,7 +91,8 @@ class SummaryMergeMultiple(PlanNode):
         elif sw.family == "counter":
             cols, sketches = merge_counters(sw.cols, last, stride, m), None
         else:
-            cols, sketches = {}, merge_sketches(sw.sketches, cols_idx, ok, stride)
+            assert sw.kll is not None
+            cols, sketches = {}, KllSteps(sw.kll, int(sw.ends.shape[0]), cols_idx)
         return MergedSteps(
             sw.labels, sw.family, cols, sketches, ok, "", int(m * ok.any(axis=0).sum()),
             sw.entries, sw.rank_error, sw.raw_windows,
@@ -221,90 +225,54 @@ def merge_counter_pair(a: dict[str, np.ndarray], b: dict[str, np.ndarray]):
     }
 
 
-def merge_sketches(
-    sketches: np.ndarray | None, idx: np.ndarray, ok: np.ndarray, stride: int = 1
-) -> np.ndarray:
-    """Per (series, step) the merge of the step's window sketches. When consecutive steps slide
-    along one residue class of the window grid (the usual case), windows enter and leave in FIFO
-    order and a two-stack sliding aggregation needs O(1) merges per step instead of ``m``."""
-    assert sketches is not None
-    n, k = ok.shape
-    m = idx.shape[0]
-    moves = np.diff(idx[-1]) if k > 1 else np.zeros(0, dtype=np.int64)
-    if m <= 4 or (moves % stride).any() or (moves < 0).any():
-        return _merge_each(sketches, idx, ok)
-    out = np.full((n, k), None, dtype=object)
-    for i in np.flatnonzero(ok.any(axis=1)).tolist():
-        window = _TwoStacks()
-        newest = int(idx[0, 0]) - stride  # last column pushed
-        for j in range(k):
-            lo, hi = int(idx[0, j]), int(idx[-1, j])
-            for col in range(newest + stride, hi + 1, stride):
-                window.push(col, sketches[i, col])
-            newest = max(newest, hi)
-            window.evict_before(lo)
-            if ok[i, j]:
-                out[i, j] = window.merged()
-    return out
+@dataclass(frozen=True)
+class KllSteps:
+    """Step ``j`` of series ``i`` is the weighted union of the cells ``i·w + cols[:, j]``."""
 
+    cells: KllCells
+    w: int
+    cols: np.ndarray  # int64 [m, k]: window columns of each step, oldest first
 
-def _merge_each(sketches: np.ndarray, idx: np.ndarray, ok: np.ndarray) -> np.ndarray:
-    n, k = ok.shape
-    out = np.full((n, k), None, dtype=object)
-    if idx.shape[0] == 1:  # one window per step: read the stored sketch itself (never mutated)
-        out[ok] = sketches[:, idx[0]][ok]
-        return out
-    for i, j in zip(*np.nonzero(ok), strict=True):
-        out[i, j] = _combine(sketches[i, w] for w in idx[:, j].tolist())
-    return out
+    def quantiles(self, ok: np.ndarray, q: np.ndarray):
+        """(values [n, k], present [n, k], whether any answer is approximate) for the cells
+        ``ok``; ``q`` per step."""
+        n, k = ok.shape
+        q = np.broadcast_to(q, (k,))
+        values = np.zeros(n * k)
+        present = np.zeros(n * k, dtype=bool)
+        pairs = np.flatnonzero(ok.ravel())
+        m = self.cols.shape[0]
+        block = max(1, CHUNK_ITEMS // (16 * m))  # pairs per pass: bounds the [pairs, m] arrays
+        approx = False
+        for a in range(0, pairs.shape[0], block):
+            p = pairs[a : a + block]
+            v, has, exact = self._pairs(p // k, p % k, q[p % k])
+            values[p], present[p] = v, has
+            approx = approx or bool((has & ~exact).any())
+        return values.reshape(n, k), present.reshape(n, k), approx
 
-
-def _combine(cells) -> object | None:
-    """A new accumulator holding the merge of ``cells`` (None entries skipped; inputs kept)."""
-    merged = None
-    for cell in cells:
-        if cell is None:
-            continue
-        if merged is None:
-            merged = cell.empty_like()
-        merged.merge(cell)
-    return merged
-
-
-class _TwoStacks:
-    """FIFO sliding aggregation over sketches (Hammer et al.'s two stacks): ``front`` holds, from
-    the oldest item, the merge of each item with every newer front item; ``back`` the pushes."""
-
-    def __init__(self) -> None:
-        self.front: list[tuple[int, object | None]] = []  # (column, suffix merge), oldest last
-        self.back: list[tuple[int, object | None]] = []
-        self.back_agg: object | None = None
-
-    def push(self, col: int, cell) -> None:
-        self.back.append((col, cell))
-        if cell is None:
-            return
-        if self.back_agg is None:
-            self.back_agg = _combine((cell,))
-        else:  # owned here (``merged`` hands out copies), so merged in place
-            self.back_agg.merge(cell)
-
-    def evict_before(self, col: int) -> None:
-        while True:
-            if not self.front:
-                if not self.back or self.back[0][0] >= col:
-                    return
-                self._flip()
-            if self.front[-1][0] >= col:
-                return
-            self.front.pop()
-
-    def _flip(self) -> None:
-        agg = None
-        for col, cell in reversed(self.back):
-            agg = _combine((cell, agg)) if cell is not None else agg
-            self.front.append((col, agg))
-        self.back, self.back_agg = [], None
-
-    def merged(self):
-        return _combine((self.front[-1][1] if self.front else None, self.back_agg))
+    def _pairs(self, i: np.ndarray, j: np.ndarray, q: np.ndarray):
+        c, seg = self.cells, self.cells.segments
+        cells = i[:, None] * self.w + self.cols[:, j].T  # [pairs, m]
+        counts = c.start[cells + 1] - c.start[cells]
+        per_pair = counts.sum(axis=1)
+        if c.rows.shape[0] == 0:
+            return np.zeros(i.shape[0]), np.zeros(i.shape[0], bool), np.ones(i.shape[0], bool)
+        if self.cols.shape[0] == 1 and int(per_pair.max(initial=0)) <= 1:
+            # One stored segment per step (the common case): no gather, one searchsorted.
+            rows = c.rows[np.minimum(c.start[cells[:, 0]], c.rows.shape[0] - 1)]
+            has = per_pair == 1
+            has[has] = seg.totals(rows[has]) > 0
+            values = segment_quantiles(seg, rows[has], q[has])
+            out = np.zeros(i.shape[0])
+            out[has] = values
+            return out, has, np.where(has, seg.exact[rows], True)
+        members = c.rows[ramp(c.start[cells.ravel()], counts.ravel())]
+        starts = np.zeros(i.shape[0] + 1, dtype=np.int64)
+        np.cumsum(per_pair, out=starts[1:])
+        weight = np.zeros(members.shape[0] + 1, dtype=np.int64)
+        np.cumsum(seg.totals(members), out=weight[1:])
+        totals = weight[starts[1:]] - weight[starts[:-1]]
+        has = (per_pair > 0) & (totals > 0)
+        values, exact = union_quantiles(seg, starts, members, q)
+        return np.where(has, values, 0.0), has, exact

@@ -104,29 +104,56 @@ def _upstream(ts, vs, start, end, is_rate):
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_sliding_sketch_merges_equal_merging_every_step_from_scratch(seed):
-    from planner.nodes.summary_merge import _merge_each, merge_sketches
-    from precompute.accumulators.kll import KLLAccumulator
+def test_step_quantiles_are_the_union_of_the_steps_window_segments(seed):
+    """``KllSteps`` (all pairs at once, chunked) against a per-pair reference: the step's raw
+    values sorted by numpy — Prometheus' quantile when every window is exact, otherwise within
+    the rank bound of the exact ranks. Cells may hold several entries (late data)."""
+    from datasketches import kll_doubles_sketch
+
+    from planner.nodes.precomputed_scan import KllCells
+    from planner.nodes.summary_merge import KllSteps
+    from precompute.accumulators.kll import prometheus_quantile
+    from udfs.weighted_quantile import Segments, kll_items
 
     rng = np.random.default_rng(seed)
-    n, w = 3, 60
-    stride, m = int(rng.integers(1, 3)), int(rng.integers(5, 12))
-    cells = np.full((n, w), None, dtype=object)
-    for i in range(n):
-        for c in range(w):
-            if rng.random() < 0.8:  # some windows have no data
-                acc = KLLAccumulator(10_000)  # exact: merges are comparable value by value
-                acc.update(rng.normal(size=int(rng.integers(1, 5))), np.zeros(0, np.int64))
-                cells[i, c] = acc
-    step = stride * int(rng.integers(1, 3))
-    last = np.arange((m - 1) * stride, w, step)
+    n, w, k_param = 3, 40, 16
+    stride, m = int(rng.integers(1, 3)), int(rng.integers(1, 6))
+    parts, flat, raw = [], [], {}
+    for cell in range(n * w):
+        for _ in range(int(rng.choice([0, 1, 1, 1, 2]))):
+            v = rng.normal(size=int(rng.integers(1, 40)))
+            if v.shape[0] > k_param and rng.random() < 0.5:
+                sketch = kll_doubles_sketch(k_param)
+                sketch.update(v)
+                parts.append(kll_items(sketch.serialize()))
+            else:
+                parts.append((np.sort(v), np.ones(v.shape[0], np.int64)))
+            flat.append(cell)
+            raw.setdefault(cell, []).append(v)
+    flat_a = np.array(flat, dtype=np.int64)
+    start = np.zeros(n * w + 1, dtype=np.int64)
+    np.cumsum(np.bincount(flat_a, minlength=n * w), out=start[1:])
+    cells = KllCells(Segments.build(parts), start, np.argsort(flat_a, kind="stable"))
+    last = np.arange((m - 1) * stride, w, stride * int(rng.integers(1, 3)))
     idx = last[None, :] - stride * np.arange(m)[::-1, None]
     ok = rng.random((n, last.shape[0])) < 0.9
-    got = merge_sketches(cells, idx, ok, stride)
-    want = _merge_each(cells, idx, ok)
-    for i, j in zip(*np.nonzero(ok), strict=True):
-        a, b = got[i, j], want[i, j]
-        assert (a is None) == (b is None)
-        if a is not None:
-            np.testing.assert_array_equal(a.sorted_values(), b.sorted_values())
-    assert all(c is None or c.n <= 4 for c in cells.ravel()), "inputs were not modified"
+    q = rng.uniform(0, 1, size=last.shape[0])
+    values, present, _ = KllSteps(cells, w, idx).quantiles(ok, q)
+    eps = kll_doubles_sketch.get_normalized_rank_error(k_param, True)
+    for i, j in itertools.product(range(n), range(last.shape[0])):
+        vals = [x for c in idx[:, j].tolist() for x in raw.get(i * w + c, [])]
+        assert present[i, j] == (ok[i, j] and bool(vals))
+        if not present[i, j]:
+            continue
+        pooled = np.sort(np.concatenate(vals))
+        sketched = any(
+            (parts[r][1] != 1).any()
+            for c in idx[:, j].tolist()
+            for r in cells.rows[start[i * w + c] : start[i * w + c + 1]].tolist()
+        )
+        if not sketched:
+            assert values[i, j] == prometheus_quantile(float(q[j]), pooled)
+            continue
+        lo = np.searchsorted(pooled, values[i, j], "left") / pooled.shape[0]
+        hi = np.searchsorted(pooled, values[i, j], "right") / pooled.shape[0]
+        assert lo - eps <= q[j] <= hi + eps
