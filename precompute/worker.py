@@ -242,9 +242,12 @@ class Worker:
                 merged = group.pop(w)
             else:
                 parts = [group[p] for p in spec.pane_ends_of_window(w) if p in group]
-                merged = parts[0].empty_like()
-                for part in parts:
-                    merged.merge(part)
+                fast = getattr(type(parts[0]), "merged_panes", None)
+                merged = fast(parts) if fast is not None else None
+                if merged is None:
+                    merged = parts[0].empty_like()
+                    for part in parts:
+                        merged.merge(part)
             out.append((self._output(st, g, w), merged))
         for p in [p for p in group if spec.last_window_end_of_pane(p) <= target]:
             del group[p]

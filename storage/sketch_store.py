@@ -67,9 +67,69 @@ class RawBatch:
     values: np.ndarray
 
 
+class _DeferredEntry(SketchEntry):
+    """A window entry whose accumulator bytes are built when first read, not when appended.
+
+    Keyed windows (``MultipleIncrease`` over 100k series: ~6 MB per window close) cost the
+    engine more to serialize than to compute; the store keeps the emitted accumulator (never
+    changed after emit) and writes the log record from its column views. Equal to, and hashed
+    like, the ``SketchEntry`` with the same fields."""
+
+    def __init__(self, aggregation_id: int, key: Key, start: int, end: int, acc: Accumulator):
+        for name, value in (("aggregation_id", aggregation_id), ("key", key),
+                            ("window_start", start), ("window_end", end), ("_acc", acc)):  # fmt: skip
+            object.__setattr__(self, name, value)
+
+    @property
+    def data(self) -> bytes:  # type: ignore[override]
+        # Set before the accumulator is dropped, so a concurrent reader finds one or the other.
+        d = self.__dict__.get("_data")
+        if d is None:
+            acc = self.__dict__.get("_acc")
+            if acc is None:
+                return self.__dict__["_data"]
+            d = self.__dict__["_data"] = acc.to_bytes()
+            self.__dict__.pop("_acc", None)
+        return d
+
+    def pieces(self) -> list[Buffer]:
+        acc = self.__dict__.get("_acc")
+        return acc.to_pieces() if acc is not None else [self.data]
+
+    def _fields(self) -> tuple:
+        return (self.aggregation_id, self.key, self.window_start, self.window_end, self.data)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, SketchEntry):
+            return self._fields() == (other.aggregation_id, other.key, other.window_start,
+                                      other.window_end, other.data)  # fmt: skip
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __repr__(self) -> str:
+        return (f"SketchEntry(aggregation_id={self.aggregation_id!r}, key={self.key!r}, "
+                f"window_start={self.window_start!r}, window_end={self.window_end!r}, deferred)")  # fmt: skip
+
+
+def _entry_of(out: object, acc: Accumulator) -> SketchEntry:
+    o = out  # a PrecomputedOutput
+    if getattr(acc, "keyed", False) and hasattr(acc, "to_pieces"):
+        return _DeferredEntry(o.aggregation_id, o.key, o.window_start, o.window_end, acc)  # type: ignore[attr-defined]
+    return SketchEntry(o.aggregation_id, o.key, o.window_start, o.window_end, acc.to_bytes())  # type: ignore[attr-defined]
+
+
 def _encode_entry(e: SketchEntry) -> bytes:
+    return b"".join(_entry_pieces(e))
+
+
+def _entry_pieces(e: SketchEntry) -> list[Buffer]:
+    # The accumulator bytes stay pieces of their own: a keyed window over 100k keys is ~6 MB,
+    # written with ``writev`` rather than copied into a record first.
     head = _ENTRY.pack(_KIND_WINDOW, e.aggregation_id, e.window_start, e.window_end)
-    return head + pack_keys([e.key]) + e.data
+    body = e.pieces() if isinstance(e, _DeferredEntry) else [e.data]
+    return [head + pack_keys([e.key]), *body]
 
 
 def _encode_raw(r: RawBatch) -> bytes:
@@ -348,7 +408,7 @@ class SketchStore:
         if not entries:
             return
         with self._lock:
-            self._write(_encode_entry(e) for e in entries)
+            self._write_pieces(_entry_pieces(e) for e in entries)
             for e in entries:
                 self._index(e)
             self._after_write(len(entries))
@@ -362,10 +422,7 @@ class SketchStore:
                 if len(out):
                     chunks.append(out)
                 continue
-            o, acc = out
-            chunks.append(
-                SketchEntry(o.aggregation_id, o.key, o.window_start, o.window_end, acc.to_bytes())  # type: ignore[attr-defined]
-            )
+            chunks.append(_entry_of(*out))
         if not chunks:
             return
         with self._lock:
@@ -389,7 +446,7 @@ class SketchStore:
         """Log records for a chunk (lock held): a window batch whose keys are rows of a key table
         is written as key ids, preceded by a key record for keys the store has not seen."""
         if isinstance(chunk, SketchEntry):
-            return [[_encode_entry(chunk)]]
+            return [_entry_pieces(chunk)]
         keys = chunk.keys
         if not isinstance(keys, KeyRows):
             return [[_encode_batch(chunk)]]
