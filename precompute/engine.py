@@ -29,6 +29,7 @@ from storage.model import DurableBatch, is_stale
 
 _SNAPSHOT_VERSION = 1
 _MAX_FUTURE_MS = 60 * 1000
+NO_HISTORY_MS = -(1 << 62)  # ``history_through_ms`` of an empty storage: every sample is seen
 log = logging.getLogger("tidemark.precompute")
 
 
@@ -39,6 +40,7 @@ class PrecomputeEngine:
         sink: OutputSink,
         snapshot_path: str | os.PathLike[str] | None = None,
         block_timeout_s: float = 10.0,
+        history_through_ms: int | None = None,
     ) -> None:
         self.options: EngineOptions = config.engine
         self.configs: dict[int, AggregationConfig] = config.by_id()
@@ -51,6 +53,14 @@ class PrecomputeEngine:
         self._cond = threading.Condition()
         self._queued = [0] * n
         self.agg_max_t: dict[int, int] = {}
+        # Coverage (``coverage``): samples stored before this engine listened are stamped at or
+        # before ``history_through_ms`` (None: unknown); per aggregation, windows starting at or
+        # after ``complete_from`` hold every sample (None: from its first routed sample on).
+        self.history_through_ms = history_through_ms
+        self.max_seen_t: int | None = None
+        self.first_t: dict[int, int] = {}
+        known = None if history_through_ms is None else history_through_ms + 1
+        self.complete_from: dict[int, int | None] = dict.fromkeys(self.configs, known)
         self.counters = {"batches_in": 0, "samples_in": 0, "samples_rejected": 0, "raw_samples": 0}
         self.hosts = [self._make_host(i) for i in range(n)]
         self._stop = threading.Event()
@@ -126,6 +136,12 @@ class PrecomputeEngine:
             sizes = [sum(len(i) for i in items) for items in per_worker]
             total = sum(sizes)
             self.counters["batches_in"] += 1
+            ts = durable.batch.timestamps
+            if len(ts):
+                newest = int(np.max(ts))
+                self.max_seen_t = (
+                    newest if self.max_seen_t is None else max(self.max_seen_t, newest)
+                )
             if total == 0:
                 return
             self._reserve(sizes)
@@ -134,6 +150,8 @@ class PrecomputeEngine:
                     t = int(item.timestamps.max())
                     if t > self.agg_max_t.get(item.aggregation_id, t - 1):
                         self.agg_max_t[item.aggregation_id] = t
+                    if item.aggregation_id not in self.first_t:
+                        self.first_t[item.aggregation_id] = int(item.timestamps.min())
             self.counters["samples_in"] += total
             for host, items in zip(self.hosts, per_worker, strict=True):
                 if items:
@@ -207,7 +225,11 @@ class PrecomputeEngine:
                 for host in self.hosts:
                     host.send(("remove", agg_id))
                 self.agg_max_t.pop(agg_id, None)
+                self.first_t.pop(agg_id, None)
+            seen = [t for t in (self.max_seen_t, self.history_through_ms) if t is not None]
             for agg_id in added:
+                # Samples already ingested (stamped up to the newest seen) never reach it.
+                self.complete_from[agg_id] = max(seen) + 1 if seen else None
                 self.router.set_routes(AggregationRoutes(new[agg_id], self.options.num_workers))
                 for host in self.hosts:
                     host.send(("add", new[agg_id]))
@@ -229,6 +251,7 @@ class PrecomputeEngine:
                 "routes": routes,
                 "workers": workers,
                 "agg_max_t": dict(self.agg_max_t),
+                "coverage": (self.max_seen_t, dict(self.first_t), dict(self.complete_from)),
             }
 
     def save_snapshot(self) -> None:
@@ -265,10 +288,35 @@ class PrecomputeEngine:
             for host, state in zip(self.hosts, snap["workers"], strict=True):
                 host.send(("call", "restore", state))
             self.agg_max_t.update({a: t for a, t in snap["agg_max_t"].items() if a in self.configs})
+            if "coverage" in snap:  # what the aggregations saw before the restart still counts
+                max_seen, first_t, complete_from = snap["coverage"]
+                self.max_seen_t = max_seen
+                self.first_t.update({a: t for a, t in first_t.items() if a in self.configs})
+                self.complete_from.update(
+                    {a: t for a, t in complete_from.items() if a in self.configs}
+                )
             self._broadcast_call("status")
         return True
 
     # --- observability ----------------------------------------------------------------------
+
+    def coverage(self, aggregation_id: int) -> tuple[int, int] | None:
+        """``(complete_from_ms, closed_through_ms)``: windows ``(s, e]`` with
+        ``s >= complete_from_ms`` hold every sample of the aggregation, and every group has
+        closed its windows ending at or before ``closed_through_ms``. None: no window yet."""
+        cfg = self.configs.get(aggregation_id)
+        first = self.first_t.get(aggregation_id)
+        if cfg is None or first is None:
+            return None
+        start = self.complete_from.get(aggregation_id)
+        rows = [w[aggregation_id] for w in self._broadcast_call("status") if aggregation_id in w]
+        marks = [r["min_watermark_ms"] for r in rows if r["min_watermark_ms"] is not None]
+        if not marks:
+            return None
+        slide = cfg.slide_interval_ms
+        # A window (s, e] is closed once a group's watermark is past e (worker._close_due).
+        closed = ((min(marks) - 1) // slide) * slide
+        return (first if start is None else start), closed
 
     def status(self) -> dict[str, Any]:
         per_worker = self._broadcast_call("status")

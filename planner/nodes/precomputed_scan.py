@@ -8,12 +8,15 @@ of one (key, window) — late mini-accumulators, restarts — are merged here, b
 merging (moments add; sketches become a union of the cell's segments, read by the quantile
 kernel); counter states whose time ranges overlap cannot be merged exactly.
 
-Coverage: a window is answered by the store only when it starts at or after the oldest stored
-window's end and ends no later than the newest stored window's end (so the first, possibly
-partial window of a config added while data flowed, retention, and the still-open newest window
-are outside). With tumbling windows, every other window — and counter windows with overlapping
-entries — is rebuilt from raw samples (``raw_windows``); with sliding windows it stays
-uncovered and the steps needing it go to the exact subtree.
+Coverage: with a precompute engine attached (``SketchSource.coverage``), a window is answered by
+the store when the engine says it holds every sample (it starts at or after the aggregation's
+``complete_from``: the engine listened before those samples arrived) and is closed for every group
+(it ends at or before ``closed_through``), and it is inside the stored range (retention). Without
+an engine (store only) the oldest stored window counts as possibly partial (the first window of a
+config added while data flowed) and windows after the newest stored one as open. With tumbling
+windows, every other window — and counter windows with overlapping entries — is rebuilt from raw
+samples (``raw_windows``); with sliding windows it stays uncovered and the steps needing it go to
+the exact subtree.
 
 Data-dependent checks that planning cannot make happen here, and refuse (``reason``) rather than
 answer wrongly: every query series must be one the aggregation summarises (its metric and
@@ -83,6 +86,9 @@ class SketchSource:
 
     store: SketchStore
     configs: Any  # () -> Sequence[AggregationConfig]; live, so run-time config changes apply
+    # aggregation id -> (complete_from_ms, closed_through_ms) | None: the precompute engine's
+    # ``PrecomputeEngine.coverage``; None: judge coverage from the store alone.
+    coverage: Any = None
 
     def current(self) -> list[AggregationConfig]:
         return list(self.configs())
@@ -120,7 +126,9 @@ class PrecomputedScan(PlanNode):
         ends = self.window_ends(grid)
         if self.source is None or ends.shape[0] == 0:
             return _refused([], ends, family(self.config.aggregation_type), "no sketch store")
-        return load_windows(ex.storage, self.source.store, self.config, self.matchers, ends)
+        src = self.source
+        cov = src.coverage(self.config.aggregation_id) if src.coverage is not None else None
+        return load_windows(ex.storage, src.store, self.config, self.matchers, ends, cov)
 
 
 def _refused(labels, ends, fam: str, reason: str) -> SketchWindows:
@@ -167,7 +175,12 @@ def _fmt(labels: Labels) -> str:
 
 
 def load_windows(
-    storage, store: SketchStore, cfg: AggregationConfig, matchers, ends: np.ndarray
+    storage,
+    store: SketchStore,
+    cfg: AggregationConfig,
+    matchers,
+    ends: np.ndarray,
+    coverage: tuple[int, int] | None = None,
 ) -> SketchWindows:
     fam = family(cfg.aggregation_type)
     window, slide = cfg.window_size_ms, cfg.slide_interval_ms
@@ -179,7 +192,7 @@ def load_windows(
     table = table_for(store, cfg)
     with table.lock:
         table.sync(store)
-        covered = _covered(table.span(), ends, window)
+        covered = _covered(table.span(), ends, window, coverage)
         end = table.end
         sel = np.flatnonzero((end >= ends[0]) & (end <= ends[-1]) & ((end - ends[0]) % slide == 0))
         r = table.rows_for(rows, n)[table.kid[sel]]
@@ -211,13 +224,18 @@ def load_windows(
     return SketchWindows(labels, ends, fam, cols, None, dirty, covered, entries, raw_windows=n_raw)
 
 
-def _covered(span: tuple[int, int] | None, ends: np.ndarray, window: int) -> np.ndarray:
-    """Windows the store answers. The oldest pane may have missed samples ingested before the
-    aggregation existed (or lost to retention mid-window): only windows starting at or after the
-    oldest stored window's end are complete; windows after the newest stored one are open."""
+def _covered(span, ends: np.ndarray, window: int, coverage=None) -> np.ndarray:
+    """Windows the store answers. With the engine's ``coverage`` (complete from, closed
+    through): complete and closed windows inside the stored range ``span``. Without it, the
+    oldest stored window may have missed samples ingested before the aggregation existed, so
+    only windows starting at or after its end count, and windows after the newest are open."""
     if span is None:
         return np.zeros(ends.shape[0], dtype=bool)
-    return (ends - window >= span[0]) & (ends <= span[1])
+    if coverage is None:
+        return (ends - window >= span[0]) & (ends <= span[1])
+    complete_from, closed_through = coverage
+    inside = (ends >= span[0]) & (ends <= min(span[1], closed_through))
+    return inside & (ends - window >= complete_from)
 
 
 def _raw_columns(fam, tumbling: bool, covered, flat: np.ndarray, n: int, w: int) -> np.ndarray:
