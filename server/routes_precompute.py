@@ -32,7 +32,7 @@ from precompute.config import (
     load_config,
     parse_config,
 )
-from precompute.engine import PrecomputeEngine
+from precompute.engine import NO_HISTORY_MS, PrecomputeEngine
 from precompute.output import StoreSink
 from promql.errors import BadDataError, UnavailableError
 from server.config import EXTRA_METRICS, READ_POOL, STORAGE
@@ -112,7 +112,16 @@ def configure(args: argparse.Namespace, storage: Any, data_dir: Path) -> Precomp
 def attach(
     storage: Any, config: StreamingConfig, store: SketchStore, snapshot_path: Path | None = None
 ) -> PrecomputeRuntime:
-    engine = PrecomputeEngine(config, StoreSink(store), snapshot_path=snapshot_path).start()
+    # An empty storage means the engine sees every sample: its windows are complete from the
+    # start (PrecomputeEngine.coverage); otherwise what was stored before is unknown to it.
+    stats = storage.stats() if hasattr(storage, "stats") else {}
+    empty = bool(stats) and not stats.get("head_samples") and not stats.get("block_samples")
+    engine = PrecomputeEngine(
+        config,
+        StoreSink(store),
+        snapshot_path=snapshot_path,
+        history_through_ms=NO_HISTORY_MS if empty else None,
+    ).start()
     storage.add_listener(engine.on_batch)
     runtime = PrecomputeRuntime(engine, store, storage)
     if _weakrefable(storage):

@@ -373,7 +373,9 @@ def sketch_source(storage: object) -> Any:
     if runtime is None:
         return None
     return SketchSource(
-        runtime.store, lambda: [] if runtime.closed else list(runtime.engine.configs.values())
+        runtime.store,
+        lambda: [] if runtime.closed else list(runtime.engine.configs.values()),
+        lambda agg_id: None if runtime.closed else runtime.engine.coverage(agg_id),
     )
 
 
