@@ -4,6 +4,7 @@ windows, refusals with their reasons."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ import pytest
 from precompute.config import load_config
 from storage.model import STALE_NAN
 from tests.golden import check_explain
+from tests.server.conftest import server_factory  # noqa: F401  (fixture)
 from tests.sketch.harness import SCRAPE_MS, World, assert_same, gauge_series
 
 HOUR_MS = 3_600_000
@@ -284,3 +286,52 @@ def test_explain_golden_for_a_rewritten_instant_aggregation(world):
     pre, _ = world.engines()
     out = pre.explain("quantile by (job) (0.9, x offset 5m)", 1_800_000, 3_000_000, 60_000)
     check_explain(out, GOLDEN, "instant_quantile_by_rewritten")
+
+
+HTTP_CONFIG = """
+aggregations:
+  - {aggregationId: 1, aggregationType: MultipleLast, metric: lat, windowSize: 60,
+     labels: {grouping: [job], aggregated: [instance]}}
+engine: {num_workers: 1, flush_interval_ms: 50}
+"""
+
+
+def test_http_explain_shows_the_rewrite_and_windows_show_newest_samples(server_factory):  # noqa: F811
+    from server.routes_precompute import attach
+    from storage.db import Storage
+    from storage.sketch_store import SketchStore
+    from tests.server.payloads import RW_HEADERS, snappy, write_request
+
+    storage = Storage.in_memory()
+    attach(storage, load_config(HTTP_CONFIG), SketchStore())
+    client, _ = server_factory(storage)
+    series = [
+        (
+            [("__name__", "lat"), ("job", "api"), ("instance", f"i{i}")],
+            [(t * 1000, float((t * 7 + i) % 50)) for t in range(0, 540 if i == 0 else 600, 5)]
+            + ([(537_500, STALE_NAN)] if i == 0 else []),  # i0 ends with a marker
+        )
+        for i in range(3)
+    ]
+    reply = client.post("/api/v1/write", snappy(write_request(series)), RW_HEADERS)
+    assert reply.status == 204, reply.body
+    params = [("query", "sum by (job) (lat)"), ("start", "300"), ("end", "660"), ("step", "60")]
+    body = client.get("/api/v1/query_range", [*params, ("explain", "true")]).json()
+    text = body["data"]["explain"]["text"]
+    assert "LatestSample: aggregation=[1], type=[MultipleLast]" in text
+    assert 'Note: precomputed: {__name__="lat"} (instant selector, lookback 5m)' in text
+    off = client.get("/api/v1/query_range", [*params, ("explain", "true"), ("precompute", "off")])
+    assert "LatestSample" not in off.json()["data"]["explain"]["text"]
+    window = [("aggregation_id", "1"), ("start", "480"), ("end", "540")]
+    deadline = time.monotonic() + 10
+    while True:  # windows close asynchronously (flush timer)
+        rows = client.get("/api/v1/precompute/windows", window).json()["data"]
+        if rows or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    stats = {k["key"]["instance"]: k["stats"] for k in rows[0]["stats"]["keys"]}
+    assert stats["i0"] == {"last": "NaN", "timestamp": 537.5, "stale": True}
+    assert stats["i1"] == {"last": float((540 * 7 + 1) % 50), "timestamp": 540.0, "stale": False}
+    got = client.get("/api/v1/query_range", params).json()["data"]["result"]
+    want = client.get("/api/v1/query_range", [*params, ("precompute", "off")]).json()
+    assert got == want["data"]["result"] and got
