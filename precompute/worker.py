@@ -20,7 +20,13 @@ import numpy as np
 
 from precompute.accumulators.base import Accumulator
 from precompute.accumulators.registry import BY_NAME, make_accumulator
-from precompute.columnar import MOMENT_TYPES, ColumnarCounters, ColumnarPanes
+from precompute.columnar import (
+    MOMENT_TYPES,
+    ColumnarCounters,
+    ColumnarPanes,
+    SlidingCounterMerge,
+    keyed_counter_window,
+)
 from precompute.config import AggregationConfig, EngineOptions, LateDataPolicy
 from precompute.output import PrecomputedOutput
 from precompute.router import WorkItem
@@ -55,6 +61,8 @@ class AggState:
     counters: AggCounters = field(default_factory=AggCounters)
     # Moments family and Increase: panes as arrays over group ids (see precompute/columnar.py).
     columnar: ColumnarPanes | ColumnarCounters | None = None
+    # Keyed counter groups (MultipleIncrease), sliding: cached partial merges per group id.
+    sliding: dict[int, SlidingCounterMerge] = field(default_factory=dict)
 
     def add_keys(self, groups: Iterable[Key], subs: Iterable[Key]) -> None:
         self.group_keys.extend(groups)
@@ -158,6 +166,9 @@ class Worker:
             if acc is None:
                 acc = group[p] = make_accumulator(config, max_buffer)
             acc.update(vals[s:e], ts[s:e], st.sub_keys, None if subs is None else subs[s:e])
+            sliding = st.sliding.get(g)
+            if sliding is not None:  # new samples in a pane it may have merged already
+                sliding.touch(p)
 
     def _late(self, st: AggState, late, gids, panes, ts, vals, subs) -> list[Emit]:
         idx = np.flatnonzero(late)
@@ -241,10 +252,9 @@ class Worker:
             if single:
                 merged = group.pop(w)
             else:
-                parts = [group[p] for p in spec.pane_ends_of_window(w) if p in group]
-                fast = getattr(type(parts[0]), "merged_panes", None)
-                merged = fast(parts) if fast is not None else None
+                merged = self._keyed_window(st, g, w, group)
                 if merged is None:
+                    parts = [group[p] for p in spec.pane_ends_of_window(w) if p in group]
                     merged = parts[0].empty_like()
                     for part in parts:
                         merged.merge(part)
@@ -253,8 +263,24 @@ class Worker:
             del group[p]
         if not group:
             del st.panes[g]
+            st.sliding.pop(g, None)
         st.counters.windows_emitted += len(out)
         return out
+
+    def _keyed_window(self, st: AggState, g: int, w: int, group: dict[int, Accumulator]):
+        """Keyed counter panes: the two-stack sliding merge (3+ panes per window) or one
+        ``merge_pair`` chain; None for other types (merged pane by pane)."""
+        ends = list(st.spec.pane_ends_of_window(w))
+        if len(ends) >= 3 and getattr(type(next(iter(group.values()))), "table_of", None):
+            sliding = st.sliding.get(g)
+            if sliding is None:
+                sliding = st.sliding[g] = SlidingCounterMerge()
+            merged = keyed_counter_window(sliding, ends, group)
+            if merged is not None:
+                return merged
+        parts = [group[p] for p in ends if p in group]
+        fast = getattr(type(parts[0]), "merged_panes", None) if parts else None
+        return fast(parts) if fast is not None else None
 
     def max_event_times(self) -> dict[int, int]:
         """Per aggregation, the newest event time this worker has seen (None-free: MIN if none)."""
@@ -352,7 +378,7 @@ class Worker:
             st.group_keys, st.sub_keys = list(data["group_keys"]), list(data["sub_keys"])
             st.max_t, st.closed = data["max_t"].copy(), data["closed"].copy()
             st.floor, st.touched = data["floor"].copy(), data["touched"].copy()
-            st.panes = {}
+            st.panes, st.sliding = {}, {}
             for g, p, raw in data["panes"]:
                 st.panes.setdefault(g, {})[p] = Accumulator.from_bytes(raw)
             st.counters = AggCounters(**data["counters"])

@@ -430,13 +430,8 @@ class _CounterBase(Accumulator):
         ``merge_pair`` chain over whole-prefix views, results copied once — what folding
         ``merge`` over the panes into an empty accumulator gives, without writing every step
         back. None (nothing changed) when the panes are not all of that shape."""
-        if not cls.keyed or not parts:
-            return None
-        table = getattr(parts[0].interner, "table", None)
-        if table is None or any(
-            type(p) is not cls or p.interner.table is not table  # type: ignore[attr-defined]
-            for p in parts
-        ):
+        table = cls.table_of(parts)
+        if table is None:
             return None
         for p in parts:
             p._fold()  # type: ignore[attr-defined]
@@ -447,12 +442,33 @@ class _CounterBase(Accumulator):
             if bool(((later.n > 0) & (merged.n > 0) & (later.first_t < merged.first_t)).any()):
                 return None  # not in time order: the general merge orders each row
             merged = merge_pair(merged, later)
+        # The chain's result may alias pane columns (rows no later pane changed); panes live on.
+        return cls.from_table_columns(table, merged, parts)
+
+    @classmethod
+    def from_table_columns(
+        cls, table: list[Key], merged: CounterColumns, parts: Sequence[Accumulator]
+    ) -> Accumulator:
+        """A window accumulator over rows of the worker key table ``table`` holding a copy of
+        ``merged`` (the merge of the window's panes ``parts``)."""
         out = cls(parts[0].max_buffer)  # type: ignore[attr-defined]
         out.interner.table = table
-        # The chain's result may alias pane columns (rows no later pane changed); panes live on.
         out.cols = CounterColumns(*(np.array(getattr(merged, c), copy=True) for c in _COLS))
         out.out_of_order = sum(p.out_of_order for p in parts)  # type: ignore[attr-defined]
         return out
+
+    @classmethod
+    def table_of(cls, parts: Sequence[Accumulator]) -> list[Key] | None:
+        """The worker key table all ``parts`` index in table mode, or None."""
+        if not cls.keyed or not parts:
+            return None
+        table = getattr(parts[0].interner, "table", None)  # type: ignore[attr-defined]
+        if table is None or any(
+            type(p) is not cls or p.interner.table is not table  # type: ignore[attr-defined]
+            for p in parts
+        ):
+            return None
+        return table
 
     def _present(self) -> np.ndarray:
         """Rows holding data (all rows for the single-series Increase)."""

@@ -4,7 +4,7 @@ views, and store entries whose bytes are built when first read — all equal to 
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from precompute.accumulators.base import Accumulator, pack_array, pack_keys
@@ -111,3 +111,53 @@ def test_keyed_windows_read_from_the_store_equal_entries_built_from_their_bytes(
     reopened.compact()
     reopened.close()
     assert SketchStore(tmp_path).log_view(3) == windows
+
+
+def _run_keyed_stream(batches, general: bool, monkeypatch) -> list[tuple]:
+    from precompute.worker import Worker
+    from tests.precompute.helpers import Harness, agg_yaml
+
+    with monkeypatch.context() as m:
+        if general:  # the reference: every window merged pane by pane
+            m.setattr(Worker, "_keyed_window", lambda *a: None)
+        h = Harness(
+            agg_yaml("MultipleIncrease", window=60, slide=10, grouping=["job"],
+                     aggregated=["instance"]),
+            allowed_lateness_ms=5_000,
+        )  # fmt: skip
+        for batch in batches:
+            h.send(batch)
+        h.close_all()
+    return [(o.key, o.window_start, o.window_end, acc.to_bytes()) for o, acc in h.emits]
+
+
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)  # monkeypatch is only used through monkeypatch.context(), undone per example
+@given(seed=st.integers(0, 10_000), shuffle=st.booleans())
+def test_sliding_keyed_counter_windows_equal_pane_by_pane_merges_under_reordering_and_gaps(
+    seed, shuffle, monkeypatch
+):
+    """Two-stack window merges of MultipleIncrease panes give the windows of the general merge:
+    series that come and go, counter resets, batches swapped past the allowed lateness (late for
+    closed windows, new samples in panes already merged), series added while windows are open."""
+    rng = np.random.default_rng(seed)
+    batches, value = [], {}
+    for k in range(14):
+        t0 = k * PANE_MS
+        batch = []
+        for i in range(int(rng.integers(2, 12)) + k):
+            if rng.random() < 0.2:
+                continue  # a missed scrape: gaps in some panes
+            inst = f"h{i}"
+            v = value.get(inst, 0.0) + float(rng.integers(0, 5))
+            value[inst] = 0.0 if rng.random() < 0.05 else v  # a counter reset
+            labels = {"__name__": "m", "job": f"j{i % 2}", "instance": inst}
+            batch.append((labels, t0 + int(rng.integers(0, PANE_MS)), value[inst]))
+        batches.append(batch)
+    if shuffle:  # swap neighbours: late for closed windows, on time for open ones (touch)
+        for k in range(0, len(batches) - 1, 2):
+            if rng.random() < 0.5:
+                batches[k], batches[k + 1] = batches[k + 1], batches[k]
+    fast = _run_keyed_stream(batches, general=False, monkeypatch=monkeypatch)
+    assert fast and fast == _run_keyed_stream(batches, general=True, monkeypatch=monkeypatch)
