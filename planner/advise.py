@@ -1,8 +1,9 @@
 """The workload advisor: queries (or a Grafana dashboard) → a StreamingConfig that answers them.
 
-Each query is planned like a real one and searched with the rewrite rule's own candidate test
-(``use_precompute._target``): range functions over selectors become candidates; everything else
-is listed with the reason it cannot be helped. Candidates are grouped per (metric, kind of
+Each query is planned like a real one and searched with the rewrite rule's own candidate tests
+(``use_precompute._target`` / ``instant_target``): range functions over selectors and instant
+selectors feeding an aggregation (answered from ``MultipleLast`` newest samples) become
+candidates; everything else is listed with the reason it cannot be helped. Candidates are grouped per (metric, kind of
 state) into one aggregation each, keyed per series (``grouping``: ``job`` when the series have it,
 ``aggregated``: the other identifying labels), with a window that tiles every range and step
 seen (their greatest common divisor). Finally every candidate is checked against the proposed
@@ -29,12 +30,13 @@ import yaml
 from planner.logical import logical_plan
 from planner.nodes.aggregate import PromAggregate
 from planner.nodes.base import PlanNode
+from planner.nodes.count_values import CountValues
 from planner.nodes.instant_manipulate import InstantManipulate
 from planner.nodes.range_function import RangeFunction
 from planner.nodes.step_invariant import StepInvariant
 from planner.nodes.subquery import Subquery
-from planner.precompute_match import FUNCTION_STATS, GridSpec, Target, choose
-from planner.rules.use_precompute import _target
+from planner.precompute_match import FUNCTION_STATS, LATEST, GridSpec, Target, choose
+from planner.rules.use_precompute import _target, instant_target
 from planner.stmt import EvalStmt
 from precompute.config import parse_config
 from promql.lexing import format_duration_ms
@@ -48,12 +50,14 @@ _KIND = {
     "quantile_over_time": "kll",
     "rate": "counter",
     "increase": "counter",
+    LATEST: "last",
 }
 _TYPE = {
     "sum": "MultipleSum",
     "minmax": "MultipleMinMax",
     "counter": "MultipleIncrease",
     "kll": "DatasketchesKLL",
+    "last": "MultipleLast",
 }
 
 
@@ -62,6 +66,7 @@ class AdviseOptions:
     rate_interval_ms: int = 60_000  # Grafana's $__rate_interval (4 × a 15 s scrape)
     interval_ms: int = 60_000  # $__interval, also the assumed step of range queries
     range_ms: int = 3_600_000  # $__range
+    lookback_ms: int = 300_000  # the queries' lookback delta (instant selectors)
     kll_k: int = 200
     default_keys: tuple[str, ...] = ("job", "instance")
 
@@ -158,13 +163,21 @@ def substitute(expr: str, variables: dict[str, str], opts: AdviseOptions) -> str
 
 
 def _candidates(plan: PlanNode):
-    """(range functions over selectors, reasons for other parts, labels of ``by`` clauses)."""
-    found: list[tuple[RangeFunction, Target]] = []
+    """(range functions over selectors and instant selectors under aggregations, reasons for
+    other parts, labels of ``by`` clauses)."""
+    found: list[tuple[PlanNode, Target]] = []
     problems: list[str] = []
 
     def visit(node: PlanNode) -> None:
         if isinstance(node, PromAggregate) and not node.without:
             by_labels.update(node.grouping)
+        if isinstance(node, (PromAggregate, CountValues)):
+            target = instant_target(node.input)
+            if target is not None:
+                found.append((node.input, target))
+                if isinstance(node, PromAggregate) and node.param is not None:
+                    visit(node.param)
+                return
         if isinstance(node, (Subquery, StepInvariant)):
             problems.append("a subquery is evaluated on its own grid (not rewritten)")
             return
@@ -175,7 +188,8 @@ def _candidates(plan: PlanNode):
                 return
         if isinstance(node, InstantManipulate):
             problems.append(
-                "an instant selector needs each series' newest sample within the lookback"
+                "an instant selector that feeds no aggregation is read from raw data (only the "
+                "lookback per step)"
             )
             return
         for child in node.inputs:
@@ -191,7 +205,7 @@ def _why_not(target: Target) -> str | None:
         return "the selector has no metric name"
     if target.fn not in FUNCTION_STATS:
         return f"{target.fn} is not answered from windows"
-    if target.at_ms is not None:
+    if target.at_ms is not None and target.fn != LATEST:
         return "the @ modifier pins the range"
     return None
 
@@ -205,7 +219,8 @@ def advise(queries: Sequence[str], opts: AdviseOptions, label_names: Any = None)
     for q in queries:
         try:
             expr = _parse_cached(q, False)
-            plan = logical_plan(EvalStmt(expr, 0, opts.range_ms, opts.interval_ms))
+            stmt = EvalStmt(expr, 0, opts.range_ms, opts.interval_ms, opts.lookback_ms)
+            plan = logical_plan(stmt)
         except Exception as err:
             per_query.append((q, [], [f"does not parse: {err}"]))
             continue
@@ -232,12 +247,15 @@ def _keys(metric: str, label_names, extra: dict[str, set[str]], opts: AdviseOpti
     return keys
 
 
-def _windowing(ranges: list[int], opts: AdviseOptions) -> dict[str, Any]:
+def _windowing(ranges: list[int], opts: AdviseOptions, sliding: bool = True) -> dict[str, Any]:
     """One range: a sliding window of that range stepping by the interval (one window per step).
-    Several ranges: tumbling windows of their greatest common divisor (with the interval)."""
+    Several ranges: tumbling windows of their greatest common divisor (with the interval).
+    Newest samples (``sliding=False``) always use tumbling windows: the still-open newest window
+    of a query at "now" is then rebuilt from raw samples instead of sending the step to raw."""
     distinct = sorted(set(ranges))
     if (
-        len(distinct) == 1
+        sliding
+        and len(distinct) == 1
         and distinct[0] % opts.interval_ms == 0
         and distinct[0] > opts.interval_ms
     ):
@@ -262,7 +280,7 @@ def _config(targets: list[Target], opts: AdviseOptions, label_names, extra) -> d
             "aggregationId": i,
             "aggregationType": _TYPE[kind],
             "metric": metric,
-            **_windowing(ranges, opts),
+            **_windowing(ranges, opts, sliding=kind != "last"),
         }
         if kind == "kll":  # one sketch per series: group by every identifying label
             agg["parameters"] = {"K": opts.kll_k}
@@ -292,5 +310,5 @@ def _verdicts(per_query, config: dict[str, Any], opts: AdviseOptions) -> Advice:
         elif answered:
             advice.helped.append((q, ", ".join(answered)))
         else:
-            advice.unhelped.append((q, "no range function over a selector"))
+            advice.unhelped.append((q, "nothing in it is answered from windows"))
     return advice

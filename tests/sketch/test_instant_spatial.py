@@ -335,3 +335,23 @@ def test_http_explain_shows_the_rewrite_and_windows_show_newest_samples(server_f
     got = client.get("/api/v1/query_range", params).json()["data"]["result"]
     want = client.get("/api/v1/query_range", [*params, ("precompute", "off")]).json()
     assert got == want["data"]["result"] and got
+
+
+def test_the_advisor_proposes_newest_samples_for_aggregated_instant_selectors():
+    from planner.advise import AdviseOptions, advise
+
+    queries = ["sum by (job) (x)", "quantile(0.9, x offset 5m)", 'count_values("v", x)']
+    advice = advise([*queries, "x > 3"], AdviseOptions())
+    (agg,) = advice.config["aggregations"]
+    assert agg["aggregationType"] == "MultipleLast" and agg["windowType"] == "tumbling"
+    assert agg["windowSize"] == 60.0
+    assert agg["labels"] == {"grouping": ["job"], "aggregated": ["instance"]}
+    assert [q for q, _ in advice.helped] == queries
+    assert "feeds no aggregation" in dict(advice.unhelped)["x > 3"]
+    w = World(advice.yaml())
+    fill(w, 8, 0, 1_800_000)
+    pre, exact = w.engines()
+    for q in queries:
+        _rewritten(pre, q, 600_000, 1_800_000, 60_000)
+        want = exact.range_query(q, 600_000, 1_800_000, 60_000)
+        assert_same(pre.range_query(q, 600_000, 1_800_000, 60_000), want)
