@@ -181,10 +181,7 @@ def load_last_cells(
     value = np.zeros(n * w)
     stale = np.zeros(n * w, dtype=bool)
     if flat.shape[0]:
-        # Of several entries per cell the newest sample wins, ties to the later entry.
-        order = np.lexsort((seq, t, flat))
-        f = flat[order]
-        last = order[np.r_[f[1:] != f[:-1], True]]
+        last = _newest_per_cell(flat, t, seq, n * w)
         has[flat[last]] = True
         value[flat[last]] = v[last]
         stale[flat[last]] = st[last]
@@ -198,6 +195,16 @@ def load_last_cells(
         int(sel.shape[0]),
         n_raw,
     )
+
+
+def _newest_per_cell(flat: np.ndarray, t: np.ndarray, seq: np.ndarray, size: int) -> np.ndarray:
+    """Index of the entry to keep per cell: the newest sample, ties to the later entry. One entry
+    per cell is the normal case (a sort only when late data or restarts added more)."""
+    if int(np.bincount(flat, minlength=size).max()) <= 1:
+        return np.arange(flat.shape[0])
+    order = np.lexsort((seq, t, flat))
+    f = flat[order]
+    return order[np.r_[f[1:] != f[:-1], True]]
 
 
 def _empty(labels, ends: np.ndarray, reason: str) -> LastCells:
