@@ -69,6 +69,9 @@ class CounterColumns:
 def _fold_one_each(cols: CounterColumns, kid: np.ndarray, t: np.ndarray, v: np.ndarray) -> int:
     """``fold_sorted`` when every key has exactly one sample (one scrape of many series): the
     same state changes without sorting."""
+    run = _as_run(kid)
+    if run is not None:
+        return _fold_run(cols, run, t, v)
     had = cols.n[kid] > 0
     fresh = ~had | (t > cols.last_t[kid])
     skipped = int(kid.shape[0] - np.count_nonzero(fresh))
@@ -82,6 +85,44 @@ def _fold_one_each(cols: CounterColumns, kid: np.ndarray, t: np.ndarray, v: np.n
     cols.n[kid] += 1
     cols.last_t[kid] = t
     cols.last_v[kid] = v
+    return skipped
+
+
+def _as_run(kid: np.ndarray) -> slice | None:
+    """``kid`` as a slice when it is consecutive ascending rows (a scrape that lists its series
+    in table order — the order they were first seen in), else None."""
+    n = kid.shape[0]
+    lo = int(kid[0])
+    if int(kid[-1]) - lo != n - 1 or not bool((kid[1:] > kid[:-1]).all()):
+        return None
+    return slice(lo, lo + n)
+
+
+def _fold_run(cols: CounterColumns, rows: slice, t: np.ndarray, v: np.ndarray) -> int:
+    """``_fold_one_each`` over the rows ``rows`` (one sample each, in row order): slices
+    instead of gathers and scatters, the same state changes."""
+    n, last_t, last_v = cols.n[rows], cols.last_t[rows], cols.last_v[rows]
+    had = n > 0
+    stale = had & (t <= last_t)  # older than the folded state: skipped
+    skipped = int(np.count_nonzero(stale))
+    if skipped:
+        t, v = np.where(stale, last_t, t), np.where(stale, last_v, v)
+    new = ~had
+    if new.any():
+        np.copyto(cols.first_t[rows], t, where=new)
+        np.copyto(cols.first_v[rows], v, where=new)
+    drop = v < last_v
+    drop &= had
+    if skipped:
+        drop &= ~stale
+    resets = cols.resets[rows]
+    np.add(resets, last_v, out=resets, where=drop)  # += prev where it dropped (else + 0.0)
+    if skipped:
+        n += ~stale
+    else:
+        n += 1
+    last_t[...] = t
+    last_v[...] = v
     return skipped
 
 
@@ -218,6 +259,8 @@ def merge_pair(early: CounterColumns, late: CounterColumns) -> CounterColumns:
     result may share arrays with them, so callers treat all three as read-only."""
     e_has, l_has = early.n > 0, late.n > 0
     e_all, l_all = bool(e_has.all()), bool(l_has.all())
+    if e_all and l_all:
+        return _merge_pair_full(early, late)
     # Rows present on both sides (all of them for steadily scraped series) link at the seam: a
     # shared boundary sample counts once, a drop across the seam is a counter reset.
     both = e_has if l_all else (l_has if e_all else e_has & l_has)
@@ -240,6 +283,28 @@ def merge_pair(early: CounterColumns, late: CounterColumns) -> CounterColumns:
         last_t=last_t,
         last_v=last_v,
         resets=early.resets + late.resets + bridge,
+    )
+
+
+def _merge_pair_full(early: CounterColumns, late: CounterColumns) -> CounterColumns:
+    """``merge_pair`` when every row is present on both sides (steadily scraped series): fewer
+    passes, the same values — adding the bridge only where it is not zero changes nothing, as
+    ``x + 0.0 == x``."""
+    dup = early.last_t == late.first_t
+    drop = late.first_v < early.last_v
+    n = early.n + late.n
+    if dup.any():  # a sample shared by both sides counts once and is no reset
+        drop &= ~dup
+        n -= dup
+    resets = early.resets + late.resets
+    np.add(resets, early.last_v, out=resets, where=drop)
+    return CounterColumns(
+        n=n,
+        first_t=early.first_t,
+        first_v=early.first_v,
+        last_t=late.last_t,
+        last_v=late.last_v,
+        resets=resets,
     )
 
 
@@ -400,7 +465,10 @@ class _CounterBase(Accumulator):
         if not self._buf:
             return
         self.cols.grow(len(self._keys))
-        kid, t, v = (np.concatenate(parts) for parts in zip(*self._buf, strict=True))
+        if len(self._buf) == 1:  # one batch since the last fold (the usual case): no copy
+            kid, t, v = self._buf[0]
+        else:
+            kid, t, v = (np.concatenate(parts) for parts in zip(*self._buf, strict=True))
         self._buf, self._buffered = [], 0
         self.out_of_order += fold_sorted(self.cols, kid, t, v)
 

@@ -8,7 +8,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from precompute.accumulators.base import Accumulator, pack_array, pack_keys
-from precompute.accumulators.increase import _COLS, MultipleIncreaseAccumulator
+from precompute.accumulators.increase import (
+    _COLS,
+    CounterColumns,
+    MultipleIncreaseAccumulator,
+    fold_sorted,
+    merge_pair,
+    merge_stack,
+)
 from precompute.output import PrecomputedOutput
 from storage.sketch_store import SketchEntry, SketchStore
 
@@ -161,3 +168,48 @@ def test_sliding_keyed_counter_windows_equal_pane_by_pane_merges_under_reorderin
                 batches[k], batches[k + 1] = batches[k + 1], batches[k]
     fast = _run_keyed_stream(batches, general=False, monkeypatch=monkeypatch)
     assert fast and fast == _run_keyed_stream(batches, general=True, monkeypatch=monkeypatch)
+
+
+def _state(rng, size: int, t0: int, present: float) -> CounterColumns:
+    has = rng.random(size) < present
+    n = np.where(has, rng.integers(1, 4, size), 0)
+    first_t = np.where(has, t0 + rng.integers(0, 4000, size), 0)
+    last_t = np.where(has, first_t + rng.integers(0, 5000, size), 0)
+    vals = lambda: np.where(has, rng.integers(0, 20, size).astype(np.float64), 0.0)  # noqa: E731
+    return CounterColumns(n, first_t, vals(), last_t, vals(), vals())
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 10_000), size=st.integers(1, 50))
+def test_merging_two_fully_present_states_equals_the_stacked_merge(seed, size):
+    rng = np.random.default_rng(seed)
+    early = _state(rng, size, 0, 1.0)
+    late = _state(rng, size, 10_000, 1.0)
+    if seed % 3 == 0:  # a boundary sample shared by both sides in some rows
+        late.first_t[::2] = early.last_t[::2]
+    stacked = merge_stack({c: np.stack([getattr(early, c), getattr(late, c)]) for c in _COLS})
+    merged = merge_pair(early, late)
+    for c in _COLS:
+        assert np.array_equal(getattr(merged, c), getattr(stacked, c)), c
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 10_000), size=st.integers(2, 60), present=st.sampled_from([0, 0.5, 1]))
+def test_a_scrape_in_table_order_folds_like_the_same_scrape_in_any_order(seed, size, present):
+    """One sample per key over a run of rows (slices) == the same samples shuffled (gathers):
+    new keys, counter drops, and samples older than the folded state (skipped)."""
+    rng = np.random.default_rng(seed)
+    base = _state(rng, size + 5, 0, present)
+    lo = int(rng.integers(0, 5))
+    kid = np.arange(lo, lo + size)
+    t = rng.integers(0, 12_000, size)
+    v = rng.integers(-5, 20, size).astype(np.float64)  # negative: not counters, still exact
+    run = CounterColumns(*(getattr(base, c).copy() for c in _COLS))
+    shuffled = CounterColumns(*(getattr(base, c).copy() for c in _COLS))
+    order = rng.permutation(size)
+    if size > 1 and (order == np.arange(size)).all():
+        order = order[::-1]
+    skipped = fold_sorted(run, kid, t, v)
+    assert skipped == fold_sorted(shuffled, kid[order], t[order], v[order])
+    for c in _COLS:
+        assert np.array_equal(getattr(run, c), getattr(shuffled, c)), c
