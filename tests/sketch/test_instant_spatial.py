@@ -355,3 +355,30 @@ def test_the_advisor_proposes_newest_samples_for_aggregated_instant_selectors():
         _rewritten(pre, q, 600_000, 1_800_000, 60_000)
         want = exact.range_query(q, 600_000, 1_800_000, 60_000)
         assert_same(pre.range_query(q, 600_000, 1_800_000, 60_000), want)
+
+
+def test_late_samples_forwarded_to_closed_windows_merge_to_the_newest_sample():
+    # Two series arrive three scrapes late every 7th scrape: their samples land in windows that
+    # already closed, as extra entries that must merge by newest timestamp (ties: later entry).
+    w = World(YAML, policy="ForwardToStore")
+    xs = gauge_series(N, "x")
+    rng = np.random.default_rng(12)
+    held: list[tuple[int, int, np.ndarray]] = []
+    for step in range(180):
+        t = step * SCRAPE_MS
+        vals = rng.normal(10, 3, N)
+        late = step % 7 == 3
+        now = [i for i in range(N) if not (late and i in (1, 5))]
+        w.scrape([xs[i] for i in now], t, vals[now])
+        if late:
+            held.append((step + 3, t, vals[[1, 5]]))
+        for _, t_old, v_old in [h for h in held if h[0] == step]:
+            w.scrape([xs[1], xs[5]], t_old, v_old)
+        held = [h for h in held if h[0] != step]
+        w.engine.flush()
+    pre, exact = w.engines()
+    out = pre.explain("sum by (job) (x)", 600_000, 1_740_000, 60_000, analyze=True)
+    assert "LatestSample" in out.text and "fallback" not in out.text
+    for q in ("sum by (job) (x)", "max(x)", "topk(2, x)"):
+        want = exact.range_query(q, 600_000, 1_740_000, 60_000)
+        assert_same(pre.range_query(q, 600_000, 1_740_000, 60_000), want)
