@@ -120,9 +120,25 @@ def segment_quantiles(seg: Segments, rows: np.ndarray, q: np.ndarray) -> np.ndar
     if approx.any():
         # First item whose cumulative weight exceeds q·n (integer form: exceeds floor(q·n)).
         target = seg.base(rows[approx]) + np.floor(q[approx] * total[approx]).astype(np.int64)
-        idx = np.searchsorted(seg.cumw, target, side="right")
+        idx = search_right(seg.cumw, target, lo[approx], hi[approx])
         out[approx] = seg.items[np.minimum(idx, hi[approx] - 1)]
     return out
+
+
+def search_right(a: np.ndarray, x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Per element, ``np.searchsorted(a[lo:hi], x, "right") + lo``: a binary search bounded to
+    each segment, all elements in lock step. One ``np.searchsorted`` over the whole (large)
+    array would start every search at the top and miss the cache on each level; segments are
+    a few hundred items, so this is ~log2(segment) vectorized gathers."""
+    lo, hi = lo.astype(np.int64, copy=True), hi.astype(np.int64, copy=True)
+    live = np.flatnonzero(lo < hi)
+    while live.shape[0]:
+        mid = (lo[live] + hi[live]) // 2
+        right = a[mid] <= x[live]
+        lo[live[right]] = mid[right] + 1
+        hi[live[~right]] = mid[~right]
+        live = live[lo[live] < hi[live]]
+    return lo
 
 
 def _interpolated(items: np.ndarray, lo: np.ndarray, n: np.ndarray, q: np.ndarray) -> np.ndarray:

@@ -119,3 +119,20 @@ def test_weighted_union_of_approximate_sketches_stays_within_the_rank_bound():
             all_values = np.sort(np.concatenate(raw[6 * p : 6 * p + 6]))
             worst = max(worst, _rank_off(all_values, float(got[p]), q))
     assert worst <= eps
+
+
+def test_bounded_search_equals_searchsorted_within_each_segment():
+    from udfs.weighted_quantile import search_right
+
+    rng = np.random.default_rng(21)
+    sizes = rng.integers(0, 50, size=300)
+    hi = np.cumsum(sizes)
+    lo = hi - sizes
+    a = np.cumsum(rng.integers(1, 5, size=int(hi[-1])))
+    rows = rng.integers(0, 300, size=2000)
+    x = rng.integers(-5, int(a[-1]) + 5, size=2000)
+    got = search_right(a, x, lo[rows], hi[rows])
+    want = [
+        lo[r] + np.searchsorted(a[lo[r] : hi[r]], v, "right") for r, v in zip(rows, x, strict=True)
+    ]
+    np.testing.assert_array_equal(got, want)
