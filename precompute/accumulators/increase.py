@@ -264,8 +264,16 @@ def merge_pair(early: CounterColumns, late: CounterColumns) -> CounterColumns:
     # Rows present on both sides (all of them for steadily scraped series) link at the seam: a
     # shared boundary sample counts once, a drop across the seam is a counter reset.
     both = e_has if l_all else (l_has if e_all else e_has & l_has)
-    dup = both & (early.last_t == late.first_t)
-    bridge = np.where(both & ~dup & (late.first_v < early.last_v), early.last_v, 0.0)
+    dup = early.last_t == late.first_t
+    dup &= both
+    drop = late.first_v < early.last_v
+    drop &= both
+    n = early.n + late.n
+    if dup.any():
+        drop &= ~dup
+        n -= dup
+    resets = early.resets + late.resets
+    np.add(resets, early.last_v, out=resets, where=drop)  # the bridge; elsewhere + 0.0
     if e_all:  # the first sample of every row is the early one's
         first_t, first_v = early.first_t, early.first_v
     else:
@@ -277,12 +285,7 @@ def merge_pair(early: CounterColumns, late: CounterColumns) -> CounterColumns:
         last_t = np.where(l_has, late.last_t, early.last_t)
         last_v = np.where(l_has, late.last_v, early.last_v)
     return CounterColumns(
-        n=early.n + late.n - dup,
-        first_t=first_t,
-        first_v=first_v,
-        last_t=last_t,
-        last_v=last_v,
-        resets=early.resets + late.resets + bridge,
+        n=n, first_t=first_t, first_v=first_v, last_t=last_t, last_v=last_v, resets=resets
     )
 
 
