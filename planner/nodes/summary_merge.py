@@ -85,7 +85,10 @@ class SummaryMergeMultiple(PlanNode):
         ok = np.broadcast_to(gaps == 0, (sw.n_series, k)).copy()
         if sw.dirty.any():
             ok &= window_sum(sw.dirty.astype(np.int64), last, stride, m) == 0
-        if sw.family == "moments":
+        if m == 1 and sw.family != "kll":  # one window per step: its state is the answer
+            wanted = ("count", *self.stats) if sw.family == "moments" else tuple(sw.cols)
+            cols, sketches = {c: sw.cols[c][:, last] for c in dict.fromkeys(wanted)}, None
+        elif sw.family == "moments":
             cols = merge_moments(sw.cols, last, stride, m, self.stats)
             sketches = None
         elif sw.family == "counter":
