@@ -382,3 +382,43 @@ def test_late_samples_forwarded_to_closed_windows_merge_to_the_newest_sample():
     for q in ("sum by (job) (x)", "max(x)", "topk(2, x)"):
         want = exact.range_query(q, 600_000, 1_740_000, 60_000)
         assert_same(pre.range_query(q, 600_000, 1_740_000, 60_000), want)
+
+
+def _newest_reference(cells, cols, stride: int, m: int):
+    """Slow oracle: per (series, step) walk the windows newest first."""
+    n, k = len(cells.labels), cols.shape[0]
+    values, present, ok = np.zeros((n, k)), np.zeros((n, k), bool), np.ones((n, k), bool)
+    for i in range(n):
+        for j, c in enumerate(cols.tolist()):
+            for back in range(m):
+                col = c - back * stride
+                if not cells.covered[col]:
+                    ok[i, j] = False
+                    break
+                if cells.has[i, col]:
+                    present[i, j] = not cells.stale[i, col]
+                    values[i, j] = cells.value[i, col] if present[i, j] else 0.0
+                    break
+    return values, present, ok
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_newest_window_lookup_matches_a_brute_force_walk(seed):
+    from planner.nodes.latest_sample import LastCells, newest_in_lookback
+
+    rng = np.random.default_rng(seed)
+    n, w = 7, 40
+    stride, m = int(rng.integers(1, 4)), int(rng.integers(1, 5))
+    cells = LastCells(
+        [(("i", str(i)),) for i in range(n)],
+        np.arange(w, dtype=np.int64) * 1000,
+        rng.random((n, w)) < 0.3,
+        rng.normal(size=(n, w)),
+        rng.random((n, w)) < 0.2,
+        rng.random(w) < 0.9,
+    )
+    cols = np.sort(rng.integers((m - 1) * stride, w, 15))
+    got = newest_in_lookback(cells, cols, stride, m)
+    want = _newest_reference(cells, cols, stride, m)
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_array_equal(a, b)
