@@ -61,7 +61,8 @@ class KllCells:
 
 @dataclass(frozen=True)
 class SketchWindows:
-    """Per query series (rows) and window end (columns, every ``slide`` ms from ``ends[0]``)."""
+    """Per query series (rows) and window end (columns: every ``slide`` ms from ``ends[0]``, or
+    only the steps' own windows when each step reads one sliding window)."""
 
     labels: list[Labels]
     ends: np.ndarray  # int64 [w]
@@ -119,6 +120,10 @@ class PrecomputedScan(PlanNode):
         if times.shape[0] == 0:
             return np.zeros(0, dtype=np.int64)
         slide, window = self.config.slide_interval_ms, self.config.window_size_ms
+        if self.range_ms == window and window != slide:
+            # One sliding window per step: only the steps' own windows, not every slide between
+            # them (a 200 s step over 20 s slides would read and scatter 10× the windows).
+            return np.unique(times)
         lo = int(times.min()) - self.range_ms + window
         return np.arange(lo, int(times.max()) + 1, slide, dtype=np.int64)
 
@@ -194,9 +199,8 @@ def load_windows(
         table.sync(store)
         covered = _covered(table.span(), ends, window, coverage)
         end = table.end
-        sel = np.flatnonzero((end >= ends[0]) & (end <= ends[-1]) & ((end - ends[0]) % slide == 0))
+        sel, col = _columns(end, ends, slide)
         r = table.rows_for(rows, n)[table.kid[sel]]
-        col = (end[sel] - ends[0]) // slide
         keep = r >= 0
         sel, r, col = sel[keep], r[keep], col[keep]
         fill = _raw_columns(fam, window == slide, covered, r * w + col, n, w)
@@ -222,6 +226,18 @@ def load_windows(
     dirty = np.zeros((n, w), dtype=bool)
     cols = _scatter(fam, picked, flat, n, w, dirty)
     return SketchWindows(labels, ends, fam, cols, None, dirty, covered, entries, raw_windows=n_raw)
+
+
+def _columns(end: np.ndarray, ends: np.ndarray, slide: int) -> tuple[np.ndarray, np.ndarray]:
+    """Table rows whose window end is one of ``ends``, and that end's column."""
+    inside = (end >= ends[0]) & (end <= ends[-1])
+    if ends.shape[0] == int((ends[-1] - ends[0]) // slide) + 1:  # every slide: arithmetic
+        sel = np.flatnonzero(inside & ((end - ends[0]) % slide == 0))
+        return sel, (end[sel] - ends[0]) // slide
+    cand = np.flatnonzero(inside)
+    col = np.searchsorted(ends, end[cand])
+    hit = ends[col] == end[cand]
+    return cand[hit], col[hit]
 
 
 def _covered(span, ends: np.ndarray, window: int, coverage=None) -> np.ndarray:

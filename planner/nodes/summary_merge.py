@@ -77,7 +77,7 @@ class SummaryMergeMultiple(PlanNode):
             n = sw.n_series
             return MergedSteps(sw.labels, sw.family, {}, None, np.zeros((n, k), bool), sw.reason)
         stride, m = self.window_ms // self.slide_ms, self.range_ms // self.window_ms
-        last = (grid.times() - self.offset_ms - int(sw.ends[0])) // self.slide_ms  # [k]
+        last = np.searchsorted(sw.ends, grid.times() - self.offset_ms)  # [k] column per step
         cols_idx = last[None, :] - stride * np.arange(m)[::-1, None]  # [m, k], oldest first
         # Steps whose windows are all covered and clean: window counts by prefix sums, so no
         # [series, windows, steps] array is ever built.
