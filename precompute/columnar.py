@@ -92,13 +92,17 @@ class ColumnarPanes:
         """Fold samples (any order) into their (group, pane) cells."""
         if gids.shape[0] == 0:
             return
-        first = panes[0]
-        if (panes == first).all():
-            self._update_pane(int(first), gids, vals, n_groups)
+        # A batch is mostly one scrape: one or a few adjacent panes, found from min/max.
+        lo, hi = int(panes.min()), int(panes.max())
+        if lo == hi:
+            self._update_pane(lo, gids, vals, n_groups)
             return
-        for pane in np.unique(panes).tolist():
+        slide = self.spec.slide_ms
+        ends = range(lo, hi + 1, slide) if (hi - lo) // slide < 8 else np.unique(panes).tolist()
+        for pane in ends:
             sel = panes == pane
-            self._update_pane(pane, gids[sel], vals[sel], n_groups)
+            if sel.any():
+                self._update_pane(pane, gids[sel], vals[sel], n_groups)
 
     def _update_pane(self, pane: int, g: np.ndarray, v: np.ndarray, n_groups: int) -> None:
         arrays = self.panes.get(pane)

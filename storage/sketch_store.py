@@ -467,22 +467,31 @@ class SketchStore:
         need = int(rows.max()) + 1 if rows.shape[0] else 0
         if mapping.shape[0] < need:
             mapping = np.concatenate([mapping, np.full(need - mapping.shape[0], -1, np.int64)])
-        missing = rows[mapping[rows] < 0]
-        out: list[bytes] = []
-        if missing.shape[0]:
-            store_keys, index = self._keys[agg], self._key_index[agg]
-            first, new = len(store_keys), []
-            for r in np.unique(missing).tolist():
-                key = table[r]
-                sid = index.get(key)
-                if sid is None:
-                    sid = index[key] = len(store_keys)
+            self._row_maps[(agg, id(table))] = (table, mapping)  # holds the table: ids unique
+        ids = mapping[rows]
+        if not rows.shape[0] or int(ids.min()) >= 0:
+            return ids, []  # steady state: every key of the batch is named already
+        # A batch's rows are distinct (one per group); new store ids in ascending row order.
+        missing = np.sort(rows[ids < 0])
+        new_keys = [table[r] for r in missing.tolist()]
+        store_keys, index = self._keys[agg], self._key_index[agg]
+        first = len(store_keys)
+        found = list(map(index.get, new_keys))  # keys the store named before (a restart)
+        if found.count(None) == len(found):  # all new: named in one go
+            sids = np.arange(first, first + len(new_keys), dtype=np.int64)
+            index.update(zip(new_keys, sids.tolist(), strict=True))
+            store_keys.extend(new_keys)
+            new = new_keys
+        else:
+            new = []
+            for i, key in enumerate(new_keys):
+                if found[i] is None:
+                    found[i] = index[key] = len(store_keys)
                     store_keys.append(key)
                     new.append(key)
-                mapping[r] = sid
-            if new:
-                out.append(_ENTRY.pack(_KIND_KEYS, agg, first, 0) + pack_keys(new))
-        self._row_maps[(agg, id(table))] = (table, mapping)  # holds the table: ids stay unique
+            sids = np.array(found, dtype=np.int64)
+        mapping[missing] = sids
+        out = [_ENTRY.pack(_KIND_KEYS, agg, first, 0) + pack_keys(new)] if new else []
         return mapping[rows], out
 
     def _after_write(self, n: int, records: int | None = None) -> None:
