@@ -8,11 +8,12 @@ series its newest sample including stale markers: the answer is the newest of th
 holds a sample — found for every (series, step) at once with one forward "last non-empty window"
 index per residue class of the window grid (stride ``window / slide``), then stale ones dropped.
 
-Coverage is the range-function path's: windows outside the stored span (before the aggregation
-existed, retention, the still-open newest window) are rebuilt from raw samples for tumbling
-windows (``raw_windows.raw_cells``); with sliding windows a step whose answer depends on an
-uncovered window (one newer than every non-empty covered window) is evaluated by the exact
-subtree (``summary_infer._stitch``). Several entries of one (key, window) — late
+Coverage is the range-function path's (``precomputed_scan._covered``: the precompute engine's
+coverage when attached — every group closed — else the stored span). Other windows (before the
+aggregation existed, retention, the still-open newest window, a group not closed yet) are rebuilt
+from raw samples for tumbling windows (``raw_windows.raw_cells``); with sliding windows a step
+whose answer depends on an uncovered window (one newer than every non-empty covered window) is
+evaluated by the exact subtree (``summary_infer._stitch``). Several entries of one (key, window) — late
 mini-accumulators, restarts — merge as the accumulator does: newest timestamp, ties to the one
 written later. Data-dependent refusals (keys not identifying series, series the aggregation does
 not summarise) hand the whole query to the exact subtree.
@@ -97,7 +98,9 @@ class LatestSample(PlanNode):
         window, slide = cfg.window_size_ms, cfg.slide_interval_ms
         lo = int(times.min()) - self.lookback_ms + window
         ends = np.arange(lo, int(times.max()) + 1, slide, dtype=np.int64)
-        cells = load_last_cells(ex.storage, self.source.store, cfg, self.matchers, ends)
+        src = self.source
+        cov = src.coverage(cfg.aggregation_id) if src.coverage is not None else None
+        cells = load_last_cells(ex.storage, src.store, cfg, self.matchers, ends, cov)
         note.update(windows=int(ends.shape[0]), entries=cells.entries)
         if cells.raw_windows:
             note["raw_windows"] = cells.raw_windows
@@ -142,9 +145,10 @@ def newest_in_lookback(cells: LastCells, cols: np.ndarray, stride: int, m: int):
 
 
 def load_last_cells(
-    storage, store, cfg: AggregationConfig, matchers, ends: np.ndarray
+    storage, store, cfg: AggregationConfig, matchers, ends: np.ndarray, coverage=None
 ) -> LastCells:
-    """The stored (and, for tumbling windows, raw-rebuilt) newest samples per series × window."""
+    """The stored (and, for tumbling windows, raw-rebuilt) newest samples per series × window.
+    ``coverage``: the precompute engine's ``(complete_from, closed_through)`` when attached."""
     window, slide = cfg.window_size_ms, cfg.slide_interval_ms
     mint, maxt = int(ends[0]) - window + 1, int(ends[-1])
     labels, rows, reason = resolve_series(storage, cfg, matchers, mint, maxt)
@@ -154,7 +158,7 @@ def load_last_cells(
     table = table_for(store, cfg)
     with table.lock:
         table.sync(store)
-        covered = _covered(table.span(), ends, window)
+        covered = _covered(table.span(), ends, window, coverage)
         end = table.end
         sel = np.flatnonzero((end >= ends[0]) & (end <= ends[-1]) & ((end - ends[0]) % slide == 0))
         r = table.rows_for(rows, n)[table.kid[sel]]

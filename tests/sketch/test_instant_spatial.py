@@ -422,3 +422,30 @@ def test_newest_window_lookup_matches_a_brute_force_walk(seed):
     want = _newest_reference(cells, cols, stride, m)
     for a, b in zip(got, want, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_with_the_engines_coverage_a_series_that_stopped_in_its_own_group_is_not_misread():
+    # Grouped per series and no flush timer: the stopped series' last windows never close. The
+    # store's newest window says "closed" (other groups went on); the engine's coverage (every
+    # group's watermark) does not, so those windows come from raw samples.
+    from planner.engine import Engine, EngineOptions
+    from planner.nodes.precomputed_scan import SketchSource
+
+    yaml = """
+aggregations:
+- {aggregationId: 1, aggregationType: MultipleLast, metric: x, windowSize: 60,
+   labels: {grouping: [job, instance]}}
+"""
+    w = World(yaml)
+    xs = gauge_series(3, "x")
+    rng = np.random.default_rng(4)
+    for t in range(0, 1_200_000, SCRAPE_MS):
+        live = xs if t < 600_000 else xs[:2]
+        w.scrape(live, t, rng.normal(10, 3, len(live)))
+    configs = lambda: list(w.engine.configs.values())  # noqa: E731
+    source = SketchSource(w.store, configs, w.engine.coverage)
+    pre = Engine(w.storage, EngineOptions(), source)
+    _, exact = w.engines()
+    out = pre.explain("sum(x)", 300_000, 1_140_000, 60_000, analyze=True)
+    assert "LatestSample" in out.text and "raw_windows=[" in out.text
+    assert_same(out.result, exact.range_query("sum(x)", 300_000, 1_140_000, 60_000))
