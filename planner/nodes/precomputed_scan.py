@@ -229,15 +229,17 @@ def load_windows(
 
 
 def _columns(end: np.ndarray, ends: np.ndarray, slide: int) -> tuple[np.ndarray, np.ndarray]:
-    """Table rows whose window end is one of ``ends``, and that end's column."""
+    """Table rows whose window end is one of ``ends`` (a regular grid: every slide, or the
+    steps' own windows), and that end's column — by arithmetic, no search."""
+    spacing = int(ends[1] - ends[0]) if ends.shape[0] > 1 else slide
     inside = (end >= ends[0]) & (end <= ends[-1])
-    if ends.shape[0] == int((ends[-1] - ends[0]) // slide) + 1:  # every slide: arithmetic
-        sel = np.flatnonzero(inside & ((end - ends[0]) % slide == 0))
-        return sel, (end[sel] - ends[0]) // slide
-    cand = np.flatnonzero(inside)
-    col = np.searchsorted(ends, end[cand])
-    hit = ends[col] == end[cand]
-    return cand[hit], col[hit]
+    if int(ends[-1] - ends[0]) != spacing * (ends.shape[0] - 1):  # not regular: search
+        cand = np.flatnonzero(inside)
+        col = np.searchsorted(ends, end[cand])
+        hit = ends[col] == end[cand]
+        return cand[hit], col[hit]
+    sel = np.flatnonzero(inside & ((end - ends[0]) % spacing == 0))
+    return sel, (end[sel] - ends[0]) // spacing
 
 
 def _covered(span, ends: np.ndarray, window: int, coverage=None) -> np.ndarray:
