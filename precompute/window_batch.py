@@ -28,8 +28,10 @@ MOMENT_COLS = ("sum", "count", "min", "max")
 _MOMENT_DTYPES = (np.float64, np.int64, np.float64, np.float64)
 INCREASE = "Increase"
 _HEAD = struct.Struct("<BIqqq")  # format version, aggregation id, start, end, max_buffer
-# 1: keys inline; 2: key ids into a store key table; 3: key ids that are one run first..first+n-1
-_VERSION = 3
+# 1: keys inline; 2: key ids into a store key table; 3: key ids that are one run first..first+n-1;
+# 4, 5: as 2, 3 with each state column coded (``_code_column``): fewer bytes to checksum and write
+_VERSION = 5
+_CODED = {4: 2, 5: 3}  # coded format → the key-id layout it shares
 
 
 def columns_of(kind: str) -> tuple[tuple[str, ...], tuple[Any, ...]]:
@@ -116,20 +118,24 @@ class WindowBatch:
         columns are zero-copy views of the arrays, so a store can checksum and ``writev`` them
         without building the record (per-series batches are ~0.5 MB per window close)."""
         kind = self.kind.encode()
-        version = 1 if key_ids is None else 3 if _is_run(key_ids) else 2
+        version = 1 if key_ids is None else 5 if _is_run(key_ids) else 4
         head = _HEAD.pack(
             version, self.aggregation_id, self.window_start, self.window_end, self.max_buffer
         )
         out: list[bytes | memoryview] = [head + struct.pack("<H", len(kind)) + kind]
         if key_ids is None:
             out.append(pack_keys(list(self.keys)))
-        elif version == 3:  # per-series batches name every group in table order: two numbers
+        elif version == 5:  # per-series batches name every group in table order: two numbers
             out.append(struct.pack("<Qq", key_ids.shape[0], int(key_ids[0])))
         else:
             out.append(struct.pack("<Q", key_ids.shape[0]))
             out.append(_view(key_ids, np.int64))
         names, dtypes = columns_of(self.kind)
-        out += [_view(self.columns[n], d) for n, d in zip(names, dtypes, strict=True)]
+        for n, d in zip(names, dtypes, strict=True):
+            if version == 1:
+                out.append(_view(self.columns[n], d))
+            else:  # value columns (sum, min, first_v, …) are rarely zero: not worth a pass
+                out += _code_column(self.columns[n], d, zeros=n in _MOSTLY_ZERO)
         return out
 
     @classmethod
@@ -146,6 +152,8 @@ class WindowBatch:
         kind = bytes(view[offset : offset + klen]).decode()
         offset += klen
         keys: Sequence[Key]
+        coded = version in _CODED
+        version = _CODED.get(version, version)
         if version == 1:
             keys, offset = unpack_keys(view, offset)
         elif version == 3:
@@ -165,10 +173,80 @@ class WindowBatch:
         names, dtypes = columns_of(kind)
         columns = {}
         for name, dtype in zip(names, dtypes, strict=True):
+            if coded:
+                columns[name], offset = _decode_column(view, offset, dtype, len(keys))
+                continue
             width = np.dtype(dtype).itemsize * len(keys)
             columns[name] = np.frombuffer(view[offset : offset + width], dtype=dtype).copy()
             offset += width
         return cls(agg, kind, start, end, keys, columns, max_buffer)
+
+
+# Column codes (formats 4-5): one byte, then
+_RAW = 0  # the column's little-endian bytes
+_CONST = 1  # one 8-byte value for every row (e.g. ``n`` of a steady scrape, ``resets`` all 0)
+_SPARSE = 2  # u64 k, k u32 row numbers, k 8-byte values; the other rows are all-zero bits
+_OFFSET = 3  # int columns: u8 width (1, 2, 4), i64 base, unsigned offsets (timestamps in a window)
+_WIDTHS = {1: np.uint8, 2: np.uint16, 4: np.uint32}
+_MOSTLY_ZERO = frozenset({"resets"})  # float columns worth checking for all-zero or sparse
+
+
+def _code_column(array: np.ndarray, dtype: Any, zeros: bool = True) -> list[bytes | memoryview]:
+    """A state column in its smallest code among a few cheap ones (a pass or two of numpy); the
+    decoded column has the same bits. Counter timestamps fit 32-bit offsets from their minimum,
+    counts a byte, and ``resets`` is all zero but for rare series."""
+    col = np.ascontiguousarray(array, dtype=np.dtype(dtype).newbyteorder("<"))
+    n = col.shape[0]
+    if n == 0:
+        return [bytes([_RAW])]
+    bits = col.view("<u8")
+    if col.dtype.kind == "i":
+        lo, hi = int(col.min()), int(col.max())
+        if lo == hi:
+            return [bytes([_CONST]), bits[:1].tobytes()]
+        width = next((w for w in (1, 2, 4) if hi - lo < 1 << (8 * w)), 0)
+        if width:
+            offsets = (col - lo).astype(_WIDTHS[width])
+            return [struct.pack("<Bbq", _OFFSET, width, lo), memoryview(offsets).cast("B")]
+        return [bytes([_RAW]), memoryview(col).cast("B")]
+    if not zeros:
+        return [bytes([_RAW]), memoryview(col).cast("B")]
+    nonzero = int(np.count_nonzero(bits))
+    if nonzero == 0:
+        return [bytes([_CONST]), bits[:1].tobytes()]
+    if nonzero * 12 < n * 8:  # rare non-zero rows: row numbers and values beat the column
+        rows = np.flatnonzero(bits).astype("<u4")
+        head = struct.pack("<BQ", _SPARSE, nonzero)
+        return [head, memoryview(rows).cast("B"), bits[rows].tobytes()]
+    return [bytes([_RAW]), memoryview(col).cast("B")]
+
+
+def _decode_column(view: memoryview, offset: int, dtype: Any, n: int) -> tuple[np.ndarray, int]:
+    code = view[offset]
+    offset += 1
+    dt = np.dtype(dtype).newbyteorder("<")
+    if code == _RAW:
+        width = dt.itemsize * n
+        col = np.frombuffer(view[offset : offset + width], dtype=dt).copy()
+        return col.astype(dtype, copy=False), offset + width
+    if code == _CONST:
+        (value,) = struct.unpack_from("<Q", view, offset)
+        return np.full(n, value, dtype="<u8").view(dt).astype(dtype, copy=False), offset + 8
+    if code == _SPARSE:
+        (k,) = struct.unpack_from("<Q", view, offset)
+        offset += 8
+        rows = np.frombuffer(view[offset : offset + 4 * k], dtype="<u4")
+        values = np.frombuffer(view[offset + 4 * k : offset + 12 * k], dtype="<u8")
+        bits = np.zeros(n, dtype="<u8")
+        bits[rows] = values
+        return bits.view(dt).astype(dtype, copy=False), offset + 12 * k
+    if code == _OFFSET:
+        width, base = struct.unpack_from("<bq", view, offset)
+        offset += 9
+        offsets = np.frombuffer(view[offset : offset + width * n], dtype=_WIDTHS[width])
+        col = offsets.astype(np.int64) + base
+        return col.astype(dtype, copy=False), offset + width * n
+    raise ValueError(f"window batch column code {code} unknown to this build")
 
 
 def _is_run(ids: np.ndarray) -> bool:

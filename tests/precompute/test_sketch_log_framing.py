@@ -104,7 +104,7 @@ def test_key_ids_in_one_run_are_written_as_two_numbers_and_other_ids_as_a_column
     b = batch(table, range(60))
     run, scattered = np.arange(40, 100), np.array([3, 5, 4, *range(6, 63)])
     short, full = b.to_bytes(run), b.to_bytes(scattered)
-    assert (short[0], full[0]) == (3, 2)  # format byte: 3 = id run, 2 = id column
+    assert (short[0], full[0]) == (5, 4)  # format byte: 5 = id run, 4 = id column (coded)
     assert len(full) - len(short) == 8 * 60 - 8
     for data, ids in ((short, run), (full, scattered)):
         back = WindowBatch.from_bytes(data, table)
@@ -147,3 +147,74 @@ def test_appends_are_in_the_os_when_they_return_by_default(tmp_path):
     store.append_outputs([batch(table, range(100), start=0, seed=0)])
     assert frames(next(tmp_path.glob("sketches.*.log")))  # written before close
     store.close()
+
+
+def _old_format(b: WindowBatch, ids: np.ndarray) -> bytes:
+    """A batch as formats 2-3 wrote it (before coded columns): raw 8-byte columns."""
+    import struct
+
+    run = bool(np.all(np.diff(ids) == 1))
+    kind = b.kind.encode()
+    head = struct.pack("<BIqqq", 3 if run else 2, b.aggregation_id, b.window_start,
+                       b.window_end, b.max_buffer) + struct.pack("<H", len(kind)) + kind  # fmt: skip
+    keys = struct.pack("<Qq", len(ids), int(ids[0])) if run else (
+        struct.pack("<Q", len(ids)) + ids.astype("<i8").tobytes()
+    )  # fmt: skip
+    names, dtypes = columns_of(b.kind)
+    cols = b"".join(np.asarray(b.columns[n], d).astype(np.dtype(d).newbyteorder("<")).tobytes()
+                    for n, d in zip(names, dtypes, strict=True))  # fmt: skip
+    return head + keys + cols
+
+
+def _counter_batch(table, n, seed):
+    rng = np.random.default_rng(seed)
+    resets = np.zeros(n)
+    resets[rng.integers(0, n, 2)] = [3.5, -0.0]  # rare resets; -0.0 must keep its sign bit
+    cols = {
+        "n": np.full(n, 6, np.int64),
+        "first_t": 50_000 + rng.integers(0, 1000, n),
+        "first_v": rng.uniform(0, 1e3, n),
+        "last_t": 100_000 + rng.integers(0, 1000, n),
+        "last_v": np.where(rng.random(n) < 0.1, np.nan, rng.uniform(1e3, 2e3, n)),
+        "resets": resets,
+    }
+    return WindowBatch(7, "Increase", 40_000, 100_000, KeyRows(table, np.arange(n)), cols, 3)
+
+
+def _bits_equal(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.dtype == b.dtype and a.tobytes() == b.tobytes()
+
+
+def test_coded_columns_are_smaller_and_decode_to_the_same_bits():
+    table = [(f"s{i}",) for i in range(1000)]
+    b = _counter_batch(table, 1000, 1)
+    ids = np.arange(1000)
+    coded, old = b.to_bytes(ids), _old_format(b, ids)
+    assert len(coded) < 0.55 * len(old)  # 48 → 25 bytes per row: n, resets and times shrink
+    for data in (coded, old):  # formats 2-3 are still read
+        back = WindowBatch.from_bytes(data, table)
+        assert all(_bits_equal(back.columns[c], b.columns[c]) for c in b.columns)
+
+
+@pytest.mark.parametrize(
+    "column",
+    [
+        np.array([], np.int64),
+        np.array([7], np.int64),
+        np.array([-(2**63), 2**63 - 1, 0], np.int64),  # a span no offset width holds
+        np.array([5, 5 + 255, 5 + 256], np.int64),  # just past one byte
+        np.array([1, 2**32], np.int64),  # just past four bytes
+        np.array([0.0, -0.0, 0.0]),
+        np.array([np.nan, 1.0, -np.inf]),
+        np.zeros(100),
+        np.where(np.arange(100) == 3, 2.5, 0.0),
+    ],
+)
+def test_every_column_code_round_trips_bit_exactly(column):
+    from precompute.window_batch import _code_column, _decode_column
+
+    pieces = _code_column(column, column.dtype)
+    data = memoryview(b"".join(bytes(p) for p in pieces))
+    back, end = _decode_column(data, 0, column.dtype, column.shape[0])
+    assert end == len(data)
+    assert _bits_equal(back, column)
