@@ -72,6 +72,16 @@ def _dense(rows: np.ndarray) -> tuple[slice | np.ndarray, np.ndarray | None]:
     return slice(0, size), (None if exact else rows)
 
 
+def _due_ends(spec: WindowSpec, pane_ends, old: np.ndarray, target: np.ndarray) -> list[int]:
+    """Ends of windows holding an open pane that some group closes now, ascending: only those in
+    ``(min old, max target]`` (a per-series close would otherwise test ~2W ends over all groups)."""
+    if old.shape[0] == 0:
+        return []
+    lo, hi = int(old.min()), int(target.max())
+    ends = {w for p in pane_ends for w in spec.window_ends_of_pane(p)}
+    return sorted(w for w in ends if lo < w <= hi)
+
+
 def _all_distinct(ids: np.ndarray, size: int) -> bool:
     if ids.shape[0] * 8 < size:
         return np.unique(ids).shape[0] == ids.shape[0]
@@ -134,8 +144,7 @@ class ColumnarPanes:
         pane_ends = sorted(self.panes)
         out = []
         if pane_ends:
-            candidates = sorted({w for p in pane_ends for w in spec.window_ends_of_pane(p)})
-            for w in candidates:
+            for w in _due_ends(spec, pane_ends, old, target):
                 sel = (old < w) & (w <= target)
                 if not sel.any():
                     continue
@@ -401,8 +410,7 @@ class ColumnarCounters:
     def close(self, gids: np.ndarray, old: np.ndarray, target: np.ndarray, n_groups: int):
         spec = self.spec
         out = []
-        candidates = sorted({w for p in self.panes for w in spec.window_ends_of_pane(p)})
-        for w in candidates:
+        for w in _due_ends(spec, self.panes, old, target):
             sel = (old < w) & (w <= target)
             if not sel.any():
                 continue
