@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from promql.lexing import format_number
 from udfs.quantile import go_sort_rows, quantile_rows
 from udfs.scan import exact_integer_sums_possible, kahan_inc
 
@@ -388,9 +389,9 @@ def count_values(
 
 
 def format_value_label(v: float) -> str:
-    """Go's ``strconv.FormatFloat(v, 'f', -1, 64)``: shortest round-trip, never exponent."""
-    if np.isnan(v):
-        return "NaN"
-    if np.isinf(v):
-        return "+Inf" if v > 0 else "-Inf"
-    return np.format_float_positional(v, unique=True, trim="-")
+    """Go's ``strconv.FormatFloat(v, 'f', -1, 64)``: shortest round-trip digits, never exponent.
+
+    The digits are the shortest that round-trip, then zero padding: ``4.006582132000296e46``
+    prints as ``40065821320002960000...``, not as the float's exact decimal expansion.
+    """
+    return format_number(float(v))

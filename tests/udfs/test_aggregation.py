@@ -145,3 +145,11 @@ def test_format_value_label_matches_go_formatfloat_f_minus_one():
     assert agg.format_value_label(0.1) == "0.1"
     assert agg.format_value_label(-math.inf) == "-Inf"
     assert agg.format_value_label(5.0) == "5"
+
+
+def test_format_value_label_pads_the_shortest_digits_of_large_values_with_zeros():
+    # Go prints the shortest round-trip digits, not the float's exact decimal expansion.
+    assert agg.format_value_label(4.006582132000296e46) == "4006582132000296" + "0" * 31
+    assert agg.format_value_label(2.0**60) == "1152921504606847000"
+    assert agg.format_value_label(-0.0) == "-0"
+    assert agg.format_value_label(1e-7) == "0.0000001"
