@@ -42,20 +42,25 @@ class CountValues(PlanNode):
         k = grid.n_steps
         if vec.n_series == 0:
             return InstantVector.empty(k)
-        names = frozenset(self.grouping)
-        if not self.without:
+        # Upstream sets the value label on each series first and groups afterwards, so the
+        # series' own label of that name never takes part, and ``without`` naming the value
+        # label drops it again (the counts of all values then share one group).
+        names = frozenset(self.grouping) - {self.label}
+        if self.without:
             names = names | {self.label}
         gids, groups = group_ids([grouping_key(ls, names, self.without) for ls in vec.labels])
         from udfs.aggregation import count_values, format_value_label
 
-        values = np.where(vec.present, vec.values, 0.0)
+        keep_value = not (self.without and self.label in self.grouping)
+        values = np.where(vec.present, vec.values, 0.0) if keep_value else np.zeros_like(vec.values)
         out_group, out_value, counts, out_present = count_values(
             values, vec.present, gids, len(groups)
         )
         labels = []
         for g, v in zip(out_group.tolist(), out_value.tolist(), strict=True):  # per output series
             base = dict(groups[g])
-            base[self.label] = format_value_label(v)
+            if keep_value:
+                base[self.label] = format_value_label(v)
             labels.append(tuple(sorted(base.items())))
         out = InstantVector(labels, np.asarray(counts, np.float64), np.asarray(out_present, bool))
         return merge_same_labels(out)

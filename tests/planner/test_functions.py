@@ -73,6 +73,21 @@ def test_count_values_makes_one_series_per_value(counters, engine):
     assert as_dict(r) == {(("v", "1"),): [2.0], (("v", "0"),): [1.0]}
 
 
+def test_count_values_label_named_like_a_grouped_label_replaces_it_before_grouping(
+    counters, engine
+):
+    # Upstream sets the value label first, so job="a"/job="b" do not split the groups.
+    r = engine.instant_query('count_values by (job) ("job", req_total * 0)', T)
+    assert as_dict(r) == {(("job", "0"),): [2.0]}
+    r = engine.instant_query('count_values("job", req_total * 0)', T)
+    assert as_dict(r) == {(("job", "0"),): [2.0]}
+
+
+def test_count_values_without_the_value_label_counts_every_value_in_one_group(counters, engine):
+    r = engine.instant_query('count_values without (job) ("job", req_total)', T)
+    assert as_dict(r) == {(): [2.0]}
+
+
 def test_subquery_steps_are_aligned_to_absolute_multiples_of_the_step(storage, engine):
     load(storage, {"x": (every(1, 200), [float(i) for i in range(200)])})
     # The inner grid is 40s, 60s, ... (multiples of 20s after 127s - 60s), not 67s, 87s...
