@@ -402,7 +402,10 @@ class ColumnarCounters:
         parts = self.buffers.pop(pane, [])
         self.buffered.pop(pane, None)
         if parts:
-            g, t, v = (np.concatenate(x) for x in zip(*parts, strict=True))
+            if len(parts) == 1:  # one batch for this pane since the last fold: no copy
+                g, t, v = parts[0]
+            else:
+                g, t, v = (np.concatenate(x) for x in zip(*parts, strict=True))
             self.out_of_order += fold_sorted(cols, g, t, v)
             self.sliding.touch(pane)
         return cols

@@ -138,6 +138,8 @@ def fold_sorted(cols: CounterColumns, kid: np.ndarray, t: np.ndarray, v: np.ndar
     if kid.shape[0] * 8 >= size:
         # Keys are independent: those with a single sample here (most, when a batch is one
         # scrape of many series) are folded without sorting; only the rest are sorted.
+        if bool((kid[1:] > kid[:-1]).all()):  # ascending ids (a scrape in table order): distinct
+            return _fold_one_each(cols, kid, t, v)
         once = np.bincount(kid, minlength=size)[kid] == 1
         if once.all():
             return _fold_one_each(cols, kid, t, v)
