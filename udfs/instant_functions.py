@@ -87,10 +87,31 @@ def sgn(values: Array) -> Array:
     return np.where(v < 0, -1.0, np.where(v > 0, 1.0, v))  # keeps NaN and ±0
 
 
+def go_min(a: Array | float, b: Array | float) -> Array:
+    """Go's ``math.Min``: -Inf wins over NaN (``Min(NaN, -Inf) == -Inf``), then NaN; -0 < +0."""
+    a, b = np.broadcast_arrays(_f(a), _f(b))
+    out = np.where(a < b, a, b)
+    out = np.where(np.isnan(a) | np.isnan(b), np.nan, out)
+    out = np.where((a == 0) & (b == 0), np.where(np.signbit(a), a, b), out)
+    return np.where((a == -np.inf) | (b == -np.inf), -np.inf, out)
+
+
+def go_max(a: Array | float, b: Array | float) -> Array:
+    """Go's ``math.Max``: +Inf wins over NaN (``Max(NaN, +Inf) == +Inf``), then NaN; +0 > -0."""
+    a, b = np.broadcast_arrays(_f(a), _f(b))
+    out = np.where(a > b, a, b)
+    out = np.where(np.isnan(a) | np.isnan(b), np.nan, out)
+    out = np.where((a == 0) & (b == 0), np.where(np.signbit(a), b, a), out)
+    return np.where((a == np.inf) | (b == np.inf), np.inf, out)
+
+
 def clamp(values: Array, min_value: Array | float, max_value: Array | float) -> Array:
-    """``math.Max(min, math.Min(max, v))``; see ``clamp_present`` for ``max < min``."""
-    v = _f(values)
-    return np.maximum(_f(min_value), np.minimum(_f(max_value), v))
+    """``math.Max(min, math.Min(max, v))``; see ``clamp_present`` for ``max < min``.
+
+    Go's special cases matter here: ``clamp_max(-Inf, NaN)`` is -Inf and ``clamp_min(NaN, +Inf)``
+    is +Inf, where numpy's ``minimum``/``maximum`` would give NaN.
+    """
+    return go_max(min_value, go_min(max_value, values))
 
 
 def clamp_present(min_value: Array | float, max_value: Array | float) -> Array:

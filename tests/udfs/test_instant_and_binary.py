@@ -53,6 +53,18 @@ def test_round_rounds_ties_up_and_to_nearest_multiples():
     assert math.isnan(fn.round_(v)[-1])
 
 
+def test_clamp_follows_go_math_min_max_where_infinities_beat_nan():
+    v = np.array([-math.inf, math.inf, math.nan, 1.0])
+    low = fn.clamp_max(v, math.nan)
+    assert low[0] == -math.inf and np.isnan(low[1:]).all()
+    high = fn.clamp_min(v, math.nan)
+    assert high[1] == math.inf and np.isnan(high[[0, 2, 3]]).all()
+    assert fn.clamp_min(v, math.inf).tolist() == [math.inf] * 4
+    assert fn.clamp_max(v, -math.inf).tolist() == [-math.inf] * 4
+    assert math.copysign(1.0, fn.clamp_min(np.array([-0.0]), 0.0)[0]) == 1.0
+    assert math.copysign(1.0, fn.clamp_max(np.array([0.0]), -0.0)[0]) == -1.0
+
+
 def test_clamp_limits_values_and_reports_empty_when_max_below_min():
     v = np.array([-5.0, 0.5, 5.0, NAN])
     assert fn.clamp(v, 0.0, 1.0).tolist()[:3] == [0.0, 0.5, 1.0]
