@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from planner.precompute_match import family
-from udfs.weighted_quantile import Segments, kll_items
+from udfs.weighted_quantile import Segments, kll_items, ramp
 
 if TYPE_CHECKING:
     from precompute.config import AggregationConfig
@@ -60,6 +60,7 @@ class WindowTable:
         self.seg_lo, self.seg_hi = _Growing(np.int64), _Growing(np.int64)
         self.seg_exact, self.seg_k = _Growing(np.bool_), _Growing(np.int64)
         self.sub_cache: dict[tuple[Key, tuple[Key, ...]], np.ndarray] = {}
+        self.by_end: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # see rows_at
         self.worker_maps: dict[int, tuple[list[Key], np.ndarray]] = {}
 
     # --- following the store ----------------------------------------------------------------
@@ -164,10 +165,45 @@ class WindowTable:
                     cols[n].append(np.array([s[2][i] for s in self.scalars], dtype=dtype))
         if self.kll_parts:
             self._flush_segments()
+        old_rows = self.end.shape[0]
         self.end, self.kid = np.concatenate(ends), np.concatenate(kids)
+        self._extend_index(old_rows)
         if self.family != "kll":
             self.cols = {n: np.concatenate(v) for n, v in cols.items()}
         self.pending, self.scalars, self.kll_parts = [], [], []
+
+    def _extend_index(self, old_rows: int) -> None:
+        """Keep ``by_end`` (rows grouped by window end) current: windows usually arrive in end
+        order, so new rows are sorted among themselves and appended; otherwise rebuilt."""
+        if self.by_end is None or old_rows == 0 or self.by_end[0].shape[0] == 0:
+            self.by_end = _group_by_end(self.end, 0)
+            return
+        uniq, starts, order = self.by_end
+        new = self.end[old_rows:]
+        if new.shape[0] == 0:
+            return
+        if int(new.min()) < int(uniq[-1]):
+            self.by_end = _group_by_end(self.end, 0)
+            return
+        n_uniq, n_starts, n_order = _group_by_end(new, old_rows)
+        if int(n_uniq[0]) == int(uniq[-1]):  # the same end continues: one group, adjacent rows
+            n_uniq, n_starts = n_uniq[1:], n_starts[1:]
+        self.by_end = (
+            np.concatenate([uniq, n_uniq]),
+            np.concatenate([starts[:-1], n_starts + starts[-1]]),
+            np.concatenate([order, n_order]),
+        )
+
+    def rows_at(self, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Rows whose window end is one of ``ends`` (sorted), and the position of that end:
+        work in proportion to the rows read, not to the table."""
+        if self.by_end is None or self.by_end[0].shape[0] == 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        uniq, starts, order = self.by_end
+        pos = np.minimum(np.searchsorted(uniq, ends), uniq.shape[0] - 1)
+        hit = np.flatnonzero(uniq[pos] == ends)
+        a, b = starts[pos[hit]], starts[pos[hit] + 1]
+        return order[ramp(a, b - a)], np.repeat(hit, b - a)
 
     def _flush_segments(self) -> None:
         assert not self.pending, "KLL windows arrive as entries, not window batches"
@@ -200,9 +236,9 @@ class WindowTable:
 
     def span(self) -> tuple[int, int] | None:
         """(oldest, newest) window end stored."""
-        if self.end.shape[0] == 0:
+        if self.end.shape[0] == 0 or self.by_end is None:
             return None
-        return int(self.end.min()), int(self.end.max())
+        return int(self.by_end[0][0]), int(self.by_end[0][-1])
 
     def rows_for(self, keys: dict[Key, int], n_series: int) -> np.ndarray:
         """Per key id, the query's series row (-1: not asked for)."""
@@ -212,6 +248,18 @@ class WindowTable:
             if kid is not None:
                 out[kid] = row
         return out
+
+
+def _group_by_end(end: np.ndarray, first_row: int):
+    """(distinct ends, start of each one's rows in ``order`` + a final end, ``order``: row ids
+    sorted by end, stable) for rows ``first_row + i``."""
+    if end.shape[0] == 0:
+        return np.zeros(0, np.int64), np.zeros(1, np.int64), np.zeros(0, np.int64)
+    order = np.argsort(end, kind="stable")
+    sorted_end = end[order]
+    cut = np.flatnonzero(np.r_[True, sorted_end[1:] != sorted_end[:-1]])
+    starts = np.append(cut, end.shape[0]).astype(np.int64)
+    return sorted_end[cut], starts, order.astype(np.int64) + first_row
 
 
 class _Growing:

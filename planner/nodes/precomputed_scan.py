@@ -198,8 +198,7 @@ def load_windows(
     with table.lock:
         table.sync(store)
         covered = _covered(table.span(), ends, window, coverage)
-        end = table.end
-        sel, col = _columns(end, ends, slide)
+        sel, col = table.rows_at(ends)
         r = table.rows_for(rows, n)[table.kid[sel]]
         keep = r >= 0
         sel, r, col = sel[keep], r[keep], col[keep]
@@ -226,20 +225,6 @@ def load_windows(
     dirty = np.zeros((n, w), dtype=bool)
     cols = _scatter(fam, picked, flat, n, w, dirty)
     return SketchWindows(labels, ends, fam, cols, None, dirty, covered, entries, raw_windows=n_raw)
-
-
-def _columns(end: np.ndarray, ends: np.ndarray, slide: int) -> tuple[np.ndarray, np.ndarray]:
-    """Table rows whose window end is one of ``ends`` (a regular grid: every slide, or the
-    steps' own windows), and that end's column — by arithmetic, no search."""
-    spacing = int(ends[1] - ends[0]) if ends.shape[0] > 1 else slide
-    inside = (end >= ends[0]) & (end <= ends[-1])
-    if int(ends[-1] - ends[0]) != spacing * (ends.shape[0] - 1):  # not regular: search
-        cand = np.flatnonzero(inside)
-        col = np.searchsorted(ends, end[cand])
-        hit = ends[col] == end[cand]
-        return cand[hit], col[hit]
-    sel = np.flatnonzero(inside & ((end - ends[0]) % spacing == 0))
-    return sel, (end[sel] - ends[0]) // spacing
 
 
 def _covered(span, ends: np.ndarray, window: int, coverage=None) -> np.ndarray:
