@@ -1,0 +1,277 @@
+"""Randomized differential testing: generated PromQL, Tidemark vs Prometheus 2.42.
+
+``python -m tests.compat.fuzz --n 2000 --seed 7`` starts both peers on the compat data set, runs
+``n`` generated expressions (``fuzz_gen.py``) as two instant queries and one range query each,
+and prints every discrepancy, shrunk to a smaller expression that still disagrees.
+
+Comparison rules are the hand-written differential test's: on a Prometheus error Tidemark must
+fail with the same ``errorType``; otherwise values agree to 1e-6 relative (NaN equals NaN),
+timestamps exactly, series as sets. A top-level ``sort``/``sort_desc`` instant result is compared
+in order only when its values are distinct and not NaN (Go's sort is not stable, and 2.42 and 3.x
+place NaN differently).
+
+Two 2.42 -> 3.x differences cannot be kept out by the generator, because they depend on the
+values; ``known_difference`` recognizes them and the run counts them apart from discrepancies:
+
+- ``filter-cardinality``: since 3.9 a filtering comparison (no ``bool``) checks one-to-one
+  matching before it drops the samples that fail it (upstream "Fix insufficient cardinality
+  checking for filter ops"), so ``a > on() b`` with several ``a`` series is an error even when
+  only one passes; 2.42 (and 3.0-3.8) answer.
+- ``cancellation``: 2.42's ``avg``/``avg_over_time`` use an incremental mean, 3.x a
+  (Kahan-compensated) sum divided once, so values that cancel give 0 in 3.x and a residue like
+  ``-1.1e-16`` in 2.42, which the relative comparison cannot accept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from server.routes_query import QueryAPIConfig
+from storage.db import Storage
+from tests.api.conftest import QueryServer
+from tests.compat.conftest import Peers, get_json
+from tests.compat.dataset import as_batch, generate, t_at
+from tests.compat.fuzz_gen import Generator, Node, shrink_candidates
+from tests.compat.peer import PrometheusPeer
+from tests.conformance.compare import almost_equal
+
+INSTANT_MINUTES = (45.0, 52.5, 61.5, 70.0, 77.25, 88.0, 97.0)
+RANGE_STEPS_S = (15, 37, 60, 120)
+
+
+@dataclass(frozen=True)
+class Query:
+    """One HTTP query: the API path and its parameters (the expression goes in separately)."""
+
+    path: str
+    params: tuple[tuple[str, str], ...]
+
+    def with_expr(self, expr: str) -> list[tuple[str, str]]:
+        return [("query", expr), *self.params]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Both engines' answers to one query; ``problem`` is None when they agree."""
+
+    status: str  # "ok" | "error" | "empty"
+    problem: str | None
+    known: str | None = None  # a documented 2.42 -> 3.x difference explains the problem
+
+
+_FILTER_OPS = ("==", "!=", ">", "<", ">=", "<=")
+_RESIDUE = re.compile(r"ours (\S+) theirs (\S+)$")
+
+
+def known_difference(expr: str, problem: str) -> str | None:
+    """The documented 2.42 -> 3.x difference (module docstring) that explains ``problem``."""
+    if problem.startswith("we failed: execution: multiple matches for labels"):
+        filters = [op for op in _FILTER_OPS if f" {op} " in expr and f" {op} bool" not in expr]
+        return "filter-cardinality" if filters else None
+    m = _RESIDUE.search(problem)
+    if m and "avg" in expr:
+        a, b = float(m.group(1)), float(m.group(2))
+        if (a == 0 or b == 0) and abs(a - b) < 1e-9:
+            return "cancellation"
+    return None
+
+
+def instant(ms: int) -> Query:
+    return Query("/api/v1/query", (("time", f"{ms / 1000:.3f}"),))
+
+
+def range_query(start_ms: int, end_ms: int, step_s: int) -> Query:
+    params = (("start", f"{start_ms / 1000:.3f}"), ("end", f"{end_ms / 1000:.3f}"))
+    return Query("/api/v1/query_range", (*params, ("step", str(step_s))))
+
+
+def queries_for(seed: int, index: int) -> list[Query]:
+    """Two instant times and one range, chosen per expression (times end in ``.250``)."""
+    import random
+
+    rng = random.Random(seed * 1_000_003 + index)
+    times = rng.sample(INSTANT_MINUTES, 2)
+    start = t_at(rng.choice((45, 47.5, 55)))
+    end = t_at(rng.choice((80, 90.5, 98)))
+    return [*(instant(t_at(m)) for m in times), range_query(start, end, rng.choice(RANGE_STEPS_S))]
+
+
+def _value(s: str) -> float:
+    special = {"+Inf": math.inf, "-Inf": -math.inf, "NaN": math.nan}
+    return special[s] if s in special else float(s)
+
+
+def _rows(data: dict) -> list[tuple[tuple, list[tuple[float, float]]]]:
+    vector = data["resultType"] == "vector"
+    out = []
+    for s in data["result"]:
+        points = [s["value"]] if vector else s["values"]
+        out.append((tuple(sorted(s["metric"].items())), [(t, _value(v)) for t, v in points]))
+    return out
+
+
+def _strictly_ordered(rows: list) -> bool:
+    values = [pts[0][1] for _, pts in rows]
+    return not any(math.isnan(v) for v in values) and len(set(values)) == len(values)
+
+
+def diff(ours: dict, theirs: dict, ordered: bool) -> str | None:
+    """Why two ``data`` objects disagree, or None."""
+    if ours["resultType"] != theirs["resultType"]:
+        return f"result type {ours['resultType']} != {theirs['resultType']}"
+    if ours["resultType"] in ("scalar", "string"):
+        (t1, v1), (t2, v2) = ours["result"], theirs["result"]
+        if t1 == t2 and (v1 == v2 or almost_equal(_value(v1), _value(v2))):
+            return None
+        return f"{ours['resultType']} {ours['result']} != {theirs['result']}"
+    a, b = _rows(ours), _rows(theirs)
+    if not (ordered and _strictly_ordered(b)):
+        a, b = sorted(a, key=lambda r: r[0]), sorted(b, key=lambda r: r[0])
+    if [ls for ls, _ in a] != [ls for ls, _ in b]:
+        only_a = [dict(ls) for ls, _ in a if ls not in {x for x, _ in b}]
+        only_b = [dict(ls) for ls, _ in b if ls not in {x for x, _ in a}]
+        return (
+            f"series differ ({len(a)} vs {len(b)}): only ours {only_a[:3]} only theirs {only_b[:3]}"
+        )
+    for (ls, pa), (_, pb) in zip(a, b, strict=True):
+        if [t for t, _ in pa] != [t for t, _ in pb]:
+            missing = sorted({t for t, _ in pb} ^ {t for t, _ in pa})
+            return f"timestamps of {dict(ls)} differ at {missing[:5]}"
+        for (t, va), (_, vb) in zip(pa, pb, strict=True):
+            if not almost_equal(va, vb):
+                return f"{dict(ls)} at {t}: ours {va} theirs {vb}"
+    return None
+
+
+def compare(peers: Peers, expr: str, query: Query) -> Outcome:
+    params = query.with_expr(expr)
+    _, theirs = get_json(peers.prometheus, query.path, params)
+    status, ours = get_json(peers.tidemark, query.path, params)
+    if theirs.get("status") != "success":
+        if ours.get("status") != "error":
+            return Outcome("error", f"Prometheus failed ({theirs.get('error')}), we answered")
+        if ours.get("errorType") != theirs.get("errorType"):
+            return Outcome(
+                "error",
+                f"errorType {ours.get('errorType')} ({ours.get('error')}) != "
+                f"{theirs.get('errorType')} ({theirs.get('error')})",
+            )
+        return Outcome("error", None)
+    empty = theirs["data"]["resultType"] in ("vector", "matrix") and not theirs["data"]["result"]
+    kind = "empty" if empty else "ok"
+    if status != 200:
+        problem = f"we failed: {ours.get('errorType')}: {ours.get('error')}"
+        return Outcome(kind, problem, known_difference(expr, problem))
+    ordered = query.path.endswith("/query") and expr.startswith(("sort(", "sort_desc("))
+    problem = diff(ours["data"], theirs["data"], ordered)
+    return Outcome(kind, problem, problem and known_difference(expr, problem))
+
+
+def first_problem(peers: Peers, expr: str, queries: list[Query]) -> tuple[Query, str] | None:
+    for q in queries:
+        outcome = compare(peers, expr, q)
+        if outcome.problem and not outcome.known:
+            return q, outcome.problem
+    return None
+
+
+def shrink(peers: Peers, node: Node, queries: list[Query], budget: int = 200) -> Node:
+    """Greedy: take the first smaller expression that still disagrees, until none does."""
+    current, tries = node, 0
+    improved = True
+    while improved and tries < budget:
+        improved = False
+        for cand in sorted(shrink_candidates(current), key=Node.size):
+            tries += 1
+            if first_problem(peers, cand.render(), queries):
+                current, improved = cand, True
+                break
+            if tries >= budget:
+                break
+    return current
+
+
+@contextmanager
+def running_peers() -> Iterator[Peers]:
+    """Prometheus 2.42 and a Tidemark server, both loaded with ``dataset.generate()``."""
+    data = generate()
+    prom = PrometheusPeer().start()
+    tide: QueryServer | None = None
+    try:
+        prom.remote_write(data)
+        storage = Storage.in_memory()
+        storage.append(as_batch(data))
+        tide = QueryServer(storage, QueryAPIConfig()).start()
+        yield Peers(prom.url, f"http://127.0.0.1:{tide.port}")
+    finally:
+        if tide is not None:
+            tide.stop()
+        prom.stop()
+
+
+@dataclass(frozen=True)
+class Finding:
+    expr: str
+    shrunk: str
+    query: Query
+    problem: str
+
+
+def run(
+    peers: Peers, n: int, seed: int, do_shrink: bool = True, out=None
+) -> tuple[Counter, list[Finding]]:  # type: ignore[no-untyped-def]
+    """Run ``n`` generated expressions; returns outcome counts and the (shrunk) findings."""
+    gen = Generator(seed)
+    stats: Counter = Counter()
+    findings: list[Finding] = []
+    for i in range(n):
+        node = gen.expression()
+        expr, queries = node.render(), queries_for(seed, i)
+        stats["expressions"] += 1
+        failed = None
+        for q in queries:
+            outcome = compare(peers, expr, q)
+            stats[outcome.status] += 1
+            if outcome.known:
+                stats[f"known:{outcome.known}"] += 1
+            elif outcome.problem and failed is None:
+                failed = (q, outcome.problem)
+        if failed is None:
+            continue
+        small = shrink(peers, node, queries).render() if do_shrink else expr
+        again = first_problem(peers, small, queries) or failed
+        findings.append(Finding(expr, small, again[0], again[1]))
+        stats["discrepancies"] += 1
+        if out is not None:
+            print(
+                f"[{i}] {expr}\n  shrunk: {small}\n  {again[0].path} {again[0].params}\n  {again[1]}\n",
+                file=out,
+                flush=True,
+            )
+    return stats, findings
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=200)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--no-shrink", action="store_true")
+    args = ap.parse_args(argv)
+    began = time.monotonic()
+    with running_peers() as peers:
+        stats, findings = run(peers, args.n, args.seed, not args.no_shrink, sys.stdout)
+    elapsed = time.monotonic() - began
+    print(f"{dict(stats)} in {elapsed:.1f}s; {len(findings)} discrepancies")
+    return 1 if findings else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,492 @@
+"""A seeded, typed random PromQL generator over the compat data set (``dataset.py``).
+
+Every expression it makes is valid in Prometheus 2.42 and means the same there as in
+Prometheus 3 on that data set. What it avoids, and why (each a 2.42 -> 3.x change, not a bug):
+
+- Samples on window boundaries (2.x closes range and lookback windows on the left, 3.x opens
+  them): ranges, offsets and subquery steps are whole seconds, ``@`` times end in ``.250`` like
+  every query time, and subqueries do not nest (a nested subquery evaluates its inner query at
+  whole seconds, exactly on the outer window's left edge).
+- ``rate``/``increase`` windows that start long before a series' first sample (3.x caps the
+  extrapolation at the counter's zero point in a different order): they only read series without
+  gaps or stale markers, or subqueries of such series that never drop a step, and the total
+  look-back of any path (ranges + offsets + subquery ranges) stays within 25 minutes, so from
+  minute 45 on every window starts after the data does.
+- Functions added or renamed after 2.42 (``holt_winters``, ``sort_by_label``, ``limitk``,
+  ``mad_over_time``, ``info``, histogram functions, ...) and UTF-8 label names.
+- ``atan2`` keeps the metric name in 2.x and drops it in 3.x: it only appears under an
+  aggregation that drops the name anyway.
+- ``topk``/``bottomk`` pick arbitrarily among equal values: their argument comes from a pool of
+  continuously valued series that has no ties.
+- ``stddev``/``stdvar`` of a lone NaN or Inf: 0 in 2.42, NaN in 3.x. They only aggregate finite
+  series.
+- ``predict_linear(v[r] @ t, ...)`` in a range query: 2.42 answers at the first step only, 3.x
+  reuses the pinned window at every step (intercept at each step's time). No ``@`` there.
+
+Not semantic differences, but Go-runtime ones, also kept out:
+
+- Date functions of NaN, +-Inf or values beyond int64: Go's ``int64(f)`` conversion is
+  architecture-specific (amd64 gives MinInt64) and the date then depends on the Go version's
+  calendar code. Their arguments are sample timestamps or finite series.
+- ``count_values`` labels print values bit-exactly, so the last-ulp differences between Go's
+  ``math.Exp``/``math.Pow`` and libm show there: its argument is a selector or a rounded,
+  bounded expression.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, replace
+
+from tests.compat.dataset import t_at
+
+Part = str | int  # an int part is the index of a child node
+
+
+@dataclass(frozen=True)
+class Node:
+    """One generated expression: ``parts`` joined, each int replaced by that child's text."""
+
+    typ: str  # "vector" | "scalar" | "matrix"
+    parts: tuple[Part, ...]
+    kids: tuple[Node, ...] = ()
+
+    def render(self) -> str:
+        return "".join(self.kids[p].render() if isinstance(p, int) else p for p in self.parts)
+
+    def size(self) -> int:
+        return 1 + sum(k.size() for k in self.kids)
+
+
+def leaf(typ: str, text: str) -> Node:
+    return Node(typ, (text,))
+
+
+@dataclass(frozen=True)
+class Ctx:
+    depth: int  # nesting left
+    back_s: int  # look-back budget left (seconds)
+    in_subquery: bool = False
+    smooth: bool = False  # only expressions that never drop a step of a gap-free series
+
+
+# Metric -> its labels (besides __name__) and whether rate/increase may read it.
+METRICS: dict[str, tuple[tuple[str, ...], bool]] = {
+    "http_requests_total": (("job", "instance", "code"), True),
+    "node_temperature_celsius": (("job", "instance"), False),  # a 12.5 min gap
+    "node_load": (("job", "instance"), True),
+    "process_open_fds": (("job", "instance"), False),  # stale markers
+    "build_info": (("job", "version"), True),
+    "http_request_duration_seconds_bucket": (("job", "le"), True),
+    "http_request_duration_seconds_sum": (("job",), True),
+    "http_request_duration_seconds_count": (("job",), True),
+}
+VALUES = {
+    "job": ("api", "db", "cache", "nope"),
+    "instance": ("0", "1"),
+    "code": ("200", "500"),
+    "le": ("0.1", "1", "+Inf"),
+    "version": ("1.3.0", "1.5.0"),
+}
+REGEXES = {
+    "job": ("a.*", "api|db", ".*", ".+", "d.", "", "cache|nope"),
+    "instance": ("0|1", "1", ".*", "[01]"),
+    "code": ("5..", "2.*", "[25]00"),
+    "le": ("0.*", "\\\\+Inf", ".*"),
+    "version": ("1\\\\..*", ".*"),
+}
+NAME_REGEXES = {  # __name__ regex -> the metrics it selects
+    "node_.*": ("node_temperature_celsius", "node_load"),
+    "node_load|build_info": ("node_load", "build_info"),
+    "http_request_duration_seconds_(sum|count)": (
+        "http_request_duration_seconds_sum",
+        "http_request_duration_seconds_count",
+    ),
+}
+LABELS = ("job", "instance", "code", "le", "version")
+RANGES_S = (30, 45, 60, 90, 120, 180, 300, 420, 600)
+OFFSETS_S = (30, 60, 90, 180, 300, -60, -120)
+SUB_STEPS_S = (None, 15, 30, 47, 60, 120)
+AT_TIMES = (*tuple(f"{t_at(m) / 1000:.3f}" for m in (40, 52.5, 75, 91)), "start()", "end()")
+
+MATH = [
+    "abs",
+    "ceil",
+    "floor",
+    "exp",
+    "ln",
+    "log2",
+    "log10",
+    "sqrt",
+    "sgn",
+    "sin",
+    "cos",
+    "tan",
+    "asin",
+    "acos",
+    "atan",
+    "sinh",
+    "cosh",
+    "tanh",
+    "asinh",
+    "acosh",
+    "atanh",
+    "deg",
+    "rad",
+]
+DATE = [
+    "day_of_month",
+    "day_of_week",
+    "day_of_year",
+    "days_in_month",
+    "hour",
+    "minute",
+    "month",
+    "year",
+]
+OVER_TIME = [
+    "avg_over_time",
+    "min_over_time",
+    "max_over_time",
+    "sum_over_time",
+    "count_over_time",
+    "stddev_over_time",
+    "stdvar_over_time",
+    "last_over_time",
+    "present_over_time",
+]
+ANY_RANGE = ("delta", "irate", "idelta", "deriv", "changes", "resets")
+COUNTER_RANGE = ("rate", "increase")
+AGGS = ("sum", "avg", "min", "max", "count", "group", "stddev", "stdvar")
+ARITH = ("+", "-", "*", "/", "%", "^")
+COMPARE = ("==", "!=", ">", "<", ">=", "<=")
+
+
+def _dur(seconds: int) -> str:
+    sign, s = ("-", -seconds) if seconds < 0 else ("", seconds)
+    if s % 60 == 0:
+        return f"{sign}{s // 60}m"
+    if s > 60:
+        return f"{sign}{s // 60}m{s % 60}s"
+    return f"{sign}{s}s"
+
+
+class Generator:
+    """``vector()``/``scalar()`` make random expressions; the same seed makes the same ones."""
+
+    def __init__(self, seed: int) -> None:
+        self.rng = random.Random(seed)
+
+    # -- helpers ------------------------------------------------------------------------------
+    def pick(self, seq):  # type: ignore[no-untyped-def]
+        return seq[self.rng.randrange(len(seq))]
+
+    def chance(self, p: float) -> bool:
+        return self.rng.random() < p
+
+    def grouping(self) -> str:
+        labels = self.rng.sample(LABELS, self.rng.randint(0, 2))
+        kind = self.pick(("by", "without"))
+        return f"{kind} ({', '.join(labels)})"
+
+    def matching(self, allow_group: bool) -> str:
+        if self.chance(0.35):
+            return ""
+        labels = self.rng.sample(LABELS, self.rng.randint(0, 2))
+        text = f"{self.pick(('on', 'ignoring'))}({', '.join(labels)})"
+        if allow_group and self.chance(0.4):
+            extra = self.rng.sample(LABELS, self.rng.randint(0, 1))
+            text += f" {self.pick(('group_left', 'group_right'))}({', '.join(extra)})"
+        return text
+
+    # -- selectors ------------------------------------------------------------------------------
+    def selector_text(self, counter_only: bool) -> str:
+        names = [m for m, (_, ok) in METRICS.items() if ok or not counter_only]
+        if self.chance(0.1):
+            regexes = [
+                r
+                for r, ms in NAME_REGEXES.items()
+                if all(METRICS[m][1] for m in ms) or not counter_only
+            ]
+            matchers = [f'__name__=~"{self.pick(regexes)}"']
+            labels: tuple[str, ...] = ("job", "instance")
+            name = ""
+        else:
+            name = self.pick(names)
+            labels = METRICS[name][0]
+            matchers = []
+        for _ in range(self.rng.choice((0, 0, 1, 1, 2))):
+            label = self.pick(labels if self.chance(0.85) else LABELS)
+            op = self.pick(("=", "!=", "=~", "!~"))
+            if op in ("=", "!="):
+                value = self.pick((*VALUES.get(label, ("x",)), ""))
+            else:
+                value = self.pick(REGEXES.get(label, (".*",)))
+            matchers.append(f'{label}{op}"{value}"')
+        if not name and not matchers:
+            matchers.append('job!=""')
+        return name + (f"{{{', '.join(matchers)}}}" if matchers or not name else "")
+
+    def modifiers(self, ctx: Ctx, used_s: int, allow_at: bool = True) -> tuple[str, int]:
+        """Optional ``offset``/``@``; returns the text and the look-back it adds."""
+        text, back = "", 0
+        if allow_at and self.chance(0.12) and not ctx.in_subquery:
+            text += f" @ {self.pick(AT_TIMES)}"
+        if self.chance(0.2):
+            off = self.pick([o for o in OFFSETS_S if o + used_s <= ctx.back_s])
+            text += f" offset {_dur(off)}"
+            back = max(off, 0)
+        return text, back
+
+    def selector(self, ctx: Ctx, counter_only: bool = False) -> Node:
+        mods, _ = self.modifiers(ctx, 0)
+        return leaf("vector", self.selector_text(counter_only) + mods)
+
+    def matrix(self, ctx: Ctx, counter_only: bool, allow_at: bool = True) -> Node:
+        """A range vector: a selector with a range, or (outside subqueries) a subquery."""
+        if not ctx.in_subquery and ctx.depth > 1 and self.chance(0.25):
+            return self.subquery(ctx, counter_only, allow_at)
+        rng_s = self.pick([r for r in RANGES_S if r <= ctx.back_s])
+        sel = self.selector_text(counter_only)
+        mods, _ = self.modifiers(replace(ctx, back_s=ctx.back_s - rng_s), rng_s, allow_at)
+        return leaf("matrix", f"{sel}[{_dur(rng_s)}]{mods}")
+
+    def subquery(self, ctx: Ctx, counter_only: bool, allow_at: bool = True) -> Node:
+        rng_s = self.pick([r for r in RANGES_S if 60 <= r <= ctx.back_s - 120] or [60])
+        step = self.pick(SUB_STEPS_S)
+        inner_ctx = Ctx(ctx.depth - 1, ctx.back_s - rng_s, True, counter_only)
+        inner = self.vector(inner_ctx)
+        step_text = _dur(step) if step else ""
+        mods, _ = self.modifiers(replace(ctx, back_s=0), 0, allow_at)
+        return Node("matrix", ("(", 0, f")[{_dur(rng_s)}:{step_text}]{mods}"), (inner,))
+
+    # -- vectors ------------------------------------------------------------------------------
+    def vector(self, ctx: Ctx) -> Node:
+        if ctx.smooth:
+            return self.smooth_vector(ctx)
+        if ctx.depth <= 0 or self.chance(0.15):
+            return self.selector(ctx)
+        sub = replace(ctx, depth=ctx.depth - 1)
+        kinds = (
+            (self.range_call, 5),
+            (self.math_call, 3),
+            (self.param_call, 2),
+            (self.label_call, 2),
+            (self.date_call, 1),
+            (self.misc_call, 2),
+            (self.aggregation, 5),
+            (self.param_aggregation, 3),
+            (self.binary_vv, 4),
+            (self.binary_vs, 3),
+            (self.set_op, 2),
+            (self.histogram, 1),
+        )
+        make = self.rng.choices([k for k, _ in kinds], [w for _, w in kinds])[0]
+        return make(sub)
+
+    def smooth_vector(self, ctx: Ctx) -> Node:
+        """Series that are present at every step of a subquery: safe under ``rate``."""
+        sel = leaf("vector", self.selector_text(True))
+        if ctx.depth <= 0 or self.chance(0.3):
+            return sel
+        choice = self.rng.randrange(3)
+        if choice == 0:
+            return Node("vector", (f"sum {self.grouping()} (", 0, ")"), (sel,))
+        if choice == 1:
+            rng_s = self.pick([r for r in RANGES_S if r <= ctx.back_s])
+            text = f"{self.pick(COUNTER_RANGE)}({self.selector_text(True)}[{_dur(rng_s)}])"
+            return leaf("vector", text)
+        return Node("vector", ("(", 0, f" * {self.rng.randint(1, 5)})"), (sel,))
+
+    def range_call(self, ctx: Ctx) -> Node:
+        r = self.rng.random()
+        if r < 0.3:
+            return Node(
+                "vector", (f"{self.pick(COUNTER_RANGE)}(", 0, ")"), (self.matrix(ctx, True),)
+            )
+        if r < 0.55:
+            return Node("vector", (f"{self.pick(ANY_RANGE)}(", 0, ")"), (self.matrix(ctx, False),))
+        if r < 0.85:
+            return Node("vector", (f"{self.pick(OVER_TIME)}(", 0, ")"), (self.matrix(ctx, False),))
+        if r < 0.93:
+            phi = self.pick(("0", "0.1", "0.5", "0.9", "1", "-1", "2"))
+            return Node(
+                "vector", (f"quantile_over_time({phi}, ", 0, ")"), (self.matrix(ctx, False),)
+            )
+        if r < 0.97:
+            secs = self.pick(("600", "-120", "0", "3600"))
+            # 2.42 answers an ``@`` window inside predict_linear at the first step of a range
+            # query only; 3.x reuses the window at every step.
+            m = self.matrix(ctx, False, allow_at=False)
+            return Node("vector", ("predict_linear(", 0, f", {secs})"), (m,))
+        return Node("vector", ("absent_over_time(", 0, ")"), (self.matrix(ctx, False),))
+
+    def math_call(self, ctx: Ctx) -> Node:
+        fn = self.pick([*MATH, "-", "timestamp"])
+        if fn == "-":
+            return Node("vector", ("-", 0), (self.vector(ctx),))
+        arg = self.selector(ctx) if fn == "timestamp" and self.chance(0.7) else self.vector(ctx)
+        return Node("vector", (f"{fn}(", 0, ")"), (arg,))
+
+    def param_call(self, ctx: Ctx) -> Node:
+        fn = self.pick(("round", "round1", "clamp", "clamp_min", "clamp_max"))
+        v = self.vector(ctx)
+        if fn == "round1":
+            return Node("vector", ("round(", 0, ")"), (v,))
+        if fn == "clamp":
+            lo, hi = sorted(self.rng.sample((-1, -0.5, 0, 0.5, 2, 41, 150), 2))
+            if self.chance(0.15):
+                lo, hi = hi, lo  # min > max: empty in both
+            return Node("vector", ("clamp(", 0, f", {lo}, {hi})"), (v,))
+        return Node("vector", (f"{fn}(", 0, ", ", 1, ")"), (v, self.scalar(ctx)))
+
+    def label_call(self, ctx: Ctx) -> Node:
+        v = self.vector(ctx)
+        if self.chance(0.6):
+            dst = self.pick(("host", "job", "instance", "x", "code"))
+            repl = self.pick(("$1", "${1}xx", "", "v-$1", "$2"))
+            src = self.pick((*LABELS, "__name__", "nope"))
+            regex = self.pick(("(.*)", "(.).*", "a(.*)", ".+", "([0-9])", "(.*)_(.*)", ""))
+            text = f', "{dst}", "{repl}", "{src}", "{regex}")'
+            return Node("vector", ("label_replace(", 0, text), (v,))
+        dst = self.pick(("all", "job", "x"))
+        srcs = self.rng.sample((*LABELS, "__name__"), self.rng.randint(0, 3))
+        sep = self.pick(("-", "", "/"))
+        text = ", ".join([f'"{dst}"', f'"{sep}"'] + [f'"{s}"' for s in srcs])
+        return Node("vector", ("label_join(", 0, f", {text})"), (v,))
+
+    def date_call(self, ctx: Ctx) -> Node:
+        fn = self.pick(DATE)
+        if self.chance(0.5):
+            return Node("vector", (f"{fn}(timestamp(", 0, "))"), (self.selector(ctx),))
+        arg = self.selector(ctx) if self.chance(0.5) else self.tie_free(ctx)
+        return Node("vector", (f"{fn}(", 0, ")"), (arg,))
+
+    def misc_call(self, ctx: Ctx) -> Node:
+        r = self.rng.random()
+        if r < 0.3:
+            return Node("vector", (self.pick(("sort(", "sort_desc(")), 0, ")"), (self.vector(ctx),))
+        if r < 0.55:
+            return Node("vector", ("absent(", 0, ")"), (self.vector(ctx),))
+        if r < 0.8:
+            return Node("vector", ("vector(", 0, ")"), (self.scalar(ctx),))
+        return Node("vector", ("(", 0, ")"), (self.vector(ctx),))
+
+    def aggregation(self, ctx: Ctx) -> Node:
+        op = self.pick(AGGS)
+        g = self.grouping() if self.chance(0.75) else ""
+        # A lone NaN or Inf has stdvar 0 in 2.42 and NaN in 3.x: feed finite values only.
+        v = self.tie_free(ctx) if op in ("stddev", "stdvar") else self.vector(ctx)
+        if g and self.chance(0.5):
+            return Node("vector", (f"{op} {g} (", 0, ")"), (v,))
+        return Node("vector", (f"{op}(", 0, f"){' ' + g if g else ''}"), (v,))
+
+    def tie_free(self, ctx: Ctx) -> Node:
+        """A vector with distinct, non-NaN values at every step (for ``topk``/``bottomk``)."""
+        r = self.rng.random()
+        name = self.pick(("node_load", "node_temperature_celsius"))
+        if r < 0.4:
+            return leaf("vector", name)
+        if r < 0.7:
+            rng_s = self.pick([x for x in RANGES_S if x >= 60 and x <= ctx.back_s])
+            return leaf("vector", f"rate(http_requests_total[{_dur(rng_s)}])")
+        if r < 0.85:
+            return leaf("vector", f"avg_over_time({name}[5m])")
+        return leaf("vector", f"{name} * {self.pick(('2', '-1', '0.5'))}")
+
+    def param_aggregation(self, ctx: Ctx) -> Node:
+        g = self.grouping() if self.chance(0.6) else ""
+        r = self.rng.random()
+        if r < 0.35:
+            op, param, v = self.pick(("topk", "bottomk")), self.pick(("1", "2", "3", "0")), None
+            v = self.tie_free(ctx)
+        elif r < 0.7:
+            op = "quantile"
+            param = self.pick(("0", "0.25", "0.5", "0.9", "1", "1.5", "-0.5"))
+            v = self.vector(ctx)
+        else:
+            op, param = "count_values", f'"{self.pick(("value", "job", "v"))}"'
+            # Labels carry values bit-exactly: keep Go-vs-libm last-digit differences of
+            # exp/pow/trig results out of them by rounding a bounded value.
+            v = self.selector(ctx)
+            if self.chance(0.6):
+                v = Node("vector", ("round(clamp(", 0, ", -10000, 10000))"), (self.vector(ctx),))
+        return Node("vector", (f"{op} {g} ({param}, ", 0, ")"), (v,))
+
+    def binary_vv(self, ctx: Ctx) -> Node:
+        if self.chance(0.08):
+            g = self.pick(("by (job)", "by (job, instance)", "without (instance)"))
+            return Node(
+                "vector", (f"sum {g} (", 0, " atan2 ", 1, ")"), (self.vector(ctx), self.vector(ctx))
+            )
+        op = self.pick(ARITH + COMPARE)
+        if op in COMPARE and self.chance(0.4):
+            op += " bool"
+        m = self.matching(allow_group=True)
+        return Node("vector", ("(", 0, f" {op} {m} ", 1, ")"), (self.vector(ctx), self.vector(ctx)))
+
+    def binary_vs(self, ctx: Ctx) -> Node:
+        op = self.pick(ARITH + COMPARE)
+        if op in COMPARE and self.chance(0.4):
+            op += " bool"
+        v, s = self.vector(ctx), self.scalar(ctx)
+        if self.chance(0.5):
+            return Node("vector", ("(", 0, f" {op} ", 1, ")"), (v, s))
+        return Node("vector", ("(", 1, f" {op} ", 0, ")"), (v, s))
+
+    def set_op(self, ctx: Ctx) -> Node:
+        op = self.pick(("and", "or", "unless"))
+        m = self.matching(allow_group=False)
+        return Node("vector", ("(", 0, f" {op} {m} ", 1, ")"), (self.vector(ctx), self.vector(ctx)))
+
+    def histogram(self, ctx: Ctx) -> Node:
+        phi = self.pick(("0", "0.5", "0.9", "0.99", "1", "-1", "1.5"))
+        rng_s = self.pick([r for r in RANGES_S if r >= 60 and r <= ctx.back_s])
+        sel = (
+            self.selector_text(True) if self.chance(0.2) else "http_request_duration_seconds_bucket"
+        )
+        inner = f"rate({sel}[{_dur(rng_s)}])"
+        if self.chance(0.5):
+            inner = f"sum by (le{self.pick(('', ', job'))}) ({inner})"
+        elif self.chance(0.3):
+            inner = sel
+        return leaf("vector", f"histogram_quantile({phi}, {inner})")
+
+    # -- scalars ------------------------------------------------------------------------------
+    def scalar(self, ctx: Ctx) -> Node:
+        if ctx.depth <= 0 or self.chance(0.55):
+            return leaf(
+                "scalar", self.pick(("1", "2", "0", "-1", "0.5", "10", "3.7", "NaN", "Inf"))
+            )
+        sub = replace(ctx, depth=ctx.depth - 1)
+        r = self.rng.random()
+        if r < 0.35:
+            return Node("scalar", ("scalar(", 0, ")"), (self.vector(sub),))
+        if r < 0.55:
+            return leaf(
+                "scalar", self.pick(("time()", "pi()", "hour()", "minute()", "day_of_week()"))
+            )
+        op = self.pick(ARITH + COMPARE)
+        if op in COMPARE:
+            op += " bool"
+        return Node("scalar", ("(", 0, f" {op} ", 1, ")"), (self.scalar(sub), self.scalar(sub)))
+
+    def expression(self, max_depth: int = 4) -> Node:
+        ctx = Ctx(depth=self.rng.randint(1, max_depth), back_s=25 * 60)
+        return self.scalar(ctx) if self.chance(0.08) else self.vector(ctx)
+
+
+def shrink_candidates(node: Node) -> list[Node]:
+    """Smaller expressions of the same type: a same-typed descendant, or one child shrunk."""
+    out: list[Node] = []
+    stack = list(node.kids)
+    while stack:
+        k = stack.pop(0)
+        if k.typ == node.typ:
+            out.append(k)
+        stack.extend(k.kids)
+    for i, kid in enumerate(node.kids):
+        for smaller in shrink_candidates(kid):
+            kids = (*node.kids[:i], smaller, *node.kids[i + 1 :])
+            out.append(Node(node.typ, node.parts, kids))
+    return out
