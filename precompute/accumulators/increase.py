@@ -72,6 +72,9 @@ def _fold_one_each(cols: CounterColumns, kid: np.ndarray, t: np.ndarray, v: np.n
     run = _as_run(kid)
     if run is not None:
         return _fold_run(cols, run, t, v)
+    span = int(kid[-1]) - int(kid[0]) + 1
+    if 0 < span <= kid.shape[0] * 9 // 8 and bool((kid[1:] > kid[:-1]).all()):
+        return _fold_span(cols, kid, t, v)
     had = cols.n[kid] > 0
     fresh = ~had | (t > cols.last_t[kid])
     skipped = int(kid.shape[0] - np.count_nonzero(fresh))
@@ -98,27 +101,53 @@ def _as_run(kid: np.ndarray) -> slice | None:
     return slice(lo, lo + n)
 
 
-def _fold_run(cols: CounterColumns, rows: slice, t: np.ndarray, v: np.ndarray) -> int:
-    """``_fold_one_each`` over the rows ``rows`` (one sample each, in row order): slices
-    instead of gathers and scatters, the same state changes."""
+def _fold_span(cols: CounterColumns, kid: np.ndarray, t: np.ndarray, v: np.ndarray) -> int:
+    """``_fold_one_each`` for ascending distinct ``kid`` with a few gaps (series that missed
+    this pane): samples spread over the span ``kid[0]..kid[-1]``, then folded by slices."""
+    lo, hi = int(kid[0]), int(kid[-1]) + 1
+    pos = kid - lo
+    absent = np.ones(hi - lo, dtype=bool)
+    absent[pos] = False
+    tt = np.zeros(hi - lo, dtype=np.int64)
+    tt[pos] = t
+    vv = np.zeros(hi - lo, dtype=np.float64)
+    vv[pos] = v
+    return _fold_run(cols, slice(lo, hi), tt, vv, absent)
+
+
+def _fold_run(
+    cols: CounterColumns,
+    rows: slice,
+    t: np.ndarray,
+    v: np.ndarray,
+    absent: np.ndarray | None = None,
+) -> int:
+    """``_fold_one_each`` over the rows ``rows`` (one sample each, in row order; rows marked
+    ``absent`` have none): slices instead of gathers and scatters, the same state changes."""
     n, last_t, last_v = cols.n[rows], cols.last_t[rows], cols.last_v[rows]
     had = n > 0
     stale = had & (t <= last_t)  # older than the folded state: skipped
+    if absent is not None:
+        stale &= ~absent
     skipped = int(np.count_nonzero(stale))
-    if skipped:
-        t, v = np.where(stale, last_t, t), np.where(stale, last_v, v)
+    keep = stale if absent is None else stale | absent  # rows whose state stays as it is
+    changed = bool(skipped) or absent is not None
+    if changed:
+        t, v = np.where(keep, last_t, t), np.where(keep, last_v, v)
     new = ~had
+    if absent is not None:
+        new &= ~absent
     if new.any():
         np.copyto(cols.first_t[rows], t, where=new)
         np.copyto(cols.first_v[rows], v, where=new)
     drop = v < last_v
     drop &= had
-    if skipped:
-        drop &= ~stale
+    if changed:
+        drop &= ~keep
     resets = cols.resets[rows]
     np.add(resets, last_v, out=resets, where=drop)  # += prev where it dropped (else + 0.0)
-    if skipped:
-        n += ~stale
+    if changed:
+        n += ~keep
     else:
         n += 1
     last_t[...] = t

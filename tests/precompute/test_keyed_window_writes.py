@@ -193,15 +193,26 @@ def test_merging_two_fully_present_states_equals_the_stacked_merge(seed, size):
         assert np.array_equal(getattr(merged, c), getattr(stacked, c)), c
 
 
-@settings(max_examples=60, deadline=None)
-@given(seed=st.integers(0, 10_000), size=st.integers(2, 60), present=st.sampled_from([0, 0.5, 1]))
-def test_a_scrape_in_table_order_folds_like_the_same_scrape_in_any_order(seed, size, present):
-    """One sample per key over a run of rows (slices) == the same samples shuffled (gathers):
-    new keys, counter drops, and samples older than the folded state (skipped)."""
+@settings(max_examples=80, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    size=st.integers(2, 60),
+    present=st.sampled_from([0, 0.5, 1]),
+    gaps=st.sampled_from([0, 1, 3]),
+)
+def test_a_scrape_in_table_order_folds_like_the_same_scrape_in_any_order(
+    seed, size, present, gaps
+):
+    """One sample per key over a run of rows, or a run with a few rows missing (slices) == the
+    same samples shuffled (gathers): new keys, counter drops, samples older than the folded
+    state (skipped), rows without a sample untouched."""
     rng = np.random.default_rng(seed)
     base = _state(rng, size + 5, 0, present)
     lo = int(rng.integers(0, 5))
     kid = np.arange(lo, lo + size)
+    if gaps:  # series that missed this scrape (never the first or last of the span)
+        kid = np.delete(kid, rng.choice(np.arange(1, size - 1), min(gaps, size - 2), False))
+        size = kid.shape[0]
     t = rng.integers(0, 12_000, size)
     v = rng.integers(-5, 20, size).astype(np.float64)  # negative: not counters, still exact
     run = CounterColumns(*(getattr(base, c).copy() for c in _COLS))
