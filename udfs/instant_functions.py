@@ -47,8 +47,24 @@ tan = _unary(np.tan)
 asin = _unary(np.arcsin)
 acos = _unary(np.arccos)
 atan = _unary(np.arctan)
-sinh = _unary(np.sinh)
-cosh = _unary(np.cosh)
+
+
+def sinh(values: Array) -> Array:
+    # Go's math.Sinh is exp(|x|)/2 beyond |x| > 21, which overflows to Inf from |x| ~ 709.78
+    # where the true sinh is still finite (up to ~710.48).
+    v = _f(values)
+    with np.errstate(all="ignore"):
+        big = np.copysign(np.exp(np.abs(v)) * 0.5, v)
+        return np.where(np.abs(v) > 21, big, np.sinh(v))
+
+
+def cosh(values: Array) -> Array:
+    # Go's math.Cosh: exp(|x|)/2 beyond |x| > 21 (overflowing like sinh above).
+    v = _f(values)
+    with np.errstate(all="ignore"):
+        return np.where(np.abs(v) > 21, np.exp(np.abs(v)) * 0.5, np.cosh(v))
+
+
 tanh = _unary(np.tanh)
 asinh = _unary(np.arcsinh)
 acosh = _unary(np.arccosh)

@@ -53,6 +53,15 @@ def test_round_rounds_ties_up_and_to_nearest_multiples():
     assert math.isnan(fn.round_(v)[-1])
 
 
+def test_sinh_and_cosh_overflow_where_go_does():
+    # Go computes exp(|x|)/2 for |x| > 21: Inf from ~709.78 on, although cosh(710) is finite.
+    v = np.array([710.0, -710.0, 700.0, 0.3, -2.0])
+    assert fn.cosh(v)[:2].tolist() == [math.inf, math.inf]
+    assert fn.sinh(v)[:2].tolist() == [math.inf, -math.inf]
+    assert fn.cosh(v)[2:] == pytest.approx(np.cosh(v[2:]), rel=1e-15)
+    assert fn.sinh(v)[2:] == pytest.approx(np.sinh(v[2:]), rel=1e-15)
+
+
 def test_clamp_follows_go_math_min_max_where_infinities_beat_nan():
     v = np.array([-math.inf, math.inf, math.nan, 1.0])
     low = fn.clamp_max(v, math.nan)
