@@ -29,9 +29,10 @@ _MOMENT_DTYPES = (np.float64, np.int64, np.float64, np.float64)
 INCREASE = "Increase"
 _HEAD = struct.Struct("<BIqqq")  # format version, aggregation id, start, end, max_buffer
 # 1: keys inline; 2: key ids into a store key table; 3: key ids that are one run first..first+n-1;
-# 4, 5: as 2, 3 with each state column coded (``_code_column``): fewer bytes to checksum and write
-_VERSION = 5
-_CODED = {4: 2, 5: 3}  # coded format → the key-id layout it shares
+# 4, 5: as 2, 3 with each state column coded (``_code_column``): fewer bytes to checksum and write;
+# 6: as 4 with the id column coded too (ascending ids with gaps: a byte per row)
+_VERSION = 6
+_CODED = {4: 2, 5: 3, 6: 2}  # coded format → the key-id layout it shares
 
 
 def columns_of(kind: str) -> tuple[tuple[str, ...], tuple[Any, ...]]:
@@ -118,7 +119,7 @@ class WindowBatch:
         columns are zero-copy views of the arrays, so a store can checksum and ``writev`` them
         without building the record (per-series batches are ~0.5 MB per window close)."""
         kind = self.kind.encode()
-        version = 1 if key_ids is None else 5 if _is_run(key_ids) else 4
+        version = 1 if key_ids is None else 5 if _is_run(key_ids) else 6
         head = _HEAD.pack(
             version, self.aggregation_id, self.window_start, self.window_end, self.max_buffer
         )
@@ -129,7 +130,7 @@ class WindowBatch:
             out.append(struct.pack("<Qq", key_ids.shape[0], int(key_ids[0])))
         else:
             out.append(struct.pack("<Q", key_ids.shape[0]))
-            out.append(_view(key_ids, np.int64))
+            out += _code_column(key_ids, np.int64, deltas=True)
         names, dtypes = columns_of(self.kind)
         for n, d in zip(names, dtypes, strict=True):
             if version == 1:
@@ -152,7 +153,7 @@ class WindowBatch:
         kind = bytes(view[offset : offset + klen]).decode()
         offset += klen
         keys: Sequence[Key]
-        coded = version in _CODED
+        coded, coded_ids = version in _CODED, version == 6
         version = _CODED.get(version, version)
         if version == 1:
             keys, offset = unpack_keys(view, offset)
@@ -168,8 +169,12 @@ class WindowBatch:
             if key_table is None:
                 raise ValueError("a window batch with key ids needs its key table")
             (n,) = struct.unpack_from("<Q", view, offset)
-            ids = np.frombuffer(view[offset + 8 : offset + 8 + 8 * n], dtype=np.int64).copy()
-            keys, offset = KeyRows(key_table, ids), offset + 8 + 8 * n
+            if coded_ids:
+                ids, offset = _decode_column(view, offset + 8, np.int64, n)
+            else:
+                ids = np.frombuffer(view[offset + 8 : offset + 8 + 8 * n], dtype=np.int64).copy()
+                offset += 8 + 8 * n
+            keys = KeyRows(key_table, ids)
         names, dtypes = columns_of(kind)
         columns = {}
         for name, dtype in zip(names, dtypes, strict=True):
@@ -187,11 +192,14 @@ _RAW = 0  # the column's little-endian bytes
 _CONST = 1  # one 8-byte value for every row (e.g. ``n`` of a steady scrape, ``resets`` all 0)
 _SPARSE = 2  # u64 k, k u32 row numbers, k 8-byte values; the other rows are all-zero bits
 _OFFSET = 3  # int columns: u8 width (1, 2, 4), i64 base, unsigned offsets (timestamps in a window)
+_DELTA = 4  # ascending int columns (key ids): u8 width, i64 first, unsigned steps to the next row
 _WIDTHS = {1: np.uint8, 2: np.uint16, 4: np.uint32}
 _MOSTLY_ZERO = frozenset({"resets"})  # float columns worth checking for all-zero or sparse
 
 
-def _code_column(array: np.ndarray, dtype: Any, zeros: bool = True) -> list[bytes | memoryview]:
+def _code_column(
+    array: np.ndarray, dtype: Any, zeros: bool = True, deltas: bool = False
+) -> list[bytes | memoryview]:
     """A state column in its smallest code among a few cheap ones (a pass or two of numpy); the
     decoded column has the same bits. Counter timestamps fit 32-bit offsets from their minimum,
     counts a byte, and ``resets`` is all zero but for rare series."""
@@ -204,6 +212,14 @@ def _code_column(array: np.ndarray, dtype: Any, zeros: bool = True) -> list[byte
         lo, hi = int(col.min()), int(col.max())
         if lo == hi:
             return [bytes([_CONST]), bits[:1].tobytes()]
+        if deltas:
+            steps = np.diff(col)
+            low, high = int(steps.min()), int(steps.max())
+            width = next((w for w in (1, 2) if high < 1 << (8 * w)), 0)
+            if low >= 0 and width:
+                steps = steps.astype(_WIDTHS[width])
+                head = struct.pack("<Bbq", _DELTA, width, int(col[0]))
+                return [head, memoryview(steps).cast("B")]
         width = next((w for w in (1, 2, 4) if hi - lo < 1 << (8 * w)), 0)
         if width:
             offsets = (col - lo).astype(_WIDTHS[width])
@@ -246,6 +262,15 @@ def _decode_column(view: memoryview, offset: int, dtype: Any, n: int) -> tuple[n
         offsets = np.frombuffer(view[offset : offset + width * n], dtype=_WIDTHS[width])
         col = offsets.astype(np.int64) + base
         return col.astype(dtype, copy=False), offset + width * n
+    if code == _DELTA:
+        width, first = struct.unpack_from("<bq", view, offset)
+        offset += 9
+        steps = np.frombuffer(view[offset : offset + width * (n - 1)], dtype=_WIDTHS[width])
+        col = np.empty(n, dtype=np.int64)
+        col[0] = first
+        np.cumsum(steps, out=col[1:], dtype=np.int64)
+        col[1:] += first
+        return col.astype(dtype, copy=False), offset + width * (n - 1)
     raise ValueError(f"window batch column code {code} unknown to this build")
 
 

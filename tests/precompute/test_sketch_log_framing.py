@@ -104,8 +104,8 @@ def test_key_ids_in_one_run_are_written_as_two_numbers_and_other_ids_as_a_column
     b = batch(table, range(60))
     run, scattered = np.arange(40, 100), np.array([3, 5, 4, *range(6, 63)])
     short, full = b.to_bytes(run), b.to_bytes(scattered)
-    assert (short[0], full[0]) == (5, 4)  # format byte: 5 = id run, 4 = id column (coded)
-    assert len(full) - len(short) == 8 * 60 - 8
+    assert (short[0], full[0]) == (5, 6)  # format byte: 5 = id run, 6 = coded id column
+    assert len(full) - len(short) < 2 * 60  # ascending ids with small steps: a byte per row
     for data, ids in ((short, run), (full, scattered)):
         back = WindowBatch.from_bytes(data, table)
         assert list(back.keys) == [table[i] for i in ids.tolist()]
@@ -149,18 +149,26 @@ def test_appends_are_in_the_os_when_they_return_by_default(tmp_path):
     store.close()
 
 
-def _old_format(b: WindowBatch, ids: np.ndarray) -> bytes:
-    """A batch as formats 2-3 wrote it (before coded columns): raw 8-byte columns."""
+def _old_format(b: WindowBatch, ids: np.ndarray, coded: bool = False) -> bytes:
+    """A batch as formats 2-3 wrote it (raw 8-byte columns), or 4 (``coded``: raw id column,
+    coded state columns)."""
     import struct
 
-    run = bool(np.all(np.diff(ids) == 1))
+    from precompute.window_batch import _code_column
+
+    run = bool(np.all(np.diff(ids) == 1)) and not coded
+    version = 4 if coded else 3 if run else 2
     kind = b.kind.encode()
-    head = struct.pack("<BIqqq", 3 if run else 2, b.aggregation_id, b.window_start,
+    head = struct.pack("<BIqqq", version, b.aggregation_id, b.window_start,
                        b.window_end, b.max_buffer) + struct.pack("<H", len(kind)) + kind  # fmt: skip
     keys = struct.pack("<Qq", len(ids), int(ids[0])) if run else (
         struct.pack("<Q", len(ids)) + ids.astype("<i8").tobytes()
     )  # fmt: skip
     names, dtypes = columns_of(b.kind)
+    if coded:
+        pieces = [p for n, d in zip(names, dtypes, strict=True)
+                  for p in _code_column(b.columns[n], d, zeros=n == "resets")]  # fmt: skip
+        return head + keys + b"".join(bytes(p) for p in pieces)
     cols = b"".join(np.asarray(b.columns[n], d).astype(np.dtype(d).newbyteorder("<")).tobytes()
                     for n, d in zip(names, dtypes, strict=True))  # fmt: skip
     return head + keys + cols
@@ -196,6 +204,16 @@ def test_coded_columns_are_smaller_and_decode_to_the_same_bits():
         assert all(_bits_equal(back.columns[c], b.columns[c]) for c in b.columns)
 
 
+@pytest.mark.parametrize("ids", [np.array([3, 5, 4, 900, 2]), np.arange(0, 1000, 3)])
+def test_id_columns_of_every_format_read_back_the_same_keys(ids):
+    table = [(f"s{i}",) for i in range(1000)]
+    b = _counter_batch(table, ids.shape[0], 2)
+    for data in (b.to_bytes(ids), _old_format(b, ids), _old_format(b, ids, coded=True)):
+        back = WindowBatch.from_bytes(data, table)
+        assert list(back.keys) == [table[i] for i in ids.tolist()]
+        assert all(_bits_equal(back.columns[c], b.columns[c]) for c in b.columns)
+
+
 @pytest.mark.parametrize(
     "column",
     [
@@ -208,12 +226,15 @@ def test_coded_columns_are_smaller_and_decode_to_the_same_bits():
         np.array([np.nan, 1.0, -np.inf]),
         np.zeros(100),
         np.where(np.arange(100) == 3, 2.5, 0.0),
+        np.array([2, 3, 3, 300, 301], np.int64),  # ascending: steps of two bytes
+        np.array([2, 3, 3, 70_000], np.int64),  # a step no delta width holds
+        np.array([5, 4, 6], np.int64),  # not ascending: offsets
     ],
 )
 def test_every_column_code_round_trips_bit_exactly(column):
     from precompute.window_batch import _code_column, _decode_column
 
-    pieces = _code_column(column, column.dtype)
+    pieces = _code_column(column, column.dtype, deltas=column.dtype.kind == "i")
     data = memoryview(b"".join(bytes(p) for p in pieces))
     back, end = _decode_column(data, 0, column.dtype, column.shape[0])
     assert end == len(data)
