@@ -151,28 +151,50 @@ def resolve_series(
     query = storage.series([list(matchers)], mint, maxt)
     metric = Matcher(MatchType.EQUAL, METRIC_NAME, cfg.metric)
     summarised = storage.series([[metric, *cfg.matchers]], mint, maxt)
-    keys_of_all: dict[Key, Labels] = {}
-    for ls in summarised:
-        values = dict(ls)
-        key = tuple(values.get(n, "") for n in names)
-        if key in keys_of_all:
-            return (
-                query,
-                {},
-                (
+    keys = _keys(names, summarised)
+    if len(set(keys)) != len(keys):
+        first: dict[Key, Labels] = {}
+        for key, ls in zip(keys, summarised, strict=True):
+            if key in first:
+                reason = (
                     f"key labels {list(names)} do not identify series: "
-                    f"{_fmt(keys_of_all[key])} and {_fmt(ls)} share a key"
-                ),
-            )
-        keys_of_all[key] = ls
+                    f"{_fmt(first[key])} and {_fmt(ls)} share a key"
+                )
+                return query, {}, reason
+            first[key] = ls
+    # Judged with the router's own filter (what was really summarised), memoized per series.
     filt = LabelFilter.from_matchers((metric, *cfg.matchers))
-    rows: dict[Key, int] = {}
-    for i, ls in enumerate(query):
-        if not filt.matches(ls):
+    seen = _MATCH_CACHE.setdefault((metric, *cfg.matchers), {})
+    if len(seen) > 1_000_000:
+        seen.clear()
+    for ls in query:
+        ok = seen.get(ls)
+        if ok is None:
+            ok = seen[ls] = filt.matches(ls)
+        if not ok:
             return query, {}, f"series {_fmt(ls)} is not summarised by the aggregation"
-        values = dict(ls)
-        rows[tuple(values.get(n, "") for n in names)] = i
-    return query, rows, ""
+    return query, dict(zip(_keys(names, query), range(len(query)), strict=True)), ""
+
+
+_KEY_CACHE: dict[tuple[str, ...], dict[Labels, Key]] = {}
+_MATCH_CACHE: dict[tuple[Matcher, ...], dict[Labels, bool]] = {}
+
+
+def _keys(names: tuple[str, ...], series: list[Labels]) -> list[Key]:
+    """Each series' key label values, memoized per label set (dashboards ask for the same
+    series on every refresh; building a dict per series per query was most of this scan's
+    Python time)."""
+    cache = _KEY_CACHE.setdefault(names, {})
+    if len(cache) > 1_000_000:  # bound memory under series churn
+        cache.clear()
+    out = []
+    for ls in series:
+        key = cache.get(ls)
+        if key is None:
+            values = dict(ls)
+            key = cache[ls] = tuple(values.get(n, "") for n in names)
+        out.append(key)
+    return out
 
 
 def _fmt(labels: Labels) -> str:
