@@ -129,7 +129,12 @@ class BinaryJoin(PlanNode):
         many, one = (rhs, lhs) if swapped else (lhs, rhs)
         sig_m, sig_o, keys = signature_ids(many.labels, one.labels, matching)
         n_sigs = len(keys)
-        one_row = _unique_one_side(one, sig_o, n_sigs, matching, "left" if swapped else "right")
+        # Upstream short-circuits each step where a side is empty (no fill to stand in for it):
+        # duplicates on the "one" side are not an error at such a step.
+        has_many, has_one = many.present.any(axis=0), one.present.any(axis=0)
+        active = (has_many | has_one) if fills else (has_many & has_one)
+        side = "left" if swapped else "right"
+        one_row = _unique_one_side(one, sig_o, n_sigs, matching, side, active)
         match = np.where(many.present, one_row[sig_m], -1)  # [n_many, k]
         if fills:
             # Upstream applies the right fill to a missing "one" side and the left fill to a
@@ -275,9 +280,17 @@ def _pruned(vec: InstantVector) -> InstantVector:
 
 
 def _unique_one_side(
-    one: InstantVector, sig: np.ndarray, n_sigs: int, matching: VectorMatching, side: str
+    one: InstantVector,
+    sig: np.ndarray,
+    n_sigs: int,
+    matching: VectorMatching,
+    side: str,
+    active: np.ndarray,
 ) -> np.ndarray:
-    """``[n_sigs, k]`` row of the "one" side per signature and step (-1: none); errors on dups."""
+    """``[n_sigs, k]`` row of the "one" side per signature and step (-1: none).
+
+    Two series of one signature present at an ``active`` step are an error.
+    """
     k = one.n_steps
     rows, cols = np.nonzero(one.present)
     out = np.full((n_sigs, k), -1, dtype=np.int64)
@@ -286,7 +299,7 @@ def _unique_one_side(
         return out
     counts = np.zeros((n_sigs, k), dtype=np.int64)
     np.add.at(counts, (sig[rows], cols), 1)
-    bad = np.argwhere(counts > 1)
+    bad = np.argwhere((counts > 1) & active[None, :])
     if bad.size:
         s, step = int(bad[0][0]), int(bad[0][1])
         dups = [i for i in np.nonzero((sig == s) & one.present[:, step])[0].tolist()][:2]

@@ -86,6 +86,32 @@ def test_duplicate_series_on_the_one_side_is_a_many_to_many_error(data, engine):
     )
 
 
+def test_duplicates_on_the_one_side_are_no_error_while_the_other_side_is_empty(data, engine):
+    # Upstream short-circuits an empty side before looking for duplicates (``VectorBinop``).
+    r = engine.instant_query("clamp(cap, 2, 0) * on(job) group_left dup", T)
+    assert as_dict(r) == {}
+    r = engine.instant_query("cap{job='none'} * on(job) dup", T)
+    assert as_dict(r) == {}
+
+
+def test_duplicates_on_the_one_side_are_an_error_only_at_steps_where_both_sides_have_samples(
+    storage, engine
+):
+    load(
+        storage,
+        {
+            'one{job="a",x="1"}': ([0], [1.0]),
+            'one{job="a",x="2"}': ([0], [2.0]),
+            'many{job="a"}': ([240_000], [5.0]),
+        },
+    )
+    # From 300s on the one-side samples at 0s are out of the (t - 5m, t] lookback.
+    r = engine.range_query("many * on(job) group_left one", 300_000, 420_000, 60_000)
+    assert as_dict(r) == {}
+    with pytest.raises(ExecutionError, match="found duplicate series"):
+        engine.range_query("many * on(job) group_left one", 240_000, 360_000, 60_000)
+
+
 def test_comparison_filters_and_keeps_the_name(data, engine):
     r = engine.instant_query("req > 4", T)
     assert sorted(as_dict(r).values()) == [[5.0], [10.0]]
