@@ -31,6 +31,20 @@ Not semantic differences, but Go-runtime ones, also kept out:
 - ``count_values`` labels print values bit-exactly, so the last-ulp differences between Go's
   ``math.Exp``/``math.Pow`` and libm show there: its argument is a selector or a rounded,
   bounded expression.
+- ulp: ``sin``/``cos``/``tan`` of huge computed values (``x ^ y``, ``sinh(40)``) turn a last-ulp
+  difference of their argument into a different result: they take data-like arguments only.
+
+An upstream bug shared by 2.42 and 3.x, kept out rather than copied:
+
+- ``timestamp(v @ t offset o)`` ignores ``o`` (the special path for ``timestamp`` of a selector
+  overwrites the offset with ``step - t``), and with ``o > 0`` finds nothing because the series
+  were selected with the offset applied. Tidemark applies the offset; ``timestamp()`` of an
+  ``@`` selector has no ``offset`` here.
+- first step: ``quantile(scalar(...), v @ t)`` in a range query uses the parameter of the first
+  step at every step: upstream's step-invariance pass looks at the aggregated expression only,
+  so the whole aggregation is evaluated once (the remains of prometheus#15971, whose fix made
+  varying parameters work everywhere else). Tidemark uses each step's parameter; a computed
+  parameter never meets an ``@`` argument here.
 """
 
 from __future__ import annotations
@@ -202,6 +216,8 @@ class Generator:
     # -- selectors ------------------------------------------------------------------------------
     def selector_text(self, counter_only: bool) -> str:
         names = [m for m, (_, ok) in METRICS.items() if ok or not counter_only]
+        if not counter_only and self.chance(0.02):
+            return self.pick(("nonexistent_metric", 'nonexistent{job="x", le=~"a.*"}'))
         if self.chance(0.1):
             regexes = [
                 r
@@ -215,22 +231,30 @@ class Generator:
             name = self.pick(names)
             labels = METRICS[name][0]
             matchers = []
-        for _ in range(self.rng.choice((0, 0, 1, 1, 2))):
-            label = self.pick(labels if self.chance(0.85) else LABELS)
-            op = self.pick(("=", "!=", "=~", "!~"))
-            if op in ("=", "!="):
-                value = self.pick((*VALUES.get(label, ("x",)), ""))
-            else:
-                value = self.pick(REGEXES.get(label, (".*",)))
-            matchers.append(f'{label}{op}"{value}"')
+        for _ in range(self.rng.choice((0, 0, 0, 1, 1, 2))):
+            matchers.append(self.matcher(labels))
         if not name and not matchers:
             matchers.append('job!=""')
         return name + (f"{{{', '.join(matchers)}}}" if matchers or not name else "")
 
+    def matcher(self, labels: tuple[str, ...]) -> str:
+        """Mostly matchers that select something: the metric's labels, existing values."""
+        label = self.pick(labels if self.chance(0.92) else LABELS)
+        op = self.rng.choices(("=", "!=", "=~", "!~"), (4, 2, 3, 1))[0]
+        if op == "=":
+            values = VALUES.get(label, ("x",))
+            value = self.pick(values[:-1] if label == "job" and self.chance(0.9) else values)
+            value = "" if self.chance(0.05) else value
+        elif op == "!=":
+            value = self.pick((*VALUES.get(label, ("x",)), ""))
+        else:
+            value = self.pick(REGEXES.get(label, (".*",)))
+        return f'{label}{op}"{value}"'
+
     def modifiers(self, ctx: Ctx, used_s: int, allow_at: bool = True) -> tuple[str, int]:
         """Optional ``offset``/``@``; returns the text and the look-back it adds."""
         text, back = "", 0
-        if allow_at and self.chance(0.12) and not ctx.in_subquery:
+        if allow_at and self.chance(0.12):
             text += f" @ {self.pick(AT_TIMES)}"
         if self.chance(0.2):
             off = self.pick([o for o in OFFSETS_S if o + used_s <= ctx.back_s])
@@ -241,6 +265,13 @@ class Generator:
     def selector(self, ctx: Ctx, counter_only: bool = False) -> Node:
         mods, _ = self.modifiers(ctx, 0)
         return leaf("vector", self.selector_text(counter_only) + mods)
+
+    def timestamp_selector(self, ctx: Ctx) -> Node:
+        """A selector for ``timestamp()``: with ``@``, no ``offset`` (an upstream bug, below)."""
+        mods, _ = self.modifiers(ctx, 0)
+        if "@" in mods:
+            mods = mods.split(" offset ")[0]
+        return leaf("vector", self.selector_text(False) + mods)
 
     def matrix(self, ctx: Ctx, counter_only: bool, allow_at: bool = True) -> Node:
         """A range vector: a selector with a range, or (outside subqueries) a subquery."""
@@ -325,7 +356,12 @@ class Generator:
         fn = self.pick([*MATH, "-", "timestamp"])
         if fn == "-":
             return Node("vector", ("-", 0), (self.vector(ctx),))
-        arg = self.selector(ctx) if fn == "timestamp" and self.chance(0.7) else self.vector(ctx)
+        if fn == "timestamp" and self.chance(0.7):
+            arg = self.timestamp_selector(ctx)
+        elif fn in ("sin", "cos", "tan"):
+            arg = self.tie_free(ctx)  # see "ulp" in the module docstring
+        else:
+            arg = self.vector(ctx)
         return Node("vector", (f"{fn}(", 0, ")"), (arg,))
 
     def param_call(self, ctx: Ctx) -> Node:
@@ -358,7 +394,7 @@ class Generator:
     def date_call(self, ctx: Ctx) -> Node:
         fn = self.pick(DATE)
         if self.chance(0.5):
-            return Node("vector", (f"{fn}(timestamp(", 0, "))"), (self.selector(ctx),))
+            return Node("vector", (f"{fn}(timestamp(", 0, "))"), (self.timestamp_selector(ctx),))
         arg = self.selector(ctx) if self.chance(0.5) else self.tie_free(ctx)
         return Node("vector", (f"{fn}(", 0, ")"), (arg,))
 
@@ -398,20 +434,29 @@ class Generator:
         g = self.grouping() if self.chance(0.6) else ""
         r = self.rng.random()
         if r < 0.35:
-            op, param, v = self.pick(("topk", "bottomk")), self.pick(("1", "2", "3", "0")), None
-            v = self.tie_free(ctx)
+            op, v = self.pick(("topk", "bottomk")), self.tie_free(ctx)
+            param = self.param(("1", "2", "3", "0"), 'scalar(count(build_info{job=~"a.*|db"}))')
         elif r < 0.7:
-            op = "quantile"
-            param = self.pick(("0", "0.25", "0.5", "0.9", "1", "1.5", "-0.5"))
-            v = self.vector(ctx)
+            op, v = "quantile", self.vector(ctx)
+            phis = ("0", "0.25", "0.5", "0.9", "1", "1.5", "-0.5")
+            param = self.param(phis, "scalar(sum(rate(http_requests_total[5m])) / 100)")
         else:
-            op, param = "count_values", f'"{self.pick(("value", "job", "v"))}"'
+            op = "count_values"
+            param = leaf("string", f'"{self.pick(("value", "job", "v"))}"')
             # Labels carry values bit-exactly: keep Go-vs-libm last-digit differences of
             # exp/pow/trig results out of them by rounding a bounded value.
             v = self.selector(ctx)
             if self.chance(0.6):
                 v = Node("vector", ("round(clamp(", 0, ", -10000, 10000))"), (self.vector(ctx),))
-        return Node("vector", (f"{op} {g} ({param}, ", 0, ")"), (v,))
+        if "(" in param.render() and "@" in v.render():
+            param = leaf("scalar", "1")  # see "first step" in the module docstring
+        return Node("vector", (f"{op} {g} (", 0, ", ", 1, ")"), (param, v))
+
+    def param(self, literals: tuple[str, ...], expression: str) -> Node:
+        """An aggregation parameter: mostly a literal, sometimes a computed scalar."""
+        if self.chance(0.15):
+            return leaf("scalar", expression)
+        return leaf("scalar", self.pick(literals))
 
     def binary_vv(self, ctx: Ctx) -> Node:
         if self.chance(0.08):
@@ -471,9 +516,37 @@ class Generator:
             op += " bool"
         return Node("scalar", ("(", 0, f" {op} ", 1, ")"), (self.scalar(sub), self.scalar(sub)))
 
-    def expression(self, max_depth: int = 4) -> Node:
+    def expression(self, max_depth: int = 5) -> Node:
         ctx = Ctx(depth=self.rng.randint(1, max_depth), back_s=25 * 60)
-        return self.scalar(ctx) if self.chance(0.08) else self.vector(ctx)
+        r = self.rng.random()
+        if r < 0.03:
+            return self.absent_of_nothing()
+        node = self.scalar(ctx) if r < 0.1 else self.vector(ctx)
+        return self.mutate(node) if self.chance(0.08) else node
+
+    def absent_of_nothing(self) -> Node:
+        """``absent`` of a selector that matches nothing: its labels come from the matchers."""
+        matchers = [
+            f'{self.pick(("job", "x", "le"))}{self.pick(("=", "=", "=~", "!="))}"{self.pick(("a", "b", ".*"))}"'
+            for _ in range(self.rng.randint(0, 3))
+        ]
+        sel = f"nonexistent{{{', '.join(matchers)}}}" if matchers else "nonexistent"
+        if self.chance(0.3):
+            return leaf("vector", f"absent_over_time({sel}[5m])")
+        return leaf("vector", f"absent({sel})")
+
+    def mutate(self, node: Node) -> Node:
+        """The same expression with one sub-expression of the wrong type: a type error."""
+        wrong = {
+            "vector": ("1", '"text"', "node_load[5m]"),
+            "scalar": ("node_load", '"text"', "node_load[1m]"),
+            "matrix": ("node_load", "1", "(node_load)"),
+            "string": ("1", "node_load"),
+        }
+        spots = _paths(node)
+        path = spots[self.rng.randrange(len(spots))]
+        target = _at(node, path)
+        return _replace_at(node, path, leaf(target.typ, self.pick(wrong[target.typ])))
 
 
 def shrink_candidates(node: Node) -> list[Node]:
@@ -490,3 +563,24 @@ def shrink_candidates(node: Node) -> list[Node]:
             kids = (*node.kids[:i], smaller, *node.kids[i + 1 :])
             out.append(Node(node.typ, node.parts, kids))
     return out
+
+
+def _paths(node: Node, prefix: tuple[int, ...] = ()) -> list[tuple[int, ...]]:
+    out = [prefix]
+    for i, kid in enumerate(node.kids):
+        out.extend(_paths(kid, (*prefix, i)))
+    return out
+
+
+def _at(node: Node, path: tuple[int, ...]) -> Node:
+    for i in path:
+        node = node.kids[i]
+    return node
+
+
+def _replace_at(node: Node, path: tuple[int, ...], new: Node) -> Node:
+    if not path:
+        return new
+    i = path[0]
+    kid = _replace_at(node.kids[i], path[1:], new)
+    return Node(node.typ, node.parts, (*node.kids[:i], kid, *node.kids[i + 1 :]))
