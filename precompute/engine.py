@@ -59,6 +59,7 @@ class PrecomputeEngine:
         self.history_through_ms = history_through_ms
         self.max_seen_t: int | None = None
         self.first_t: dict[int, int] = {}
+        self._last_marks: dict[int, list[int]] = {}  # coverage: last known worker watermarks
         known = None if history_through_ms is None else history_through_ms + 1
         self.complete_from: dict[int, int | None] = dict.fromkeys(self.configs, known)
         self.counters = {"batches_in": 0, "samples_in": 0, "samples_rejected": 0, "raw_samples": 0}
@@ -226,6 +227,7 @@ class PrecomputeEngine:
                     host.send(("remove", agg_id))
                 self.agg_max_t.pop(agg_id, None)
                 self.first_t.pop(agg_id, None)
+                self._last_marks.pop(agg_id, None)
             seen = [t for t in (self.max_seen_t, self.history_through_ms) if t is not None]
             for agg_id in added:
                 # Samples already ingested (stamped up to the newest seen) never reach it.
@@ -309,14 +311,28 @@ class PrecomputeEngine:
         if cfg is None or first is None:
             return None
         start = self.complete_from.get(aggregation_id)
-        rows = [w[aggregation_id] for w in self._broadcast_call("status") if aggregation_id in w]
-        marks = [r["min_watermark_ms"] for r in rows if r["min_watermark_ms"] is not None]
+        marks = self._min_watermarks(aggregation_id)
         if not marks:
             return None
         slide = cfg.slide_interval_ms
         # A window (s, e] is closed once a group's watermark is past e (worker._close_due).
         closed = ((min(marks) - 1) // slide) * slide
         return (first if start is None else start), closed
+
+    def _min_watermarks(self, aggregation_id: int) -> list[int]:
+        """Per worker, its smallest group watermark. Workers busy with queued ingest for more
+        than 50 ms answer later: the last known figures are used meanwhile (watermarks only
+        grow, so an older figure closes fewer windows: never wrong, only more raw data)."""
+        futures = [host.send(("call", "status")) for host in self.hosts]
+        last = self._last_marks.get(aggregation_id)
+        try:
+            replies = [f.result(timeout=None if last is None else 0.05) for f in futures if f]
+        except TimeoutError:
+            return last or []
+        rows = [w[aggregation_id] for w in replies if aggregation_id in w]
+        marks = [r["min_watermark_ms"] for r in rows if r["min_watermark_ms"] is not None]
+        self._last_marks[aggregation_id] = marks
+        return marks
 
     def status(self) -> dict[str, Any]:
         per_worker = self._broadcast_call("status")

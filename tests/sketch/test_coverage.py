@@ -163,7 +163,9 @@ def test_an_engine_that_saw_all_data_answers_the_first_window_of_steps_from_the_
     q = "quantile_over_time(0.5, x[5m])"
     text = pre.explain(q, 60_000, 1_200_000, 60_000, analyze=True).text
     assert "SummaryInfer" in text and "raw_steps" not in text and "fallback" not in text
-    store_only, _ = w.engines()  # no engine coverage: steps whose window starts before the oldest stored window ends go raw
+    store_only, _ = (
+        w.engines()
+    )  # no engine coverage: steps whose window starts before the oldest stored window ends go raw
     text = store_only.explain(q, 60_000, 1_200_000, 60_000, analyze=True).text
     assert "raw_steps=[4]" in text
     for query in SHAPES:
@@ -221,3 +223,24 @@ def test_engine_coverage_survives_a_restart():
     assert before is not None and before[0] == NO_HISTORY_MS + 1
     w.restart()  # snapshot → new engine (history unknown) → restore
     assert w.engine.coverage(3) == before
+
+
+def test_coverage_is_the_same_with_worker_threads():
+    from precompute.config import load_config
+    from precompute.engine import PrecomputeEngine
+    from precompute.output import StoreSink
+    from storage.sketch_store import SketchStore
+
+    cfg = load_config(YAML)
+    out = []
+    for backend in ("inline", "thread"):
+        opts = type(cfg.engine)(backend=backend, flush_interval_ms=0, num_workers=2)
+        w = World(YAML)
+        w.storage.remove_listener(w.engine.on_batch)
+        w.engine = PrecomputeEngine(type(cfg)(cfg.aggregations, opts), StoreSink(SketchStore()))
+        w.storage.add_listener(w.engine.on_batch)
+        fill(w, seed=30, end_ms=900_000)
+        w.engine.drain()
+        out.append([w.engine.coverage(a) for a in (1, 3, 5)])
+        w.engine.stop(snapshot=False)
+    assert out[0] == out[1] and all(c is not None for c in out[0])
