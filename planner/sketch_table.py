@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from planner.precompute_match import family
-from udfs.weighted_quantile import Segments, kll_items, ramp
+from udfs.weighted_quantile import Segments, kll_items, local_cumsum, ramp
 
 if TYPE_CHECKING:
     from precompute.config import AggregationConfig
@@ -56,7 +56,7 @@ class WindowTable:
         self.cols: dict[str, np.ndarray] = {
             n: np.zeros(0, np.int64 if n in _INT_COLS else np.float64) for n in self.names
         }
-        self.items, self.cumw = _Growing(np.float64), _Growing(np.int64)
+        self.items, self.cumw = _Growing(np.float64), _Growing(np.int32)
         self.seg_lo, self.seg_hi = _Growing(np.int64), _Growing(np.int64)
         self.seg_exact, self.seg_k = _Growing(np.bool_), _Growing(np.int64)
         self.sub_cache: dict[tuple[Key, tuple[Key, ...]], np.ndarray] = {}
@@ -209,14 +209,14 @@ class WindowTable:
         assert not self.pending, "KLL windows arrive as entries, not window batches"
         parts = self.kll_parts
         sizes = np.array([p[0].shape[0] for p in parts], dtype=np.int64)
-        weights = np.concatenate([p[1] for p in parts])
-        before = self.cumw.view()
-        total = int(before[-1]) if before.shape[0] else 0
+        cumw = local_cumsum(np.concatenate([p[1] for p in parts]), sizes)
+        if cumw.dtype != self.cumw.buf.dtype:  # a window of 2^31+ values: widen, once
+            self.cumw.widen(cumw.dtype)
         hi = self.items.size + np.cumsum(sizes)
         self.seg_lo.extend(hi - sizes)
         self.seg_hi.extend(hi)
         self.items.extend(np.concatenate([p[0] for p in parts]))
-        self.cumw.extend(total + np.cumsum(weights))
+        self.cumw.extend(cumw)
         exact_parts = [bool((p[1] == 1).all()) for p in parts]
         self.seg_exact.extend(np.array(exact_parts, dtype=bool))
         self.seg_k.extend(np.array([p[2] for p in parts], dtype=np.int64))
@@ -281,6 +281,9 @@ class _Growing:
 
     def view(self) -> np.ndarray:
         return self.buf[: self.size]
+
+    def widen(self, dtype) -> None:
+        self.buf = self.buf.astype(dtype)
 
 
 def _sketch_entry_type() -> type:

@@ -1,10 +1,10 @@
 """Quantiles over weighted item segments: KLL sketches and exact value sets as plain arrays.
 
 A KLL sketch is a multiset of retained items, each standing for ``2^level`` input values. Laid out
-as columns — all segments' items concatenated (each segment sorted by value) and one cumulative
-weight array over everything (``cumw``, inclusive, so it is monotone across segment borders) — a
-quantile of every (series, step) cell is one ``np.searchsorted`` instead of one Python call per
-cell into the sketch.
+as columns — all segments' items concatenated (each segment sorted by value) and their cumulative
+weights (``cumw``, inclusive, restarting at each segment: int32 while a segment summarises fewer
+than 2^31 values, 12 bytes per item in all) — a quantile of every (series, step) cell is one
+binary search bounded to its segment instead of one Python call per cell into the sketch.
 
 Two rules, chosen per segment:
 
@@ -37,10 +37,11 @@ CHUNK_ITEMS = 1 << 22  # bounds the memory of one union pass (items gathered at 
 
 @dataclass(frozen=True)
 class Segments:
-    """Weighted segments: ``items[lo[s]:hi[s]]`` sorted ascending, weights ``cumw`` differences."""
+    """Weighted segments: ``items[lo[s]:hi[s]]`` sorted ascending; ``cumw`` the cumulative weight
+    within each segment (so a weight is a difference inside the segment, the first its own)."""
 
     items: np.ndarray  # float64 [m]
-    cumw: np.ndarray  # int64 [m], inclusive cumulative weight over all items
+    cumw: np.ndarray  # int32/int64 [m], inclusive cumulative weight, restarting per segment
     lo: np.ndarray  # int64 [s]
     hi: np.ndarray  # int64 [s]
     exact: np.ndarray  # bool [s]: every weight is 1
@@ -49,16 +50,12 @@ class Segments:
     def n_segments(self) -> int:
         return int(self.lo.shape[0])
 
-    def base(self, rows: np.ndarray) -> np.ndarray:
-        """Cumulative weight before each row's segment."""
-        lo = self.lo[rows]
-        return np.where(lo > 0, self.cumw[np.maximum(lo - 1, 0)], 0) if self.cumw.shape[0] else lo
-
     def totals(self, rows: np.ndarray) -> np.ndarray:
         """Total weight (number of values summarised) of each row's segment."""
-        hi = self.hi[rows]
-        end = np.where(hi > 0, self.cumw[np.maximum(hi - 1, 0)], 0) if self.cumw.shape[0] else hi
-        return end - self.base(rows)
+        lo, hi = self.lo[rows], self.hi[rows]
+        if self.cumw.shape[0] == 0:
+            return np.zeros(rows.shape[0], dtype=np.int64)
+        return np.where(hi > lo, self.cumw[np.maximum(hi - 1, 0)], 0).astype(np.int64)
 
     @staticmethod
     def build(parts: list[tuple[np.ndarray, np.ndarray]]) -> Segments:
@@ -68,13 +65,21 @@ class Segments:
         items = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0)
         weights = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.int64)
         exact = np.array([bool((p[1] == 1).all()) for p in parts], dtype=bool)
-        return Segments(
-            items.astype(np.float64, copy=False),
-            np.cumsum(weights, dtype=np.int64),
-            hi - sizes,
-            hi,
-            exact,
-        )
+        cumw = local_cumsum(weights, sizes)
+        return Segments(items.astype(np.float64, copy=False), cumw, hi - sizes, hi, exact)
+
+
+def local_cumsum(weights: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """Inclusive cumulative sums of ``weights`` restarting at each run of ``sizes`` items; int32
+    when every run's total fits (it always does for real windows), else int64."""
+    total = np.cumsum(weights, dtype=np.int64)
+    starts = np.cumsum(sizes) - sizes
+    if total.shape[0] == 0:
+        return np.zeros(0, dtype=np.int32)
+    before = np.where(starts > 0, total[np.maximum(starts - 1, 0)], 0)
+    local = total - np.repeat(before, sizes)
+    fits = local.shape[0] == 0 or int(local.max()) < 2**31
+    return local.astype(np.int32) if fits else local
 
 
 def kll_items(serialized: bytes) -> tuple[np.ndarray, np.ndarray]:
@@ -119,7 +124,7 @@ def segment_quantiles(seg: Segments, rows: np.ndarray, q: np.ndarray) -> np.ndar
     approx = inside & ~exact
     if approx.any():
         # First item whose cumulative weight exceeds q·n (integer form: exceeds floor(q·n)).
-        target = seg.base(rows[approx]) + np.floor(q[approx] * total[approx]).astype(np.int64)
+        target = np.floor(q[approx] * total[approx]).astype(np.int64)
         idx = search_right(seg.cumw, target, lo[approx], hi[approx])
         out[approx] = seg.items[np.minimum(idx, hi[approx] - 1)]
     return out
@@ -186,26 +191,31 @@ def ramp(starts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
 
 def _gather(seg: Segments, members: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(values, weights, sizes) of the members' segments, concatenated in member order."""
-    sizes = seg.hi[members] - seg.lo[members]
-    idx = ramp(seg.lo[members], sizes)
-    prev = np.where(idx > 0, seg.cumw[np.maximum(idx - 1, 0)], 0)
-    return seg.items[idx], seg.cumw[idx] - prev, sizes
+    lo = seg.lo[members]
+    sizes = seg.hi[members] - lo
+    idx = ramp(lo, sizes)
+    cumw = seg.cumw[idx].astype(np.int64)
+    first = idx == np.repeat(lo, sizes)  # a segment's first weight is its cumulative weight
+    prev = np.where(first, 0, seg.cumw[np.maximum(idx - 1, 0)])
+    return seg.items[idx], cumw - prev, sizes
 
 
 def take(seg: Segments, rows: np.ndarray) -> Segments:
     """The segments ``rows`` as a compact ``Segments`` (row ``i`` of the result is ``rows[i]``)."""
-    values, weights, sizes = _gather(seg, rows)
+    lo = seg.lo[rows]
+    sizes = seg.hi[rows] - lo
+    idx = ramp(lo, sizes)
     hi = np.cumsum(sizes)
-    return Segments(values, np.cumsum(weights), hi - sizes, hi, seg.exact[rows])
+    return Segments(seg.items[idx], seg.cumw[idx], hi - sizes, hi, seg.exact[rows])
 
 
 def concat(a: Segments, b: Segments) -> Segments:
     """``a``'s segments followed by ``b``'s."""
     shift = a.items.shape[0]
-    total = int(a.cumw[-1]) if shift else 0
+    cumw = np.concatenate([a.cumw.astype(np.int64), b.cumw.astype(np.int64)])
     return Segments(
         np.concatenate([a.items, b.items]),
-        np.concatenate([a.cumw, b.cumw + total]),
+        cumw,
         np.concatenate([a.lo, b.lo + shift]),
         np.concatenate([a.hi, b.hi + shift]),
         np.concatenate([a.exact, b.exact]),
@@ -223,7 +233,7 @@ def _union(seg: Segments, members: np.ndarray, starts: np.ndarray) -> Segments:
     inexact = np.bincount(pair, weights=(weights != 1), minlength=n_pairs) > 0
     return Segments(
         values[order],
-        np.cumsum(weights[order]),
+        local_cumsum(weights[order], per_pair),
         hi_out - per_pair,
         hi_out,
         ~inexact,

@@ -38,7 +38,7 @@ from planner.sketch_table import COUNTER_COLS, MOMENT_COLS, table_for
 from precompute.filters import LabelFilter
 from promql.types import Matcher, MatchType, ValueType
 from storage.model import METRIC_NAME, Labels
-from udfs.weighted_quantile import Segments, concat, take
+from udfs.weighted_quantile import Segments, concat, local_cumsum, take
 
 if TYPE_CHECKING:
     from planner.executor import Executor
@@ -312,8 +312,9 @@ def _sketch_cells(labels, ends, flat, sel, segments: Segments, ks, covered, raw,
         # Only here are segments copied: the query's own rows, then the raw cells' values.
         sizes = raw.cols["n"]
         hi = np.cumsum(sizes)
+        ones = np.ones(int(hi[-1]), dtype=np.int64)
         raw_seg = Segments(
-            raw.cols["items"], np.arange(1, int(hi[-1]) + 1), hi - sizes, hi,
+            raw.cols["items"], local_cumsum(ones, sizes), hi - sizes, hi,
             np.ones(sizes.shape[0], dtype=bool),
         )  # fmt: skip
         segments = concat(take(segments, sel), raw_seg)

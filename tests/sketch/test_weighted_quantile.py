@@ -136,3 +136,27 @@ def test_bounded_search_equals_searchsorted_within_each_segment():
         lo[r] + np.searchsorted(a[lo[r] : hi[r]], v, "right") for r, v in zip(rows, x, strict=True)
     ]
     np.testing.assert_array_equal(got, want)
+
+
+def test_taking_and_concatenating_segments_keeps_their_answers():
+    from udfs.weighted_quantile import concat, take
+
+    rng = np.random.default_rng(17)
+    parts = [kll_items(_sketch(rng.normal(size=int(n)), k=20).serialize()) for n in (5, 90, 400)]
+    parts += [_exact_part(rng.normal(size=7)), _exact_part(np.zeros(0))]
+    seg = Segments.build(parts)
+    rows = np.array([4, 2, 0, 2, 3, 1])
+    both = concat(take(seg, rows), seg)
+    for q in QS:
+        want = segment_quantiles(seg, rows, q)
+        np.testing.assert_array_equal(segment_quantiles(both, np.arange(6), q), want)
+        np.testing.assert_array_equal(segment_quantiles(both, rows + 6, q), want)
+
+
+def test_segment_cumulative_weights_restart_per_segment_and_widen_past_int32():
+    from udfs.weighted_quantile import local_cumsum
+
+    got = local_cumsum(np.array([1, 2, 4, 1, 1, 8]), np.array([2, 0, 3, 1]))
+    assert got.dtype == np.int32 and got.tolist() == [1, 3, 4, 5, 6, 8]
+    big = local_cumsum(np.array([2**30, 2**30, 1]), np.array([3]))
+    assert big.dtype == np.int64 and big.tolist() == [2**30, 2**31, 2**31 + 1]
