@@ -103,7 +103,10 @@ VALUES = {
     "version": ("1.3.0", "1.5.0"),
 }
 REGEXES = {
-    "job": ("a.*", "api|db", ".*", ".+", "d.", "", "cache|nope"),
+    "job": (
+        *("a.*", "api|db", ".*", ".+", "d.", "", "cache|nope", "(?i)API", "[[:alpha:]]+"),
+        *("\\\\w+", "a|", "^api$", ".*b.*", "c.+e", "\\\\pL+", "[^a]*", "(api|db)?", "a{1,2}pi"),
+    ),
     "instance": ("0|1", "1", ".*", "[01]"),
     "code": ("5..", "2.*", "[25]00"),
     "le": ("0.*", "\\\\+Inf", ".*"),
@@ -380,9 +383,24 @@ class Generator:
         v = self.vector(ctx)
         if self.chance(0.6):
             dst = self.pick(("host", "job", "instance", "x", "code"))
-            repl = self.pick(("$1", "${1}xx", "", "v-$1", "$2"))
+            repl = self.pick(("$1", "${1}xx", "", "v-$1", "$2", "$0", "$1x", "$$", "$name", "$10"))
             src = self.pick((*LABELS, "__name__", "nope"))
-            regex = self.pick(("(.*)", "(.).*", "a(.*)", ".+", "([0-9])", "(.*)_(.*)", ""))
+            regex = self.pick(
+                (
+                    "(.*)",
+                    "(.).*",
+                    "a(.*)",
+                    ".+",
+                    "([0-9])",
+                    "(.*)_(.*)",
+                    "",
+                    "(?P<name>.+)",
+                    "(a)(p)(i)",
+                    "(?i)(API)",
+                    "\\\\d+",
+                    "[[:alpha:]](.*)",
+                )
+            )
             text = f', "{dst}", "{repl}", "{src}", "{regex}")'
             return Node("vector", ("label_replace(", 0, text), (v,))
         dst = self.pick(("all", "job", "x"))
@@ -543,10 +561,15 @@ class Generator:
             "matrix": ("node_load", "1", "(node_load)"),
             "string": ("1", "node_load"),
         }
-        spots = _paths(node)
+        # Never a string query: 2.42 fails on a parenthesized string literal with an internal
+        # error (its step-invariance pass wraps it; 3.x answers the string).
+        spots = _paths(node)[1:]
+        if not spots:
+            return node
         path = spots[self.rng.randrange(len(spots))]
         target = _at(node, path)
-        return _replace_at(node, path, leaf(target.typ, self.pick(wrong[target.typ])))
+        mutated = _replace_at(node, path, leaf(target.typ, self.pick(wrong[target.typ])))
+        return node if mutated.render().strip("()").startswith('"') else mutated
 
 
 def shrink_candidates(node: Node) -> list[Node]:
