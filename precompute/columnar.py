@@ -459,8 +459,9 @@ class ColumnarCounters:
             if not cols.n.any():  # every group is done with it: drop it whole, no more zeroing
                 del self.panes[p]
                 continue
-            for name in _COUNTER_COLS[1:]:
-                getattr(cols, name)[spent] = 0
+            # An empty row is n == 0 and resets == 0 (additions rely on both); its times and
+            # values are read only where n > 0 (folds, merges, emits), so they stay as they are.
+            cols.resets[spent] = 0
 
     def groups_with_data(self, n_groups: int) -> dict[int, int]:
         reach: dict[int, int] = {}
