@@ -39,7 +39,7 @@ from storage.db import Storage
 from tests.api.conftest import QueryServer
 from tests.compat.conftest import Peers, get_json
 from tests.compat.dataset import as_batch, generate, t_at
-from tests.compat.fuzz_gen import Generator, Node, shrink_candidates
+from tests.compat.fuzz_gen import Generator, Node, shrink_candidates, style
 from tests.compat.peer import PrometheusPeer
 from tests.conformance.compare import almost_equal
 
@@ -73,6 +73,7 @@ _RESIDUE = re.compile(r"ours (\S+) theirs (\S+)$")
 
 def known_difference(expr: str, problem: str) -> str | None:
     """The documented 2.42 -> 3.x difference (module docstring) that explains ``problem``."""
+    expr = expr.lower()  # keywords may be spelled in upper case
     if problem.startswith("we failed: execution: multiple matches for labels"):
         filters = [op for op in _FILTER_OPS if f" {op} " in expr and f" {op} bool" not in expr]
         return "filter-cardinality" if filters else None
@@ -183,7 +184,9 @@ def first_problem(peers: Peers, expr: str, queries: list[Query]) -> tuple[Query,
     return None
 
 
-def shrink(peers: Peers, node: Node, queries: list[Query], budget: int = 200) -> Node:
+def shrink(
+    peers: Peers, node: Node, queries: list[Query], style_seed: int, budget: int = 200
+) -> Node:
     """Greedy: take the first smaller expression that still disagrees, until none does."""
     current, tries = node, 0
     improved = True
@@ -191,7 +194,7 @@ def shrink(peers: Peers, node: Node, queries: list[Query], budget: int = 200) ->
         improved = False
         for cand in sorted(shrink_candidates(current), key=Node.size):
             tries += 1
-            if first_problem(peers, cand.render(), queries):
+            if first_problem(peers, style(cand.render(), style_seed), queries):
                 current, improved = cand, True
                 break
             if tries >= budget:
@@ -233,8 +236,8 @@ def run(
     stats: Counter = Counter()
     findings: list[Finding] = []
     for i in range(n):
-        node = gen.expression()
-        expr, queries = node.render(), queries_for(seed, i)
+        node, style_seed = gen.expression(), seed * 7919 + i
+        expr, queries = style(node.render(), style_seed), queries_for(seed, i)
         stats["expressions"] += 1
         failed = None
         for q in queries:
@@ -246,7 +249,9 @@ def run(
                 failed = (q, outcome.problem)
         if failed is None:
             continue
-        small = shrink(peers, node, queries).render() if do_shrink else expr
+        small = expr
+        if do_shrink:
+            small = style(shrink(peers, node, queries, style_seed).render(), style_seed)
         again = first_problem(peers, small, queries) or failed
         findings.append(Finding(expr, small, again[0], again[1]))
         stats["discrepancies"] += 1

@@ -50,6 +50,7 @@ An upstream bug shared by 2.42 and 3.x, kept out rather than copied:
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass, replace
 
 from tests.compat.dataset import t_at
@@ -179,6 +180,45 @@ ARITH = ("+", "-", "*", "/", "%", "^")
 COMPARE = ("==", "!=", ">", "<", ">=", "<=")
 
 
+_KEYWORDS = re.compile(
+    r"\b(sum|avg|min|max|count|group|stddev|stdvar|topk|bottomk|quantile|count_values|by|without"
+    r"|on|ignoring|group_left|group_right|bool|and|or|unless|offset|atan2)\b(?=[ (]|$)"
+)
+_STRINGS = re.compile(r'"((?:[^"\\]|\\.)*)"')
+_DURATIONS = re.compile(r"(?<=[\[: ])(\d+)m(?=[\]: )]|$)")
+
+
+def style(expr: str, seed: int) -> str:
+    """The same expression in other legal spellings: keyword case, quotes, durations, comments.
+
+    PromQL keywords are case-insensitive, strings may use single quotes or (without escapes)
+    backticks, ``5m`` is ``300s``, and ``#`` starts a comment; 2.42 and 3.x agree on all of it.
+    """
+    rng = random.Random(seed)
+    if rng.random() < 0.3:
+        expr = _KEYWORDS.sub(
+            lambda m: m.group(1).upper() if rng.random() < 0.5 else m.group(1), expr
+        )
+    if rng.random() < 0.3:
+        expr = _STRINGS.sub(lambda m: _requote(m.group(1), rng), expr)
+    if rng.random() < 0.2:
+        expr = _DURATIONS.sub(
+            lambda m: f"{int(m.group(1)) * 60}s" if rng.random() < 0.5 else m.group(0), expr
+        )
+    if rng.random() < 0.1:
+        expr = expr.replace(", ", ",\n  ", 1) + "  # a comment"
+    return expr
+
+
+def _requote(body: str, rng: random.Random) -> str:
+    r = rng.random()
+    if r < 0.4 and "\\" not in body and "`" not in body:
+        return f"`{body}`"
+    if r < 0.8 and "'" not in body:
+        return f"'{body}'"
+    return f'"{body}"'
+
+
 def _dur(seconds: int) -> str:
     sign, s = ("-", -seconds) if seconds < 0 else ("", seconds)
     if s % 60 == 0:
@@ -256,14 +296,14 @@ class Generator:
 
     def modifiers(self, ctx: Ctx, used_s: int, allow_at: bool = True) -> tuple[str, int]:
         """Optional ``offset``/``@``; returns the text and the look-back it adds."""
-        text, back = "", 0
+        at, offset, back = "", "", 0
         if allow_at and self.chance(0.12):
-            text += f" @ {self.pick(AT_TIMES)}"
+            at = f" @ {self.pick(AT_TIMES)}"
         if self.chance(0.2):
             off = self.pick([o for o in OFFSETS_S if o + used_s <= ctx.back_s])
-            text += f" offset {_dur(off)}"
+            offset = f" offset {_dur(off)}"
             back = max(off, 0)
-        return text, back
+        return (offset + at if self.chance(0.3) else at + offset), back
 
     def selector(self, ctx: Ctx, counter_only: bool = False) -> Node:
         mods, _ = self.modifiers(ctx, 0)
@@ -273,7 +313,7 @@ class Generator:
         """A selector for ``timestamp()``: with ``@``, no ``offset`` (an upstream bug, below)."""
         mods, _ = self.modifiers(ctx, 0)
         if "@" in mods:
-            mods = mods.split(" offset ")[0]
+            mods = " @" + mods.split(" @")[1].split(" offset ")[0]
         return leaf("vector", self.selector_text(False) + mods)
 
     def matrix(self, ctx: Ctx, counter_only: bool, allow_at: bool = True) -> Node:
@@ -282,7 +322,7 @@ class Generator:
             return self.subquery(ctx, counter_only, allow_at)
         rng_s = self.pick([r for r in RANGES_S if r <= ctx.back_s])
         sel = self.selector_text(counter_only)
-        mods, _ = self.modifiers(replace(ctx, back_s=ctx.back_s - rng_s), rng_s, allow_at)
+        mods, _ = self.modifiers(ctx, rng_s, allow_at)
         return leaf("matrix", f"{sel}[{_dur(rng_s)}]{mods}")
 
     def subquery(self, ctx: Ctx, counter_only: bool, allow_at: bool = True) -> Node:
