@@ -125,14 +125,20 @@ class AggregationRoutes:
     def split(self, sids: np.ndarray, ts: np.ndarray, vals: np.ndarray, live: np.ndarray):
         """Yield ``(worker, WorkItem)`` for this aggregation's samples of one batch."""
         gids = self.series_gid[sids]
-        sel = np.flatnonzero((gids >= 0) & live)
-        if sel.shape[0] == 0:
+        keep = gids >= 0
+        keep &= live
+        n_keep = int(np.count_nonzero(keep))
+        if n_keep == 0:
             return
-        gids = gids[sel]
-        subs = self.series_sub[sids[sel]] if self.config.keyed else None
-        workers = self.group_worker[gids]
-        for w in np.unique(workers).tolist() if self.num_workers > 1 else [0]:
-            pick = np.flatnonzero(workers == w) if self.num_workers > 1 else slice(None)
+        if n_keep < keep.shape[0]:
+            sel = np.flatnonzero(keep)
+            gids, sids, ts, vals = gids[sel], sids[sel], ts[sel], vals[sel]
+        else:  # every sample is this aggregation's: copies (items outlive the batch), no gathers
+            ts, vals = ts.copy(), vals.copy()
+        subs = self.series_sub[sids] if self.config.keyed else None
+        workers = self.group_worker[gids] if self.num_workers > 1 else None
+        for w in np.unique(workers).tolist() if workers is not None else [0]:
+            pick = np.flatnonzero(workers == w) if workers is not None else slice(None)
             ng, ns = self.sent[w]
             self.sent[w] = (len(self.groups.keys), len(self.subs.keys))
             yield (
@@ -141,8 +147,8 @@ class AggregationRoutes:
                     self.config.aggregation_id,
                     gids[pick],
                     None if subs is None else subs[pick],
-                    ts[sel][pick],
-                    vals[sel][pick],
+                    ts[pick],
+                    vals[pick],
                     tuple(self.groups.keys[ng:]),
                     tuple(self.subs.keys[ns:]),
                 ),
