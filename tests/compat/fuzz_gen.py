@@ -5,8 +5,9 @@ Prometheus 3 on that data set. What it avoids, and why (each a 2.42 -> 3.x chang
 
 - Samples on window boundaries (2.x closes range and lookback windows on the left, 3.x opens
   them): ranges, offsets and subquery steps are whole seconds, ``@`` times end in ``.250`` like
-  every query time, and subqueries do not nest (a nested subquery evaluates its inner query at
-  whole seconds, exactly on the outer window's left edge).
+  every query time, and a subquery inside a subquery has a step dividing the outer one and a
+  range (plus offset) that is no multiple of its step, so its window edges miss its own
+  evaluation grid (``nested_subquery``).
 - ``rate``/``increase`` windows that start long before a series' first sample (3.x caps the
   extrapolation at the counter's zero point in a different order): they only read series without
   gaps or stale markers, or subqueries of such series that never drop a step, and the total
@@ -83,6 +84,7 @@ class Ctx:
     back_s: int  # look-back budget left (seconds)
     in_subquery: bool = False
     smooth: bool = False  # only expressions that never drop a step of a gap-free series
+    outer_step: int = 0  # the enclosing subquery's step (s), 0 outside subqueries
 
 
 # Metric -> its labels (besides __name__) and whether rate/increase may read it.
@@ -318,8 +320,11 @@ class Generator:
 
     def matrix(self, ctx: Ctx, counter_only: bool, allow_at: bool = True) -> Node:
         """A range vector: a selector with a range, or (outside subqueries) a subquery."""
-        if not ctx.in_subquery and ctx.depth > 1 and self.chance(0.25):
-            return self.subquery(ctx, counter_only, allow_at)
+        if ctx.depth >= 1 and self.chance(0.3):
+            if not ctx.in_subquery:
+                return self.subquery(ctx, counter_only, allow_at)
+            if not counter_only and ctx.outer_step:
+                return self.nested_subquery(ctx)
         rng_s = self.pick([r for r in RANGES_S if r <= ctx.back_s])
         sel = self.selector_text(counter_only)
         mods, _ = self.modifiers(ctx, rng_s, allow_at)
@@ -328,10 +333,32 @@ class Generator:
     def subquery(self, ctx: Ctx, counter_only: bool, allow_at: bool = True) -> Node:
         rng_s = self.pick([r for r in RANGES_S if 60 <= r <= ctx.back_s - 120] or [60])
         step = self.pick(SUB_STEPS_S)
-        inner_ctx = Ctx(ctx.depth - 1, ctx.back_s - rng_s, True, counter_only)
+        inner_ctx = Ctx(ctx.depth - 1, ctx.back_s - rng_s, True, counter_only, step or 60)
         inner = self.vector(inner_ctx)
         step_text = _dur(step) if step else ""
         mods, _ = self.modifiers(replace(ctx, back_s=0), 0, allow_at)
+        return Node("matrix", ("(", 0, f")[{_dur(rng_s)}:{step_text}]{mods}"), (inner,))
+
+    def nested_subquery(self, ctx: Ctx) -> Node:
+        """A subquery inside a subquery, its window edges off its own evaluation grid.
+
+        The outer subquery evaluates this at multiples of its step ``s1``; choosing ``s2``
+        dividing ``s1`` and ``(range + offset) % s2 != 0`` keeps the window's left edge off
+        the inner grid (multiples of ``s2``), where 2.x and 3.x would differ.
+        """
+        s1 = ctx.outer_step
+        step = self.pick([s for s in (None, 15, 30, 47, 60, 120) if s1 % (s or 60) == 0] or [s1])
+        s2 = step or 60
+        off = self.pick((0, 0, 30, 17, -60))
+        ranges = [r for r in (50, 70, 100, 130, 250, 310, 45, 90, 120) if (r + off) % s2]
+        ranges = [r for r in ranges if r + max(off, 0) <= ctx.back_s - 60]
+        if not ranges:
+            return self.matrix(replace(ctx, depth=1), False)
+        rng_s = self.pick(ranges)
+        back = ctx.back_s - rng_s - max(off, 0)
+        inner = self.vector(Ctx(ctx.depth - 1, back, True, False, s2))
+        mods = f" offset {_dur(off)}" if off else ""
+        step_text = _dur(step) if step else ""
         return Node("matrix", ("(", 0, f")[{_dur(rng_s)}:{step_text}]{mods}"), (inner,))
 
     # -- vectors ------------------------------------------------------------------------------
@@ -579,8 +606,19 @@ class Generator:
         r = self.rng.random()
         if r < 0.03:
             return self.absent_of_nothing()
+        if r < 0.06:
+            return self.nested_shape()
         node = self.scalar(ctx) if r < 0.1 else self.vector(ctx)
         return self.mutate(node) if self.chance(0.08) else node
+
+    def nested_shape(self) -> Node:
+        """``f((g((v)[r2:s2]))[r1:s1])``: two levels of subqueries, more often than by chance."""
+        step = self.pick((None, 60, 120, 30))
+        r1 = self.pick((300, 600))
+        nested = self.nested_subquery(Ctx(2, 25 * 60 - r1, True, False, step or 60))
+        inner = Node("vector", (f"{self.pick((*OVER_TIME, *ANY_RANGE))}(", 0, ")"), (nested,))
+        sub = Node("matrix", ("(", 0, f")[{_dur(r1)}:{_dur(step) if step else ''}]"), (inner,))
+        return Node("vector", (f"{self.pick(OVER_TIME)}(", 0, ")"), (sub,))
 
     def absent_of_nothing(self) -> Node:
         """``absent`` of a selector that matches nothing: its labels come from the matchers."""
