@@ -53,6 +53,17 @@ def test_round_rounds_ties_up_and_to_nearest_multiples():
     assert math.isnan(fn.round_(v)[-1])
 
 
+def test_tanh_is_computed_the_way_go_computes_it():
+    # Go: 1 - 2/(exp(2x) + 1) from 0.625 on; libm rounds tanh(19.03) to 1, Go does not.
+    assert fn.tanh(np.array([19.03]))[0] == 1 - 2 / (math.exp(38.06) + 1) < 1.0
+    v = np.array([0.0, -0.0, 0.3, -0.6, 0.7, 30.0, 45.0, -math.inf, math.nan])
+    out = fn.tanh(v)
+    assert out[:2].tolist() == [0.0, -0.0] and math.copysign(1.0, out[1]) == -1.0
+    assert out[2:6] == pytest.approx(np.tanh(v[2:6]), rel=1e-15)
+    assert out[6:8].tolist() == [1.0, -1.0]
+    assert math.isnan(out[8])
+
+
 def test_sinh_and_cosh_overflow_where_go_does():
     # Go computes exp(|x|)/2 for |x| > 21: Inf from ~709.78 on, although cosh(710) is finite.
     v = np.array([710.0, -710.0, 700.0, 0.3, -2.0])
