@@ -34,11 +34,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import numpy as np
+
 from server.routes_query import QueryAPIConfig
 from storage.db import Storage
+from storage.model import make_labels
 from tests.api.conftest import QueryServer
 from tests.compat.conftest import Peers, get_json
-from tests.compat.dataset import as_batch, generate, t_at
+from tests.compat.dataset import _times, as_batch, generate, t_at
 from tests.compat.fuzz_gen import Generator, Node, shrink_candidates, style
 from tests.compat.peer import PrometheusPeer
 from tests.conformance.compare import almost_equal
@@ -202,10 +205,30 @@ def shrink(
     return current
 
 
+ODD_VALUES = np.array([math.nan, math.inf, -math.inf, 0.0, -0.0, 1e308, -1e-308, 5.0, 5.0, -2.5])
+
+
+def odd_series(seed: int = 7) -> dict:
+    """``odd_values{job, instance}``: NaN, +-Inf, signed zeros, extremes and ties among plain
+    values, as real gauges export them; on the data set's jittered scrape times."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for job in ("api", "db", "cache"):
+        for instance in ("0", "1"):
+            ts = _times(rng)
+            plain = np.round(rng.normal(0, 3, ts.size), 1)
+            odd = rng.random(ts.size) < 0.3
+            values = np.where(odd, ODD_VALUES[rng.integers(0, ODD_VALUES.size, ts.size)], plain)
+            labels = make_labels({"__name__": "odd_values", "job": job, "instance": instance})
+            out[labels] = (ts, values)
+    return out
+
+
 @contextmanager
 def running_peers() -> Iterator[Peers]:
-    """Prometheus 2.42 and a Tidemark server, both loaded with ``dataset.generate()``."""
-    data = generate()
+    """Prometheus 2.42 and a Tidemark server, both loaded with ``dataset.generate()`` and
+    ``odd_series()``."""
+    data = {**generate(), **odd_series()}
     prom = PrometheusPeer().start()
     tide: QueryServer | None = None
     try:

@@ -21,6 +21,10 @@ Prometheus 3 on that data set. What it avoids, and why (each a 2.42 -> 3.x chang
   continuously valued series that has no ties.
 - ``stddev``/``stdvar`` of a lone NaN or Inf: 0 in 2.42, NaN in 3.x. They only aggregate finite
   series.
+- Kahan summation and means (``KAHAN``): 2.42's compensated increment turns an infinite sum into
+  NaN where 3.x keeps the infinity, 2.42 averages incrementally where 3.x sums and divides, and
+  2.42's ``sum`` does not compensate. These functions only read expressions that cannot produce
+  infinities, NaN or huge values (``_may_be_extreme``).
 - ``predict_linear(v[r] @ t, ...)`` in a range query: 2.42 answers at the first step only, 3.x
   reuses the pinned window at every step (intercept at each step's time). No ``@`` there.
 
@@ -41,6 +45,11 @@ An upstream bug shared by 2.42 and 3.x, kept out rather than copied:
   overwrites the offset with ``step - t``), and with ``o > 0`` finds nothing because the series
   were selected with the offset applied. Tidemark applies the offset; ``timestamp()`` of an
   ``@`` selector has no ``offset`` here.
+- nested offset: in ``f((g((v @ t)[r2:s2] offset -1m))[r1:s1])`` 2.42 reads ``v`` at ``t - 1m``
+  (its ``@`` offset arithmetic subtracts the enclosing subqueries' offsets, and gets a negative
+  one wrong; positive offsets and one level of subquery are right). 3.x has the same
+  ``setOffsetForAtModifier``. Tidemark reads ``v`` at ``t``; nested subqueries here have no
+  negative offset.
 - first step: ``quantile(scalar(...), v @ t)`` in a range query uses the parameter of the first
   step at every step: upstream's step-invariance pass looks at the aggregated expression only,
   so the whole aggregation is evaluated once (the remains of prometheus#15971, whose fix made
@@ -97,6 +106,7 @@ METRICS: dict[str, tuple[tuple[str, ...], bool]] = {
     "http_request_duration_seconds_bucket": (("job", "le"), True),
     "http_request_duration_seconds_sum": (("job",), True),
     "http_request_duration_seconds_count": (("job",), True),
+    "odd_values": (("job", "instance"), False),  # NaN, +-Inf, -0, extremes (fuzz.odd_series)
 }
 VALUES = {
     "job": ("api", "db", "cache", "nope"),
@@ -219,6 +229,31 @@ def _requote(body: str, rng: random.Random) -> str:
     if r < 0.8 and "'" not in body:
         return f"'{body}'"
     return f'"{body}"'
+
+
+# Functions whose 2.42 and 3.x algorithms differ on infinite or huge inputs: 2.42's Kahan
+# increment turns an infinite sum into NaN (3.x resets the compensation), and 2.42's
+# avg/avg_over_time keep an incremental mean where 3.x sums (so 1.2, 1e308, -1e308 average to
+# 1.2 in 2.42 and 0.4 in 3.x); 2.42's sum adds plainly, 3.x compensates.
+KAHAN = frozenset(
+    (
+        "avg_over_time",
+        "sum_over_time",
+        "stddev_over_time",
+        "stdvar_over_time",
+        "deriv",
+        "predict_linear",
+        "avg",
+        "sum",
+    )
+)
+_EXTREME = ("odd_values", "exp(", "^", "/", "sinh(", "cosh(", "Inf", "ln(", "log2(", "log10(")
+_EXTREME2 = ("tan(", "atanh(", "NaN", "1e2", "0x1F", "acosh(", "asin(", "acos(", "sqrt(")
+
+
+def _may_be_extreme(text: str) -> bool:
+    """Whether an expression may produce NaN, +-Inf or huge values (a cautious, textual test)."""
+    return any(m in text for m in _EXTREME + _EXTREME2)
 
 
 def _dur(seconds: int) -> str:
@@ -349,7 +384,7 @@ class Generator:
         s1 = ctx.outer_step
         step = self.pick([s for s in (None, 15, 30, 47, 60, 120) if s1 % (s or 60) == 0] or [s1])
         s2 = step or 60
-        off = self.pick((0, 0, 30, 17, -60))
+        off = self.pick((0, 0, 30, 17))  # not negative: see "nested offset" above
         ranges = [r for r in (50, 70, 100, 130, 250, 310, 45, 90, 120) if (r + off) % s2]
         ranges = [r for r in ranges if r + max(off, 0) <= ctx.back_s - 60]
         if not ranges:
@@ -406,9 +441,11 @@ class Generator:
                 "vector", (f"{self.pick(COUNTER_RANGE)}(", 0, ")"), (self.matrix(ctx, True),)
             )
         if r < 0.55:
-            return Node("vector", (f"{self.pick(ANY_RANGE)}(", 0, ")"), (self.matrix(ctx, False),))
+            fn = self.pick(ANY_RANGE)
+            return Node("vector", (f"{fn}(", 0, ")"), (self.calm_matrix(ctx, fn),))
         if r < 0.85:
-            return Node("vector", (f"{self.pick(OVER_TIME)}(", 0, ")"), (self.matrix(ctx, False),))
+            fn = self.pick(OVER_TIME)
+            return Node("vector", (f"{fn}(", 0, ")"), (self.calm_matrix(ctx, fn),))
         if r < 0.93:
             phi = self.pick(("0", "0.1", "0.5", "0.9", "1", "-1", "2"))
             return Node(
@@ -418,7 +455,7 @@ class Generator:
             secs = self.pick(("600", "-120", "0", "3600"))
             # 2.42 answers an ``@`` window inside predict_linear at the first step of a range
             # query only; 3.x reuses the window at every step.
-            m = self.matrix(ctx, False, allow_at=False)
+            m = self.calm_matrix(ctx, "predict_linear", allow_at=False)
             return Node("vector", ("predict_linear(", 0, f", {secs})"), (m,))
         return Node("vector", ("absent_over_time(", 0, ")"), (self.matrix(ctx, False),))
 
@@ -481,6 +518,8 @@ class Generator:
         if self.chance(0.5):
             return Node("vector", (f"{fn}(timestamp(", 0, "))"), (self.timestamp_selector(ctx),))
         arg = self.selector(ctx) if self.chance(0.5) else self.tie_free(ctx)
+        if "odd_values" in arg.render():
+            arg = self.tie_free(ctx)  # NaN and Inf: see "Date functions" above
         return Node("vector", (f"{fn}(", 0, ")"), (arg,))
 
     def misc_call(self, ctx: Ctx) -> Node:
@@ -498,9 +537,20 @@ class Generator:
         g = self.grouping() if self.chance(0.75) else ""
         # A lone NaN or Inf has stdvar 0 in 2.42 and NaN in 3.x: feed finite values only.
         v = self.tie_free(ctx) if op in ("stddev", "stdvar") else self.vector(ctx)
+        if op in KAHAN and _may_be_extreme(v.render()):
+            v = self.tie_free(ctx)
         if g and self.chance(0.5):
             return Node("vector", (f"{op} {g} (", 0, ")"), (v,))
         return Node("vector", (f"{op}(", 0, f"){' ' + g if g else ''}"), (v,))
+
+    def calm_matrix(self, ctx: Ctx, fn: str, allow_at: bool = True) -> Node:
+        """A range vector for ``fn``; for the Kahan-summing functions one without extremes."""
+        m = self.matrix(ctx, False, allow_at)
+        for _ in range(5):
+            if fn not in KAHAN or not _may_be_extreme(m.render()):
+                return m
+            m = self.matrix(ctx, False, allow_at)
+        return leaf("matrix", "node_load[5m]")
 
     def tie_free(self, ctx: Ctx) -> Node:
         """A vector with distinct, non-NaN values at every step (for ``topk``/``bottomk``)."""
@@ -616,9 +666,13 @@ class Generator:
         step = self.pick((None, 60, 120, 30))
         r1 = self.pick((300, 600))
         nested = self.nested_subquery(Ctx(2, 25 * 60 - r1, True, False, step or 60))
-        inner = Node("vector", (f"{self.pick((*OVER_TIME, *ANY_RANGE))}(", 0, ")"), (nested,))
+        calm = not _may_be_extreme(nested.render())
+        fns = [f for f in (*OVER_TIME, *ANY_RANGE) if calm or f not in KAHAN]
+        inner = Node("vector", (f"{self.pick(fns)}(", 0, ")"), (nested,))
         sub = Node("matrix", ("(", 0, f")[{_dur(r1)}:{_dur(step) if step else ''}]"), (inner,))
-        return Node("vector", (f"{self.pick(OVER_TIME)}(", 0, ")"), (sub,))
+        # A rate-like inner function of calm values can still be huge (idelta of 1e308s).
+        outer = [f for f in OVER_TIME if f not in KAHAN]
+        return Node("vector", (f"{self.pick(outer)}(", 0, ")"), (sub,))
 
     def absent_of_nothing(self) -> Node:
         """``absent`` of a selector that matches nothing: its labels come from the matchers."""
