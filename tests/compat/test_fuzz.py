@@ -6,16 +6,30 @@ fixed expressions in the suite so a regression in any corner they reach shows up
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from tests.compat.conftest import Peers
-from tests.compat.fuzz import known_difference, run
+from tests.compat.fuzz import known_difference, run, running_peers
 from tests.compat.fuzz_gen import Generator, shrink_candidates
+from tests.compat.peer import missing_reason
 
 pytestmark = pytest.mark.peer
 
 
-def test_generated_queries_agree_with_prometheus(peers: Peers) -> None:
+@pytest.fixture(scope="module")
+def fuzz_peers() -> Iterator[Peers]:
+    """Both engines on the compat data set plus ``odd_values`` (NaN, Inf, extremes)."""
+    reason = missing_reason()
+    if reason:
+        pytest.skip(reason)
+    with running_peers() as peers:
+        yield peers
+
+
+def test_generated_queries_agree_with_prometheus(fuzz_peers: Peers) -> None:
+    peers = fuzz_peers
     stats, findings = run(peers, n=300, seed=20261122, do_shrink=True)
     report = "\n".join(f"{f.shrunk}\n  {f.query}\n  {f.problem}" for f in findings)
     assert not findings, report
