@@ -252,14 +252,14 @@ class Finding:
 
 
 def run(
-    peers: Peers, n: int, seed: int, do_shrink: bool = True, out=None
+    peers: Peers, n: int, seed: int, do_shrink: bool = True, out=None, max_depth: int = 5
 ) -> tuple[Counter, list[Finding]]:  # type: ignore[no-untyped-def]
     """Run ``n`` generated expressions; returns outcome counts and the (shrunk) findings."""
     gen = Generator(seed)
     stats: Counter = Counter()
     findings: list[Finding] = []
     for i in range(n):
-        node, style_seed = gen.expression(), seed * 7919 + i
+        node, style_seed = gen.expression(max_depth), seed * 7919 + i
         expr, queries = style(node.render(), style_seed), queries_for(seed, i)
         stats["expressions"] += 1
         failed = None
@@ -292,10 +292,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--no-shrink", action="store_true")
+    ap.add_argument("--depth", type=int, default=5, help="maximum nesting depth")
     args = ap.parse_args(argv)
     began = time.monotonic()
     with running_peers() as peers:
-        stats, findings = run(peers, args.n, args.seed, not args.no_shrink, sys.stdout)
+        stats, findings = run(
+            peers, args.n, args.seed, not args.no_shrink, sys.stdout, max_depth=args.depth
+        )
     elapsed = time.monotonic() - began
     print(f"{dict(stats)} in {elapsed:.1f}s; {len(findings)} discrepancies")
     return 1 if findings else 0

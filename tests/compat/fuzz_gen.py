@@ -279,14 +279,14 @@ class Generator:
         return self.rng.random() < p
 
     def grouping(self) -> str:
-        labels = self.rng.sample(LABELS, self.rng.randint(0, 2))
+        labels = self.rng.sample((*LABELS, "__name__"), self.rng.randint(0, 2))
         kind = self.pick(("by", "without"))
         return f"{kind} ({', '.join(labels)})"
 
     def matching(self, allow_group: bool) -> str:
         if self.chance(0.35):
             return ""
-        labels = self.rng.sample(LABELS, self.rng.randint(0, 2))
+        labels = self.rng.sample((*LABELS, "__name__"), self.rng.randint(0, 2))
         text = f"{self.pick(('on', 'ignoring'))}({', '.join(labels)})"
         if allow_group and self.chance(0.4):
             extra = self.rng.sample(LABELS, self.rng.randint(0, 1))
@@ -486,7 +486,7 @@ class Generator:
     def label_call(self, ctx: Ctx) -> Node:
         v = self.vector(ctx)
         if self.chance(0.6):
-            dst = self.pick(("host", "job", "instance", "x", "code"))
+            dst = self.pick(("host", "job", "instance", "x", "code", "__name__"))
             repl = self.pick(("$1", "${1}xx", "", "v-$1", "$2", "$0", "$1x", "$$", "$name", "$10"))
             src = self.pick((*LABELS, "__name__", "nope"))
             regex = self.pick(
