@@ -25,6 +25,9 @@ Prometheus 3 on that data set. What it avoids, and why (each a 2.42 -> 3.x chang
   NaN where 3.x keeps the infinity, 2.42 averages incrementally where 3.x sums and divides, and
   2.42's ``sum`` does not compensate. These functions only read expressions that cannot produce
   infinities, NaN or huge values (``_may_be_extreme``).
+- rounded means: the two mean algorithms also differ in the last bit on ordinary data (3.x gets
+  an integer mean exactly, 2.42 may give 5571.000000000001), which ``ceil``/``floor``/``round``
+  and ``count_values`` labels turn into a whole unit. They never take an ``avg`` expression.
 - ``predict_linear(v[r] @ t, ...)`` in a range query: 2.42 answers at the first step only, 3.x
   reuses the pinned window at every step (intercept at each step's time). No ``@`` there.
 
@@ -469,11 +472,15 @@ class Generator:
             arg = self.tie_free(ctx)  # see "ulp" in the module docstring
         else:
             arg = self.vector(ctx)
+        if fn in ("ceil", "floor") and "avg" in arg.render():
+            arg = self.selector(ctx)  # see "rounded means" in the module docstring
         return Node("vector", (f"{fn}(", 0, ")"), (arg,))
 
     def param_call(self, ctx: Ctx) -> Node:
         fn = self.pick(("round", "round1", "clamp", "clamp_min", "clamp_max"))
         v = self.vector(ctx)
+        if fn.startswith("round") and "avg" in v.render():
+            v = self.selector(ctx)  # see "rounded means" in the module docstring
         if fn == "round1":
             return Node("vector", ("round(", 0, ")"), (v,))
         if fn == "clamp":
@@ -582,7 +589,9 @@ class Generator:
             # exp/pow/trig results out of them by rounding a bounded value.
             v = self.selector(ctx)
             if self.chance(0.6):
-                v = Node("vector", ("round(clamp(", 0, ", -10000, 10000))"), (self.vector(ctx),))
+                inner = self.vector(ctx)
+                inner = self.selector(ctx) if "avg" in inner.render() else inner
+                v = Node("vector", ("round(clamp(", 0, ", -10000, 10000))"), (inner,))
         if "(" in param.render() and "@" in v.render():
             param = leaf("scalar", "1")  # see "first step" in the module docstring
         return Node("vector", (f"{op} {g} (", 0, ", ", 1, ")"), (param, v))
