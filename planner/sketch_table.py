@@ -1,20 +1,30 @@
-"""Stored windows of one aggregation as columns, decoded once and extended as windows arrive.
+"""Stored windows of one aggregation as columns, decoded lazily per block of window ends.
 
 The sketch store keeps one serialized accumulator per (key, window) entry; decoding them for
-every query would cost Python per entry per query. A ``WindowTable`` decodes each entry once and
-appends it to flat arrays — window end, key id (grouping values + sub key), and the statistics
-(moments: sum/count/min/max; counters: n, first/last time and value, resets) — so a query
-selects its windows and series with numpy masks and gathers. A KLL entry becomes a weighted
-segment (its retained items sorted by value and their weights, ``udfs.weighted_quantile``), all
-segments concatenated in growing buffers, so quantiles are array lookups, not sketch calls. Tables are kept per store and aggregation definition and follow
-the store's log: new entries are appended; if the log was rebuilt (retention, removal) the table
-is rebuilt too.
+every query would cost Python per entry per query, and decoding all of them up front costs
+seconds and keeps every window in memory whatever queries read. A ``WindowTable`` indexes the
+store's log by *block* of window ends (``block_ms``, ~15 min of slides; only references, no
+decoding) and decodes a block the first time a query needs one of its window ends: flat arrays of
+window end, key id (grouping values + sub key), log position and the statistics (moments:
+sum/count/min/max; counters: n, first/last time and value, resets; last: newest sample). A KLL
+entry becomes a weighted segment (retained items sorted by value and their cumulative weights,
+``udfs.weighted_quantile``) whose items live in the table's shared pool, so a query spanning
+many blocks reads one ``Segments`` without copying items.
+
+Decoded blocks are cached under one memory budget for all tables (``configure``; default
+256 MiB, or ``TIDEMARK_SKETCH_CACHE_BYTES``), counted as the bytes of their numpy arrays, least
+recently used evicted first. A block whose window ends got new log records since it was decoded
+(late data) is decoded again; if the log was rebuilt (retention, removal) the table starts over.
+All tables share one lock (``LOCK``): eviction drops other tables' blocks.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import weakref
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -24,7 +34,7 @@ from udfs.weighted_quantile import Segments, kll_items, local_cumsum, ramp
 
 if TYPE_CHECKING:
     from precompute.config import AggregationConfig
-    from storage.sketch_store import SketchEntry, SketchStore
+    from storage.sketch_store import SketchStore
 
 Key = tuple[str, ...]
 COUNTER_COLS = ("n", "first_t", "first_v", "last_t", "last_v", "resets")
@@ -32,6 +42,43 @@ MOMENT_COLS = ("sum", "count", "min", "max")
 LAST_COLS = ("last_t", "last_v", "stale")  # newest sample per key (MultipleLast)
 _FAMILY_COLS = {"counter": COUNTER_COLS, "last": LAST_COLS}
 _INT_COLS = frozenset({"count", "n", "first_t", "last_t", "stale"})
+BLOCK_TARGET_MS = 900_000  # window ends per block: a dashboard's last hour reads ~5 blocks
+DEFAULT_BUDGET = 256 << 20
+LOCK = threading.RLock()
+
+
+@dataclass(frozen=True)
+class Selection:
+    """A query's rows (every stored row whose window end is one of the asked ``ends``), each
+    array row-aligned: key id, position of its end in ``ends``, log position (written later →
+    larger), the statistics columns, and for KLL the segments (items in the table's pool) and K."""
+
+    kid: np.ndarray
+    col: np.ndarray
+    seq: np.ndarray
+    cols: dict[str, np.ndarray]
+    segments: Segments | None = None
+    seg_k: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class _Block:
+    records: int  # log records decoded (more records listed now: late data, decode again)
+    end: np.ndarray
+    kid: np.ndarray
+    seq: np.ndarray
+    cols: dict[str, np.ndarray]
+    by_end: tuple[np.ndarray, np.ndarray, np.ndarray]  # see _group_by_end (block-local rows)
+    seg: dict[str, np.ndarray] = field(default_factory=dict)  # KLL: lo/hi (pool), exact, k
+    pool: tuple[int, int] = (0, 0)  # KLL: the block's items are pool[a:b], contiguous
+    pool_bytes_per_item: int = 0
+
+    @property
+    def nbytes(self) -> int:
+        arrays = [self.end, self.kid, self.seq, *self.cols.values(), *self.by_end]
+        arrays += list(self.seg.values())
+        items = (self.pool[1] - self.pool[0]) * self.pool_bytes_per_item
+        return int(sum(a.nbytes for a in arrays)) + items
 
 
 class WindowTable:
@@ -39,35 +86,35 @@ class WindowTable:
         self.config = config
         self.family = family(config.aggregation_type)
         self.names = _FAMILY_COLS.get(self.family, MOMENT_COLS)
+        slide = config.slide_interval_ms
+        self.block_ms = slide * max(1, round(BLOCK_TARGET_MS / slide))
         self.key_ids: dict[Key, int] = {}
-        self.lock = threading.Lock()
+        self.lock = LOCK
+        self.decoded_records = 0  # records decoded over the table's life (tests, ANALYZE)
         self._reset()
 
     def _reset(self) -> None:
         self.key_ids.clear()
         self.seen = 0
-        self.first: SketchEntry | None = None
-        self.last: SketchEntry | None = None
-        self.pending: list[tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]] = []
-        self.scalars: list[tuple[int, int, tuple]] = []  # (end, key id, statistics)
-        self.kll_parts: list[tuple[np.ndarray, np.ndarray, int]] = []  # items, weights, k
-        self.end = np.zeros(0, dtype=np.int64)
-        self.kid = np.zeros(0, dtype=np.int64)
-        self.cols: dict[str, np.ndarray] = {
-            n: np.zeros(0, np.int64 if n in _INT_COLS else np.float64) for n in self.names
-        }
+        self.first: Any = None
+        self.last: Any = None
+        self.span_ends: tuple[int, int] | None = None
+        self.index: dict[int, list[tuple[int, Any]]] = {}  # block → (log position, record)
+        self.blocks: dict[int, _Block] = {}
+        for b in list(_LRU):
+            if b[0] == id(self):
+                _LRU.pop(b)
         self.items, self.cumw = _Growing(np.float64), _Growing(np.int32)
-        self.seg_lo, self.seg_hi = _Growing(np.int64), _Growing(np.int64)
-        self.seg_exact, self.seg_k = _Growing(np.bool_), _Growing(np.int64)
+        self.dead_items = 0  # pool items of evicted or re-decoded blocks
         self.sub_cache: dict[tuple[Key, tuple[Key, ...]], np.ndarray] = {}
-        self.by_end: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # see rows_at
         self.worker_maps: dict[int, tuple[list[Key], np.ndarray]] = {}
 
     # --- following the store ----------------------------------------------------------------
 
     def sync(self, store: SketchStore) -> None:
-        # Columnar records (``WindowBatch``: every group whose window closed together) are read
-        # as columns; stores without them give per-entry views.
+        """Index records appended since the last sync by block (no decoding)."""
+        # Columnar records (``WindowBatch``: every group whose window closed together) stay
+        # unexpanded; stores without them give per-entry views.
         reader = getattr(store, "chunk_view", None) or store.log_view
         view = reader(self.config.aggregation_id)
         if self.seen and (
@@ -78,10 +125,89 @@ class WindowTable:
             self._reset()  # the log was rebuilt (retention, removal): start over
         if len(view) == self.seen:
             return
-        for entry in view[self.seen :]:
-            self._append(entry)
+        cfg, index = self.config, self.index
+        size, slide, block = cfg.window_size_ms, cfg.slide_interval_ms, self.block_ms
+        lo, hi = self.span_ends or (None, None)
+        for pos in range(self.seen, len(view)):  # per record, references only: ~1 µs each
+            rec = view[pos]
+            end = rec.window_end
+            if end - rec.window_start != size or end % slide:
+                continue  # written under another definition of this aggregation id: not ours
+            index.setdefault(end // block, []).append((pos, rec))
+            lo = end if lo is None or end < lo else lo
+            hi = end if hi is None or end > hi else hi
+        if lo is not None and hi is not None:
+            self.span_ends = (lo, hi)
         self.first, self.last, self.seen = view[0], view[-1], len(view)
-        self._flush()
+
+    def span(self) -> tuple[int, int] | None:
+        """(oldest, newest) window end stored."""
+        return self.span_ends
+
+    def select(self, store: SketchStore, ends: np.ndarray) -> Selection:
+        """Sync, decode the blocks holding ``ends`` (sorted) that are missing or stale, and
+        gather their rows at those ends. Call with ``lock`` held."""
+        self.sync(store)
+        parts: list[tuple[_Block, np.ndarray, np.ndarray]] = []
+        for b in np.unique(ends // self.block_ms).tolist():
+            records = self.index.get(b)
+            if not records:
+                continue
+            blk = self.blocks.get(b)
+            if blk is None or blk.records != len(records):
+                blk = self._decode(b, records)
+                _STATS["misses"] += 1
+            else:
+                _STATS["hits"] += 1
+            _LRU[(id(self), b)] = (weakref.ref(self), blk.nbytes)
+            _LRU.move_to_end((id(self), b))
+            rows, col = _rows_at(blk.by_end, ends)
+            parts.append((blk, rows, col))
+        out = self._gather(parts)
+        _enforce_budget()  # after gathering: the selection keeps what it read alive
+        return out
+
+    def _gather(self, parts: list[tuple[_Block, np.ndarray, np.ndarray]]) -> Selection:
+        def cat(get, dtype) -> np.ndarray:
+            arrays = [get(p) for p in parts]
+            return np.concatenate(arrays) if arrays else np.zeros(0, dtype)
+
+        kid = cat(lambda p: p[0].kid[p[1]], np.int64)
+        col = cat(lambda p: p[2], np.int64)
+        seq = cat(lambda p: p[0].seq[p[1]], np.int64)
+        if self.family != "kll":
+            cols = {n: cat(lambda p, n=n: p[0].cols[n][p[1]], _dtype(n)) for n in self.names}
+            return Selection(kid, col, seq, cols)
+        seg = {
+            n: cat(lambda p, n=n: p[0].seg[n][p[1]], np.bool_ if n == "exact" else np.int64)
+            for n in ("lo", "hi", "exact", "k")
+        }
+        segments = Segments(self.items.view(), self.cumw.view(), seg["lo"], seg["hi"], seg["exact"])
+        return Selection(kid, col, seq, {}, segments, seg["k"])
+
+    def rows_for(self, keys: dict[Key, int], n_series: int) -> np.ndarray:
+        """Per key id, the query's series row (-1: not asked for)."""
+        out = np.full(len(self.key_ids), -1, dtype=np.int64)
+        for key, row in keys.items():
+            kid = self.key_ids.get(key)
+            if kid is not None:
+                out[kid] = row
+        return out
+
+    # --- decoding ---------------------------------------------------------------------------
+
+    def _decode(self, b: int, records: list[tuple[int, Any]]) -> _Block:
+        old = self.blocks.pop(b, None)
+        if old is not None:
+            self.dead_items += old.pool[1] - old.pool[0]
+        builder = _Builder(self)
+        for pos, rec in records:
+            builder.add(pos, rec)
+        blk = builder.build(len(records))
+        self.blocks[b] = blk
+        self.decoded_records += len(records)
+        _STATS["decoded_records"] += len(records)
+        return blk
 
     def _kid(self, key: Key) -> int:
         kid = self.key_ids.get(key)
@@ -89,44 +215,7 @@ class WindowTable:
             kid = self.key_ids[key] = len(self.key_ids)
         return kid
 
-    def _append(self, entry: Any) -> None:
-        from planner.nodes.precomputed_scan import _keyed_columns, _scalar_columns
-
-        cfg = self.config
-        if (
-            entry.window_end - entry.window_start != cfg.window_size_ms
-            or entry.window_end % cfg.slide_interval_ms
-        ):
-            return  # written under another definition of this aggregation id: not ours
-        if not isinstance(entry, _sketch_entry_type()):  # a WindowBatch
-            kids = self._batch_kids(entry.keys)
-            cols = {n: np.asarray(entry.columns[n]) for n in self.names}
-            self.pending.append((np.full(kids.shape[0], entry.window_end, np.int64), kids, cols))
-            return
-        acc = entry.accumulator()
-        end = entry.window_end
-        if self.family == "kll":
-            self.scalars.append((end, self._kid(entry.key), ()))
-            if acc.exact is not None:
-                items = np.sort(acc.exact)
-                self.kll_parts.append((items, np.ones(items.shape[0], np.int64), acc.k))
-            else:
-                self.kll_parts.append((*kll_items(acc.sketch.serialize()), acc.k))
-            return
-        if not acc.keyed:
-            cols = _scalar_columns(acc, self.family)
-            self.scalars.append((end, self._kid(entry.key), tuple(cols[n][0] for n in self.names)))
-            return
-        subs, rows, cols = _keyed_columns(acc, self.family)
-        cache_key = (entry.key, subs)
-        kids = self.sub_cache.get(cache_key)
-        if kids is None:  # consecutive windows usually list the same keys: map them once
-            kids = np.array([self._kid(entry.key + s) for s in subs], dtype=np.int64)
-            self.sub_cache[cache_key] = kids
-        picked = {n: cols[n][rows] for n in self.names}
-        self.pending.append((np.full(kids.shape[0], end, dtype=np.int64), kids, picked))
-
-    def _batch_kids(self, keys) -> np.ndarray:
+    def batch_kids(self, keys) -> np.ndarray:
         """Key ids of a batch's rows. Keys named by row ids into a worker's key table
         (``KeyRows``) map through a per-table array extended only for new rows; plain key lists
         are mapped once per distinct list."""
@@ -141,125 +230,168 @@ class WindowTable:
                 known = np.concatenate([known, np.array(extra, dtype=np.int64)])
             self.worker_maps[id(table)] = (table, known)
             return known[np.asarray(rows, dtype=np.int64)]
-        cache_key = ((), tuple(keys))
-        kids = self.sub_cache.get(cache_key)
+        return self.list_kids((), tuple(keys))
+
+    def list_kids(self, prefix: Key, subs: tuple[Key, ...]) -> np.ndarray:
+        """Key ids of ``prefix + s`` for each sub key; consecutive windows usually list the
+        same keys, so each distinct list is mapped once."""
+        kids = self.sub_cache.get((prefix, subs))
         if kids is None:
-            kids = np.array([self._kid(k) for k in cache_key[1]], dtype=np.int64)
-            self.sub_cache[cache_key] = kids
+            kids = np.array([self._kid(prefix + s) for s in subs], dtype=np.int64)
+            self.sub_cache[(prefix, subs)] = kids
         return kids
 
-    def _flush(self) -> None:
-        ends, kids = [self.end], [self.kid]
-        cols = {n: [self.cols[n]] for n in self.names}
-        for e, k, c in self.pending:
-            ends.append(e)
+    def drop(self, b: int) -> None:
+        """Evict block ``b``; the KLL pool is compacted once most of it is dead."""
+        blk = self.blocks.pop(b, None)
+        if blk is None:
+            return
+        self.dead_items += blk.pool[1] - blk.pool[0]
+        if self.family == "kll" and 2 * self.dead_items > self.items.size:
+            self._compact()
+
+    def _compact(self) -> None:
+        """Copy live blocks' items into fresh pool buffers. Selections handed out earlier keep
+        the old buffers (their views), so they stay valid."""
+        items, cumw = _Growing(np.float64), _Growing(self.cumw.buf.dtype)
+        old_items, old_cumw = self.items.view(), self.cumw.view()
+        for b, blk in sorted(self.blocks.items(), key=lambda kv: kv[1].pool[0]):
+            a, z = blk.pool
+            shift = items.size - a
+            items.extend(old_items[a:z])
+            cumw.extend(old_cumw[a:z])
+            seg = dict(blk.seg, lo=blk.seg["lo"] + shift, hi=blk.seg["hi"] + shift)
+            self.blocks[b] = _replace(blk, seg=seg, pool=(a + shift, z + shift))
+        self.items, self.cumw, self.dead_items = items, cumw, 0
+
+
+def _replace(blk: _Block, **changes) -> _Block:
+    import dataclasses
+
+    return dataclasses.replace(blk, **changes)
+
+
+def _dtype(name: str):
+    return np.int64 if name in _INT_COLS else np.float64
+
+
+class _Builder:
+    """Rows of one block, decoded record by record in log order."""
+
+    def __init__(self, table: WindowTable) -> None:
+        self.t = table
+        self.pending: list[tuple[int, int, np.ndarray, dict[str, np.ndarray]]] = []
+        self.scalars: list[tuple[int, int, int, tuple]] = []  # (end, pos, key id, statistics)
+        self.kll: list[tuple[np.ndarray, np.ndarray, int]] = []  # items, weights, k
+
+    def add(self, pos: int, entry: Any) -> None:
+        from planner.nodes.precomputed_scan import _keyed_columns, _scalar_columns
+
+        t, end = self.t, entry.window_end
+        if not isinstance(entry, _sketch_entry_type()):  # a WindowBatch
+            cols = {n: np.asarray(entry.columns[n]) for n in t.names}
+            self.pending.append((end, pos, t.batch_kids(entry.keys), cols))
+            return
+        acc = entry.accumulator()
+        if t.family == "kll":
+            self.scalars.append((end, pos, t._kid(entry.key), ()))
+            if acc.exact is not None:
+                items = np.sort(acc.exact)
+                self.kll.append((items, np.ones(items.shape[0], np.int64), acc.k))
+            else:
+                self.kll.append((*kll_items(acc.sketch.serialize()), acc.k))
+            return
+        if not acc.keyed:
+            cols = _scalar_columns(acc, t.family)
+            stats = tuple(cols[n][0] for n in t.names)
+            self.scalars.append((end, pos, t._kid(entry.key), stats))
+            return
+        subs, rows, cols = _keyed_columns(acc, t.family)
+        kids = t.list_kids(entry.key, subs)
+        self.pending.append((end, pos, kids, {n: cols[n][rows] for n in t.names}))
+
+    def build(self, n_records: int) -> _Block:
+        t = self.t
+        ends, seqs, kids = [], [], []
+        cols: dict[str, list[np.ndarray]] = {n: [] for n in t.names}
+        for end, pos, k, c in self.pending:
+            ends.append(np.full(k.shape[0], end, np.int64))
+            seqs.append(np.full(k.shape[0], pos, np.int64))
             kids.append(k)
-            for n in self.names:
+            for n in t.names:
                 cols[n].append(c[n])
         if self.scalars:
             ends.append(np.array([s[0] for s in self.scalars], dtype=np.int64))
-            kids.append(np.array([s[1] for s in self.scalars], dtype=np.int64))
-            if self.family != "kll":
-                for i, n in enumerate(self.names):
-                    dtype = np.int64 if n in _INT_COLS else np.float64
-                    cols[n].append(np.array([s[2][i] for s in self.scalars], dtype=dtype))
-        if self.kll_parts:
-            self._flush_segments()
-        old_rows = self.end.shape[0]
-        self.end, self.kid = np.concatenate(ends), np.concatenate(kids)
-        self._extend_index(old_rows)
-        if self.family != "kll":
-            self.cols = {n: np.concatenate(v) for n, v in cols.items()}
-        self.pending, self.scalars, self.kll_parts = [], [], []
-
-    def _extend_index(self, old_rows: int) -> None:
-        """Keep ``by_end`` (rows grouped by window end) current: windows usually arrive in end
-        order, so new rows are sorted among themselves and appended; otherwise rebuilt."""
-        if self.by_end is None or old_rows == 0 or self.by_end[0].shape[0] == 0:
-            self.by_end = _group_by_end(self.end, 0)
-            return
-        uniq, starts, order = self.by_end
-        new = self.end[old_rows:]
-        if new.shape[0] == 0:
-            return
-        if int(new.min()) < int(uniq[-1]):
-            self.by_end = _group_by_end(self.end, 0)
-            return
-        n_uniq, n_starts, n_order = _group_by_end(new, old_rows)
-        if int(n_uniq[0]) == int(uniq[-1]):  # the same end continues: one group, adjacent rows
-            n_uniq, n_starts = n_uniq[1:], n_starts[1:]
-        self.by_end = (
-            np.concatenate([uniq, n_uniq]),
-            np.concatenate([starts[:-1], n_starts + starts[-1]]),
-            np.concatenate([order, n_order]),
+            seqs.append(np.array([s[1] for s in self.scalars], dtype=np.int64))
+            kids.append(np.array([s[2] for s in self.scalars], dtype=np.int64))
+            if t.family != "kll":
+                for i, n in enumerate(t.names):
+                    cols[n].append(np.array([s[3][i] for s in self.scalars], dtype=_dtype(n)))
+        end = _cat(ends, np.int64)
+        extra: dict[str, Any] = {}
+        if t.family == "kll":
+            extra = self._segments()
+        return _Block(
+            n_records,
+            end,
+            _cat(kids, np.int64),
+            _cat(seqs, np.int64),
+            {n: _cat(v, _dtype(n)) for n, v in cols.items()} if t.family != "kll" else {},
+            _group_by_end(end),
+            **extra,
         )
 
-    def rows_at(self, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Rows whose window end is one of ``ends`` (sorted), and the position of that end:
-        work in proportion to the rows read, not to the table."""
-        if self.by_end is None or self.by_end[0].shape[0] == 0:
-            return np.zeros(0, np.int64), np.zeros(0, np.int64)
-        uniq, starts, order = self.by_end
-        pos = np.minimum(np.searchsorted(uniq, ends), uniq.shape[0] - 1)
-        hit = np.flatnonzero(uniq[pos] == ends)
-        a, b = starts[pos[hit]], starts[pos[hit] + 1]
-        return order[ramp(a, b - a)], np.repeat(hit, b - a)
-
-    def _flush_segments(self) -> None:
+    def _segments(self) -> dict[str, Any]:
+        """Append the block's segments to the table's pool (contiguously)."""
         assert not self.pending, "KLL windows arrive as entries, not window batches"
-        parts = self.kll_parts
+        t, parts = self.t, self.kll
         sizes = np.array([p[0].shape[0] for p in parts], dtype=np.int64)
+        a = t.items.size
+        if not parts:
+            z = np.zeros(0, np.int64)
+            return {"seg": {"lo": z, "hi": z, "exact": z.astype(bool), "k": z}, "pool": (a, a)}
         cumw = local_cumsum(np.concatenate([p[1] for p in parts]), sizes)
-        if cumw.dtype != self.cumw.buf.dtype:  # a window of 2^31+ values: widen, once
-            self.cumw.widen(cumw.dtype)
-        hi = self.items.size + np.cumsum(sizes)
-        self.seg_lo.extend(hi - sizes)
-        self.seg_hi.extend(hi)
-        self.items.extend(np.concatenate([p[0] for p in parts]))
-        self.cumw.extend(cumw)
-        exact_parts = [bool((p[1] == 1).all()) for p in parts]
-        self.seg_exact.extend(np.array(exact_parts, dtype=bool))
-        self.seg_k.extend(np.array([p[2] for p in parts], dtype=np.int64))
-
-    def segments(self) -> Segments:
-        """All KLL rows as weighted segments (row-aligned with ``end``/``kid``); the arrays are
-        views that later appends never change."""
-        return Segments(
-            self.items.view(),
-            self.cumw.view(),
-            self.seg_lo.view(),
-            self.seg_hi.view(),
-            self.seg_exact.view(),
-        )
-
-    # --- reading ----------------------------------------------------------------------------
-
-    def span(self) -> tuple[int, int] | None:
-        """(oldest, newest) window end stored."""
-        if self.end.shape[0] == 0 or self.by_end is None:
-            return None
-        return int(self.by_end[0][0]), int(self.by_end[0][-1])
-
-    def rows_for(self, keys: dict[Key, int], n_series: int) -> np.ndarray:
-        """Per key id, the query's series row (-1: not asked for)."""
-        out = np.full(len(self.key_ids), -1, dtype=np.int64)
-        for key, row in keys.items():
-            kid = self.key_ids.get(key)
-            if kid is not None:
-                out[kid] = row
-        return out
+        if cumw.dtype != t.cumw.buf.dtype:  # a window of 2^31+ values: widen, once
+            t.cumw.widen(cumw.dtype)
+        hi = a + np.cumsum(sizes)
+        t.items.extend(np.concatenate([p[0] for p in parts]))
+        t.cumw.extend(cumw)
+        seg = {
+            "lo": hi - sizes,
+            "hi": hi,
+            "exact": np.array([bool((p[1] == 1).all()) for p in parts], dtype=bool),
+            "k": np.array([p[2] for p in parts], dtype=np.int64),
+        }
+        per_item = 8 + t.cumw.buf.dtype.itemsize
+        return {"seg": seg, "pool": (a, t.items.size), "pool_bytes_per_item": per_item}
 
 
-def _group_by_end(end: np.ndarray, first_row: int):
+def _cat(parts: list[np.ndarray], dtype) -> np.ndarray:
+    return np.concatenate(parts) if parts else np.zeros(0, dtype)
+
+
+def _rows_at(by_end, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows whose window end is one of ``ends`` (sorted), and the position of that end: work in
+    proportion to the rows read, not to the block."""
+    uniq, starts, order = by_end
+    if uniq.shape[0] == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    pos = np.minimum(np.searchsorted(uniq, ends), uniq.shape[0] - 1)
+    hit = np.flatnonzero(uniq[pos] == ends)
+    a, b = starts[pos[hit]], starts[pos[hit] + 1]
+    return order[ramp(a, b - a)], np.repeat(hit, b - a)
+
+
+def _group_by_end(end: np.ndarray):
     """(distinct ends, start of each one's rows in ``order`` + a final end, ``order``: row ids
-    sorted by end, stable) for rows ``first_row + i``."""
+    sorted by end, stable — so rows of one end stay in log order)."""
     if end.shape[0] == 0:
         return np.zeros(0, np.int64), np.zeros(1, np.int64), np.zeros(0, np.int64)
     order = np.argsort(end, kind="stable")
     sorted_end = end[order]
     cut = np.flatnonzero(np.r_[True, sorted_end[1:] != sorted_end[:-1]])
     starts = np.append(cut, end.shape[0]).astype(np.int64)
-    return sorted_end[cut], starts, order.astype(np.int64) + first_row
+    return sorted_end[cut], starts, order.astype(np.int64)
 
 
 class _Growing:
@@ -290,6 +422,44 @@ def _sketch_entry_type() -> type:
     from storage.sketch_store import SketchEntry
 
     return SketchEntry
+
+
+# --- the cache across tables ----------------------------------------------------------------
+
+# (id(table), block) → (table, block bytes), least recently used first. Guarded by LOCK.
+_LRU: OrderedDict[tuple[int, int], tuple[weakref.ref, int]] = OrderedDict()
+_STATS = {"hits": 0, "misses": 0, "evictions": 0, "decoded_records": 0}
+_BUDGET = [int(os.environ.get("TIDEMARK_SKETCH_CACHE_BYTES", DEFAULT_BUDGET))]
+
+
+def configure(budget_bytes: int) -> None:
+    """Set the decoded-window budget (bytes, all tables together); evicts down to it."""
+    with LOCK:
+        _BUDGET[0] = int(budget_bytes)
+        _enforce_budget()
+
+
+def _enforce_budget() -> None:
+    total = sum(nbytes for _, nbytes in _LRU.values())
+    while _LRU and total > _BUDGET[0]:
+        (_, b), (ref, nbytes) = _LRU.popitem(last=False)
+        total -= nbytes
+        table = ref()
+        if table is not None:
+            table.drop(b)
+            _STATS["evictions"] += 1
+
+
+def cache_stats() -> dict[str, float]:
+    """Bytes and blocks held, budget, and lifetime hits/misses/evictions/decoded records."""
+    with LOCK:
+        live = [(k, v) for k, v in _LRU.items() if v[0]() is not None]
+        return {
+            "bytes": float(sum(v[1] for _, v in live)),
+            "blocks": float(len(live)),
+            "budget_bytes": float(_BUDGET[0]),
+            **{k: float(v) for k, v in _STATS.items()},
+        }
 
 
 _TABLES: weakref.WeakKeyDictionary[Any, dict[AggregationConfig, WindowTable]] = (

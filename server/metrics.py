@@ -10,6 +10,8 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from planner.sketch_table import cache_stats
+
 _STORAGE_METRICS: dict[str, tuple[str, str, str]] = {
     # stats key: (metric name, type, help)
     "series": ("tidemark_storage_series", "gauge", "Series in the label index."),
@@ -43,6 +45,38 @@ _STORAGE_METRICS: dict[str, tuple[str, str, str]] = {
 }
 
 
+_SKETCH_CACHE_METRICS: dict[str, tuple[str, str, str]] = {
+    # planner.sketch_table.cache_stats key: (metric name, type, help)
+    "bytes": ("tidemark_sketch_cache_bytes", "gauge", "Bytes of decoded sketch windows held."),
+    "blocks": ("tidemark_sketch_cache_blocks", "gauge", "Decoded blocks of window ends held."),
+    "budget_bytes": (
+        "tidemark_sketch_cache_budget_bytes",
+        "gauge",
+        "Memory budget of the decoded sketch windows.",
+    ),
+    "hits": (
+        "tidemark_sketch_cache_hits_total",
+        "counter",
+        "Blocks of window ends a query found decoded.",
+    ),
+    "misses": (
+        "tidemark_sketch_cache_misses_total",
+        "counter",
+        "Blocks of window ends decoded (first read, evicted before, or new entries).",
+    ),
+    "evictions": (
+        "tidemark_sketch_cache_evictions_total",
+        "counter",
+        "Decoded blocks evicted to stay within the budget.",
+    ),
+    "decoded_records": (
+        "tidemark_sketch_cache_decoded_records_total",
+        "counter",
+        "Sketch store records decoded.",
+    ),
+}
+
+
 def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
@@ -69,6 +103,7 @@ class ServerMetrics:
 
     def render(self, storage_stats: dict[str, float]) -> str:
         out: list[str] = []
+        sketch_cache = cache_stats()
 
         def family(name: str, kind: str, help_: str, rows: list[tuple[str, float]]) -> None:
             out.append(f"# HELP {name} {help_}")
@@ -105,6 +140,8 @@ class ServerMetrics:
         for key, (name, kind, help_) in _STORAGE_METRICS.items():
             if key in storage_stats:
                 family(name, kind, help_, [("", storage_stats[key])])
+        for key, (name, kind, help_) in _SKETCH_CACHE_METRICS.items():
+            family(name, kind, help_, [("", sketch_cache[key])])
         family(
             "tidemark_start_time_seconds",
             "gauge",

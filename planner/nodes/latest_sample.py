@@ -157,18 +157,15 @@ def load_last_cells(
         return _empty(labels, ends, reason)
     table = table_for(store, cfg)
     with table.lock:
-        table.sync(store)
+        got = table.select(store, ends)
         covered = _covered(table.span(), ends, window, coverage)
-        end = table.end
-        sel = np.flatnonzero((end >= ends[0]) & (end <= ends[-1]) & ((end - ends[0]) % slide == 0))
-        r = table.rows_for(rows, n)[table.kid[sel]]
-        col = (end[sel] - ends[0]) // slide
-        keep = (r >= 0) & covered[col]
-        sel, r, col = sel[keep], r[keep], col[keep]
-        t = table.cols["last_t"][sel]
-        v = table.cols["last_v"][sel]
-        st = table.cols["stale"][sel].astype(bool)
-    flat, seq = r * w + col, sel  # table rows are in log order: a later entry was written later
+        r = table.rows_for(rows, n)[got.kid]
+    sel = np.flatnonzero((r >= 0) & covered[got.col])
+    r, col = r[sel], got.col[sel]
+    t = got.cols["last_t"][sel]
+    v = got.cols["last_v"][sel]
+    st = got.cols["stale"][sel].astype(bool)
+    flat, seq = r * w + col, got.seq[sel]  # log position: a later entry was written later
     fill = ~covered if window == slide else np.zeros(w, dtype=bool)
     n_raw = int(fill.sum())
     if n_raw and n:

@@ -1,6 +1,7 @@
 """``PrecomputedScan``: the windows of one aggregation, per query series and window end.
 
-Reads the aggregation's window table (``planner.sketch_table``: stored windows decoded once) for
+Reads the aggregation's window table (``planner.sketch_table``: stored windows decoded lazily
+per block of window ends, cached under a memory budget) for
 the window ends a grid needs (``t − offset − j·window`` for every step ``t`` and
 ``j < range / window``) and lays them out as ``[series, window]`` arrays (moments, counter
 columns) or, for KLL sketches, weighted segments grouped by cell (``KllCells``). Several entries
@@ -218,18 +219,16 @@ def load_windows(
     n, w = len(labels), int(ends.shape[0])
     table = table_for(store, cfg)
     with table.lock:
-        table.sync(store)
+        got = table.select(store, ends)
         covered = _covered(table.span(), ends, window, coverage)
-        sel, col = table.rows_at(ends)
-        r = table.rows_for(rows, n)[table.kid[sel]]
-        keep = r >= 0
-        sel, r, col = sel[keep], r[keep], col[keep]
-        fill = _raw_columns(fam, window == slide, covered, r * w + col, n, w)
-        keep = covered[col] & ~fill[col]
-        sel, r, col = sel[keep], r[keep], col[keep]
-        picked = {k: v[sel] for k, v in table.cols.items()} if fam != "kll" else {}
-        segments = table.segments() if fam == "kll" else None
-        ks = table.seg_k.view()[sel] if fam == "kll" else None
+        r = table.rows_for(rows, n)[got.kid]
+    sel = np.flatnonzero(r >= 0)
+    r, col = r[sel], got.col[sel]
+    fill = _raw_columns(fam, window == slide, covered, r * w + col, n, w)
+    keep = covered[col] & ~fill[col]
+    sel, r, col = sel[keep], r[keep], col[keep]
+    picked = {k: v[sel] for k, v in got.cols.items()} if fam != "kll" else {}
+    segments, ks = got.segments, got.seg_k[sel] if got.seg_k is not None else None
     raw, n_raw = None, int(fill.sum())
     if n_raw:
         row_of = {ls: i for i, ls in enumerate(labels)}
