@@ -41,8 +41,23 @@ Not semantic differences, but Go-runtime ones, also kept out:
   bounded expression.
 - ulp: ``sin``/``cos``/``tan`` of huge computed values (``x ^ y``, ``sinh(40)``) turn a last-ulp
   difference of their argument into a different result: they take data-like arguments only.
+  So does ``x ^ y`` of two vectors with extreme values (the exponent multiplies the relative
+  error of the base).
 
-An upstream bug shared by 2.42 and 3.x, kept out rather than copied:
+- amd64 exp: Go's assembly ``math.Exp`` on amd64 overflows to +Inf from x > 709.436 (where
+  x*log2(e) rounds to 1024), libm (and Go's pure-Go version on arm64) only from 709.78.
+  ``exp``/``sinh``/``cosh`` take data-like arguments far from there.
+
+Upstream quirks shared by 2.42 and 3.x, kept out rather than copied:
+
+- beyond the last step: a subquery inside a subquery is evaluated up to the outer query's
+  unaligned end time, past the last step it contributes to, so an error that only occurs there
+  (``topk`` with a NaN parameter once ``build_info`` has ended) fails the query; Tidemark
+  evaluates the steps that are used. Computed ``topk`` parameters here are never NaN.
+- empty subquery: a subquery whose range holds none of its step's multiples still evaluates a
+  step-invariant inner expression once (at the first multiple after the range), so an error
+  there (duplicate label sets) fails the query; Tidemark evaluates nothing. Subquery ranges here
+  are at least one step long.
 
 - ``timestamp(v @ t offset o)`` ignores ``o`` (the special path for ``timestamp`` of a selector
   overwrites the offset with ``step - t``), and with ``o > 0`` finds nothing because the series
@@ -370,7 +385,8 @@ class Generator:
 
     def subquery(self, ctx: Ctx, counter_only: bool, allow_at: bool = True) -> Node:
         rng_s = self.pick([r for r in RANGES_S if 60 <= r <= ctx.back_s - 120] or [60])
-        step = self.pick(SUB_STEPS_S)
+        # At least one inner step: see "empty subquery" in the module docstring.
+        step = self.pick([s for s in SUB_STEPS_S if (s or 60) <= rng_s])
         inner_ctx = Ctx(ctx.depth - 1, ctx.back_s - rng_s, True, counter_only, step or 60)
         inner = self.vector(inner_ctx)
         step_text = _dur(step) if step else ""
@@ -389,7 +405,7 @@ class Generator:
         s2 = step or 60
         off = self.pick((0, 0, 30, 17))  # not negative: see "nested offset" above
         ranges = [r for r in (50, 70, 100, 130, 250, 310, 45, 90, 120) if (r + off) % s2]
-        ranges = [r for r in ranges if r + max(off, 0) <= ctx.back_s - 60]
+        ranges = [r for r in ranges if s2 < r and r + max(off, 0) <= ctx.back_s - 60]
         if not ranges:
             return self.matrix(replace(ctx, depth=1), False)
         rng_s = self.pick(ranges)
@@ -470,6 +486,8 @@ class Generator:
             arg = self.timestamp_selector(ctx)
         elif fn in ("sin", "cos", "tan"):
             arg = self.tie_free(ctx)  # see "ulp" in the module docstring
+        elif fn in ("exp", "sinh", "cosh"):
+            arg = self.tie_free(ctx)  # see "amd64 exp" in the module docstring
         else:
             arg = self.vector(ctx)
         if fn in ("ceil", "floor") and "avg" in arg.render():
@@ -577,7 +595,10 @@ class Generator:
         r = self.rng.random()
         if r < 0.35:
             op, v = self.pick(("topk", "bottomk")), self.tie_free(ctx)
-            param = self.param(("1", "2", "3", "0"), 'scalar(count(build_info{job=~"a.*|db"}))')
+            # Never NaN (see "beyond the last step" above): build_info ends at minute 100.
+            param = self.param(
+                ("1", "2", "3", "0"), 'scalar(count(build_info{job=~"a.*|db"}) or vector(1))'
+            )
         elif r < 0.7:
             op, v = "quantile", self.vector(ctx)
             phis = ("0", "0.25", "0.5", "0.9", "1", "1.5", "-0.5")
@@ -612,13 +633,21 @@ class Generator:
         if op in COMPARE and self.chance(0.4):
             op += " bool"
         m = self.matching(allow_group=True)
-        return Node("vector", ("(", 0, f" {op} {m} ", 1, ")"), (self.vector(ctx), self.vector(ctx)))
+        lhs, rhs = self.vector(ctx), self.vector(ctx)
+        if op == "%" and "avg" in lhs.render() + rhs.render():
+            op = "-"  # see "rounded means" above
+        if op == "^" and _may_be_extreme(lhs.render() + rhs.render()):
+            lhs, rhs = self.tie_free(ctx), self.tie_free(ctx)  # see "ulp" above
+        return Node("vector", ("(", 0, f" {op} {m} ", 1, ")"), (lhs, rhs))
 
     def binary_vs(self, ctx: Ctx) -> Node:
         op = self.pick(ARITH + COMPARE)
+        # See "rounded means" above: % wraps a last-bit difference of a mean into a whole unit.
         if op in COMPARE and self.chance(0.4):
             op += " bool"
         v, s = self.vector(ctx), self.scalar(ctx)
+        if op == "%" and "avg" in v.render() + s.render():
+            op = "-"
         if self.chance(0.5):
             return Node("vector", ("(", 0, f" {op} ", 1, ")"), (v, s))
         return Node("vector", ("(", 1, f" {op} ", 0, ")"), (v, s))

@@ -61,6 +61,8 @@ def test_known_differences_are_recognized_narrowly() -> None:
     assert known_difference("(a > on() b)", many) == "filter-cardinality"
     assert known_difference("(a > bool on() b)", many) is None
     assert known_difference("(a + on() b)", many) is None
+    assert known_difference("((1 > bool a) > on() b)", many) == "filter-cardinality"
+    assert known_difference("avg(x) / 0", "{} at 1.25: ours nan theirs -inf") == "cancellation"
     residue = "{'job': 'x'} at 1.25: ours 0.0 theirs -1.1102230246251565e-16"
     assert known_difference("avg_over_time(x[1m])", residue) == "cancellation"
     assert known_difference("sum_over_time(x[1m])", residue) is None
