@@ -28,6 +28,11 @@ Prometheus 3 on that data set. What it avoids, and why (each a 2.42 -> 3.x chang
 - rounded means: the two mean algorithms also differ in the last bit on ordinary data (3.x gets
   an integer mean exactly, 2.42 may give 5571.000000000001), which ``ceil``/``floor``/``round``
   and ``count_values`` labels turn into a whole unit. They never take an ``avg`` expression.
+- varying parameters: a range query's ``topk(scalar(...), v)``/``quantile(scalar(...), v)``
+  uses the first step's parameter at every step in 2.42 (prometheus#15971, fixed in 3.x by
+  evaluating it per step), and a step-invariant (``@``-pinned) computed parameter is NaN after
+  the first step in 2.42. Computed parameters here are unpinned but constant in value
+  (``scalar(count(node_load) or vector(6))``).
 - ``predict_linear(v[r] @ t, ...)`` in a range query: 2.42 answers at the first step only, 3.x
   reuses the pinned window at every step (intercept at each step's time). No ``@`` there.
 
@@ -595,14 +600,12 @@ class Generator:
         r = self.rng.random()
         if r < 0.35:
             op, v = self.pick(("topk", "bottomk")), self.tie_free(ctx)
-            # Never NaN (see "beyond the last step" above): build_info ends at minute 100.
-            param = self.param(
-                ("1", "2", "3", "0"), 'scalar(count(build_info{job=~"a.*|db"}) or vector(1))'
-            )
+            # Constant in time: see "varying parameters" above.
+            param = self.param(("1", "2", "3", "0"), "scalar(count(node_load) or vector(6)) / 3")
         elif r < 0.7:
             op, v = "quantile", self.vector(ctx)
             phis = ("0", "0.25", "0.5", "0.9", "1", "1.5", "-0.5")
-            param = self.param(phis, "scalar(sum(rate(http_requests_total[5m])) / 100)")
+            param = self.param(phis, "scalar(count(node_load) or vector(6)) / 10")
         else:
             op = "count_values"
             param = leaf("string", f'"{self.pick(("value", "job", "v"))}"')
