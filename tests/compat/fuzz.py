@@ -43,7 +43,8 @@ from storage.model import make_labels
 from tests.api.conftest import QueryServer
 from tests.compat.conftest import Peers, get_json
 from tests.compat.dataset import _times, as_batch, generate, t_at
-from tests.compat.fuzz_gen import Generator, Node, shrink_candidates, style
+from tests.compat.fuzz_gen import Generator
+from tests.compat.fuzz_vocab import Node, shrink_candidates, style
 from tests.compat.peer import PrometheusPeer
 from tests.conformance.compare import almost_equal
 

@@ -83,209 +83,36 @@ Upstream quirks shared by 2.42 and 3.x, kept out rather than copied:
 from __future__ import annotations
 
 import random
-import re
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
-from tests.compat.dataset import t_at
-
-Part = str | int  # an int part is the index of a child node
-
-
-@dataclass(frozen=True)
-class Node:
-    """One generated expression: ``parts`` joined, each int replaced by that child's text."""
-
-    typ: str  # "vector" | "scalar" | "matrix"
-    parts: tuple[Part, ...]
-    kids: tuple[Node, ...] = ()
-
-    def render(self) -> str:
-        return "".join(self.kids[p].render() if isinstance(p, int) else p for p in self.parts)
-
-    def size(self) -> int:
-        return 1 + sum(k.size() for k in self.kids)
-
-
-def leaf(typ: str, text: str) -> Node:
-    return Node(typ, (text,))
-
-
-@dataclass(frozen=True)
-class Ctx:
-    depth: int  # nesting left
-    back_s: int  # look-back budget left (seconds)
-    in_subquery: bool = False
-    smooth: bool = False  # only expressions that never drop a step of a gap-free series
-    outer_step: int = 0  # the enclosing subquery's step (s), 0 outside subqueries
-
-
-# Metric -> its labels (besides __name__) and whether rate/increase may read it.
-METRICS: dict[str, tuple[tuple[str, ...], bool]] = {
-    "http_requests_total": (("job", "instance", "code"), True),
-    "node_temperature_celsius": (("job", "instance"), False),  # a 12.5 min gap
-    "node_load": (("job", "instance"), True),
-    "process_open_fds": (("job", "instance"), False),  # stale markers
-    "build_info": (("job", "version"), True),
-    "http_request_duration_seconds_bucket": (("job", "le"), True),
-    "http_request_duration_seconds_sum": (("job",), True),
-    "http_request_duration_seconds_count": (("job",), True),
-    "odd_values": (("job", "instance"), False),  # NaN, +-Inf, -0, extremes (fuzz.odd_series)
-}
-VALUES = {
-    "job": ("api", "db", "cache", "nope"),
-    "instance": ("0", "1"),
-    "code": ("200", "500"),
-    "le": ("0.1", "1", "+Inf"),
-    "version": ("1.3.0", "1.5.0"),
-}
-REGEXES = {
-    "job": (
-        *("a.*", "api|db", ".*", ".+", "d.", "", "cache|nope", "(?i)API", "[[:alpha:]]+"),
-        *("\\\\w+", "a|", "^api$", ".*b.*", "c.+e", "\\\\pL+", "[^a]*", "(api|db)?", "a{1,2}pi"),
-    ),
-    "instance": ("0|1", "1", ".*", "[01]"),
-    "code": ("5..", "2.*", "[25]00"),
-    "le": ("0.*", "\\\\+Inf", ".*"),
-    "version": ("1\\\\..*", ".*"),
-}
-NAME_REGEXES = {  # __name__ regex -> the metrics it selects
-    "node_.*": ("node_temperature_celsius", "node_load"),
-    "node_load|build_info": ("node_load", "build_info"),
-    "http_request_duration_seconds_(sum|count)": (
-        "http_request_duration_seconds_sum",
-        "http_request_duration_seconds_count",
-    ),
-}
-LABELS = ("job", "instance", "code", "le", "version")
-RANGES_S = (30, 45, 60, 90, 120, 180, 300, 420, 600)
-OFFSETS_S = (30, 60, 90, 180, 300, -60, -120)
-SUB_STEPS_S = (None, 15, 30, 47, 60, 120)
-AT_TIMES = (*tuple(f"{t_at(m) / 1000:.3f}" for m in (40, 52.5, 75, 91)), "start()", "end()")
-
-MATH = [
-    "abs",
-    "ceil",
-    "floor",
-    "exp",
-    "ln",
-    "log2",
-    "log10",
-    "sqrt",
-    "sgn",
-    "sin",
-    "cos",
-    "tan",
-    "asin",
-    "acos",
-    "atan",
-    "sinh",
-    "cosh",
-    "tanh",
-    "asinh",
-    "acosh",
-    "atanh",
-    "deg",
-    "rad",
-]
-DATE = [
-    "day_of_month",
-    "day_of_week",
-    "day_of_year",
-    "days_in_month",
-    "hour",
-    "minute",
-    "month",
-    "year",
-]
-OVER_TIME = [
-    "avg_over_time",
-    "min_over_time",
-    "max_over_time",
-    "sum_over_time",
-    "count_over_time",
-    "stddev_over_time",
-    "stdvar_over_time",
-    "last_over_time",
-    "present_over_time",
-]
-ANY_RANGE = ("delta", "irate", "idelta", "deriv", "changes", "resets")
-COUNTER_RANGE = ("rate", "increase")
-AGGS = ("sum", "avg", "min", "max", "count", "group", "stddev", "stdvar")
-ARITH = ("+", "-", "*", "/", "%", "^")
-COMPARE = ("==", "!=", ">", "<", ">=", "<=")
-
-
-_KEYWORDS = re.compile(
-    r"\b(sum|avg|min|max|count|group|stddev|stdvar|topk|bottomk|quantile|count_values|by|without"
-    r"|on|ignoring|group_left|group_right|bool|and|or|unless|offset|atan2)\b(?=[ (]|$)"
+from tests.compat.fuzz_vocab import (
+    AGGS,
+    ANY_RANGE,
+    ARITH,
+    AT_TIMES,
+    COMPARE,
+    COUNTER_RANGE,
+    DATE,
+    KAHAN,
+    LABELS,
+    MATH,
+    METRICS,
+    NAME_REGEXES,
+    OFFSETS_S,
+    OVER_TIME,
+    RANGES_S,
+    REGEXES,
+    SUB_STEPS_S,
+    VALUES,
+    Ctx,
+    Node,
+    dur,
+    leaf,
+    may_be_extreme,
+    node_at,
+    paths,
+    replace_at,
 )
-_STRINGS = re.compile(r'"((?:[^"\\]|\\.)*)"')
-_DURATIONS = re.compile(r"(?<=[\[: ])(\d+)m(?=[\]: )]|$)")
-
-
-def style(expr: str, seed: int) -> str:
-    """The same expression in other legal spellings: keyword case, quotes, durations, comments.
-
-    PromQL keywords are case-insensitive, strings may use single quotes or (without escapes)
-    backticks, ``5m`` is ``300s``, and ``#`` starts a comment; 2.42 and 3.x agree on all of it.
-    """
-    rng = random.Random(seed)
-    if rng.random() < 0.3:
-        expr = _KEYWORDS.sub(
-            lambda m: m.group(1).upper() if rng.random() < 0.5 else m.group(1), expr
-        )
-    if rng.random() < 0.3:
-        expr = _STRINGS.sub(lambda m: _requote(m.group(1), rng), expr)
-    if rng.random() < 0.2:
-        expr = _DURATIONS.sub(
-            lambda m: f"{int(m.group(1)) * 60}s" if rng.random() < 0.5 else m.group(0), expr
-        )
-    if rng.random() < 0.1:
-        expr = expr.replace(", ", ",\n  ", 1) + "  # a comment"
-    return expr
-
-
-def _requote(body: str, rng: random.Random) -> str:
-    r = rng.random()
-    if r < 0.4 and "\\" not in body and "`" not in body:
-        return f"`{body}`"
-    if r < 0.8 and "'" not in body:
-        return f"'{body}'"
-    return f'"{body}"'
-
-
-# Functions whose 2.42 and 3.x algorithms differ on infinite or huge inputs: 2.42's Kahan
-# increment turns an infinite sum into NaN (3.x resets the compensation), and 2.42's
-# avg/avg_over_time keep an incremental mean where 3.x sums (so 1.2, 1e308, -1e308 average to
-# 1.2 in 2.42 and 0.4 in 3.x); 2.42's sum adds plainly, 3.x compensates.
-KAHAN = frozenset(
-    (
-        "avg_over_time",
-        "sum_over_time",
-        "stddev_over_time",
-        "stdvar_over_time",
-        "deriv",
-        "predict_linear",
-        "avg",
-        "sum",
-    )
-)
-_EXTREME = ("odd_values", "exp(", "^", "/", "sinh(", "cosh(", "Inf", "ln(", "log2(", "log10(")
-_EXTREME2 = ("tan(", "atanh(", "NaN", "1e2", "0x1F", "acosh(", "asin(", "acos(", "sqrt(")
-
-
-def _may_be_extreme(text: str) -> bool:
-    """Whether an expression may produce NaN, +-Inf or huge values (a cautious, textual test)."""
-    return any(m in text for m in _EXTREME + _EXTREME2)
-
-
-def _dur(seconds: int) -> str:
-    sign, s = ("-", -seconds) if seconds < 0 else ("", seconds)
-    if s % 60 == 0:
-        return f"{sign}{s // 60}m"
-    if s > 60:
-        return f"{sign}{s // 60}m{s % 60}s"
-    return f"{sign}{s}s"
 
 
 class Generator:
@@ -361,7 +188,7 @@ class Generator:
             at = f" @ {self.pick(AT_TIMES)}"
         if self.chance(0.2):
             off = self.pick([o for o in OFFSETS_S if o + used_s <= ctx.back_s])
-            offset = f" offset {_dur(off)}"
+            offset = f" offset {dur(off)}"
             back = max(off, 0)
         return (offset + at if self.chance(0.3) else at + offset), back
 
@@ -386,7 +213,7 @@ class Generator:
         rng_s = self.pick([r for r in RANGES_S if r <= ctx.back_s])
         sel = self.selector_text(counter_only)
         mods, _ = self.modifiers(ctx, rng_s, allow_at)
-        return leaf("matrix", f"{sel}[{_dur(rng_s)}]{mods}")
+        return leaf("matrix", f"{sel}[{dur(rng_s)}]{mods}")
 
     def subquery(self, ctx: Ctx, counter_only: bool, allow_at: bool = True) -> Node:
         rng_s = self.pick([r for r in RANGES_S if 60 <= r <= ctx.back_s - 120] or [60])
@@ -394,9 +221,9 @@ class Generator:
         step = self.pick([s for s in SUB_STEPS_S if (s or 60) <= rng_s])
         inner_ctx = Ctx(ctx.depth - 1, ctx.back_s - rng_s, True, counter_only, step or 60)
         inner = self.vector(inner_ctx)
-        step_text = _dur(step) if step else ""
+        step_text = dur(step) if step else ""
         mods, _ = self.modifiers(replace(ctx, back_s=0), 0, allow_at)
-        return Node("matrix", ("(", 0, f")[{_dur(rng_s)}:{step_text}]{mods}"), (inner,))
+        return Node("matrix", ("(", 0, f")[{dur(rng_s)}:{step_text}]{mods}"), (inner,))
 
     def nested_subquery(self, ctx: Ctx) -> Node:
         """A subquery inside a subquery, its window edges off its own evaluation grid.
@@ -416,9 +243,9 @@ class Generator:
         rng_s = self.pick(ranges)
         back = ctx.back_s - rng_s - max(off, 0)
         inner = self.vector(Ctx(ctx.depth - 1, back, True, False, s2))
-        mods = f" offset {_dur(off)}" if off else ""
-        step_text = _dur(step) if step else ""
-        return Node("matrix", ("(", 0, f")[{_dur(rng_s)}:{step_text}]{mods}"), (inner,))
+        mods = f" offset {dur(off)}" if off else ""
+        step_text = dur(step) if step else ""
+        return Node("matrix", ("(", 0, f")[{dur(rng_s)}:{step_text}]{mods}"), (inner,))
 
     # -- vectors ------------------------------------------------------------------------------
     def vector(self, ctx: Ctx) -> Node:
@@ -454,7 +281,7 @@ class Generator:
             return Node("vector", (f"sum {self.grouping()} (", 0, ")"), (sel,))
         if choice == 1:
             rng_s = self.pick([r for r in RANGES_S if r <= ctx.back_s])
-            text = f"{self.pick(COUNTER_RANGE)}({self.selector_text(True)}[{_dur(rng_s)}])"
+            text = f"{self.pick(COUNTER_RANGE)}({self.selector_text(True)}[{dur(rng_s)}])"
             return leaf("vector", text)
         return Node("vector", ("(", 0, f" * {self.rng.randint(1, 5)})"), (sel,))
 
@@ -567,7 +394,7 @@ class Generator:
         g = self.grouping() if self.chance(0.75) else ""
         # A lone NaN or Inf has stdvar 0 in 2.42 and NaN in 3.x: feed finite values only.
         v = self.tie_free(ctx) if op in ("stddev", "stdvar") else self.vector(ctx)
-        if op in KAHAN and _may_be_extreme(v.render()):
+        if op in KAHAN and may_be_extreme(v.render()):
             v = self.tie_free(ctx)
         if g and self.chance(0.5):
             return Node("vector", (f"{op} {g} (", 0, ")"), (v,))
@@ -577,7 +404,7 @@ class Generator:
         """A range vector for ``fn``; for the Kahan-summing functions one without extremes."""
         m = self.matrix(ctx, False, allow_at)
         for _ in range(5):
-            if fn not in KAHAN or not _may_be_extreme(m.render()):
+            if fn not in KAHAN or not may_be_extreme(m.render()):
                 return m
             m = self.matrix(ctx, False, allow_at)
         return leaf("matrix", "node_load[5m]")
@@ -590,7 +417,7 @@ class Generator:
             return leaf("vector", name)
         if r < 0.7:
             rng_s = self.pick([x for x in RANGES_S if x >= 60 and x <= ctx.back_s])
-            return leaf("vector", f"rate(http_requests_total[{_dur(rng_s)}])")
+            return leaf("vector", f"rate(http_requests_total[{dur(rng_s)}])")
         if r < 0.85:
             return leaf("vector", f"avg_over_time({name}[5m])")
         return leaf("vector", f"{name} * {self.pick(('2', '-1', '0.5'))}")
@@ -639,7 +466,7 @@ class Generator:
         lhs, rhs = self.vector(ctx), self.vector(ctx)
         if op == "%" and "avg" in lhs.render() + rhs.render():
             op = "-"  # see "rounded means" above
-        if op == "^" and _may_be_extreme(lhs.render() + rhs.render()):
+        if op == "^" and may_be_extreme(lhs.render() + rhs.render()):
             lhs, rhs = self.tie_free(ctx), self.tie_free(ctx)  # see "ulp" above
         return Node("vector", ("(", 0, f" {op} {m} ", 1, ")"), (lhs, rhs))
 
@@ -666,7 +493,7 @@ class Generator:
         sel = (
             self.selector_text(True) if self.chance(0.2) else "http_request_duration_seconds_bucket"
         )
-        inner = f"rate({sel}[{_dur(rng_s)}])"
+        inner = f"rate({sel}[{dur(rng_s)}])"
         if self.chance(0.5):
             inner = f"sum by (le{self.pick(('', ', job'))}) ({inner})"
         elif self.chance(0.3):
@@ -707,10 +534,10 @@ class Generator:
         step = self.pick((None, 60, 120, 30))
         r1 = self.pick((300, 600))
         nested = self.nested_subquery(Ctx(2, 25 * 60 - r1, True, False, step or 60))
-        calm = not _may_be_extreme(nested.render())
+        calm = not may_be_extreme(nested.render())
         fns = [f for f in (*OVER_TIME, *ANY_RANGE) if calm or f not in KAHAN]
         inner = Node("vector", (f"{self.pick(fns)}(", 0, ")"), (nested,))
-        sub = Node("matrix", ("(", 0, f")[{_dur(r1)}:{_dur(step) if step else ''}]"), (inner,))
+        sub = Node("matrix", ("(", 0, f")[{dur(r1)}:{dur(step) if step else ''}]"), (inner,))
         # A rate-like inner function of calm values can still be huge (idelta of 1e308s).
         outer = [f for f in OVER_TIME if f not in KAHAN]
         return Node("vector", (f"{self.pick(outer)}(", 0, ")"), (sub,))
@@ -736,47 +563,10 @@ class Generator:
         }
         # Never a string query: 2.42 fails on a parenthesized string literal with an internal
         # error (its step-invariance pass wraps it; 3.x answers the string).
-        spots = _paths(node)[1:]
+        spots = paths(node)[1:]
         if not spots:
             return node
         path = spots[self.rng.randrange(len(spots))]
-        target = _at(node, path)
-        mutated = _replace_at(node, path, leaf(target.typ, self.pick(wrong[target.typ])))
+        target = node_at(node, path)
+        mutated = replace_at(node, path, leaf(target.typ, self.pick(wrong[target.typ])))
         return node if mutated.render().strip("()").startswith('"') else mutated
-
-
-def shrink_candidates(node: Node) -> list[Node]:
-    """Smaller expressions of the same type: a same-typed descendant, or one child shrunk."""
-    out: list[Node] = []
-    stack = list(node.kids)
-    while stack:
-        k = stack.pop(0)
-        if k.typ == node.typ:
-            out.append(k)
-        stack.extend(k.kids)
-    for i, kid in enumerate(node.kids):
-        for smaller in shrink_candidates(kid):
-            kids = (*node.kids[:i], smaller, *node.kids[i + 1 :])
-            out.append(Node(node.typ, node.parts, kids))
-    return out
-
-
-def _paths(node: Node, prefix: tuple[int, ...] = ()) -> list[tuple[int, ...]]:
-    out = [prefix]
-    for i, kid in enumerate(node.kids):
-        out.extend(_paths(kid, (*prefix, i)))
-    return out
-
-
-def _at(node: Node, path: tuple[int, ...]) -> Node:
-    for i in path:
-        node = node.kids[i]
-    return node
-
-
-def _replace_at(node: Node, path: tuple[int, ...], new: Node) -> Node:
-    if not path:
-        return new
-    i = path[0]
-    kid = _replace_at(node.kids[i], path[1:], new)
-    return Node(node.typ, node.parts, (*node.kids[:i], kid, *node.kids[i + 1 :]))

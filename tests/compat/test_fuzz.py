@@ -12,7 +12,8 @@ import pytest
 
 from tests.compat.conftest import Peers
 from tests.compat.fuzz import known_difference, run, running_peers
-from tests.compat.fuzz_gen import Generator, shrink_candidates
+from tests.compat.fuzz_gen import Generator
+from tests.compat.fuzz_vocab import shrink_candidates
 from tests.compat.peer import missing_reason
 
 pytestmark = pytest.mark.peer
