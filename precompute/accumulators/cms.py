@@ -59,19 +59,23 @@ class CountMinSketchAccumulator(Accumulator):
 
     def update(self, values, timestamps, keys=None, key_ids=None) -> None:
         assert keys is not None and key_ids is not None
-        if values.shape[0] == 0:
+        n = values.shape[0]
+        if n == 0:
             return
-        uniq, inverse = np.unique(key_ids, return_inverse=True)
-        weights = np.ones(values.shape[0]) if self.count_only else np.asarray(values, np.float64)
-        per_key = np.bincount(inverse, weights=weights, minlength=uniq.shape[0])
-        # Cells per key id of the caller's key table are hashed once, then gathered.
+        # Cells per key id of the caller's key table are hashed once, then gathered: one row of
+        # ``depth`` flat cells per sample. ``bincount`` sums repeated keys itself, so there is no
+        # per-batch ``unique`` (a pane batch is one sample per series, keys rarely repeat).
         cell_map = _shared_cell_map(keys, self.depth, self.width)
-        cells = cell_map.lookup(keys, uniq, lambda ks: self._cells(ks).T).T
-        self.table += np.bincount(
-            cells.ravel(), weights=np.tile(per_key, self.depth), minlength=self.table.shape[0]
-        )
-        self.total += float(per_key.sum())
-        self._after_update(keys, uniq)
+        cells = cell_map.lookup(keys, key_ids, lambda ks: self._cells(ks).T).ravel()
+        size = self.table.shape[0]
+        if self.count_only:
+            self.table += np.bincount(cells, minlength=size)
+            self.total += float(n)
+        else:
+            weights = np.asarray(values, np.float64)
+            self.table += np.bincount(cells, weights=np.repeat(weights, self.depth), minlength=size)
+            self.total += float(weights.sum())
+        self._after_update(keys, key_ids)
 
     def _after_update(self, keys: list[Key], ids: np.ndarray) -> None:
         return None
@@ -131,7 +135,7 @@ class CountMinSketchWithHeapAccumulator(CountMinSketchAccumulator):
         self.candidates: list[Key] = []
 
     def _after_update(self, keys: list[Key], ids: np.ndarray) -> None:
-        self._retain([keys[i] for i in ids.tolist()])
+        self._retain([keys[i] for i in np.unique(ids).tolist()])
 
     def _retain(self, new_keys: list[Key]) -> None:
         pool = list(dict.fromkeys([*self.candidates, *new_keys]))
