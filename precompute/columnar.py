@@ -15,12 +15,12 @@ from typing import Any
 
 import numpy as np
 
+from precompute.accumulators.counter_state import fold_parts
 from precompute.accumulators.increase import (
     _COLS as _COUNTER_COLS,
 )
 from precompute.accumulators.increase import (
     CounterColumns,
-    fold_sorted,
     merge_pair,
     merge_stack,
 )
@@ -383,6 +383,10 @@ class ColumnarCounters:
         self.out_of_order = 0
         self.n_groups = 0
         self.sliding = SlidingCounterMerge()
+        # The last window merged over all groups: (end, columns). Groups whose newest sample sat
+        # exactly on a pane end close that window one scrape later than the rest; they read it
+        # from here instead of a stacked merge of their few rows over every pane.
+        self.last_full: tuple[int, CounterColumns] | None = None
 
     def update(self, gids, panes, ts, vals, n_groups: int) -> None:
         if gids.shape[0] == 0:
@@ -402,12 +406,10 @@ class ColumnarCounters:
         parts = self.buffers.pop(pane, [])
         self.buffered.pop(pane, None)
         if parts:
-            if len(parts) == 1:  # one batch for this pane since the last fold: no copy
-                g, t, v = parts[0]
-            else:
-                g, t, v = (np.concatenate(x) for x in zip(*parts, strict=True))
-            self.out_of_order += fold_sorted(cols, g, t, v)
+            self.out_of_order += fold_parts(cols, parts)
             self.sliding.touch(pane)
+            if self.last_full is not None and pane <= self.last_full[0]:
+                self.last_full = None  # new data in one of its panes
         return cols
 
     def close(self, gids: np.ndarray, old: np.ndarray, target: np.ndarray, n_groups: int):
@@ -440,8 +442,14 @@ class ColumnarCounters:
         groups, then the asked rows; otherwise one stacked pass over the asked rows."""
         pick, after = _dense(rows)
         if not isinstance(pick, slice) or len(ends) < 3:
+            last = self.last_full
+            if last is not None and last[0] == ends[-1] and int(rows.max()) < last[1].n.shape[0]:
+                # Valid: no pane of it was folded since (``_fold`` drops it), and these groups
+                # had not closed it, so none of their rows in its panes was evicted.
+                return CounterColumns(*(getattr(last[1], c)[rows] for c in _COUNTER_COLS))
             return merge_ordered(parts, rows)
         full = self.sliding.window(ends, self.panes.get, self.n_groups)
+        self.last_full = (ends[-1], full)
         take = pick if after is None else after
         return CounterColumns(*(getattr(full, c)[take] for c in _COUNTER_COLS))
 
@@ -486,3 +494,4 @@ class ColumnarCounters:
         self.panes = {p: CounterColumns(*(x.copy() for x in arrays)) for p, arrays in data.items()}
         self.buffers, self.buffered = {}, {}
         self.sliding.reset()
+        self.last_full = None

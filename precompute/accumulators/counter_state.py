@@ -156,6 +156,34 @@ def fold_sorted(cols: CounterColumns, kid: np.ndarray, t: np.ndarray, v: np.ndar
     return skipped_once + _fold_general(cols, kid, t, v)
 
 
+def fold_parts(cols: CounterColumns, parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> int:
+    """``fold_sorted`` of the concatenation of ``parts`` (``(kid, t, v)`` batches in arrival
+    order). A pane's buffer is usually one scrape plus the few next-scrape samples that landed
+    exactly on the pane's end: two batches, each in table order. Folded one after the other they
+    stay on the sort-free run/span paths, and give the same state exactly when every part's ids
+    ascend and each sample is newer than every earlier part's sample of its key (checked first);
+    otherwise the parts are concatenated and folded as one."""
+    if len(parts) == 1:
+        return fold_sorted(cols, *parts[0])
+    if _parts_in_time_order(parts, cols.n.shape[0]):
+        return sum(fold_sorted(cols, *part) for part in parts)
+    g, t, v = (np.concatenate(x) for x in zip(*parts, strict=True))
+    return fold_sorted(cols, g, t, v)
+
+
+def _parts_in_time_order(parts: list[tuple[np.ndarray, ...]], size: int) -> bool:
+    newest = np.full(size, np.iinfo(np.int64).min, dtype=np.int64)
+    for kid, t, _ in parts:
+        if kid.shape[0] == 0:
+            continue
+        if int(kid[-1]) >= size or not bool((kid[1:] > kid[:-1]).all()):
+            return False
+        if not bool((t > newest[kid]).all()):
+            return False
+        newest[kid] = t
+    return True
+
+
 def _fold_general(cols: CounterColumns, kid: np.ndarray, t: np.ndarray, v: np.ndarray) -> int:
     arrival = np.arange(kid.shape[0])
     order = np.lexsort((arrival, t, kid))
