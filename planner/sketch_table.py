@@ -51,14 +51,28 @@ LOCK = threading.RLock()
 class Selection:
     """A query's rows (every stored row whose window end is one of the asked ``ends``), each
     array row-aligned: key id, position of its end in ``ends``, log position (written later →
-    larger), the statistics columns, and for KLL the segments (items in the table's pool) and K."""
+    larger), and for KLL the segments (items in the table's pool) and K. Statistics columns are
+    gathered by ``take`` for the rows the query keeps only (one gather from each block)."""
 
     kid: np.ndarray
     col: np.ndarray
     seq: np.ndarray
-    cols: dict[str, np.ndarray]
+    parts: tuple[tuple[dict[str, np.ndarray], np.ndarray], ...]  # (block columns, block rows)
+    starts: np.ndarray  # int64 [parts + 1]: each part's first selection row
     segments: Segments | None = None
     seg_k: np.ndarray | None = None
+
+    def take(self, sel: np.ndarray, names) -> dict[str, np.ndarray]:
+        """The columns ``names`` at selection rows ``sel`` (ascending)."""
+        cut = np.searchsorted(sel, self.starts)
+        out = {}
+        for n in names:
+            pieces = [
+                cols[n][rows[sel[cut[i] : cut[i + 1]] - self.starts[i]]]
+                for i, (cols, rows) in enumerate(self.parts)
+            ]
+            out[n] = np.concatenate(pieces) if pieces else np.zeros(0, _dtype(n))
+        return out
 
 
 @dataclass(frozen=True)
@@ -179,15 +193,16 @@ class WindowTable:
         kid = cat(lambda p: p[0].kid[p[1]], np.int64)
         col = cat(lambda p: p[2], np.int64)
         seq = cat(lambda p: p[0].seq[p[1]], np.int64)
+        sizes = [p[1].shape[0] for p in parts]
+        starts = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)]).astype(np.int64)
         if self.family != "kll":
-            cols = {n: cat(lambda p, n=n: p[0].cols[n][p[1]], _dtype(n)) for n in self.names}
-            return Selection(kid, col, seq, cols)
+            return Selection(kid, col, seq, tuple((p[0].cols, p[1]) for p in parts), starts)
         seg = {
             n: cat(lambda p, n=n: p[0].seg[n][p[1]], np.bool_ if n == "exact" else np.int64)
             for n in ("lo", "hi", "exact", "k")
         }
         segments = Segments(self.items.view(), self.cumw.view(), seg["lo"], seg["hi"], seg["exact"])
-        return Selection(kid, col, seq, {}, segments, seg["k"])
+        return Selection(kid, col, seq, (), starts[:1], segments, seg["k"])
 
     def rows_for(self, keys: dict[Key, int], n_series: int) -> np.ndarray:
         """Per key id, the query's series row (-1: not asked for)."""

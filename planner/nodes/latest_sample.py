@@ -162,9 +162,8 @@ def load_last_cells(
         r = table.rows_for(rows, n)[got.kid]
     sel = np.flatnonzero((r >= 0) & covered[got.col])
     r, col = r[sel], got.col[sel]
-    t = got.cols["last_t"][sel]
-    v = got.cols["last_v"][sel]
-    st = got.cols["stale"][sel].astype(bool)
+    picked = got.take(sel, ("last_t", "last_v", "stale"))
+    t, v, st = picked["last_t"], picked["last_v"], picked["stale"].astype(bool)
     flat, seq = r * w + col, got.seq[sel]  # log position: a later entry was written later
     fill = ~covered if window == slide else np.zeros(w, dtype=bool)
     n_raw = int(fill.sum())

@@ -227,7 +227,8 @@ def load_windows(
     fill = _raw_columns(fam, window == slide, covered, r * w + col, n, w)
     keep = covered[col] & ~fill[col]
     sel, r, col = sel[keep], r[keep], col[keep]
-    picked = {k: v[sel] for k, v in got.cols.items()} if fam != "kll" else {}
+    names = MOMENT_COLS if fam == "moments" else COUNTER_COLS
+    picked = got.take(sel, names) if fam != "kll" else {}
     segments, ks = got.segments, got.seg_k[sel] if got.seg_k is not None else None
     raw, n_raw = None, int(fill.sum())
     if n_raw:
