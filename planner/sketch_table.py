@@ -41,7 +41,7 @@ COUNTER_COLS = ("n", "first_t", "first_v", "last_t", "last_v", "resets")
 MOMENT_COLS = ("sum", "count", "min", "max")
 LAST_COLS = ("last_t", "last_v", "stale")  # newest sample per key (MultipleLast)
 _FAMILY_COLS = {"counter": COUNTER_COLS, "last": LAST_COLS}
-_INT_COLS = frozenset({"count", "n", "first_t", "last_t", "stale"})
+_INT_COLS = frozenset({"count", "n", "first_t", "last_t", "stale", "seq"})
 BLOCK_TARGET_MS = 900_000  # window ends per block: a dashboard's last hour reads ~5 blocks
 DEFAULT_BUDGET = 512 << 20  # the benchmark's 6 h of 1 h quantile sketches (~320 MB) fit
 LOCK = threading.RLock()
@@ -50,13 +50,12 @@ LOCK = threading.RLock()
 @dataclass(frozen=True)
 class Selection:
     """A query's rows (every stored row whose window end is one of the asked ``ends``), each
-    array row-aligned: key id, position of its end in ``ends``, log position (written later →
-    larger), and for KLL the segments (items in the table's pool) and K. Statistics columns are
-    gathered by ``take`` for the rows the query keeps only (one gather from each block)."""
+    array row-aligned: key id, position of its end in ``ends``, and for KLL the segments (items
+    in the table's pool) and K. Statistics columns and ``seq`` (log position: written later →
+    larger) are gathered by ``take`` for the rows the query keeps only (one gather per block)."""
 
     kid: np.ndarray
     col: np.ndarray
-    seq: np.ndarray
     parts: tuple[tuple[dict[str, np.ndarray], np.ndarray], ...]  # (block columns, block rows)
     starts: np.ndarray  # int64 [parts + 1]: each part's first selection row
     segments: Segments | None = None
@@ -192,17 +191,17 @@ class WindowTable:
 
         kid = cat(lambda p: p[0].kid[p[1]], np.int64)
         col = cat(lambda p: p[2], np.int64)
-        seq = cat(lambda p: p[0].seq[p[1]], np.int64)
         sizes = [p[1].shape[0] for p in parts]
         starts = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)]).astype(np.int64)
         if self.family != "kll":
-            return Selection(kid, col, seq, tuple((p[0].cols, p[1]) for p in parts), starts)
+            cols = tuple((dict(p[0].cols, seq=p[0].seq), p[1]) for p in parts)
+            return Selection(kid, col, cols, starts)
         seg = {
             n: cat(lambda p, n=n: p[0].seg[n][p[1]], np.bool_ if n == "exact" else np.int64)
             for n in ("lo", "hi", "exact", "k")
         }
         segments = Segments(self.items.view(), self.cumw.view(), seg["lo"], seg["hi"], seg["exact"])
-        return Selection(kid, col, seq, (), starts[:1], segments, seg["k"])
+        return Selection(kid, col, (), starts[:1], segments, seg["k"])
 
     def rows_for(self, keys: dict[Key, int], n_series: int) -> np.ndarray:
         """Per key id, the query's series row (-1: not asked for)."""

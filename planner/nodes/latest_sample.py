@@ -162,9 +162,9 @@ def load_last_cells(
         r = table.rows_for(rows, n)[got.kid]
     sel = np.flatnonzero((r >= 0) & covered[got.col])
     r, col = r[sel], got.col[sel]
-    picked = got.take(sel, ("last_t", "last_v", "stale"))
+    picked = got.take(sel, ("last_t", "last_v", "stale", "seq"))
     t, v, st = picked["last_t"], picked["last_v"], picked["stale"].astype(bool)
-    flat, seq = r * w + col, got.seq[sel]  # log position: a later entry was written later
+    flat, seq = r * w + col, picked["seq"]  # log position: a later entry was written later
     fill = ~covered if window == slide else np.zeros(w, dtype=bool)
     n_raw = int(fill.sum())
     if n_raw and n:
