@@ -64,12 +64,13 @@ class Selection:
     def take(self, sel: np.ndarray, names) -> dict[str, np.ndarray]:
         """The columns ``names`` at selection rows ``sel`` (ascending)."""
         cut = np.searchsorted(sel, self.starts)
+        at = [
+            rows[sel[cut[i] : cut[i + 1]] - self.starts[i]]
+            for i, (_, rows) in enumerate(self.parts)
+        ]
         out = {}
         for n in names:
-            pieces = [
-                cols[n][rows[sel[cut[i] : cut[i + 1]] - self.starts[i]]]
-                for i, (cols, rows) in enumerate(self.parts)
-            ]
+            pieces = [cols[n][idx] for (cols, _), idx in zip(self.parts, at, strict=True)]
             out[n] = np.concatenate(pieces) if pieces else np.zeros(0, _dtype(n))
         return out
 
