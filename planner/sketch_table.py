@@ -41,7 +41,7 @@ COUNTER_COLS = ("n", "first_t", "first_v", "last_t", "last_v", "resets")
 MOMENT_COLS = ("sum", "count", "min", "max")
 LAST_COLS = ("last_t", "last_v", "stale")  # newest sample per key (MultipleLast)
 _FAMILY_COLS = {"counter": COUNTER_COLS, "last": LAST_COLS}
-_INT_COLS = frozenset({"count", "n", "first_t", "last_t", "stale", "seq"})
+_INT_COLS = frozenset({"count", "n", "first_t", "last_t", "stale", "seq", "kid"})
 BLOCK_TARGET_MS = 900_000  # window ends per block: a dashboard's last hour reads ~5 blocks
 DEFAULT_BUDGET = 512 << 20  # the benchmark's 6 h of 1 h quantile sketches (~320 MB) fit
 LOCK = threading.RLock()
@@ -68,11 +68,10 @@ class Selection:
             rows[sel[cut[i] : cut[i + 1]] - self.starts[i]]
             for i, (_, rows) in enumerate(self.parts)
         ]
-        out = {}
-        for n in names:
-            pieces = [cols[n][idx] for (cols, _), idx in zip(self.parts, at, strict=True)]
-            out[n] = np.concatenate(pieces) if pieces else np.zeros(0, _dtype(n))
-        return out
+        return {
+            n: _take_all([(cols[n], idx) for (cols, _), idx in zip(self.parts, at, strict=True)], n)
+            for n in names
+        }
 
 
 @dataclass(frozen=True)
@@ -190,7 +189,7 @@ class WindowTable:
             arrays = [get(p) for p in parts]
             return np.concatenate(arrays) if arrays else np.zeros(0, dtype)
 
-        kid = cat(lambda p: p[0].kid[p[1]], np.int64)
+        kid = _take_all([(p[0].kid, p[1]) for p in parts], "kid")
         col = cat(lambda p: p[2], np.int64)
         sizes = [p[1].shape[0] for p in parts]
         starts = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)]).astype(np.int64)
@@ -395,6 +394,22 @@ class _Builder:
         }
         per_item = 8 + t.cumw.buf.dtype.itemsize
         return {"seg": seg, "pool": (a, t.items.size), "pool_bytes_per_item": per_item}
+
+
+def _take_all(pairs: list[tuple[np.ndarray, np.ndarray]], name: str) -> np.ndarray:
+    """``concatenate([a[idx] for a, idx in pairs])`` gathered straight into one output (the
+    selections are large: no intermediate copies)."""
+    dtype = pairs[0][0].dtype if pairs else _dtype(name)
+    out = np.empty(sum(idx.shape[0] for _, idx in pairs), dtype=dtype)
+    at = 0
+    for a, idx in pairs:
+        view = out[at : at + idx.shape[0]]
+        if a.dtype == dtype:
+            np.take(a, idx, out=view, mode="clip")  # indexes are valid; "raise" buffers `out`
+        else:
+            view[:] = a[idx]
+        at += idx.shape[0]
+    return out
 
 
 def _cat(parts: list[np.ndarray], dtype) -> np.ndarray:
