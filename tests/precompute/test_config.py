@@ -112,3 +112,21 @@ def test_filter_string_escapes_follow_promql():
     assert m.value == 'x"y\né'
     (raw,) = parse_matchers(r"a=~`\d+`")
     assert raw.value == r"\d+"
+
+
+def test_the_readme_example_config_loads_with_every_aggregation_it_names(tmp_path):
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    start = readme.index("```yaml\n") + len("```yaml\n")
+    text = readme[start : readme.index("```", start)]
+    path = tmp_path / "readme.yaml"
+    path.write_text(text)
+    config = load_config(path)
+    assert [a.aggregation_type for a in config.aggregations] == [
+        "MultipleIncrease",
+        "DatasketchesKLL",
+        "MultipleSum",
+        "MultipleLast",
+    ]
+    assert config.engine.late_data_policy == LateDataPolicy.FORWARD_TO_STORE
