@@ -24,7 +24,7 @@ import os
 import threading
 import weakref
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -41,7 +41,9 @@ COUNTER_COLS = ("n", "first_t", "first_v", "last_t", "last_v", "resets")
 MOMENT_COLS = ("sum", "count", "min", "max")
 LAST_COLS = ("last_t", "last_v", "stale")  # newest sample per key (MultipleLast)
 _FAMILY_COLS = {"counter": COUNTER_COLS, "last": LAST_COLS}
-_INT_COLS = frozenset({"count", "n", "first_t", "last_t", "stale", "seq", "kid"})
+_INT_COLS = frozenset({"count", "n", "first_t", "last_t", "stale", "seq", "kid", "end"})
+_INT_COLS |= {"lo", "hi", "k"}
+_SEG_COLS = ("lo", "hi", "exact", "k")  # KLL rows: the segment's items (pool range), exact, K
 BLOCK_TARGET_MS = 900_000  # window ends per block: a dashboard's last hour reads ~5 blocks
 DEFAULT_BUDGET = 512 << 20  # the benchmark's 6 h of 1 h quantile sketches (~320 MB) fit
 LOCK = threading.RLock()
@@ -52,46 +54,37 @@ class Selection:
     """A query's rows (every stored row whose window end is one of the asked ``ends``), each
     array row-aligned: key id, position of its end in ``ends``, and for KLL the segments (items
     in the table's pool) and K. Statistics columns and ``seq`` (log position: written later →
-    larger) are gathered by ``take`` for the rows the query keeps only (one gather per block)."""
+    larger) are gathered by ``take`` for the rows the query keeps only: one gather per column
+    from the table's row pool (``pool``: views taken at selection time, so later appends,
+    evictions and compactions leave them valid)."""
 
     kid: np.ndarray
     col: np.ndarray
-    parts: tuple[tuple[dict[str, np.ndarray], np.ndarray], ...]  # (block columns, block rows)
-    starts: np.ndarray  # int64 [parts + 1]: each part's first selection row
+    pool: dict[str, np.ndarray]  # row columns of the table's pool
+    rows: np.ndarray  # int64: each selection row's pool row
     segments: Segments | None = None
     seg_k: np.ndarray | None = None
 
     def take(self, sel: np.ndarray, names) -> dict[str, np.ndarray]:
-        """The columns ``names`` at selection rows ``sel`` (ascending)."""
-        cut = np.searchsorted(sel, self.starts)
-        at = [
-            rows[sel[cut[i] : cut[i + 1]] - self.starts[i]]
-            for i, (_, rows) in enumerate(self.parts)
-        ]
-        return {
-            n: _take_all([(cols[n], idx) for (cols, _), idx in zip(self.parts, at, strict=True)], n)
-            for n in names
-        }
+        """The columns ``names`` at selection rows ``sel``."""
+        at = self.rows[sel]
+        return {n: np.take(self.pool[n], at) for n in names}
 
 
 @dataclass(frozen=True)
 class _Block:
     records: int  # log records decoded (more records listed now: late data, decode again)
-    end: np.ndarray
-    kid: np.ndarray
-    seq: np.ndarray
-    cols: dict[str, np.ndarray]
-    by_end: tuple[np.ndarray, np.ndarray, np.ndarray]  # see _group_by_end (block-local rows)
-    seg: dict[str, np.ndarray] = field(default_factory=dict)  # KLL: lo/hi (pool), exact, k
+    rows: tuple[int, int]  # the block's rows are the row pool's [a, b), contiguous
+    by_end: tuple[np.ndarray, np.ndarray, np.ndarray]  # see _group_by_end (pool row ids)
+    row_bytes: int  # bytes per pool row
     pool: tuple[int, int] = (0, 0)  # KLL: the block's items are pool[a:b], contiguous
     pool_bytes_per_item: int = 0
 
     @property
     def nbytes(self) -> int:
-        arrays = [self.end, self.kid, self.seq, *self.cols.values(), *self.by_end]
-        arrays += list(self.seg.values())
+        rows = (self.rows[1] - self.rows[0]) * self.row_bytes
         items = (self.pool[1] - self.pool[0]) * self.pool_bytes_per_item
-        return int(sum(a.nbytes for a in arrays)) + items
+        return int(sum(a.nbytes for a in self.by_end)) + rows + items
 
 
 class WindowTable:
@@ -99,6 +92,8 @@ class WindowTable:
         self.config = config
         self.family = family(config.aggregation_type)
         self.names = _FAMILY_COLS.get(self.family, MOMENT_COLS)
+        per_row = _SEG_COLS if self.family == "kll" else self.names
+        self.row_names = ("end", "kid", "seq", *per_row)
         slide = config.slide_interval_ms
         self.block_ms = slide * max(1, round(BLOCK_TARGET_MS / slide))
         self.key_ids: dict[Key, int] = {}
@@ -117,7 +112,11 @@ class WindowTable:
         for b in list(_LRU):
             if b[0] == id(self):
                 _LRU.pop(b)
+        # Decoded rows of every cached block in one pool per column (each block a contiguous
+        # range), so a query's selection is one gather per column however many blocks it reads.
+        self.row_pool = {n: _Growing(_dtype(n)) for n in self.row_names}
         self.items, self.cumw = _Growing(np.float64), _Growing(np.int32)
+        self.dead_rows = 0  # pool rows of evicted or re-decoded blocks
         self.dead_items = 0  # pool items of evicted or re-decoded blocks
         self.sub_cache: dict[tuple[Key, tuple[Key, ...]], np.ndarray] = {}
         self.worker_maps: dict[int, tuple[list[Key], np.ndarray]] = {}
@@ -185,23 +184,15 @@ class WindowTable:
         return out
 
     def _gather(self, parts: list[tuple[_Block, np.ndarray, np.ndarray]]) -> Selection:
-        def cat(get, dtype) -> np.ndarray:
-            arrays = [get(p) for p in parts]
-            return np.concatenate(arrays) if arrays else np.zeros(0, dtype)
-
-        kid = _take_all([(p[0].kid, p[1]) for p in parts], "kid")
-        col = cat(lambda p: p[2], np.int64)
-        sizes = [p[1].shape[0] for p in parts]
-        starts = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)]).astype(np.int64)
+        rows = _cat([p[1] for p in parts], np.int64)
+        col = _cat([p[2] for p in parts], np.int64)
+        pool = {n: g.view() for n, g in self.row_pool.items()}
+        kid = np.take(pool["kid"], rows)
         if self.family != "kll":
-            cols = tuple((dict(p[0].cols, seq=p[0].seq), p[1]) for p in parts)
-            return Selection(kid, col, cols, starts)
-        seg = {
-            n: cat(lambda p, n=n: p[0].seg[n][p[1]], np.bool_ if n == "exact" else np.int64)
-            for n in ("lo", "hi", "exact", "k")
-        }
+            return Selection(kid, col, pool, rows)
+        seg = {n: np.take(pool[n], rows) for n in _SEG_COLS}
         segments = Segments(self.items.view(), self.cumw.view(), seg["lo"], seg["hi"], seg["exact"])
-        return Selection(kid, col, (), starts[:1], segments, seg["k"])
+        return Selection(kid, col, pool, rows, segments, seg["k"])
 
     def rows_for(self, keys: dict[Key, int], n_series: int) -> np.ndarray:
         """Per key id, the query's series row (-1: not asked for)."""
@@ -217,11 +208,18 @@ class WindowTable:
     def _decode(self, b: int, records: list[tuple[int, Any]]) -> _Block:
         old = self.blocks.pop(b, None)
         if old is not None:
+            self.dead_rows += old.rows[1] - old.rows[0]
             self.dead_items += old.pool[1] - old.pool[0]
         builder = _Builder(self)
         for pos, rec in records:
             builder.add(pos, rec)
-        blk = builder.build(len(records))
+        cols, extra = builder.build()
+        a = self.row_pool["end"].size
+        for n, pool in self.row_pool.items():
+            pool.extend(cols[n])
+        z = self.row_pool["end"].size
+        by_end = _group_by_end(cols["end"], a)
+        blk = _Block(len(records), (a, z), by_end, self._row_bytes(), **extra)
         self.blocks[b] = blk
         self.decoded_records += len(records)
         _STATS["decoded_records"] += len(records)
@@ -260,39 +258,65 @@ class WindowTable:
         return kids
 
     def drop(self, b: int) -> None:
-        """Evict block ``b``; the KLL pool is compacted once most of it is dead."""
+        """Evict block ``b``; the pools are compacted once a quarter of them is dead."""
         blk = self.blocks.pop(b, None)
         if blk is None:
             return
+        self.dead_rows += blk.rows[1] - blk.rows[0]
         self.dead_items += blk.pool[1] - blk.pool[0]
-        if self.family == "kll" and 4 * self.dead_items > self.items.size:
+        if 4 * self.dead_rows > self.row_pool["end"].size or (
+            self.family == "kll" and 4 * self.dead_items > self.items.size
+        ):
             self._compact()
 
     def _compact(self) -> None:
-        """Copy live blocks' items into fresh, exactly sized pool buffers. Selections handed
-        out earlier keep the old buffers (their views), so they stay valid."""
-        live = sorted(self.blocks.items(), key=lambda kv: kv[1].pool[0])
-        ranges = [
-            ramp(np.array([blk.pool[0]]), np.array([blk.pool[1] - blk.pool[0]])) for _, blk in live
-        ]
-        idx = np.concatenate(ranges) if ranges else np.zeros(0, np.int64)
-        items, cumw = _Growing(np.float64), _Growing(self.cumw.buf.dtype)
-        items.buf, cumw.buf = self.items.view()[idx], self.cumw.view()[idx]
-        items.size = cumw.size = int(idx.shape[0])
-        at = 0
-        for b, blk in live:
-            a, z = blk.pool
-            shift = at - a
-            seg = dict(blk.seg, lo=blk.seg["lo"] + shift, hi=blk.seg["hi"] + shift)
-            self.blocks[b] = _replace(blk, seg=seg, pool=(at, at + z - a))
-            at += z - a
-        self.items, self.cumw, self.dead_items = items, cumw, 0
+        """Copy live blocks' rows and items into fresh, exactly sized pool buffers. Selections
+        handed out earlier keep the old buffers (their views), so they stay valid."""
+        live = sorted(self.blocks.items(), key=lambda kv: kv[1].rows[0])
+        row_a = np.array([blk.rows[0] for _, blk in live], dtype=np.int64)
+        row_n = np.array([blk.rows[1] - blk.rows[0] for _, blk in live], dtype=np.int64)
+        item_a = np.array([blk.pool[0] for _, blk in live], dtype=np.int64)
+        item_n = np.array([blk.pool[1] - blk.pool[0] for _, blk in live], dtype=np.int64)
+        new_rows = np.cumsum(row_n) - row_n
+        new_items = np.cumsum(item_n) - item_n
+        at = ramp(row_a, row_n)
+        pools = {n: _exact(g, g.view()[at]) for n, g in self.row_pool.items()}
+        if self.family == "kll":
+            item_at = ramp(item_a, item_n)
+            self.items = _exact(self.items, self.items.view()[item_at])
+            self.cumw = _exact(self.cumw, self.cumw.view()[item_at])
+            shift = np.repeat(new_items - item_a, row_n)  # segments point into the new items
+            pools["lo"].buf += shift
+            pools["hi"].buf += shift
+        for i, (b, blk) in enumerate(live):
+            ra, ia = int(new_rows[i]), int(new_items[i])
+            uniq, starts, order = blk.by_end
+            self.blocks[b] = _replace(
+                blk,
+                rows=(ra, ra + int(row_n[i])),
+                by_end=(uniq, starts, order + (ra - blk.rows[0])),
+                pool=(ia, ia + int(item_n[i])),
+            )
+        self.row_pool, self.dead_rows, self.dead_items = pools, 0, 0
+
+    def _row_bytes(self) -> int:
+        return sum(g.buf.dtype.itemsize for g in self.row_pool.values())
 
     def slack_bytes(self) -> int:
-        """Pool bytes no cached block accounts for: spare capacity and evicted blocks' items."""
+        """Pool bytes no cached block accounts for: spare capacity and evicted blocks' rows
+        and items."""
         per_item = self.items.buf.dtype.itemsize + self.cumw.buf.dtype.itemsize
-        live = sum(blk.pool[1] - blk.pool[0] for blk in self.blocks.values())
-        return (self.items.buf.shape[0] - live) * per_item
+        live_items = sum(blk.pool[1] - blk.pool[0] for blk in self.blocks.values())
+        live_rows = sum(blk.rows[1] - blk.rows[0] for blk in self.blocks.values())
+        rows = (self.row_pool["end"].buf.shape[0] - live_rows) * self._row_bytes()
+        return (self.items.buf.shape[0] - live_items) * per_item + rows
+
+
+def _exact(like: _Growing, values: np.ndarray) -> _Growing:
+    """A pool holding exactly ``values`` (no spare capacity)."""
+    out = _Growing(like.buf.dtype)
+    out.buf, out.size = values, int(values.shape[0])
+    return out
 
 
 def _replace(blk: _Block, **changes) -> _Block:
@@ -302,6 +326,8 @@ def _replace(blk: _Block, **changes) -> _Block:
 
 
 def _dtype(name: str):
+    if name == "exact":
+        return np.bool_
     return np.int64 if name in _INT_COLS else np.float64
 
 
@@ -340,7 +366,8 @@ class _Builder:
         kids = t.list_kids(entry.key, subs)
         self.pending.append((end, pos, kids, {n: cols[n][rows] for n in t.names}))
 
-    def build(self, n_records: int) -> _Block:
+    def build(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """The block's row columns (``WindowTable.row_names``) and, for KLL, its item range."""
         t = self.t
         ends, seqs, kids = [], [], []
         cols: dict[str, list[np.ndarray]] = {n: [] for n in t.names}
@@ -357,21 +384,14 @@ class _Builder:
             if t.family != "kll":
                 for i, n in enumerate(t.names):
                     cols[n].append(np.array([s[3][i] for s in self.scalars], dtype=_dtype(n)))
-        end = _cat(ends, np.int64)
-        extra: dict[str, Any] = {}
-        if t.family == "kll":
-            extra = self._segments()
-        return _Block(
-            n_records,
-            end,
-            _cat(kids, np.int64),
-            _cat(seqs, np.int64),
-            {n: _cat(v, _dtype(n)) for n, v in cols.items()} if t.family != "kll" else {},
-            _group_by_end(end),
-            **extra,
-        )
+        out = {"end": _cat(ends, np.int64), "kid": _cat(kids, np.int64)}
+        out["seq"] = _cat(seqs, np.int64)
+        if t.family != "kll":
+            return out | {n: _cat(v, _dtype(n)) for n, v in cols.items()}, {}
+        seg, extra = self._segments()
+        return out | seg, extra
 
-    def _segments(self) -> dict[str, Any]:
+    def _segments(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """Append the block's segments to the table's pool (contiguously)."""
         assert not self.pending, "KLL windows arrive as entries, not window batches"
         t, parts = self.t, self.kll
@@ -379,7 +399,7 @@ class _Builder:
         a = t.items.size
         if not parts:
             z = np.zeros(0, np.int64)
-            return {"seg": {"lo": z, "hi": z, "exact": z.astype(bool), "k": z}, "pool": (a, a)}
+            return {"lo": z, "hi": z, "exact": z.astype(bool), "k": z}, {"pool": (a, a)}
         cumw = local_cumsum(np.concatenate([p[1] for p in parts]), sizes)
         if cumw.dtype != t.cumw.buf.dtype:  # a window of 2^31+ values: widen, once
             t.cumw.widen(cumw.dtype)
@@ -393,23 +413,7 @@ class _Builder:
             "k": np.array([p[2] for p in parts], dtype=np.int64),
         }
         per_item = 8 + t.cumw.buf.dtype.itemsize
-        return {"seg": seg, "pool": (a, t.items.size), "pool_bytes_per_item": per_item}
-
-
-def _take_all(pairs: list[tuple[np.ndarray, np.ndarray]], name: str) -> np.ndarray:
-    """``concatenate([a[idx] for a, idx in pairs])`` gathered straight into one output (the
-    selections are large: no intermediate copies)."""
-    dtype = pairs[0][0].dtype if pairs else _dtype(name)
-    out = np.empty(sum(idx.shape[0] for _, idx in pairs), dtype=dtype)
-    at = 0
-    for a, idx in pairs:
-        view = out[at : at + idx.shape[0]]
-        if a.dtype == dtype:
-            np.take(a, idx, out=view, mode="clip")  # indexes are valid; "raise" buffers `out`
-        else:
-            view[:] = a[idx]
-        at += idx.shape[0]
-    return out
+        return seg, {"pool": (a, t.items.size), "pool_bytes_per_item": per_item}
 
 
 def _cat(parts: list[np.ndarray], dtype) -> np.ndarray:
@@ -428,16 +432,16 @@ def _rows_at(by_end, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return order[ramp(a, b - a)], np.repeat(hit, b - a)
 
 
-def _group_by_end(end: np.ndarray):
+def _group_by_end(end: np.ndarray, base: int = 0):
     """(distinct ends, start of each one's rows in ``order`` + a final end, ``order``: row ids
-    sorted by end, stable — so rows of one end stay in log order)."""
+    (``base`` + block row) sorted by end, stable — so rows of one end stay in log order)."""
     if end.shape[0] == 0:
         return np.zeros(0, np.int64), np.zeros(1, np.int64), np.zeros(0, np.int64)
     order = np.argsort(end, kind="stable")
     sorted_end = end[order]
     cut = np.flatnonzero(np.r_[True, sorted_end[1:] != sorted_end[:-1]])
     starts = np.append(cut, end.shape[0]).astype(np.int64)
-    return sorted_end[cut], starts, order.astype(np.int64)
+    return sorted_end[cut], starts, order.astype(np.int64) + base
 
 
 class _Growing:
