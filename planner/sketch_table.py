@@ -4,16 +4,18 @@ The sketch store keeps one serialized accumulator per (key, window) entry; decod
 every query would cost Python per entry per query, and decoding all of them up front costs
 seconds and keeps every window in memory whatever queries read. A ``WindowTable`` indexes the
 store's log by *block* of window ends (``block_ms``, ~15 min of slides; only references, no
-decoding) and decodes a block the first time a query needs one of its window ends: flat arrays of
+decoding) and decodes a block the first time a query needs one of its window ends: rows of
 window end, key id (grouping values + sub key), log position and the statistics (moments:
 sum/count/min/max; counters: n, first/last time and value, resets; last: newest sample). A KLL
 entry becomes a weighted segment (retained items sorted by value and their cumulative weights,
-``udfs.weighted_quantile``) whose items live in the table's shared pool, so a query spanning
-many blocks reads one ``Segments`` without copying items.
+``udfs.weighted_quantile``). Rows go to one pool per column per table (a block is a contiguous
+row range) and KLL items to one items pool, so a query spanning many blocks gathers each column
+once and reads one ``Segments`` without copying items.
 
 Decoded blocks are cached under one memory budget for all tables (``configure``; default
-512 MiB, or ``TIDEMARK_SKETCH_CACHE_BYTES``), counted as the bytes of their numpy arrays, least
-recently used evicted first. A block whose window ends got new log records since it was decoded
+512 MiB, or ``TIDEMARK_SKETCH_CACHE_BYTES``), counted as their rows' and items' bytes plus the
+pools' spare capacity and dead rows (compacted once a quarter is dead), least recently used
+evicted first. A block whose window ends got new log records since it was decoded
 (late data) is decoded again; if the log was rebuilt (retention, removal) the table starts over.
 All tables share one lock (``LOCK``): eviction drops other tables' blocks.
 """
