@@ -33,6 +33,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from server.allocator import tune_allocator  # noqa: E402
 from server.routes_query import QueryAPIConfig  # noqa: E402
 from storage.db import Storage  # noqa: E402
 from storage.model import Labels, SampleBatch, make_labels  # noqa: E402
@@ -151,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", default="1,100,1000")
     ap.add_argument("--filter", default="", help="only cases whose expression contains this")
     args = ap.parse_args(argv)
+    tune_allocator()  # as `tidemark serve` does
     reason = missing_reason()
     if reason:
         print(f"skipped: {reason}")

@@ -45,6 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from precompute.config import EngineOptions, load_config  # noqa: E402
+from server.allocator import tune_allocator  # noqa: E402
 from server.routes_precompute import attach  # noqa: E402
 from server.routes_query import QueryAPIConfig  # noqa: E402
 from storage.db import Storage, StorageOptions  # noqa: E402
@@ -172,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--no-prometheus", action="store_true")
     args = ap.parse_args(argv)
+    tune_allocator()  # as `tidemark serve` does
     data = dataset(args.series, args.hours)
     n_samples = sum(len(t) for t, _ in data.values())
     print(f"data: {len(data)} series, {n_samples} samples, {args.hours:g} h of 10 s scrapes")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from server.allocator import tune_allocator
 from server.config import DEFAULT_HOST, DEFAULT_PORT, ServerConfig
 from server.timeparse import parse_duration
 
@@ -90,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
     # they never form cycles: move what exists at start out of its reach, collect young less often.
     gc.freeze()
     gc.set_threshold(50_000, 50, 100)
+    tune_allocator()
     try:
         asyncio.run(serve(config, storage, _query_config(args)))
     finally:
