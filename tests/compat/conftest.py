@@ -6,6 +6,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import orjson
@@ -14,7 +15,7 @@ import pytest
 from server.routes_query import QueryAPIConfig
 from storage.db import Storage
 from tests.api.conftest import QueryServer
-from tests.compat.dataset import as_batch, generate
+from tests.compat.dataset import Series, as_batch, generate
 from tests.compat.peer import PrometheusPeer, missing_reason
 
 
@@ -33,17 +34,14 @@ def get_json(base: str, path: str, params: list[tuple[str, str]]) -> tuple[int, 
         return err.code, orjson.loads(err.read() or b"{}")
 
 
-@pytest.fixture(scope="session")
-def peers() -> Iterator[Peers]:
-    reason = missing_reason()
-    if reason:
-        pytest.skip(reason)
-    data = generate()
+@contextmanager
+def serving(data: Series) -> Iterator[Peers]:
+    """Prometheus 2.42 (loaded by remote write) and a Tidemark server, both holding ``data``."""
     prom = PrometheusPeer().start()
-    storage = Storage.in_memory()
     tide: QueryServer | None = None
     try:
         prom.remote_write(data)
+        storage = Storage.in_memory()
         storage.append(as_batch(data))
         tide = QueryServer(storage, QueryAPIConfig()).start()
         yield Peers(prom.url, f"http://127.0.0.1:{tide.port}")
@@ -51,3 +49,12 @@ def peers() -> Iterator[Peers]:
         if tide is not None:
             tide.stop()
         prom.stop()
+
+
+@pytest.fixture(scope="session")
+def peers() -> Iterator[Peers]:
+    reason = missing_reason()
+    if reason:
+        pytest.skip(reason)
+    with serving(generate()) as both:
+        yield both

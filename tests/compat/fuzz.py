@@ -37,15 +37,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from server.routes_query import QueryAPIConfig
-from storage.db import Storage
 from storage.model import make_labels
-from tests.api.conftest import QueryServer
-from tests.compat.conftest import Peers, get_json
-from tests.compat.dataset import _times, as_batch, generate, t_at
+from tests.compat.conftest import Peers, get_json, serving
+from tests.compat.dataset import _times, generate, t_at
 from tests.compat.fuzz_gen import Generator
 from tests.compat.fuzz_vocab import Node, shrink_candidates, style
-from tests.compat.peer import PrometheusPeer
 from tests.conformance.compare import almost_equal
 
 # From minute 45 (see dataset.py) to past the data's end at 100 (series go stale there).
@@ -237,19 +233,8 @@ def odd_series(seed: int = 7) -> dict:
 def running_peers() -> Iterator[Peers]:
     """Prometheus 2.42 and a Tidemark server, both loaded with ``dataset.generate()`` and
     ``odd_series()``."""
-    data = {**generate(), **odd_series()}
-    prom = PrometheusPeer().start()
-    tide: QueryServer | None = None
-    try:
-        prom.remote_write(data)
-        storage = Storage.in_memory()
-        storage.append(as_batch(data))
-        tide = QueryServer(storage, QueryAPIConfig()).start()
-        yield Peers(prom.url, f"http://127.0.0.1:{tide.port}")
-    finally:
-        if tide is not None:
-            tide.stop()
-        prom.stop()
+    with serving({**generate(), **odd_series()}) as peers:
+        yield peers
 
 
 @dataclass(frozen=True)
