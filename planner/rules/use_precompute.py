@@ -110,17 +110,9 @@ def describe_instant(target: Target) -> str:
 
 
 def _rewrite_instant(node, target, spec, configs, source, notes) -> PlanNode:
-    match, reasons = choose(configs, target, spec)
-    what = describe_instant(target)
-    if match is None:
-        notes.extend(f"not precomputed: {what}: {r}" for r in reasons)
+    cfg = _choose_noted(configs, target, spec, describe_instant(target), notes)
+    if cfg is None:
         return node
-    cfg = match.config
-    notes.append(
-        f"precomputed: {what} from aggregation {cfg.aggregation_id} "
-        f"({cfg.aggregation_type}, keys {list(key_labels(cfg))}), "
-        f"{match.windows_per_step} window(s) per step"
-    )
     return LatestSample(
         cfg, node, target.matchers, target.range_ms, target.offset_ms, target.at_ms, source
     )
@@ -142,17 +134,9 @@ def describe(node: RangeFunction, target: Target) -> str:
 
 
 def _rewrite(node, target, spec, configs, source, notes) -> PlanNode:
-    match, reasons = choose(configs, target, spec)
-    what = describe(node, target)
-    if match is None:
-        notes.extend(f"not precomputed: {what}: {r}" for r in reasons)
+    cfg = _choose_noted(configs, target, spec, describe(node, target), notes)
+    if cfg is None:
         return node
-    cfg = match.config
-    notes.append(
-        f"precomputed: {what} from aggregation {cfg.aggregation_id} "
-        f"({cfg.aggregation_type}, keys {list(key_labels(cfg))}), "
-        f"{match.windows_per_step} window(s) per step"
-    )
     scan = PrecomputedScan(cfg, target.matchers, target.range_ms, target.offset_ms, source)
     merge = SummaryMergeMultiple(
         scan,
@@ -168,3 +152,18 @@ def _rewrite(node, target, spec, configs, source, notes) -> PlanNode:
     return SummaryInfer(
         node.fn, merge, node, target.range_ms, target.offset_ms, label, node.params_, node.pos
     )
+
+
+def _choose_noted(configs, target, spec, what: str, notes: list[str]):
+    """The aggregation answering ``target`` (or None), with the EXPLAIN note either way."""
+    match, reasons = choose(configs, target, spec)
+    if match is None:
+        notes.extend(f"not precomputed: {what}: {r}" for r in reasons)
+        return None
+    cfg = match.config
+    notes.append(
+        f"precomputed: {what} from aggregation {cfg.aggregation_id} "
+        f"({cfg.aggregation_type}, keys {list(key_labels(cfg))}), "
+        f"{match.windows_per_step} window(s) per step"
+    )
+    return cfg
