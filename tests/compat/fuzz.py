@@ -21,6 +21,11 @@ values; ``known_difference`` recognizes them and the run counts them apart from 
   (Kahan-compensated) sum divided once, so values that cancel give 0 in 3.x and a residue like
   ``-1.1e-16`` in 2.42, which the relative comparison cannot accept (nor its quotient by
   zero: NaN in 3.x, -Inf in 2.42).
+- ``negation-merge``: unary minus drops the metric name, and in a range query two series can
+  then share a labelset at different steps (``-(a or ignoring() b offset 30s)``: ``b`` fills
+  the steps where ``a`` is absent). 2.42 fails the whole query on any such pair; since 3.9
+  (upstream "Fix collision in unary negation with non-overlapping series") 3.x merges them and
+  errors only when both have a sample at the same step, as Tidemark does.
 """
 
 from __future__ import annotations
@@ -71,6 +76,9 @@ class Outcome:
 
 _FILTER = re.compile(r" (==|!=|>=|<=|>|<) (?!bool)")  # a comparison without ``bool``
 _RESIDUE = re.compile(r"ours (\S+) theirs (\S+)$")
+_QUOTED = re.compile(r"([\"'`]).*?\1")
+_NEGATION = re.compile(r"-(?=[a-z_({])")  # the generator writes unary minus with no space
+_PROM_DUPLICATE = "Prometheus failed (vector cannot contain metrics with the same labelset)"
 
 
 def known_difference(expr: str, problem: str) -> str | None:
@@ -78,6 +86,8 @@ def known_difference(expr: str, problem: str) -> str | None:
     expr = expr.lower()  # keywords may be spelled in upper case
     if problem.startswith("we failed: execution: multiple matches for labels"):
         return "filter-cardinality" if _FILTER.search(expr) else None
+    if problem.startswith(_PROM_DUPLICATE) and _NEGATION.search(_QUOTED.sub("", expr)):
+        return "negation-merge"
     m = _RESIDUE.search(problem)
     if m and "avg" in expr:
         a, b = float(m.group(1)), float(m.group(2))

@@ -68,3 +68,8 @@ def test_known_differences_are_recognized_narrowly() -> None:
     assert known_difference("avg_over_time(x[1m])", residue) == "cancellation"
     assert known_difference("sum_over_time(x[1m])", residue) is None
     assert known_difference("avg(x)", "{} at 1.25: ours 0.0 theirs 0.5") is None
+    dup = "Prometheus failed (vector cannot contain metrics with the same labelset), we answered"
+    assert known_difference("-(a or ignoring() b offset 30s)", dup) == "negation-merge"
+    assert known_difference("abs(a - b)", dup) is None
+    assert known_difference('label_replace(a, "x", "$1", "y", "a-z")', dup) is None
+    assert known_difference("-(a or b)", "Prometheus failed (other), we answered") is None

@@ -177,6 +177,26 @@ def test_or_takes_the_right_side_only_at_steps_where_the_left_is_absent(storage,
     assert got[(("__name__", "r"), ("k", "1"))] == [(400_000, 3.0), (600_000, 3.0)]
 
 
+def test_negation_merges_series_whose_labels_collide_only_at_different_steps(storage, engine):
+    # Prometheus 3.x (mergeSeriesWithSameLabelset) joins them; 2.42 failed the whole range query.
+    load(storage, {'l{k="1"}': ([0], [1.0]), 'r{k="1"}': ([0, 400_000], [2.0, 3.0])})
+    r = engine.range_query("-(l or ignoring(__name__) r)", 0, 600_000, 200_000)
+    got = {
+        s.labels: list(zip(s.timestamps.tolist(), s.values.tolist(), strict=True)) for s in r.series
+    }
+    assert got == {(("k", "1"),): [(0, -1.0), (200_000, -1.0), (400_000, -3.0), (600_000, -3.0)]}
+
+
+def test_negation_of_series_colliding_at_the_same_step_is_a_duplicate_labelset_error(
+    storage, engine
+):
+    load(storage, {'l{k="1"}': ([0], [1.0]), 'r{k="1"}': ([0], [2.0])})
+    with pytest.raises(
+        ExecutionError, match="vector cannot contain metrics with the same labelset"
+    ):
+        engine.range_query('-{k="1"}', 0, 120_000, 60_000)
+
+
 def test_matching_can_change_per_step_in_a_range_query(storage, engine):
     load(
         storage,
