@@ -176,7 +176,8 @@ def compare(peers: Peers, expr: str, query: Query) -> Outcome:
     status, ours = get_json(peers.tidemark, query.path, params)
     if theirs.get("status") != "success":
         if ours.get("status") != "error":
-            return Outcome("error", f"Prometheus failed ({theirs.get('error')}), we answered")
+            problem = f"Prometheus failed ({theirs.get('error')}), we answered"
+            return Outcome("error", problem, known_difference(expr, problem))
         if ours.get("errorType") != theirs.get("errorType"):
             return Outcome(
                 "error",
