@@ -106,12 +106,12 @@ BAD_REQUESTS = [
         "Content-Type",
     ),
     (
-        "remote-write-2.0",
+        "unknown-remote-write-message",
         "/api/v1/write",
         snappy(GOOD),
         {
             **RW_HEADERS,
-            "Content-Type": "application/x-protobuf;proto=io.prometheus.write.v2.Request",
+            "Content-Type": "application/x-protobuf;proto=io.prometheus.write.v3.Request",
         },
         415,
         "remote write 1.0",
