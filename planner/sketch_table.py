@@ -15,24 +15,30 @@ once and reads one ``Segments`` without copying items.
 Decoded blocks are cached under one memory budget for all tables (``configure``; default
 512 MiB, or ``TIDEMARK_SKETCH_CACHE_BYTES``), counted as their rows' and items' bytes plus the
 pools' spare capacity and dead rows (compacted once a quarter is dead), least recently used
-evicted first. A block whose window ends got new log records since it was decoded
-(late data) is decoded again; if the log was rebuilt (retention, removal) the table starts over.
-All tables share one lock (``LOCK``): eviction drops other tables' blocks.
+evicted first (``planner.sketch_cache``). A block whose window ends got new log records since
+it was decoded (late data) is decoded again; if the log was rebuilt (retention, removal) the
+table starts over. Each table has its own lock (``lock``: hold it around ``select``/``warm``);
+the cache's accounting has another, so a long decode in one table delays no other table.
+
+KLL blocks are decoded all windows at once (``planner.sketch_decode``); moments, counter and
+last windows arrive as columns (``WindowBatch``) or keyed accumulators, read as they are (an
+accumulator the engine emitted in this process is used directly, not serialized and parsed).
 """
 
 from __future__ import annotations
 
-import os
 import threading
 import weakref
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from planner import sketch_cache as cache
 from planner.precompute_match import family
-from udfs.weighted_quantile import Segments, kll_items, local_cumsum, ramp
+from planner.sketch_cache import _BUDGET, DEFAULT_BUDGET, cache_stats, configure  # noqa: F401
+from planner.sketch_decode import decode_kll
+from udfs.weighted_quantile import Segments, local_cumsum, ramp
 
 if TYPE_CHECKING:
     from precompute.config import AggregationConfig
@@ -47,8 +53,6 @@ _INT_COLS = frozenset({"count", "n", "first_t", "last_t", "stale", "seq", "kid",
 _INT_COLS |= {"lo", "hi", "k"}
 _SEG_COLS = ("lo", "hi", "exact", "k")  # KLL rows: the segment's items (pool range), exact, K
 BLOCK_TARGET_MS = 900_000  # window ends per block: a dashboard's last hour reads ~5 blocks
-DEFAULT_BUDGET = 512 << 20  # the benchmark's 6 h of 1 h quantile sketches (~320 MB) fit
-LOCK = threading.RLock()
 
 
 @dataclass(frozen=True)
@@ -99,7 +103,9 @@ class WindowTable:
         slide = config.slide_interval_ms
         self.block_ms = slide * max(1, round(BLOCK_TARGET_MS / slide))
         self.key_ids: dict[Key, int] = {}
-        self.lock = LOCK
+        self.lock = threading.RLock()
+        self.pending_drops: set[int] = set()  # evicted by another thread while we were busy
+        self.footprint = 0  # bytes of cached blocks + pool slack (read by sketch_cache)
         self.decoded_records = 0  # records decoded over the table's life (tests, ANALYZE)
         self._reset()
 
@@ -111,9 +117,8 @@ class WindowTable:
         self.span_ends: tuple[int, int] | None = None
         self.index: dict[int, list[tuple[int, Any]]] = {}  # block → (log position, record)
         self.blocks: dict[int, _Block] = {}
-        for b in list(_LRU):
-            if b[0] == id(self):
-                _LRU.pop(b)
+        cache.forget(self)
+        self.pending_drops = set()
         # Decoded rows of every cached block in one pool per column (each block a contiguous
         # range), so a query's selection is one gather per column however many blocks it reads.
         self.row_pool = {n: _Growing(_dtype(n)) for n in self.row_names}
@@ -122,6 +127,7 @@ class WindowTable:
         self.dead_items = 0  # pool items of evicted or re-decoded blocks
         self.sub_cache: dict[tuple[Key, tuple[Key, ...]], np.ndarray] = {}
         self.worker_maps: dict[int, tuple[list[Key], np.ndarray]] = {}
+        self.footprint = 0
 
     # --- following the store ----------------------------------------------------------------
 
@@ -161,6 +167,7 @@ class WindowTable:
     def select(self, store: SketchStore, ends: np.ndarray) -> Selection:
         """Sync, decode the blocks holding ``ends`` (sorted) that are missing or stale, and
         gather their rows at those ends. Call with ``lock`` held."""
+        cache.apply_pending(self)
         self.sync(store)
         parts: list[tuple[_Block, np.ndarray, np.ndarray]] = []
         # Newest block first, so the query's oldest blocks are the most recently used: when its
@@ -174,16 +181,40 @@ class WindowTable:
             blk = self.blocks.get(b)
             if blk is None or blk.records != len(records):
                 blk = self._decode(b, records)
-                _STATS["misses"] += 1
+                cache.count("misses")
             else:
-                _STATS["hits"] += 1
-            _LRU[(id(self), b)] = (weakref.ref(self), blk.nbytes)
-            _LRU.move_to_end((id(self), b))
+                cache.count("hits")
+            cache.touch(self, b, blk.nbytes)
             rows, col = _rows_at(blk.by_end, ends)
             parts.append((blk, rows, col))
         out = self._gather(parts[::-1])
-        _enforce_budget()  # after gathering: the selection keeps what it read alive
+        self._publish()
+        cache.enforce()  # after gathering: the selection keeps what it read alive
+        cache.apply_pending(self)
         return out
+
+    def blocks_newest_first(self, store: SketchStore) -> list[int]:
+        """The blocks holding stored window ends, newest first (call with ``lock`` held)."""
+        self.sync(store)
+        return sorted(self.index, reverse=True)
+
+    def warm(self, store: SketchStore, b: int) -> int:
+        """Decode block ``b`` unless it is cached and current, as the least recently used block
+        (a query's blocks outrank it). Records decoded (0: nothing to do). Call with ``lock``
+        held."""
+        cache.apply_pending(self)
+        self.sync(store)
+        records = self.index.get(b)
+        blk = self.blocks.get(b)
+        if not records or (blk is not None and blk.records == len(records)):
+            return 0
+        blk = self._decode(b, records)
+        cache.touch(self, b, blk.nbytes, coldest=True)
+        self._publish()
+        return len(records)
+
+    def _publish(self) -> None:
+        self.footprint = sum(blk.nbytes for blk in self.blocks.values()) + self.slack_bytes()
 
     def _gather(self, parts: list[tuple[_Block, np.ndarray, np.ndarray]]) -> Selection:
         rows = _cat([p[1] for p in parts], np.int64)
@@ -224,7 +255,7 @@ class WindowTable:
         blk = _Block(len(records), (a, z), by_end, self._row_bytes(), **extra)
         self.blocks[b] = blk
         self.decoded_records += len(records)
-        _STATS["decoded_records"] += len(records)
+        cache.count("decoded_records", len(records))
         return blk
 
     def _kid(self, key: Key) -> int:
@@ -259,17 +290,20 @@ class WindowTable:
             self.sub_cache[(prefix, subs)] = kids
         return kids
 
-    def drop(self, b: int) -> None:
-        """Evict block ``b``; the pools are compacted once a quarter of them is dead."""
+    def drop(self, b: int) -> bool:
+        """Evict block ``b`` (call with ``lock`` held); the pools are compacted once a quarter
+        of them is dead. False if it was not cached."""
         blk = self.blocks.pop(b, None)
         if blk is None:
-            return
+            return False
         self.dead_rows += blk.rows[1] - blk.rows[0]
         self.dead_items += blk.pool[1] - blk.pool[0]
         if 4 * self.dead_rows > self.row_pool["end"].size or (
             self.family == "kll" and 4 * self.dead_items > self.items.size
         ):
             self._compact()
+        self._publish()
+        return True
 
     def _compact(self) -> None:
         """Copy live blocks' rows and items into fresh, exactly sized pool buffers. Selections
@@ -340,7 +374,7 @@ class _Builder:
         self.t = table
         self.pending: list[tuple[int, int, np.ndarray, dict[str, np.ndarray]]] = []
         self.scalars: list[tuple[int, int, int, tuple]] = []  # (end, pos, key id, statistics)
-        self.kll: list[tuple[np.ndarray, np.ndarray, int]] = []  # items, weights, k
+        self.kll: list[bytes] = []  # serialized KLL accumulators, decoded together in build
 
     def add(self, pos: int, entry: Any) -> None:
         from planner.nodes.precomputed_scan import _keyed_columns, _scalar_columns
@@ -350,15 +384,13 @@ class _Builder:
             cols = {n: np.asarray(entry.columns[n]) for n in t.names}
             self.pending.append((end, pos, t.batch_kids(entry.keys), cols))
             return
-        acc = entry.accumulator()
         if t.family == "kll":
             self.scalars.append((end, pos, t._kid(entry.key), ()))
-            if acc.exact is not None:
-                items = np.sort(acc.exact)
-                self.kll.append((items, np.ones(items.shape[0], np.int64), acc.k))
-            else:
-                self.kll.append((*kll_items(acc.sketch.serialize()), acc.k))
+            self.kll.append(entry.data)
             return
+        # An entry the engine emitted in this process still holds its accumulator (never
+        # changed after emit): reading it saves serializing and parsing it again.
+        acc = getattr(entry, "_acc", None) or entry.accumulator()
         if not acc.keyed:
             cols = _scalar_columns(acc, t.family)
             stats = tuple(cols[n][0] for n in t.names)
@@ -396,24 +428,20 @@ class _Builder:
     def _segments(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """Append the block's segments to the table's pool (contiguously)."""
         assert not self.pending, "KLL windows arrive as entries, not window batches"
-        t, parts = self.t, self.kll
-        sizes = np.array([p[0].shape[0] for p in parts], dtype=np.int64)
+        t = self.t
         a = t.items.size
-        if not parts:
+        if not self.kll:
             z = np.zeros(0, np.int64)
             return {"lo": z, "hi": z, "exact": z.astype(bool), "k": z}, {"pool": (a, a)}
-        cumw = local_cumsum(np.concatenate([p[1] for p in parts]), sizes)
+        got = decode_kll(self.kll)
+        sizes = got.sizes
+        cumw = local_cumsum(got.weights, sizes)
         if cumw.dtype != t.cumw.buf.dtype:  # a window of 2^31+ values: widen, once
             t.cumw.widen(cumw.dtype)
         hi = a + np.cumsum(sizes)
-        t.items.extend(np.concatenate([p[0] for p in parts]))
+        t.items.extend(got.items)
         t.cumw.extend(cumw)
-        seg = {
-            "lo": hi - sizes,
-            "hi": hi,
-            "exact": np.array([bool((p[1] == 1).all()) for p in parts], dtype=bool),
-            "k": np.array([p[2] for p in parts], dtype=np.int64),
-        }
+        seg = {"lo": hi - sizes, "hi": hi, "exact": got.exact, "k": got.k}
         per_item = 8 + t.cumw.buf.dtype.itemsize
         return seg, {"pool": (a, t.items.size), "pool_bytes_per_item": per_item}
 
@@ -477,55 +505,7 @@ def _sketch_entry_type() -> type:
     return SketchEntry
 
 
-# --- the cache across tables ----------------------------------------------------------------
-
-# (id(table), block) → (table, block bytes), least recently used first. Guarded by LOCK.
-_LRU: OrderedDict[tuple[int, int], tuple[weakref.ref, int]] = OrderedDict()
-_STATS = {"hits": 0, "misses": 0, "evictions": 0, "decoded_records": 0}
-_BUDGET = [int(os.environ.get("TIDEMARK_SKETCH_CACHE_BYTES", DEFAULT_BUDGET))]
-
-
-def configure(budget_bytes: int) -> None:
-    """Set the decoded-window budget (bytes, all tables together); evicts down to it."""
-    with LOCK:
-        _BUDGET[0] = int(budget_bytes)
-        _enforce_budget()
-
-
-def _held() -> tuple[int, dict[int, WindowTable]]:
-    """Bytes held by cached blocks plus their tables' pool slack, and those tables."""
-    tables: dict[int, WindowTable] = {}
-    total = 0
-    for ref, nbytes in _LRU.values():
-        table = ref()
-        if table is not None:
-            tables[id(table)] = table
-            total += nbytes
-    return total + sum(t.slack_bytes() for t in tables.values()), tables
-
-
-def _enforce_budget() -> None:
-    total, _ = _held()
-    while _LRU and total > _BUDGET[0]:
-        (_, b), (ref, _nbytes) = _LRU.popitem(last=False)
-        table = ref()
-        if table is not None:
-            table.drop(b)
-            _STATS["evictions"] += 1
-        total, _ = _held()
-
-
-def cache_stats() -> dict[str, float]:
-    """Bytes and blocks held, budget, and lifetime hits/misses/evictions/decoded records."""
-    with LOCK:
-        held, _ = _held()
-        return {
-            "bytes": float(held),
-            "blocks": float(sum(1 for ref, _ in _LRU.values() if ref() is not None)),
-            "budget_bytes": float(_BUDGET[0]),
-            **{k: float(v) for k, v in _STATS.items()},
-        }
-
+# --- one table per (store, aggregation definition) ----------------------------------------
 
 _TABLES: weakref.WeakKeyDictionary[Any, dict[AggregationConfig, WindowTable]] = (
     weakref.WeakKeyDictionary()

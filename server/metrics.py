@@ -11,6 +11,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from planner.sketch_table import cache_stats
+from planner.sketch_warmup import warmup_stats
 
 _STORAGE_METRICS: dict[str, tuple[str, str, str]] = {
     # stats key: (metric name, type, help)
@@ -73,6 +74,31 @@ _SKETCH_CACHE_METRICS: dict[str, tuple[str, str, str]] = {
         "tidemark_sketch_cache_decoded_records_total",
         "counter",
         "Sketch store records decoded.",
+    ),
+}
+
+
+_SKETCH_WARMUP_METRICS: dict[str, tuple[str, str, str]] = {
+    # planner.sketch_warmup.warmup_stats key: (metric name, type, help)
+    "state": (
+        "tidemark_sketch_warmup_state",
+        "gauge",
+        "Sketch cache warm-up after start: 0 idle/off, 1 running, 2 done, 3 stopped, 4 failed.",
+    ),
+    "blocks": (
+        "tidemark_sketch_warmup_blocks",
+        "gauge",
+        "Blocks of window ends the latest warm-up decoded.",
+    ),
+    "records": (
+        "tidemark_sketch_warmup_records",
+        "gauge",
+        "Sketch store records the latest warm-up decoded.",
+    ),
+    "seconds": (
+        "tidemark_sketch_warmup_seconds",
+        "gauge",
+        "Time the latest warm-up has run.",
     ),
 }
 
@@ -142,6 +168,9 @@ class ServerMetrics:
                 family(name, kind, help_, [("", storage_stats[key])])
         for key, (name, kind, help_) in _SKETCH_CACHE_METRICS.items():
             family(name, kind, help_, [("", sketch_cache[key])])
+        warmup = warmup_stats()
+        for key, (name, kind, help_) in _SKETCH_WARMUP_METRICS.items():
+            family(name, kind, help_, [("", warmup[key])])
         family(
             "tidemark_start_time_seconds",
             "gauge",

@@ -23,6 +23,8 @@ from typing import Any
 import yaml
 from aiohttp import web
 
+from planner.sketch_warmup import Warmup, share_from_env
+from planner.sketch_warmup import enabled as warmup_enabled
 from precompute.accumulators.base import Accumulator
 from precompute.config import (
     AggregationConfig,
@@ -252,6 +254,26 @@ async def _close(app: web.Application) -> None:
         await asyncio.get_running_loop().run_in_executor(None, runtime.close)
 
 
+WARMUP = web.AppKey("tidemark_sketch_warmup", Warmup)
+
+
+async def _start_warmup(app: web.Application) -> None:
+    """Decode the newest stored windows in the background (planner/sketch_warmup.py)."""
+    runtime = app.get(RUNTIME)
+    if runtime is None or runtime.closed or not warmup_enabled():
+        return
+    engine = runtime.engine
+    app[WARMUP] = Warmup(
+        runtime.store, lambda: list(engine.configs.values()), share_from_env()
+    ).start()
+
+
+async def _stop_warmup(app: web.Application) -> None:
+    warmup = app.get(WARMUP)
+    if warmup is not None:
+        await asyncio.get_running_loop().run_in_executor(None, warmup.stop)
+
+
 def runtime_for(storage: object) -> PrecomputeRuntime | None:
     """The precompute runtime attached to ``storage``, if any (for the query routes)."""
     return _RUNTIMES.get(storage) if _weakrefable(storage) else None
@@ -267,6 +289,8 @@ def setup(app: web.Application) -> None:
         )
     if runtime is not None:
         app[RUNTIME] = runtime
+        app.on_startup.append(_start_warmup)
+        app.on_shutdown.append(_stop_warmup)
         app.on_cleanup.append(_close)
         app[EXTRA_METRICS] = [*app.get(EXTRA_METRICS, []), render_metrics]
     app.router.add_get("/api/v1/precompute/status", status)
