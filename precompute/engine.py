@@ -28,6 +28,7 @@ from promql.errors import UnavailableError
 from storage.model import DurableBatch, is_stale
 
 _SNAPSHOT_VERSION = 1
+_FOREVER_MS = 1 << 62
 _MAX_FUTURE_MS = 60 * 1000
 NO_HISTORY_MS = -(1 << 62)  # ``history_through_ms`` of an empty storage: every sample is seen
 log = logging.getLogger("tidemark.precompute")
@@ -41,6 +42,7 @@ class PrecomputeEngine:
         snapshot_path: str | os.PathLike[str] | None = None,
         block_timeout_s: float = 10.0,
         history_through_ms: int | None = None,
+        stored_through_ms: int | None = None,
     ) -> None:
         self.options: EngineOptions = config.engine
         self.configs: dict[int, AggregationConfig] = config.by_id()
@@ -67,6 +69,17 @@ class PrecomputeEngine:
         self._stop = threading.Event()
         self._timer: threading.Thread | None = None
         self.started_at = time.time()
+        # Per aggregation, window ends ``(lo, hi]`` not to be trusted (``coverage``): see
+        # ``_mark_crash_hole``.
+        self.holes: dict[int, list[tuple[int, int]]] = {}
+        # Present while an engine runs on this snapshot path; removed by a graceful ``stop``
+        # right after its final snapshot. Found at start: the last run did not stop cleanly.
+        self._running_marker = (
+            self.snapshot_path.with_name(self.snapshot_path.name + ".running")
+            if self.snapshot_path is not None
+            else None
+        )
+        crashed = self._running_marker is not None and self._running_marker.exists()
         restorable = self.snapshot_path is not None and self.snapshot_path.exists()
         if restorable and not self.restore(self.snapshot_path):  # type: ignore[arg-type]
             log.warning(
@@ -74,6 +87,10 @@ class PrecomputeEngine:
                 "open panes start empty",
                 self.snapshot_path,
             )
+        elif restorable and crashed:
+            self._mark_crash_hole(stored_through_ms)
+        if self._running_marker is not None:
+            _touch_durably(self._running_marker)
 
     def _make_host(self, idx: int):
         def done(samples: int) -> None:
@@ -119,8 +136,38 @@ class PrecomputeEngine:
         self.drain()
         if snapshot and self.snapshot_path is not None:
             self.save_snapshot()
+            if self._running_marker is not None:
+                self._running_marker.unlink(missing_ok=True)
         for host in self.hosts:
             host.stop()
+
+    def _mark_crash_hole(self, stored_through_ms: int | None) -> None:
+        """After a crash, the restored snapshot predates what the engine saw before it died.
+
+        Between that snapshot and the crash the engine may have emitted windows (they are in
+        the store, and the restored open panes will close them again: counted twice) and folded
+        samples into open panes (lost with the process; the WAL keeps them for the raw path,
+        but the restored panes lack them). Neither can reach a window ending at or before the
+        restored closed-through time (it was closed for every group), nor one whose start is
+        at or after the newest stored sample (all of it arrives after the restart). The windows
+        between are marked untrusted, so queries answer them from raw data.
+        """
+        for agg_id, cfg in self.configs.items():
+            cov = self.coverage(agg_id)
+            lo = cov[1] if cov is not None else NO_HISTORY_MS
+            if stored_through_ms is None:
+                hi = _FOREVER_MS  # unknown: trust nothing after the snapshot
+            else:
+                hi = stored_through_ms + cfg.window_size_ms
+            if hi > lo:
+                self.holes.setdefault(agg_id, []).append((lo, hi))
+                log.warning(
+                    "precompute aggregation %d: the last run stopped without a final snapshot; "
+                    "windows ending in (%d, %d] ms are answered from raw data",
+                    agg_id,
+                    lo,
+                    hi,
+                )
 
     # --- ingest -----------------------------------------------------------------------------
 
@@ -228,6 +275,7 @@ class PrecomputeEngine:
                 self.agg_max_t.pop(agg_id, None)
                 self.first_t.pop(agg_id, None)
                 self._last_marks.pop(agg_id, None)
+                self.holes.pop(agg_id, None)
             seen = [t for t in (self.max_seen_t, self.history_through_ms) if t is not None]
             for agg_id in added:
                 # Samples already ingested (stamped up to the newest seen) never reach it.
@@ -254,6 +302,7 @@ class PrecomputeEngine:
                 "workers": workers,
                 "agg_max_t": dict(self.agg_max_t),
                 "coverage": (self.max_seen_t, dict(self.first_t), dict(self.complete_from)),
+                "holes": {a: list(h) for a, h in self.holes.items()},
             }
 
     def save_snapshot(self) -> None:
@@ -297,15 +346,18 @@ class PrecomputeEngine:
                 self.complete_from.update(
                     {a: t for a, t in complete_from.items() if a in self.configs}
                 )
+            self.holes = {a: list(h) for a, h in snap.get("holes", {}).items() if a in self.configs}
             self._broadcast_call("status")
         return True
 
     # --- observability ----------------------------------------------------------------------
 
-    def coverage(self, aggregation_id: int) -> tuple[int, int] | None:
-        """``(complete_from_ms, closed_through_ms)``: windows ``(s, e]`` with
+    def coverage(self, aggregation_id: int) -> tuple[int, int, tuple[tuple[int, int], ...]] | None:
+        """``(complete_from_ms, closed_through_ms, holes)``: windows ``(s, e]`` with
         ``s >= complete_from_ms`` hold every sample of the aggregation, and every group has
-        closed its windows ending at or before ``closed_through_ms``. None: no window yet."""
+        closed its windows ending at or before ``closed_through_ms``, except windows whose end
+        lies in one of the ``holes`` ``(lo, hi]`` (a crash, ``_mark_crash_hole``). None: no
+        window yet."""
         cfg = self.configs.get(aggregation_id)
         first = self.first_t.get(aggregation_id)
         if cfg is None or first is None:
@@ -317,7 +369,11 @@ class PrecomputeEngine:
         slide = cfg.slide_interval_ms
         # A window (s, e] is closed once a group's watermark is past e (worker._close_due).
         closed = ((min(marks) - 1) // slide) * slide
-        return (first if start is None else start), closed
+        return (
+            (first if start is None else start),
+            closed,
+            tuple(self.holes.get(aggregation_id, ())),
+        )
 
     def _min_watermarks(self, aggregation_id: int) -> list[int]:
         """Per worker, its smallest group watermark. Workers busy with queued ingest for more
@@ -392,3 +448,14 @@ class PrecomputeEngine:
             if agg["watermark_ms"] is not None:
                 out[f"tidemark_precompute_watermark_seconds{label}"] = agg["watermark_ms"] / 1000
         return out
+
+
+def _touch_durably(path: Path) -> None:
+    with open(path, "wb") as fh:
+        fh.flush()
+        os.fsync(fh.fileno())
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

@@ -123,6 +123,7 @@ def attach(
         StoreSink(store),
         snapshot_path=snapshot_path,
         history_through_ms=NO_HISTORY_MS if empty else None,
+        stored_through_ms=storage.max_time() if hasattr(storage, "max_time") else None,
     ).start()
     storage.add_listener(engine.on_batch)
     runtime = PrecomputeRuntime(engine, store, storage)

@@ -359,6 +359,14 @@ class Storage:
                     out[name] = list(entries.values())
             return out
 
+    def max_time(self) -> int | None:
+        """The newest sample timestamp stored (head or blocks, after WAL replay), None if empty."""
+        with self._lock:
+            times = [b.meta.maxt for b in self._blocks]
+            if self._head.maxt is not None:
+                times.append(int(self._head.maxt))
+            return max(times) if times else None
+
     def stats(self) -> dict[str, float]:
         with self._lock:
             out = dict(self.counters)

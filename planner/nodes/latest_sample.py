@@ -148,7 +148,8 @@ def load_last_cells(
     storage, store, cfg: AggregationConfig, matchers, ends: np.ndarray, coverage=None
 ) -> LastCells:
     """The stored (and, for tumbling windows, raw-rebuilt) newest samples per series × window.
-    ``coverage``: the precompute engine's ``(complete_from, closed_through)`` when attached."""
+    ``coverage``: the precompute engine's ``(complete_from, closed_through, holes)`` when
+    attached."""
     window, slide = cfg.window_size_ms, cfg.slide_interval_ms
     mint, maxt = int(ends[0]) - window + 1, int(ends[-1])
     labels, rows, reason = resolve_series(storage, cfg, matchers, mint, maxt)

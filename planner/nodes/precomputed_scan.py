@@ -88,7 +88,7 @@ class SketchSource:
 
     store: SketchStore
     configs: Any  # () -> Sequence[AggregationConfig]; live, so run-time config changes apply
-    # aggregation id -> (complete_from_ms, closed_through_ms) | None: the precompute engine's
+    # aggregation id -> (complete_from_ms, closed_through_ms, holes) | None: the engine's
     # ``PrecomputeEngine.coverage``; None: judge coverage from the store alone.
     coverage: Any = None
 
@@ -208,7 +208,7 @@ def load_windows(
     cfg: AggregationConfig,
     matchers,
     ends: np.ndarray,
-    coverage: tuple[int, int] | None = None,
+    coverage: tuple | None = None,
 ) -> SketchWindows:
     fam = family(cfg.aggregation_type)
     window, slide = cfg.window_size_ms, cfg.slide_interval_ms
@@ -251,16 +251,20 @@ def load_windows(
 
 def _covered(span, ends: np.ndarray, window: int, coverage=None) -> np.ndarray:
     """Windows the store answers. With the engine's ``coverage`` (complete from, closed
-    through): complete and closed windows inside the stored range ``span``. Without it, the
+    through, holes): complete and closed windows inside the stored range ``span``, outside the
+    holes. Without it, the
     oldest stored window may have missed samples ingested before the aggregation existed, so
     only windows starting at or after its end count, and windows after the newest are open."""
     if span is None:
         return np.zeros(ends.shape[0], dtype=bool)
     if coverage is None:
         return (ends - window >= span[0]) & (ends <= span[1])
-    complete_from, closed_through = coverage
+    complete_from, closed_through, *rest = coverage
     inside = (ends >= span[0]) & (ends <= min(span[1], closed_through))
-    return inside & (ends - window >= complete_from)
+    inside &= ends - window >= complete_from
+    for lo, hi in rest[0] if rest else ():
+        inside &= (ends <= lo) | (ends > hi)
+    return inside
 
 
 def _raw_columns(fam, tumbling: bool, covered, flat: np.ndarray, n: int, w: int) -> np.ndarray:
