@@ -121,5 +121,7 @@ class Warmup:
             if n:
                 blocks, records = blocks + 1, records + n
                 _progress(blocks=blocks, records=records, seconds=time.perf_counter() - t0)
+                if b not in table.blocks:
+                    break  # evicted at once: the budget holds no more, decoding on would churn
             self._stop.wait(self.pause_s)
         return "stopped" if self._stop.is_set() else "done"
