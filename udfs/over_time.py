@@ -5,7 +5,9 @@ Semantics follow Prometheus ``promql/functions.go`` (main branch, 2026): ``funcA
 ``compareOverTime`` (NaN is replaced by any later value, ties keep the latest timestamp for
 ``ts_of_*``), ``varianceOverTime`` (Welford with Kahan-compensated mean and M2, population),
 ``funcQuantileOverTime`` / ``funcMadOverTime`` (``quantile`` in ``quantile.go``: NaN sorts as
-the smallest value, linear interpolation between ranks), ``funcDoubleExponentialSmoothing``.
+the smallest value, linear interpolation between ranks; heavily overlapping windows take their
+two order statistics from a wavelet matrix, ``udfs/range_kth.py``, instead of sorting each
+window), ``funcDoubleExponentialSmoothing``.
 Sequential folds run through ``ColumnScan`` so rounding matches upstream exactly.
 """
 
@@ -14,8 +16,9 @@ from __future__ import annotations
 import numpy as np
 
 from promql.errors import ExecutionError
-from udfs.quantile import go_sort_rows, quantile_rows
+from udfs.quantile import go_sort_rows, quantile_combine, quantile_ranks, quantile_rows
 from udfs.range_array import RangeArray
+from udfs.range_kth import kth_smallest, worth_it
 from udfs.scan import (
     ColumnScan,
     by_window_chunks,
@@ -27,6 +30,7 @@ from udfs.scan import (
 Result = tuple[np.ndarray, np.ndarray]
 
 _MAX_GATHER = 1 << 22  # elements per padded chunk in the sorting kernels
+_MIN_WAVELET_TOTAL = 1 << 16  # below this many window samples sorting is always cheap enough
 
 
 def _nonempty(ra: RangeArray) -> np.ndarray:
@@ -247,13 +251,51 @@ def _chunks(ra: RangeArray) -> list[np.ndarray]:
     return [ids[i : i + per] for i in range(0, ids.shape[0], per)]
 
 
-def quantile_over_time(ra: RangeArray, phi: np.ndarray) -> Result:
+def quantile_over_time(ra: RangeArray, phi: np.ndarray, path: str | None = None) -> Result:
+    """``funcQuantileOverTime``; ``path`` forces ``"sort"`` or ``"wavelet"`` (tests, benches).
+
+    Both paths pick the same two order statistics per window (Go order, ties in sample order)
+    and interpolate them with the same arithmetic, so they agree bit for bit. The wavelet path
+    (``udfs/range_kth.py``) wins when windows overlap heavily: a short step over a long range.
+    """
     q = np.broadcast_to(np.asarray(phi, dtype=np.float64), (ra.n_windows,))
     out = np.full(ra.n_windows, np.nan)
+    if path is None:
+        path = "wavelet" if _overlap_pays(ra) else "sort"
+    if path == "wavelet":
+        ids = np.flatnonzero(ra.sizes >= 1)
+        out[ids] = _quantile_by_rank(ra, ids, q[ids])
+        return out, _nonempty(ra)
+    if path != "sort":
+        raise ValueError(f"unknown quantile_over_time path {path!r}")
     for ids in _chunks(ra):
         mat, sizes = _sorted_windows(ra, ids)
         out[ids] = quantile_rows(q[ids], mat, sizes)
     return out, _nonempty(ra)
+
+
+def _overlap_pays(ra: RangeArray) -> bool:
+    """The cost model of ``range_kth.worth_it`` on this range array's shape."""
+    total = int(ra.sizes.sum())
+    if total < _MIN_WAVELET_TOTAL:
+        return False
+    covered = int(ra.values.shape[0])
+    return worth_it(total, int(np.count_nonzero(ra.sizes)), covered)
+
+
+def _quantile_by_rank(ra: RangeArray, ids: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """``quantile`` of windows ``ids`` from their k-th smallest values (no window is sorted)."""
+    sizes = ra.sizes[ids]
+    lower, upper, weight = quantile_ranks(q, sizes)
+    ask = np.flatnonzero(~np.isnan(q) & (q >= 0) & (q <= 1))  # the others need no values
+    lo_v = np.zeros(ids.shape[0])
+    up_v = np.zeros(ids.shape[0])
+    if ask.shape[0]:
+        start = ra.offsets[ids[ask]]
+        lo_v[ask], up_v[ask] = kth_smallest(
+            ra.values, start, start + sizes[ask], [lower[ask], upper[ask]]
+        )
+    return quantile_combine(q, lo_v, up_v, weight, sizes)
 
 
 def mad_over_time(ra: RangeArray) -> Result:
