@@ -20,6 +20,7 @@ ROUTE_MODULES: tuple[str, ...] = (
     "server.routes_ops",
     "server.routes_ingest",
     "server.routes_read",
+    "server.routes_status",  # status pages, and empty rules/alerts/targets (nothing scraped)
     "server.routes_query",  # query API engineer: /api/v1/query*, format_query, parse_query
     "server.routes_precompute",  # precompute engineer: /api/v1/precompute/*
 )

@@ -23,6 +23,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -366,6 +367,42 @@ class Storage:
             if self._head.maxt is not None:
                 times.append(int(self._head.maxt))
             return max(times) if times else None
+
+    def cardinality(self, limit: int = 10) -> dict[str, Any]:
+        """Prometheus' ``/api/v1/status/tsdb`` figures: head statistics and the ``limit``
+        largest entries of each cardinality table (series per metric name, values per label
+        name, bytes of values per label name, series per label pair)."""
+        with self._lock:
+            pairs = self._index.pair_counts()
+            n_series = len(self._index)
+            head = self._head.snapshot()
+            mint, maxt = self._head.mint, self._head.maxt
+        runs = sum(int(seg.sids.shape[0]) for seg in head.segments)
+        if head.tail:
+            runs += int(np.unique(np.concatenate([c[0] for c in head.tail])).shape[0])
+
+        def top(items: dict[str, int]) -> list[dict[str, Any]]:
+            ranked = sorted(items.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
+            return [{"name": k, "value": v} for k, v in ranked]
+
+        return {
+            "headStats": {
+                "numSeries": n_series,
+                "numLabelPairs": sum(len(v) for v in pairs.values()),
+                # Per-series runs of head samples: the head's counterpart of TSDB chunks.
+                "chunkCount": runs,
+                "minTime": mint if mint is not None else 0,
+                "maxTime": maxt if maxt is not None else 0,
+            },
+            "seriesCountByMetricName": top(pairs.get("__name__", {})),
+            "labelValueCountByLabelName": top({k: len(v) for k, v in pairs.items()}),
+            "memoryInBytesByLabelName": top(
+                {k: sum(len(x.encode()) for x in v) for k, v in pairs.items()}
+            ),
+            "seriesCountByLabelValuePair": top(
+                {f"{k}={x}": c for k, v in pairs.items() for x, c in v.items()}
+            ),
+        }
 
     def stats(self) -> dict[str, float]:
         with self._lock:

@@ -290,3 +290,10 @@ class LabelIndex:
 
     def label_values(self, name: str) -> list[str]:
         return sorted(self._postings.get(name, {}))
+
+    def pair_counts(self) -> dict[str, dict[str, int]]:
+        """Label name -> value -> number of series carrying that pair."""
+        return {
+            name: {value: len(p.ids) for value, p in values.items()}
+            for name, values in self._postings.items()
+        }
