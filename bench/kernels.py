@@ -1,9 +1,15 @@
 """Kernel micro-benchmark: median wall time of the udfs kernels on Prometheus-shaped data.
 
     .venv/bin/python bench/kernels.py [--series 10000] [--steps 240] [--repeat 3]
+        [--sliding-series 1220] [--sliding-only]
 
 Data: counters scraped every 15 s with jitter and occasional resets; a range query of
 ``steps`` steps 15 s apart with 5 m windows (about 20 samples per window). Prints a table.
+
+A second table is ``quantile_over_time(0.99, x[1h])`` in ``bench/sketch.py``'s shape: 6 h of 10 s
+samples per series (2,160), 1 h windows (360 samples), 1000 steps of 20 s and 100 steps of
+200 s, on counters (as there) and on gauges (random values), by sorting every window ("sort")
+and by the wavelet matrix ("wavelet", ``udfs/range_kth.py``).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from server.allocator import tune_allocator
 from udfs import aggregation as agg
 from udfs import range_functions as rf
 from udfs.histogram import histogram_quantile
@@ -54,12 +61,47 @@ def timed(fn: Callable[[], object], repeat: int) -> float:
     return statistics.median(times) * 1000
 
 
+def sliding_quantile(n_series: int, repeat: int) -> None:
+    """The sort and wavelet paths of ``quantile_over_time`` on sliding 1 h windows."""
+    tune_allocator()  # as `tidemark serve` does: freed temporaries stay in the process
+    per, scrape, range_ms = 2160, 10_000, 3_600_000
+    rng = np.random.default_rng(1)
+    ts = np.tile(np.arange(per, dtype=np.int64) * scrape + scrape, n_series)
+    offsets = np.arange(n_series + 1, dtype=np.int64) * per
+    end = per * scrape
+    data = {
+        "counter": np.cumsum(rng.lognormal(0, 1, (n_series, per)), axis=1).ravel(),
+        "gauge": rng.normal(size=n_series * per),
+    }
+    print(f"\nquantile_over_time(0.99, x[1h]): {n_series} series x {per} samples (10 s)")
+    print(
+        f"{'data':<10}{'steps':>6}{'windows':>11}{'sort ms':>11}{'wavelet ms':>12}{'speed-up':>10}"
+    )
+    for kind, vals in data.items():
+        for steps, step in ((1000, 20_000), (100, 200_000)):
+            eval_times = end - np.arange(steps - 1, -1, -1, dtype=np.int64) * step
+            o, s, e = range_windows(offsets, ts, eval_times, range_ms)
+            ra = RangeArray(vals, ts, o, s, e, range_ms)
+            q = np.full(ra.n_windows, 0.99)
+            by_sort = timed(lambda ra=ra, q=q: rf.quantile_over_time(ra, q, path="sort"), repeat)
+            by_rank = timed(lambda ra=ra, q=q: rf.quantile_over_time(ra, q, path="wavelet"), repeat)
+            print(
+                f"{kind:<10}{steps:>6}{ra.n_windows:>11,}{by_sort:>11.1f}{by_rank:>12.1f}"
+                f"{by_sort / by_rank:>9.1f}x"
+            )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--series", type=int, default=10_000)
     ap.add_argument("--steps", type=int, default=240)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--sliding-series", type=int, default=1220)
+    ap.add_argument("--sliding-only", action="store_true")
     args = ap.parse_args()
+    if args.sliding_only:
+        sliding_quantile(args.sliding_series, args.repeat)
+        return
     offsets, ts, vals, eval_times = make_data(args.series, args.steps)
     o, s, e = range_windows(offsets, ts, eval_times, RANGE_MS)
     ra = RangeArray(vals, ts, o, s, e, RANGE_MS)
@@ -103,6 +145,7 @@ def main() -> None:
     print(f"{'kernel':<36}{'median ms':>12}")
     for name, fn in cases:
         print(f"{name:<36}{timed(fn, args.repeat):>12.1f}")
+    sliding_quantile(args.sliding_series, args.repeat)
 
 
 if __name__ == "__main__":
