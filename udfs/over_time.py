@@ -275,12 +275,11 @@ def quantile_over_time(ra: RangeArray, phi: np.ndarray, path: str | None = None)
 
 
 def _overlap_pays(ra: RangeArray) -> bool:
-    """The cost model of ``range_kth.worth_it`` on this range array's shape."""
-    total = int(ra.sizes.sum())
-    if total < _MIN_WAVELET_TOTAL:
+    """The cost model of ``range_kth.worth_it``, after a cheap check for small inputs."""
+    if int(ra.sizes.sum()) < _MIN_WAVELET_TOTAL:
         return False
-    covered = int(ra.values.shape[0])
-    return worth_it(total, int(np.count_nonzero(ra.sizes)), covered)
+    ids = np.flatnonzero(ra.sizes >= 1)
+    return worth_it(ra.offsets[ids], ra.offsets[ids] + ra.sizes[ids])
 
 
 def _quantile_by_rank(ra: RangeArray, ids: np.ndarray, q: np.ndarray) -> np.ndarray:

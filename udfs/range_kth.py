@@ -40,11 +40,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# Measured per-element costs (ns) on the reference box; only their ratios matter.
-_SORT_NS_PER_VALUE = 15.0  # gather + sort + pick, per sample of every window (sort path)
+# Per-element costs (ns) measured with bench/kernels.py on random (gauge) data, the slower
+# case for both paths; only their ratios matter.
+_SORT_NS_PER_VALUE = 18.0  # gather + sort + pick, per sample of every window (sort path)
 _BUILD_NS_PER_CELL = 30.0  # per padded cell: row sort, ranks, and table
-_LEVEL_NS_PER_CELL = 3.0  # per padded cell and bit level: partition + prefix count
-_QUERY_NS_PER_LEVEL = 12.0  # per query and bit level: two gathers and the branch-free update
+_LEVEL_NS_PER_CELL = 9.0  # per padded cell and bit level: partition + prefix count
+_QUERY_NS_PER_LEVEL = 10.0  # per query and bit level: two gathers and the branch-free update
+_PAD_FACTOR = 1.25  # padded cells per covered sample (1.0 when series have equal lengths)
 CHUNK_CELLS = 1 << 18  # cells per independently indexed group of rows
 
 
@@ -258,16 +260,22 @@ def kth_smallest(
     return out
 
 
-def worth_it(total_size: int, n_windows: int, covered: int) -> bool:
-    """Cost model: is indexing the samples cheaper than sorting every window?
+def worth_it(lo: np.ndarray, hi: np.ndarray) -> bool:
+    """Cost model: is indexing the covered samples cheaper than sorting every window?
 
-    ``total_size`` is the sum of the window sizes (what sorting reads), ``n_windows`` the
-    non-empty windows (each asked twice), ``covered`` the samples they read (the padded rows
-    hold at most about twice that; 1.5 is typical). The level count is bounded by the bits of
-    ``covered`` (rows usually need fewer), which errs towards sorting.
+    ``[lo, hi)`` are the non-empty windows. Sorting reads the sum of the window sizes; the
+    index reads each covered sample once per bit level (the bits of the longest component,
+    where rows usually need no more) plus two descents per window.
     """
-    levels = max(1, covered.bit_length())
-    sort_ns = total_size * _SORT_NS_PER_VALUE
-    build_ns = 1.5 * covered * (_BUILD_NS_PER_CELL + levels * _LEVEL_NS_PER_CELL)
-    query_ns = 2 * n_windows * levels * _QUERY_NS_PER_LEVEL
+    lo = np.asarray(lo, dtype=np.int64)
+    hi = np.asarray(hi, dtype=np.int64)
+    if lo.shape[0] == 0:
+        return False
+    _, c_lo, c_hi = _components(lo, hi)
+    c_len = c_hi - c_lo
+    levels = max(1, int(c_len.max()).bit_length())
+    sort_ns = float((hi - lo).sum()) * _SORT_NS_PER_VALUE
+    cells = _PAD_FACTOR * float(c_len.sum())
+    build_ns = cells * (_BUILD_NS_PER_CELL + levels * _LEVEL_NS_PER_CELL)
+    query_ns = 2.0 * lo.shape[0] * levels * _QUERY_NS_PER_LEVEL
     return build_ns + query_ns < sort_ns

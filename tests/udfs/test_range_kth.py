@@ -158,14 +158,20 @@ def test_quantile_over_time_skips_empty_windows_on_the_rank_path():
     assert out[1] == 1.5
 
 
+def _sliding(n_series: int, per: int, size: int, steps: int, step: int):
+    """Windows of ``size`` samples every ``step`` samples, ``steps`` per series."""
+    starts = np.arange(steps) * step
+    lo = (np.arange(n_series)[:, None] * per + starts[None, :]).ravel()
+    return lo, lo + size
+
+
 def test_cost_model_prefers_ranks_for_sliding_windows_and_sorting_for_disjoint_ones():
-    series, samples = 1220, 2160  # 6 h of 10 s samples per series
-    # 1 h range (360 samples) at a 20 s step: 1000 steps, each sample in ~180 windows.
-    assert worth_it(series * 1000 * 360, series * 1000, series * samples)
-    assert worth_it(series * 100 * 360, series * 100, series * samples)  # 200 s step
-    # step >= range: every sample read once; an instant query: one window per series.
-    assert not worth_it(series * samples, series * 6, series * samples)
-    assert not worth_it(series * 360, series, series * 360)
+    # bench/sketch.py: 1220 series x 2160 samples, 1 h windows (360 samples).
+    assert worth_it(*_sliding(1220, 2160, 360, 1000, 2))  # 20 s step: ~180 windows a sample
+    assert worth_it(*_sliding(1220, 2160, 360, 100, 18))  # 200 s step: 20 windows a sample
+    assert not worth_it(*_sliding(1220, 2160, 360, 6, 360))  # step == range: disjoint
+    assert not worth_it(*_sliding(1220, 360, 360, 1, 0))  # an instant query
+    assert not worth_it(np.zeros(0, np.int64), np.zeros(0, np.int64))
 
 
 def test_default_path_follows_the_cost_model_and_agrees_with_sorting():
