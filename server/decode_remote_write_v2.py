@@ -7,11 +7,10 @@ labels are sorted here (the spec asks senders to sort, and Prometheus' receiver 
 empty values are dropped, and empty or duplicate names, a missing ``__name__``, invalid UTF-8,
 odd-length or out-of-range references are a 400 with nothing stored.
 
-Label cache: a 2.0 body's reference bytes mean nothing outside their own symbol table, so the
-cache key is each series' *strings*: a compiled gather concatenates the referenced names and values
-of all series, each string followed by the byte 0xFF (never part of valid UTF-8), and a series'
-key is its slice of that buffer, starting with the 0xFF before it. Keys are handed to the store as
-``series_keys`` too: they start with 0xFF, which a 1.0 raw key (a protobuf tag) never does.
+Label cache: as in 1.0, label sets are decoded only for series not seen before; the cache key of
+a series is built from stable ids of its symbol strings (``server/rw2_symbols.py``), since the
+reference numbers themselves mean nothing outside their own request. The same keys are handed to
+the store as ``series_keys``.
 
 Histograms and exemplars: 1.0 skips both; here exemplars are accepted and discarded (reported as
 written, as Prometheus does without exemplar storage) and native histogram samples are not
@@ -29,13 +28,15 @@ import numpy as np
 from server.decode_remote_write import _labels_at
 from server.errors import IngestRejected
 from server.remote_pb import METRIC_TYPES
+from server.rw2_symbols import SymbolIds, series_keys
 from server.rw2_wire import V2Layout, WireFormatErrorV2, walk_request_v2
 from server.rw_labels import fast_label_sets
 from server.validate import make_batch
 from storage.model import METRIC_NAME, Labels, MetricMetadata, SampleBatch
 
-MetaKey = tuple[int, bytes, bytes, bytes]
-"""(type, metric name, help, unit) as raw bytes: identifies metadata already stored."""
+MetaKey = bytes
+"""Codes of name, type, help and unit (``SymbolIds``): identifies metadata already stored."""
+_NAME_BYTES = METRIC_NAME.encode()
 
 _FAMILY_SUFFIXES = {
     "histogram": ("_bucket", "_sum", "_count"),
@@ -61,29 +62,6 @@ class _LabelSpans:
 
     lab_first: np.ndarray
     lab_off: np.ndarray
-
-
-@numba.njit(cache=True, nogil=True)
-def _gather_keys(buf, lab_off):  # pragma: no cover - compiled
-    """0xFF, then every name and value followed by 0xFF; and whether any string holds 0xFF."""
-    npairs = lab_off.shape[0] // 4
-    size = 1
-    for j in range(npairs):
-        size += lab_off[4 * j + 1] - lab_off[4 * j] + lab_off[4 * j + 3] - lab_off[4 * j + 2] + 2
-    out = np.empty(size, dtype=np.uint8)
-    out[0] = 0xFF
-    has_ff = False
-    p = 1
-    for j in range(npairs):
-        for part in range(2):
-            for c in range(lab_off[4 * j + 2 * part], lab_off[4 * j + 2 * part + 1]):
-                b = buf[c]
-                has_ff = has_ff or b == 0xFF
-                out[p] = b
-                p += 1
-            out[p] = 0xFF
-            p += 1
-    return out, has_ff
 
 
 def _reject(message: str, reason: str = "labels") -> IngestRejected:
@@ -133,23 +111,6 @@ def _label_spans(layout: V2Layout) -> _LabelSpans:
     return _LabelSpans(layout.ref_first // 2, lab_off)
 
 
-def _series_keys(raw: bytes, spans: _LabelSpans) -> list[bytes] | None:
-    """Each series' cache key, or None when some string contains 0xFF (keys would be ambiguous;
-    such a string is invalid UTF-8 and the careful path rejects it)."""
-    lab_off = spans.lab_off
-    gathered, has_ff = _gather_keys(np.frombuffer(raw, dtype=np.uint8), lab_off)
-    if has_ff:
-        return None
-    sizes = lab_off[1::4] - lab_off[0::4] + lab_off[3::4] - lab_off[2::4] + 2
-    pair_start = np.empty(sizes.shape[0] + 1, dtype=np.int64)
-    pair_start[0] = 1
-    np.cumsum(sizes, out=pair_start[1:])
-    pair_start[1:] += 1
-    bounds = pair_start[spans.lab_first]
-    blob = gathered.tobytes()
-    return [blob[a - 1 : b] for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)]
-
-
 def _family(name: str, kind: str) -> str:
     """Metric family of a series name: 2.0 attaches metadata to every series (``foo_bucket``,
     ``foo_sum``...), 1.0 senders name the family (``foo``), which ``/api/v1/metadata`` lists."""
@@ -159,112 +120,126 @@ def _family(name: str, kind: str) -> str:
     return name
 
 
-def _symbol(raw: bytes, layout: V2Layout, ref: int) -> bytes:
-    if layout.sym_lo.shape[0] == 0:
-        return b""
-    return raw[int(layout.sym_lo[ref]) : int(layout.sym_hi[ref])]
+@numba.njit(cache=True, nogil=True)
+def _meta_rows(refs, ref_first, is_name, mtype, mhelp, munit, ntypes):  # pragma: no cover
+    """(name value ref, type, help ref, unit ref) of each series that carries metadata."""
+    ns = ref_first.shape[0] - 1
+    out = np.empty((ns, 4), dtype=np.int64)
+    k = 0
+    for i in range(ns):
+        t = mtype[i]
+        if t == 0 and mhelp[i] == 0 and munit[i] == 0:
+            continue  # no Metadata message (or an all-default one): nothing to record
+        name = -1
+        for j in range(ref_first[i], ref_first[i + 1], 2):
+            if is_name[refs[j]]:
+                name = refs[j + 1]
+        if name < 0:
+            continue
+        out[k, 0] = name
+        out[k, 1] = t if 0 <= t < ntypes else 0
+        out[k, 2] = mhelp[i]
+        out[k, 3] = munit[i]
+        k += 1
+    return out[:k]
 
 
-def _metadata_rows(raw: bytes, layout: V2Layout) -> list[tuple[int, int, int, int]]:
-    """Distinct (name ref, type, help ref, unit ref) of the series that carry metadata."""
-    mtype, mhelp, munit = layout.meta_type, layout.meta_help, layout.meta_unit
-    present = np.flatnonzero((mtype != 0) | (mhelp != 0) | (munit != 0))
-    if present.size == 0:
-        return []
-    lengths = layout.sym_hi - layout.sym_lo
-    name_syms = [
-        k
-        for k in np.flatnonzero(lengths == len(METRIC_NAME)).tolist()
-        if _symbol(raw, layout, k) == METRIC_NAME.encode()
-    ]
-    pair_names, pair_values = layout.refs[0::2], layout.refs[1::2]
-    is_name = np.isin(pair_names, name_syms)
-    pair_series = np.repeat(
-        np.arange(layout.ref_first.shape[0] - 1), np.diff(layout.ref_first) // 2
+def _metadata_rows(layout: V2Layout, symbols: list[bytes]) -> np.ndarray:
+    """Distinct (name value ref, type, help ref, unit ref) rows of the series with metadata."""
+    nsym = len(symbols)
+    if nsym == 0:
+        return np.empty((0, 4), dtype=np.int64)  # no strings, so no __name__: rejected anyway
+    is_name = np.zeros(nsym, dtype=np.bool_)
+    for k in np.flatnonzero(layout.sym_hi - layout.sym_lo == len(METRIC_NAME)).tolist():
+        is_name[k] = symbols[k] == _NAME_BYTES
+    rows = _meta_rows(
+        layout.refs,
+        layout.ref_first,
+        is_name,
+        layout.meta_type,
+        layout.meta_help,
+        layout.meta_unit,
+        len(METRIC_TYPES),
     )
-    name_ref = np.full(layout.ref_first.shape[0] - 1, -1, dtype=np.int64)
-    name_ref[pair_series[is_name]] = pair_values[is_name]
-    kind = np.where((mtype >= 0) & (mtype < len(METRIC_TYPES)), mtype, 0)
-    rows = np.stack([name_ref, kind, mhelp, munit], axis=1)[present]
-    rows = rows[rows[:, 0] >= 0]
-    return [tuple(r) for r in np.unique(rows, axis=0).tolist()]  # type: ignore[misc]
+    if rows.shape[0] <= 1:
+        return rows
+    if nsym < 1 << 19:  # one int64 per row: a 1-D unique is far cheaper than unique(axis=0)
+        packed = ((rows[:, 0] * 8 + rows[:, 1]) * nsym + rows[:, 2]) * nsym + rows[:, 3]
+        return rows[np.unique(packed, return_index=True)[1]]
+    return np.unique(rows, axis=0)
 
 
-def _decode_text(b: bytes, what: str) -> str:
+def _decode_text(b: bytes) -> str:
     try:
         return b.decode("utf-8")
     except UnicodeDecodeError as err:
-        raise IngestRejected(f"invalid UTF-8 in metric metadata {what}: {b!r}", "utf8") from err
+        raise IngestRejected(f"invalid UTF-8 in metric metadata: {b!r}", "utf8") from err
 
 
 class RemoteWriteV2Decoder:
-    """Decodes v2 Requests, remembering label sets by their strings (thread-safe)."""
+    """Decodes v2 Requests, remembering label sets by their symbol ids (thread-safe)."""
 
     def __init__(self, max_cached_series: int = 262_144) -> None:
         self._cache: dict[bytes, Labels] = {}
         self._max = max_cached_series
+        self._symbols = SymbolIds(max_cached_series)
         self._stored_meta: set[MetaKey] = set()
         self._lock = threading.Lock()
         self.skipped_fields = 0
         # Load the compiled kernels now rather than on the first request (see the 1.0 decoder).
         self.decode(_WARM_UP)
 
-    def _labels(self, raw: bytes, layout: V2Layout) -> tuple[list[Labels], list[bytes] | None]:
-        spans = _label_spans(layout)
-        keys = _series_keys(raw, spans)
-        ns = layout.ref_first.shape[0] - 1
-        if keys is None:  # a string with 0xFF: invalid UTF-8, the careful path says where
-            offsets, first = spans.lab_off.tolist(), spans.lab_first.tolist()
-            return [_labels_at(raw, offsets, first[i], first[i + 1]) for i in range(ns)], None
+    def _labels(self, raw: bytes, layout: V2Layout, keys: list[bytes]) -> list[Labels]:
         cache = self._cache
-        series = [cache.get(k) for k in keys]
+        series = list(map(cache.get, keys))
         if None not in series:
-            return series, keys  # type: ignore[return-value]  # no None left
+            return series  # type: ignore[return-value]  # the steady state: every series known
+        spans = _label_spans(layout)
         miss = [i for i, known in enumerate(series) if known is None]
         fast = fast_label_sets(raw, spans, np.array(miss, dtype=np.int64))  # type: ignore[arg-type]
         fresh: dict[bytes, Labels] = {}
-        offsets = first = None
+        offsets: list[int] = []
+        first: list[int] = []
         for i, labels in zip(miss, fast, strict=True):
             if labels is None:  # unusual label sets: the careful path (and its error messages)
-                if offsets is None:
+                if not offsets:
                     offsets, first = spans.lab_off.tolist(), spans.lab_first.tolist()
-                labels = _labels_at(raw, offsets, first[i], first[i + 1])  # type: ignore[index]
+                labels = _labels_at(raw, offsets, first[i], first[i + 1])
             fresh[keys[i]] = labels
             series[i] = labels
         with self._lock:
             if len(cache) + len(fresh) > self._max:
                 cache.clear()  # bounded memory; a steady stream refills it in one round
             cache.update(fresh)
-        return series, keys  # type: ignore[return-value]
+        return series  # type: ignore[return-value]
 
     def _metadata(
-        self, raw: bytes, layout: V2Layout
+        self, layout: V2Layout, symbols: list[bytes], codes: np.ndarray
     ) -> tuple[list[MetricMetadata], tuple[MetaKey, ...]]:
         """Metadata not stored before (a steady stream sends the same metadata every time)."""
-        found: dict[MetricMetadata, None] = {}
-        keys: list[MetaKey] = []
+        rows = _metadata_rows(layout, symbols)
+        if rows.shape[0] == 0:
+            return [], ()
+        # Key: the stable codes of name, help and unit plus the type, 32 bytes per row.
+        keyed = np.empty((rows.shape[0], 4), dtype=np.uint64)
+        keyed[:, 0] = codes[rows[:, 0]]
+        keyed[:, 1] = rows[:, 1]
+        keyed[:, 2] = codes[rows[:, 2]]
+        keyed[:, 3] = codes[rows[:, 3]]
+        blob = keyed.tobytes()
         stored = self._stored_meta
-        for name_ref, kind, help_ref, unit_ref in _metadata_rows(raw, layout):
-            key = (
-                kind,
-                _symbol(raw, layout, name_ref),
-                _symbol(raw, layout, help_ref),
-                _symbol(raw, layout, unit_ref),
-            )
-            if key in stored:
-                continue
-            kind_name = METRIC_TYPES[kind]
-            name = _decode_text(key[1], "name")
-            found[
-                MetricMetadata(
-                    metric_family_name=_family(name, kind_name),
-                    type=kind_name,
-                    help=_decode_text(key[2], "help"),
-                    unit=_decode_text(key[3], "unit"),
-                )
-            ] = None
-            keys.append(key)
-        return list(found), tuple(keys)
+        new = [
+            (r, blob[32 * r : 32 * r + 32])
+            for r in range(rows.shape[0])
+            if blob[32 * r : 32 * r + 32] not in stored
+        ]
+        found: dict[MetricMetadata, None] = {}
+        for r, _ in new:
+            name_ref, kind_num, help_ref, unit_ref = rows[r].tolist()
+            name, help_, unit = (_decode_text(symbols[i]) for i in (name_ref, help_ref, unit_ref))
+            kind = METRIC_TYPES[kind_num]
+            found[MetricMetadata(_family(name, kind), kind, help_, unit)] = None
+        return list(found), tuple(key for _, key in new)
 
     def decode(self, raw: bytes) -> DecodedV2:
         """Decode an uncompressed v2 Request; raises ``IngestRejected``."""
@@ -276,8 +251,13 @@ class RemoteWriteV2Decoder:
             ) from err
         self.skipped_fields += layout.skipped
         _check_refs(layout)
-        series, keys = self._labels(raw, layout)
-        metadata, meta_keys = self._metadata(raw, layout)
+        symbols = [
+            raw[a:b] for a, b in zip(layout.sym_lo.tolist(), layout.sym_hi.tolist(), strict=True)
+        ]
+        codes = self._symbols.codes(symbols)
+        keys = series_keys(codes, layout.refs, layout.ref_first)
+        series = self._labels(raw, layout, keys)
+        metadata, meta_keys = self._metadata(layout, symbols, codes)
         batch = make_batch(
             series,
             layout.sample_series,
