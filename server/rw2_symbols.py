@@ -6,9 +6,10 @@ gets an id that stays the same across requests, and a series' key is the sequenc
 references' ids: one dict lookup per *symbol* (a request has far fewer symbols than label
 strings: names and common values repeat), then numpy gathers the keys of all series at once.
 
-Ids are never reused: the table is bounded and cleared when full, but the counter keeps going, so
-a key once handed out (the store keeps keys as ``series_keys`` aliases) can never come to mean
-another label set. Each id is encoded as 8 big-endian bytes whose first byte is 0xFF, so every
+Ids are never reused within the process: the table is bounded and cleared when full, but ids come
+from one process-wide counter, so a key once handed out (the store keeps keys as ``series_keys``
+aliases, in memory) can never come to mean another label set, not even through another decoder
+over the same store. Each id is encoded as 8 big-endian bytes whose first byte is 0xFF, so every
 key starts with 0xFF, which a 1.0 raw key (a protobuf tag for field 1) never does, and whose last
 byte is 0x01: a key never ends in a NUL byte, so keys can be padded with NULs into one fixed-width
 numpy ``S`` array, whose ``tolist()`` strips the padding and makes all the ``bytes`` objects in
@@ -22,6 +23,7 @@ import threading
 
 import numpy as np
 
+_NEXT_ID = itertools.count()  # process-wide: see the module docstring
 _MARK = np.uint64(0xFF << 56 | 0x01)
 _MAX_PAD = 4
 """Pad to the widest series only while that costs at most this many times the exact size."""
@@ -32,7 +34,6 @@ class SymbolIds:
 
     def __init__(self, max_symbols: int = 262_144) -> None:
         self._ids: dict[bytes, int] = {}
-        self._next = 0
         self._max = max_symbols
         self._lock = threading.Lock()
 
@@ -56,8 +57,7 @@ class SymbolIds:
                 if known < 0:
                     got = table.get(symbols[k])
                     if got is None:
-                        got = table[symbols[k]] = self._next
-                        self._next += 1
+                        got = table[symbols[k]] = next(_NEXT_ID)
                     ids[k] = got
 
 

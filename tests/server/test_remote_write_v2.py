@@ -18,6 +18,7 @@ from promql.types import Matcher, MatchType
 from server.decode_remote_write_v2 import RemoteWriteV2Decoder
 from server.errors import IngestRejected
 from server.remote_v2_pb import Request
+from server.rw2_symbols import SymbolIds
 from storage.model import STALE_NAN, STALE_NAN_BITS
 from tests.server.payloads import RW_HEADERS, snappy, write_request
 
@@ -341,10 +342,45 @@ def test_metadata_is_emitted_again_until_a_request_carrying_it_was_stored():
 def test_cached_label_sets_do_not_let_a_later_invalid_request_through():
     decoder = RemoteWriteV2Decoder()
     decoder.decode(v2_request([([("__name__", "a"), ("b", "c")], [(1, 1.0)])]))
-    # {__name__="a\xffb\xffc"} gathers to the same bytes as the cached {__name__="a", b="c"}.
+    # {__name__="a\xffb\xffc"} would alias {__name__="a", b="c"} under a 0xFF-joined string key.
     raw = _symbols("", "__name__") + _ld(4, b"a\xffb\xffc") + _raw_series(_ld(1, b"\x01\x02"))
     with pytest.raises(IngestRejected, match="UTF-8"):
         decoder.decode(raw)
+
+
+def test_two_servers_over_one_store_never_share_a_series_key(server_factory):
+    """Symbol ids key the store's series aliases: a second decoder must not reuse the first's."""
+    client_a, storage = server_factory()
+    client_b, _ = server_factory(storage)
+    raw_a = v2_request([([("__name__", "from_a")], [(1, 1.0)])])
+    raw_b = v2_request([([("__name__", "from_b")], [(1, 2.0)])])
+    assert client_a.post("/api/v1/write", snappy(raw_a), V2_HEADERS).status == 204
+    assert client_b.post("/api/v1/write", snappy(raw_b), V2_HEADERS).status == 204
+    assert stored(storage) == [
+        ((("__name__", "from_a"),), [1], [1.0]),
+        ((("__name__", "from_b"),), [1], [2.0]),
+    ]
+
+
+def test_symbol_ids_stay_distinct_after_the_table_is_cleared():
+    ids = SymbolIds(max_symbols=2)
+    first = ids.codes([b"a", b"b"]).tolist()
+    assert ids.codes([b"b", b"a"]).tolist() == first[::-1]  # stable across requests
+    ids.codes([b"c", b"d", b"e"])  # over the bound: the table is cleared
+    again = ids.codes([b"a"]).tolist()
+    assert again[0] not in first  # a fresh id, and never one another string had
+
+
+def test_a_small_label_cache_keeps_decoding_the_same_series_the_same_way():
+    decoder = RemoteWriteV2Decoder(max_cached_series=3)
+    series = [([("__name__", f"m{i}"), ("k", str(i % 3))], [(i, float(i))]) for i in range(8)]
+    for rotation in range(4):
+        batch = decoder.decode(v2_request(series[rotation:] + series[:rotation])).batch
+        got = {
+            labels: batch.values[batch.sample_series == i][0]
+            for i, labels in enumerate(batch.series)
+        }
+        assert got == {tuple(sorted(labels)): samples[0][1] for labels, samples in series}
 
 
 NAMES = ["__name__", "job", "instance", "le", "ä", "a b", "z"]
