@@ -5,6 +5,9 @@ Run: ``.venv/bin/python bench/ingest.py [--rounds N] [--series N]``. Prints one 
 * remote-write throughput with Prometheus-shaped payloads (2,000 samples per request, one sample
   per series, 100k series, timestamps advancing per round, 2 client workers): the first round
   (series creation) and the steady rounds, samples/s, and the ratio to Prometheus;
+* the same remote-write rounds as remote write 2.0 (``io.prometheus.write.v2.Request``, with the
+  per-series metadata Prometheus 3 sends), Tidemark only (Prometheus 2.42 cannot receive 2.0);
+* in-process decode only, 1.0 vs 2.0, of the same 2,000-series request (best of several runs);
 * the seed's batch-latency case (1,000 samples = 10 series x 100 in one request): p50/p99;
 * ``select`` scan throughput over 10k series x 2 h (15 s interval) from a block and from the head;
 * bytes per sample in memory (RSS growth of an in-memory store) and on disk (blocks).
@@ -47,6 +50,11 @@ HEADERS = {
     "Content-Type": "application/x-protobuf",
     "X-Prometheus-Remote-Write-Version": "0.1.0",
 }
+HEADERS_V2 = {
+    "Content-Encoding": "snappy",
+    "Content-Type": "application/x-protobuf;proto=io.prometheus.write.v2.Request",
+    "X-Prometheus-Remote-Write-Version": "2.0.0",
+}
 
 
 # -- payloads: a minimal protobuf encoder (the payloads are fixed-shape, this is not the codec) --
@@ -74,17 +82,50 @@ def _sample(ts: int, value: float) -> bytes:
     return _field(2, b"\x09" + struct.pack("<d", value) + b"\x10" + _varint(ts))
 
 
-def shaped_labels(i: int) -> bytes:
+def shaped_pairs(i: int, prefix: str = "node_metric") -> list[tuple[str, str]]:
     """A node-exporter-like series: sorted labels, ~100 bytes."""
-    return _label_bytes(
-        [
-            ("__name__", f"node_metric_{i % 250}"),
-            ("cpu", str(i % 8)),
-            ("instance", f"host-{i // 250:04d}:9100"),
-            ("job", "node"),
-            ("mode", ("idle", "user", "system", "iowait")[i % 4]),
-        ]
-    )
+    return [
+        ("__name__", f"{prefix}_{i % 250}"),
+        ("cpu", str(i % 8)),
+        ("instance", f"host-{i // 250:04d}:9100"),
+        ("job", "node"),
+        ("mode", ("idle", "user", "system", "iowait")[i % 4]),
+    ]
+
+
+def shaped_labels(i: int) -> bytes:
+    return _label_bytes(shaped_pairs(i))
+
+
+def rw2_request(series: list[list[tuple[str, str]]], ts: int, values: np.ndarray) -> bytes:
+    """An uncompressed v2 Request, one sample per series, with the per-series metadata (gauge,
+    help text) a Prometheus 3 sender attaches; symbols in order of first use, as it does."""
+    table: dict[str, int] = {"": 0}
+
+    def ref(text: str) -> bytes:
+        return _varint(table.setdefault(text, len(table)))
+
+    parts = []
+    for pairs, value in zip(series, values.tolist(), strict=True):
+        refs = b"".join(ref(k) + ref(v) for k, v in pairs)
+        meta = b"\x08\x02\x18" + ref(f"Help for {pairs[0][1]}.")
+        parts.append(_field(5, _field(1, refs) + _sample(ts, value) + _field(5, meta)))
+    return b"".join(_field(4, t.encode()) for t in table) + b"".join(parts)
+
+
+def rw2_requests(
+    series: list[list[tuple[str, str]]], ts: int, per_request: int, seed: int
+) -> list[bytes]:
+    """Snappy v2 Requests of ``per_request`` series each, one sample per series at ``ts``."""
+    values = np.random.default_rng(seed).random(len(series)) * 1e6
+    return [
+        bytes(
+            cramjam.snappy.compress_raw(
+                rw2_request(series[a : a + per_request], ts, values[a : a + per_request])
+            )
+        )
+        for a in range(0, len(series), per_request)
+    ]
 
 
 def rw_requests(labels: list[bytes], ts: int, per_request: int, seed: int) -> list[bytes]:
@@ -215,14 +256,16 @@ def connect(port: int) -> http.client.HTTPConnection:
     return conn
 
 
-def post_all(port: int, bodies: list[bytes], workers: int) -> tuple[float, int]:
+def post_all(
+    port: int, bodies: list[bytes], workers: int, headers: dict[str, str] = HEADERS
+) -> tuple[float, int]:
     """Send ``bodies`` with ``workers`` keep-alive connections; (seconds, failed requests)."""
     failures = [0] * workers
 
     def work(k: int) -> None:
         conn = connect(port)
         for body in bodies[k::workers]:
-            conn.request("POST", "/api/v1/write", body, HEADERS)
+            conn.request("POST", "/api/v1/write", body, headers)
             resp = conn.getresponse()
             resp.read()
             if resp.status // 100 != 2:
@@ -286,6 +329,55 @@ def compare(
         ms = np.array(times[p.name]) * 1000
         out["p50"], out["p99"] = float(np.percentile(ms, 50)), float(np.percentile(ms, 99))
     return res
+
+
+def v2_rounds(peer: Peer, rounds: list[list[bytes]], per_round: int) -> dict[str, float]:
+    """Remote write 2.0 throughput of one peer: first round (series creation), steady rounds."""
+    dt, failed = post_all(peer.port, rounds[0], workers=2, headers=HEADERS_V2)
+    out = {"first": per_round / dt, "failed": float(failed)}
+    steady = 0.0
+    for bodies in rounds[1:]:
+        dt, failed = post_all(peer.port, bodies, workers=2, headers=HEADERS_V2)
+        steady += dt
+        out["failed"] += failed
+    out["steady"] = per_round * (len(rounds) - 1) / steady
+    return out
+
+
+def decode_only(per_request: int, requests: int = 10, repeats: int = 7) -> dict[str, float]:
+    """Samples/s of the in-process decoders on the same data as 1.0 and as 2.0 (with metadata),
+    label caches warm, best of ``repeats`` interleaved runs (CPU time: the machine is shared)."""
+    from server.decode_remote_write import RemoteWriteDecoder
+    from server.decode_remote_write_v2 import RemoteWriteV2Decoder
+
+    series = [shaped_pairs(i) for i in range(per_request * requests)]
+    values = np.random.default_rng(0).random(len(series)) * 1e6
+    chunks = [slice(a, a + per_request) for a in range(0, len(series), per_request)]
+    v1 = [
+        b"".join(
+            _field(1, _label_bytes(p) + _sample(1000, v))
+            for p, v in zip(series[c], values[c].tolist(), strict=True)
+        )
+        for c in chunks
+    ]
+    v2 = [rw2_request(series[c], 1000, values[c]) for c in chunks]
+    d1, d2 = RemoteWriteDecoder(), RemoteWriteV2Decoder()
+
+    def run1() -> None:
+        for body in v1:
+            d1.decode(body)
+
+    def run2() -> None:
+        for body in v2:
+            d2.metadata_stored(d2.decode(body))  # as the server does once a batch is stored
+
+    best = {"v1": float("inf"), "v2": float("inf")}
+    for _ in range(repeats + 1):  # the first run fills the caches
+        for name, run in (("v1", run1), ("v2", run2)):
+            start = time.thread_time()
+            run()
+            best[name] = min(best[name], time.thread_time() - start)
+    return {k: per_request * requests / v for k, v in best.items()}
 
 
 # -- in-process storage cases ------------------------------------------------------------------
@@ -390,6 +482,11 @@ def main() -> None:
     rounds = [
         rw_requests(labels, t0 + r * 15_000, args.per_request, seed=r) for r in range(args.rounds)
     ]
+    v2_series = [shaped_pairs(i, prefix="node_v2_metric") for i in range(args.series)]
+    rounds_v2 = [
+        rw2_requests(v2_series, t0 + r * 15_000, args.per_request, seed=r)
+        for r in range(args.rounds)
+    ]
     lat_labels = [_label_bytes([("__name__", "latency_metric"), ("s", str(i))]) for i in range(10)]
     with tempfile.TemporaryDirectory(prefix="tidemark-bench-") as d:
         tmp = Path(d)
@@ -402,14 +499,50 @@ def main() -> None:
             print("remote write, interleaved ...", file=sys.stderr)
             t_lat = t0 + len(rounds) * 15_000
             res = compare(peers, rounds, args.series, lat_labels, t_lat, args.latency_repeats)
+            print("remote write 2.0 (Tidemark only) ...", file=sys.stderr)
+            res["tidemark_v2"] = v2_rounds(peers[0], rounds_v2, args.series)
         finally:
             for p in peers:
                 p.stop()
         tm, pm = res.get("tidemark"), res.get("prometheus")
         print("storage scans ...", file=sys.stderr)
         st = storage_cases(tmp, args.scan_series)
+    print("decode only ...", file=sys.stderr)
+    dec = decode_only(args.per_request)
 
-    _print_table(_rows(tm, pm, st, args))
+    _print_table(_rows(tm, pm, st, args) + _v2_rows(res.get("tidemark_v2"), dec, args))
+
+
+def _v2_rows(t2, dec, args) -> list[tuple[str, str, str, str]]:
+    none = "n/a (2.42 has no 2.0)"
+    v2 = None if t2 is None else t2
+    return [
+        (
+            "remote write 2.0, first round (series creation)",
+            _fmt(v2 and v2["first"], "/s"),
+            none,
+            "",
+        ),
+        (
+            f"remote write 2.0, steady ({args.rounds - 1} rounds)",
+            _fmt(v2 and v2["steady"], "/s"),
+            none,
+            "",
+        ),
+        ("remote write 2.0, failed requests", _fmt(v2 and v2["failed"]), "", ""),
+        (
+            f"decode only, 1.0 WriteRequest ({args.per_request} series x 1)",
+            _fmt(dec["v1"], "/s"),
+            "",
+            "",
+        ),
+        (
+            "decode only, 2.0 Request, same data + metadata",
+            _fmt(dec["v2"], "/s"),
+            "",
+            f"{dec['v2'] / dec['v1']:.2f}x of 1.0",
+        ),
+    ]
 
 
 def _rows(tm, pm, st, args) -> list[tuple[str, str, str, str]]:

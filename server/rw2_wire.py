@@ -47,7 +47,7 @@ _SERIES, _SAMPLES, _SYMBOLS, _SKIPPED, _ERR, _ERR_POS, _REFS, _HISTS, _EXEMPLARS
 )
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, inline="always")
 def _metadata(buf, pos, end, k, mtype, mhelp, munit):  # pragma: no cover - compiled
     """Parse one Metadata message into slot k; returns 0 or an error code."""
     while pos < end:
@@ -77,7 +77,7 @@ def _metadata(buf, pos, end, k, mtype, mhelp, munit):  # pragma: no cover - comp
     return OK
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, inline="always")
 def _refs(buf, pos, end, wire, counts, refs):  # pragma: no cover - compiled
     """Append the label references of one labels_refs field; returns (error, new_pos)."""
     if wire == 0:
@@ -95,16 +95,24 @@ def _refs(buf, pos, end, wire, counts, refs):  # pragma: no cover - compiled
     if n < 0 or n > end - pos:
         return ERR_LENGTH_OVERFLOW, pos
     fend = pos + n
+    k = counts[_REFS]  # a local count: the loop below runs once per label string
     while pos < fend:
-        v, pos = _varint(buf, pos, fend)
-        if pos < 0:
-            return ERR_TRUNCATED_VARINT, pos
-        refs[counts[_REFS]] = v
-        counts[_REFS] += 1
+        b = np.int64(buf[pos])
+        if b < 0x80:  # one-byte references (the first 128 symbols) skip the general decoder
+            refs[k] = b
+            pos += 1
+        else:
+            v, pos = _varint(buf, pos, fend)
+            if pos < 0:
+                counts[_REFS] = k
+                return ERR_TRUNCATED_VARINT, pos
+            refs[k] = v
+        k += 1
+    counts[_REFS] = k
     return OK, fend
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, inline="always")
 def _series(
     buf, pos, end, ns, counts, ref_first, refs, smp, ts, bits, mtype, mhelp, munit
 ):  # pragma: no cover - compiled
