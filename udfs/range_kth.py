@@ -28,9 +28,14 @@ are packed into rows of a padded matrix, each row sorted on its own (``np.argsor
 ``L`` is the bit length of the largest row's distinct count (12 for 2,160 samples) rather than of
 all samples (22 for 2.6 M). Padding is at most about the covered sample count.
 
-Cost model (measured, ``bench/kernels.py``): build ≈ ``cells * (sort + L * 3 ns)``, query ≈
-``windows * L * 25 ns``; the window-sorting path costs ≈ ``sum(sizes) * 15 ns``. See
-``worth_it``.
+Cost model (``worth_it``; constants measured with ``bench/kernels.py`` on random values, the
+slower case for both paths): sorting every window costs about ``18 ns * sum(sizes)``; the index
+costs about ``cells * (30 ns + 9 ns * L)`` to build (row sort, ranks, one stable partition and
+prefix count per level) plus ``2 * windows * L * 10 ns`` to ask for the two order statistics of
+a quantile (cells ≈ 1.25 * covered samples). So it pays once the average sample sits in more
+than about ``1.25 * (30 + 9 L) / 18`` windows (10 for ``L = 12``) plus the query term: a 1 h
+range at a 20 s step (180 windows a sample) by far, a 200 s step (18) still, an instant query
+or step >= range (1) never.
 """
 
 from __future__ import annotations
@@ -142,13 +147,12 @@ def _mixed_zeros(values: np.ndarray) -> bool:
 
 @dataclass(frozen=True)
 class RangeKth:
-    """Wavelet matrix over rows ``[row0, row1)`` of the packed matrix (one memory-bounded chunk).
+    """Wavelet matrix over a group of rows of the packed matrix (one memory-bounded chunk).
 
     ``zeros[i]`` (top bit first) holds the prefix counts of zero bits of level ``i`` over the
-    chunk's cells; ``table`` the value of each (row, dense rank).
+    chunk's cells; ``table`` the value of each (row, dense rank) at ``row * width + rank``.
     """
 
-    row0: int
     width: int
     levels: int
     zeros: tuple[np.ndarray, ...]
@@ -165,7 +169,7 @@ class RangeKth:
         ranks, table, levels = _row_ranks(
             mat.reshape(row1 - row0, rows.width), row_len, _mixed_zeros(picked)
         )
-        return cls(row0, rows.width, levels, _levels(ranks, levels), table)
+        return cls(rows.width, levels, _levels(ranks, levels), table)
 
     def kth(
         self, left: np.ndarray, right: np.ndarray, row: np.ndarray, k: np.ndarray
