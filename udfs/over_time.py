@@ -298,6 +298,10 @@ def _quantile_by_rank(ra: RangeArray, ids: np.ndarray, q: np.ndarray) -> np.ndar
 
 
 def mad_over_time(ra: RangeArray) -> Result:
+    """``funcMadOverTime``: always sorts each window. Its second quantile is over deviations
+    from *that window's* median, a different value set per window, so one index over the
+    samples cannot order them (only the median could come from ``range_kth``; not worth it).
+    """
     out = np.full(ra.n_windows, np.nan)
     for ids in _chunks(ra):
         mat, sizes = _sorted_windows(ra, ids)
