@@ -36,7 +36,7 @@ from storage.model import METRIC_NAME, Labels, MetricMetadata, SampleBatch
 
 MetaKey = bytes
 """Codes of name, type, help and unit (``SymbolIds``): identifies metadata already stored."""
-_NAME_BYTES = METRIC_NAME.encode()
+_NAME_BYTES = np.frombuffer(METRIC_NAME.encode(), dtype=np.uint8)
 
 _FAMILY_SUFFIXES = {
     "histogram": ("_bucket", "_sum", "_count"),
@@ -64,10 +64,6 @@ class _LabelSpans:
     lab_off: np.ndarray
 
 
-def _reject(message: str, reason: str = "labels") -> IngestRejected:
-    return IngestRejected(message, reason)
-
-
 def _series_of(ref_first: np.ndarray, ref_index: int) -> int:
     return int(np.searchsorted(ref_first, ref_index, side="right")) - 1
 
@@ -79,11 +75,11 @@ def _check_refs(layout: V2Layout) -> None:
     if odd.size:
         i = int(odd[0])
         n = int(layout.ref_first[i + 1] - layout.ref_first[i])
-        raise _reject(f"series {i}: labels_refs has an odd number of elements ({n})", "refs")
+        raise IngestRejected(f"series {i}: labels_refs has an odd number of elements ({n})", "refs")
     refs = layout.refs
     if refs.size and (int(refs.min()) < 0 or int(refs.max()) >= nsym):
         k = int(np.flatnonzero((refs < 0) | (refs >= nsym))[0])
-        raise _reject(
+        raise IngestRejected(
             f"series {_series_of(layout.ref_first, k)}: label reference {int(refs[k])} is "
             f"outside the symbols table (size {nsym})",
             "refs",
@@ -93,7 +89,7 @@ def _check_refs(layout: V2Layout) -> None:
         bad = np.flatnonzero((arr < 0) | (arr >= limit))
         if bad.size:
             i = int(bad[0])
-            raise _reject(
+            raise IngestRejected(
                 f"series {i}: metadata {what} {int(arr[i])} is outside the symbols table "
                 f"(size {nsym})",
                 "refs",
@@ -144,14 +140,16 @@ def _meta_rows(refs, ref_first, is_name, mtype, mhelp, munit, ntypes):  # pragma
     return out[:k]
 
 
-def _metadata_rows(layout: V2Layout, symbols: list[bytes]) -> np.ndarray:
+def _metadata_rows(raw: bytes, layout: V2Layout) -> np.ndarray:
     """Distinct (name value ref, type, help ref, unit ref) rows of the series with metadata."""
-    nsym = len(symbols)
+    nsym = layout.sym_lo.shape[0]
     if nsym == 0:
         return np.empty((0, 4), dtype=np.int64)  # no strings, so no __name__: rejected anyway
     is_name = np.zeros(nsym, dtype=np.bool_)
-    for k in np.flatnonzero(layout.sym_hi - layout.sym_lo == len(METRIC_NAME)).tolist():
-        is_name[k] = symbols[k] == _NAME_BYTES
+    candidates = np.flatnonzero(layout.sym_hi - layout.sym_lo == _NAME_BYTES.shape[0])
+    if candidates.size:  # compare all 8-byte symbols with "__name__" at once
+        spans = layout.sym_lo[candidates][:, None] + np.arange(_NAME_BYTES.shape[0])
+        is_name[candidates] = (np.frombuffer(raw, dtype=np.uint8)[spans] == _NAME_BYTES).all(axis=1)
     rows = _meta_rows(
         layout.refs,
         layout.ref_first,
@@ -214,10 +212,10 @@ class RemoteWriteV2Decoder:
         return series  # type: ignore[return-value]
 
     def _metadata(
-        self, layout: V2Layout, symbols: list[bytes], codes: np.ndarray
+        self, raw: bytes, layout: V2Layout, symbols: list[bytes], codes: np.ndarray
     ) -> tuple[list[MetricMetadata], tuple[MetaKey, ...]]:
         """Metadata not stored before (a steady stream sends the same metadata every time)."""
-        rows = _metadata_rows(layout, symbols)
+        rows = _metadata_rows(raw, layout)
         if rows.shape[0] == 0:
             return [], ()
         # Key: the stable codes of name, help and unit plus the type, 32 bytes per row.
@@ -257,7 +255,7 @@ class RemoteWriteV2Decoder:
         codes = self._symbols.codes(symbols)
         keys = series_keys(codes, layout.refs, layout.ref_first)
         series = self._labels(raw, layout, keys)
-        metadata, meta_keys = self._metadata(layout, symbols, codes)
+        metadata, meta_keys = self._metadata(raw, layout, symbols, codes)
         batch = make_batch(
             series,
             layout.sample_series,
