@@ -111,10 +111,15 @@ async def remote_write(request: web.Request) -> web.StreamResponse:
     if message == V2_MESSAGE:
         return await _remote_write_v2(request, encoding, limit)
     decoder = request.app[DECODER]
-    # No written-count headers for 1.0: Prometheus 3 senders read them even for 1.0 and would
-    # count skipped exemplars and histograms as failed writes (Prometheus 3.8.1 stopped too).
+    # No written-count headers for 1.0: Prometheus 3 senders read them even on 1.0 replies and
+    # would count the exemplars and histograms 1.0 skips as failed writes (Prometheus' own
+    # receiver stopped sending them for 1.0 in 3.8.1 for that reason).
     await _ingest(request, "remote_write", lambda b: decoder.decode(decompress(b, encoding, limit)))
     return web.Response(status=204)
+
+
+def _show(labels: tuple[tuple[str, str], ...]) -> str:
+    return "{" + ", ".join(f"{name}={value!r}" for name, value in labels) + "}"
 
 
 async def _remote_write_v2(request: web.Request, encoding: str, limit: int) -> web.StreamResponse:
@@ -140,8 +145,8 @@ async def _remote_write_v2(request: web.Request, encoding: str, limit: int) -> w
         if got.histograms:
             raise IngestRejected(
                 f"{got.histograms} native histogram samples were not written (the first in "
-                f"series {got.histogram_series}): Tidemark does not store native histograms; "
-                f"{n} float samples were written",
+                f"series {_show(got.histogram_series or ())}): Tidemark does not store native "
+                f"histograms; {n} float samples were written",
                 "native_histograms",
             )
     except TidemarkError as err:
