@@ -383,6 +383,18 @@ def test_a_small_label_cache_keeps_decoding_the_same_series_the_same_way():
         assert got == {tuple(sorted(labels)): samples[0][1] for labels, samples in series}
 
 
+@pytest.mark.parametrize("wide", [3, 60], ids=["padded-keys", "sliced-keys"])
+def test_series_with_uneven_label_counts_keep_their_own_keys(wide):
+    decoder = RemoteWriteV2Decoder()
+    series = [([("__name__", f"n{i}")], [(1, float(i))]) for i in range(10)]
+    series.append(([("__name__", "wide"), *((f"l{k:02d}", "v") for k in range(wide))], [(1, 9.0)]))
+    raw = v2_request(series)
+    for _ in range(2):  # the second decode answers from the label cache
+        batch = decoder.decode(raw).batch
+        assert batch.series == [tuple(sorted(labels)) for labels, _ in series]
+        assert len(set(batch.series_keys)) == len(series)
+
+
 NAMES = ["__name__", "job", "instance", "le", "ä", "a b", "z"]
 _names = st.sampled_from(NAMES)
 _values = st.text(min_size=0, max_size=6)
