@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 
-def _mixed_zero_rows(mat: np.ndarray) -> np.ndarray:
+def mixed_zero_rows(mat: np.ndarray) -> np.ndarray:
     """Rows holding both -0.0 and +0.0, the only equal values whose order can show."""
     zero = mat == 0
     neg = zero & np.signbit(mat)
@@ -25,7 +25,7 @@ def go_sort_rows(mat: np.ndarray, sizes: np.ndarray) -> np.ndarray:
     col = np.arange(width)
     nan_count = np.isnan(mat).sum(axis=1) - (width - sizes)
     ordered = np.sort(mat, axis=1)
-    mixed = _mixed_zero_rows(mat)
+    mixed = mixed_zero_rows(mat)
     if mixed.any():
         ordered[mixed] = np.sort(mat[mixed], axis=1, kind="stable")
     src = col[None, :] - nan_count[:, None]

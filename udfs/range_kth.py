@@ -45,6 +45,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from udfs.quantile import mixed_zero_rows
+
 # Per-element costs (ns) measured with bench/kernels.py on random (gauge) data, the slower
 # case for both paths; only their ratios matter.
 _SORT_NS_PER_VALUE = 18.0  # gather + sort + pick, per sample of every window (sort path)
@@ -105,9 +107,7 @@ def _pack(lo: np.ndarray, hi: np.ndarray) -> _Rows:
     return _Rows(width, n_rows, src, src + rep_shift, c_shift[comp], c_row[comp])
 
 
-def _row_ranks(
-    mat: np.ndarray, row_len: np.ndarray, stable: bool
-) -> tuple[np.ndarray, np.ndarray, int]:
+def _row_ranks(mat: np.ndarray, row_len: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     """Dense ranks of each row's cells in Go order and the value of each rank.
 
     Returns ``(ranks, table, levels)``: ``ranks`` has ``mat``'s shape; ``table[row, d]`` is the
@@ -115,7 +115,10 @@ def _row_ranks(
     samples; padding is never inside a window, so its rank does not matter.
     """
     n_rows, width = mat.shape
-    perm = np.argsort(mat, axis=1, kind="stable" if stable else None)
+    perm = np.argsort(mat, axis=1)
+    mixed = mixed_zero_rows(mat)  # as go_sort_rows: ties in sample order where they can show
+    if mixed.any():
+        perm[mixed] = np.argsort(mat[mixed], axis=1, kind="stable")
     ordered = np.take_along_axis(mat, perm, axis=1)
     finite = ~np.isnan(ordered)  # numpy sorts NaN last: a prefix of each row is non-NaN
     bits = ordered.view(np.int64)
@@ -136,15 +139,6 @@ def _row_ranks(
     return ranks.ravel(), table, levels
 
 
-def _mixed_zeros(values: np.ndarray) -> bool:
-    """Both -0.0 and +0.0 occur: only then does the order of equal values show in a result."""
-    zero = values == 0
-    if not zero.any():
-        return False
-    neg = np.signbit(values) & zero
-    return bool(neg.any()) and bool((zero & ~neg).any())
-
-
 @dataclass(frozen=True)
 class RangeKth:
     """Wavelet matrix over a group of rows of the packed matrix (one memory-bounded chunk).
@@ -163,12 +157,9 @@ class RangeKth:
         first, last = row0 * rows.width, row1 * rows.width
         a, b = np.searchsorted(rows.dst, (first, last))  # dst is increasing
         mat = np.full((row1 - row0) * rows.width, np.nan)
-        picked = values[rows.src[a:b]]
-        mat[rows.dst[a:b] - first] = picked
+        mat[rows.dst[a:b] - first] = values[rows.src[a:b]]
         row_len = np.bincount((rows.dst[a:b] - first) // rows.width, minlength=row1 - row0)
-        ranks, table, levels = _row_ranks(
-            mat.reshape(row1 - row0, rows.width), row_len, _mixed_zeros(picked)
-        )
+        ranks, table, levels = _row_ranks(mat.reshape(row1 - row0, rows.width), row_len)
         return cls(rows.width, levels, _levels(ranks, levels), table)
 
     def kth(
