@@ -438,3 +438,37 @@ def test_decoder_agrees_with_the_protobuf_runtime(series, order):
         )
     ]
     assert got == expect
+
+
+_VALID = v2_request(
+    [
+        ([("__name__", "a"), ("job", "x")], [(1, 1.0), (2, 2.0)]),
+        ([("__name__", "b"), ("le", "0.5")], [(3, 3.0)]),
+    ],
+    metadata={0: (1, "Help.", "seconds")},
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        st.binary(max_size=200),
+        st.tuples(st.integers(0, len(_VALID) - 1), st.integers(0, 255)).map(
+            lambda edit: _VALID[: edit[0]] + bytes([edit[1]]) + _VALID[edit[0] + 1 :]
+        ),
+        st.integers(0, len(_VALID)).map(lambda n: _VALID[:n]),
+    )
+)
+def test_arbitrary_bytes_are_decoded_or_rejected_never_anything_else(body):
+    """The compiled walker has no bounds checks of its own: corrupt input must end as a 400."""
+    decoder = _FUZZ_DECODER
+    try:
+        decoded = decoder.decode(body)
+    except IngestRejected:
+        return
+    batch = decoded.batch
+    assert len(batch.sample_series) == len(batch.timestamps) == len(batch.values)
+    assert all(0 <= i < len(batch.series) for i in batch.sample_series.tolist())
+
+
+_FUZZ_DECODER = RemoteWriteV2Decoder()
