@@ -230,6 +230,20 @@ def test_empty_request_is_204_with_zero_counts(server):
     assert reply.status == 204 and written(reply) == (0, 0, 0)
 
 
+def test_fields_of_other_spec_revisions_and_future_fields_are_ignored(server):
+    """created_timestamp (rc.0-rc.3), start_timestamp (rc.4) and unknown fields (a 2.x minor
+    version may add optional ones) do not change what is stored."""
+    client, storage = server
+    req = Request.FromString(v2_request([([("__name__", "c_total")], [(2000, 5.0)])]))
+    req.timeseries[0].created_timestamp = 1000
+    req.timeseries[0].samples[0].start_timestamp = 1000
+    unknown = b"\xa0\x06\x01"  # field 100, varint 1
+    body = req.SerializeToString() + unknown
+    reply = client.post("/api/v1/write", snappy(body), V2_HEADERS)
+    assert reply.status == 204 and written(reply) == (1, 0, 0)
+    assert stored(storage) == [((("__name__", "c_total"),), [2000], [5.0])]
+
+
 # -- bad requests: 400, a Prometheus error envelope, the counts header, nothing stored ---------
 
 
