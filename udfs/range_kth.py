@@ -255,8 +255,13 @@ def kth_smallest(
         left = lo[sel] + rows.shift[sel] - base
         right = hi[sel] + rows.shift[sel] - base
         row = rows.row[sel] - row0
-        for dst, k in zip(out, ks, strict=True):
-            dst[sel] = chunk.kth(left, right, row, np.asarray(k)[sel])
+        m = len(ks)  # one descent for all k arrays: each level's prefix array is read once
+        got = chunk.kth(
+            np.tile(left, m), np.tile(right, m), np.tile(row, m),
+            np.concatenate([np.asarray(k)[sel] for k in ks]),
+        )  # fmt: skip
+        for i, dst in enumerate(out):
+            dst[sel] = got[i * sel.shape[0] : (i + 1) * sel.shape[0]]
     return out
 
 
