@@ -6,6 +6,10 @@ the ``symbols`` table; the walker records each symbol's byte span and, per serie
 symbol references, its samples and its metadata references. Reference *values* are checked later
 (vectorized) because ``symbols`` may follow ``timeseries`` on the wire. Histograms and exemplars
 are only counted: Tidemark stores neither (see ``server/decode_remote_write_v2.py``).
+
+The varint, skip and Sample parsers are the 1.0 walker's. Numba's on-disk cache does not notice
+changes in another file: after editing those in ``server/rw_wire.py``, touch this file too (or
+clear ``__pycache__``) so that these kernels are recompiled.
 """
 
 from __future__ import annotations
