@@ -26,7 +26,6 @@ from server.rw_wire import (
     ERR_ZERO_FIELD,
     ERROR_TEXT,
     OK,
-    WireFormatError,
     _sample,
     _skip,
     _varint,
@@ -259,11 +258,9 @@ class V2Layout:
     skipped: int
 
 
-class WireFormatErrorV2(WireFormatError):
+class WireFormatErrorV2(ValueError):
     def __init__(self, code: int, offset: int) -> None:
-        ValueError.__init__(
-            self, f"{ERROR_TEXT_V2.get(code, 'malformed protobuf')} at byte {offset}"
-        )
+        super().__init__(f"{ERROR_TEXT_V2.get(code, 'malformed protobuf')} at byte {offset}")
         self.code = code
         self.offset = offset
 
