@@ -26,12 +26,19 @@ largest normalized rank error of the answer among the window's raw values (quant
 the stated bound.
 
     .venv/bin/python bench/sketch.py [--series 1000] [--hours 6] [--runs 3] [--no-prometheus]
+        [--warmup background|wait|off]
+
+``--warmup``: the server decodes the newest stored windows in the background after it starts
+(``planner/sketch_warmup.py``); ``background`` (default) queries at once, beside it, ``wait``
+queries once it is done (a server up for a few seconds), ``off`` turns it off
+(``TIDEMARK_SKETCH_WARMUP=0``): the first run column then measures decoding alone.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -44,9 +51,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from planner.sketch_table import cache_stats  # noqa: E402
+from planner.sketch_warmup import warmup_stats  # noqa: E402
 from precompute.config import EngineOptions, load_config  # noqa: E402
 from server.allocator import tune_allocator  # noqa: E402
-from server.routes_precompute import attach  # noqa: E402
+from server.routes_precompute import WARMUP, attach  # noqa: E402
 from server.routes_query import QueryAPIConfig  # noqa: E402
 from storage.db import Storage, StorageOptions  # noqa: E402
 from storage.model import Labels, SampleBatch, make_labels  # noqa: E402
@@ -172,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hours", type=float, default=6.0)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--no-prometheus", action="store_true")
+    ap.add_argument("--warmup", choices=("background", "wait", "off"), default="background")
     args = ap.parse_args(argv)
     tune_allocator()  # as `tidemark serve` does
     data = dataset(args.series, args.hours)
@@ -191,7 +201,14 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             prom.remote_write(data, slice_ms=1_800_000)
             print(f"prometheus load (remote write): {time.perf_counter() - t0:.1f} s")
+        if args.warmup == "off":
+            os.environ["TIDEMARK_SKETCH_WARMUP"] = "0"
+        t0 = time.perf_counter()
         tide = QueryServer(storage, QueryAPIConfig(max_samples=200_000_000)).start()
+        if args.warmup == "wait":
+            assert tide.app is not None
+            tide.app[WARMUP].finished.wait()
+            print(f"warm-up: {time.perf_counter() - t0:.1f} s, {warmup_stats()}, {cache_stats()}")
         base = f"http://127.0.0.1:{tide.port}"
         end_s = int(args.hours * 3600) // 200 * 200
         print(_header())

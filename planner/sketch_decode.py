@@ -40,16 +40,21 @@ _SKETCH_AT = 17  # header (4) + k (4) + exact flag (1) + pack_bytes length (8)
 _EXACT_ITEMS_AT = 21  # header (4) + k (4) + exact flag (1) + u8 + u64 + "<f8"
 _FULL_HEAD = 20  # preamble … number of levels, pad
 _MIN_MAX = 16
+_PADS = [bytes(n) for n in range(8)]
 
 
 @dataclass(frozen=True)
 class KLLColumns:
-    """Per window (in input order): its items sorted by value (``items[off[i]:off[i]+sizes[i]]``)
-    with their weights, its K and whether every weight is 1 (``exact``)."""
+    """Per window (in input order): its items sorted by value
+    (``items[starts[i] : starts[i] + sizes[i]]``) with their weights, its K and whether every
+    weight is 1 (``exact``). Windows' items are laid out grouped by size (``order``: the windows
+    in item order), so that windows of one size sort as one matrix."""
 
     items: np.ndarray  # float64
     weights: np.ndarray  # int64
     sizes: np.ndarray  # int64
+    starts: np.ndarray  # int64
+    order: np.ndarray  # int64: ``sizes[order]`` are the runs of ``items`` in turn
     k: np.ndarray  # int64
     exact: np.ndarray  # bool
     parsed: int  # windows decoded by the array parser (the rest went through datasketches)
@@ -59,7 +64,6 @@ class KLLColumns:
 class _Parsed:
     ok: np.ndarray  # bool per blob
     k: np.ndarray  # int64 per blob
-    items_at: np.ndarray  # byte offset of the first item in the joined buffer, per blob
     count: np.ndarray  # items per blob
     run_blob: np.ndarray  # runs of equal weight: their blob, length and level, blob-ordered
     run_len: np.ndarray
@@ -69,21 +73,69 @@ class _Parsed:
 def decode_kll(blobs: Sequence[bytes]) -> KLLColumns:
     """Segments of serialized ``KLLAccumulator`` windows, as the per-window path builds them."""
     lengths = np.fromiter((len(b) for b in blobs), dtype=np.int64, count=len(blobs))
-    joined = b"".join(blobs)
+    # Every window's items end its blob: padding each blob so that it *ends* on a multiple of
+    # 8 bytes makes all items aligned float64 cells of the joined buffer, read in one gather.
+    pads = -lengths % 8
+    pieces = [
+        x for pair in zip([_PADS[p] for p in pads.tolist()], blobs, strict=True) for x in pair
+    ]
+    joined = b"".join(pieces)
     buf = np.frombuffer(joined, dtype=np.uint8)
-    starts = np.cumsum(lengths) - lengths
-    p = _parse(buf, starts, lengths)
+    ends = np.cumsum(lengths + pads)
+    p = _parse(buf, ends - lengths, lengths)
     sizes = np.where(p.ok, p.count, 0)
     k = p.k.copy()
-    items = _gather_f8(joined, p.items_at[p.ok], p.count[p.ok])
-    weights = np.repeat(np.left_shift(np.int64(1), p.run_level), p.run_len)
+    cells = np.frombuffer(joined, dtype="<f8")
+    src_items, item_at = cells, ends // 8 - sizes
+    src_weights = np.repeat(np.left_shift(np.int64(1), p.run_level), p.run_len)
+    # Exact: no item above level 0 (counted per run of equal weight, not per item).
+    heavy = np.bincount(p.run_blob, weights=p.run_len * (p.run_level > 0), minlength=len(blobs))
+    exact = heavy == 0
     bad = np.flatnonzero(~p.ok)
     if bad.shape[0]:
-        items, weights, sizes, k = _splice_fallback(blobs, bad, p.ok, items, weights, sizes, k)
-    items, weights = sort_segments(items, weights, sizes)
-    seg = np.repeat(np.arange(sizes.shape[0]), sizes)
-    heavy = np.bincount(seg, weights=(weights != 1), minlength=sizes.shape[0])
-    return KLLColumns(items, weights, sizes, k, heavy == 0, int(p.ok.sum()))
+        src_items = cells[ramp(item_at[p.ok], sizes[p.ok])]
+        src_items, src_weights, sizes, k = _splice_fallback(
+            blobs, bad, p.ok, src_items, src_weights, sizes, k
+        )
+        item_at = np.cumsum(sizes) - sizes
+        for i in bad.tolist():
+            exact[i] = bool((src_weights[item_at[i] : item_at[i] + sizes[i]] == 1).all())
+    order = np.argsort(sizes, kind="stable")
+    n = sizes[order]
+    items = src_items[ramp(item_at[order], n)]
+    weights = src_weights[ramp((np.cumsum(sizes) - sizes)[order], n)]
+    starts = np.empty_like(sizes)
+    starts[order] = np.cumsum(n) - n
+    _sort_grouped(items, weights, n)
+    return KLLColumns(items, weights, sizes, starts, order, k, exact, int(p.ok.sum()))
+
+
+def _sort_grouped(items: np.ndarray, weights: np.ndarray, n: np.ndarray) -> None:
+    """Sort, in place, each run of ``n`` (ascending) items by value, stably, weights following.
+    Runs of one size are one matrix sorted along rows; sizes shared by few runs go together
+    through ``sort_segments``."""
+    cut = np.flatnonzero(np.r_[True, n[1:] != n[:-1]]) if n.shape[0] else np.zeros(0, np.int64)
+    bounds = np.append(cut, n.shape[0]).tolist()
+    pos = np.cumsum(n) - n
+    few: list[np.ndarray] = []
+    for g in range(len(bounds) - 1):
+        r0, r1 = bounds[g], bounds[g + 1]
+        size = int(n[r0])
+        if size <= 1:
+            continue
+        if r1 - r0 < 8:  # a matrix of a few rows costs more in calls than in sorting
+            few.append(np.arange(r0, r1))
+            continue
+        a, b = int(pos[r0]), int(pos[r0]) + (r1 - r0) * size
+        order = np.argsort(items[a:b].reshape(-1, size), axis=1, kind="stable")
+        order += np.arange(0, b - a, size, dtype=order.dtype)[:, None]  # flat positions
+        flat = order.reshape(-1)
+        items[a:b] = items[a:b][flat]
+        weights[a:b] = weights[a:b][flat]
+    if few:
+        rows = np.concatenate(few)
+        at = ramp(pos[rows], n[rows])
+        items[at], weights[at] = sort_segments(items[at], weights[at], n[rows])
 
 
 def _parse(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> _Parsed:
@@ -118,7 +170,6 @@ def _parse(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> _Parsed:
     full &= (levels >= 1) & (raw >= body) & ((raw - body) % 8 == 0)
     levels = np.where(full, levels, 0)
     count = np.select([exact, single, full], [n_exact, np.ones(n, np.int64), (raw - body) // 8], 0)
-    items_at = np.select([exact, single, full], [o + _EXACT_ITEMS_AT, s + 8, s + body], 0)
     run = _level_runs(buf, s, levels, count, _u(buf, np.where(full, s + 8, 0), 8))
     full &= run[3]
     ok = exact | empty | single | full
@@ -129,7 +180,7 @@ def _parse(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> _Parsed:
     level = np.concatenate([np.zeros(int(flat.sum()), np.int64), run[2]])
     keep = ok[blob]
     order = np.lexsort((level[keep], blob[keep]))
-    return _Parsed(ok, k, items_at, count, blob[keep][order], length[keep][order],
+    return _Parsed(ok, k, count, blob[keep][order], length[keep][order],
                    level[keep][order])  # fmt: skip
 
 
@@ -176,20 +227,6 @@ def _is_f8_dtype(buf: np.ndarray, at: np.ndarray) -> np.ndarray:
     return ok
 
 
-def _gather_f8(joined: bytes, at: np.ndarray, count: np.ndarray) -> np.ndarray:
-    """The float64 items ``joined[at[i] : at[i] + 8·count[i]]`` of every blob, concatenated.
-    Blobs start anywhere, so items are read through one aligned view per byte residue."""
-    out = np.empty(int(count.sum()), dtype=np.float64)
-    residue = at % 8
-    pos = np.cumsum(count) - count
-    for r in np.unique(residue).tolist():
-        sel = residue == r
-        view = np.frombuffer(joined, dtype="<f8", offset=r, count=(len(joined) - r) // 8)
-        src = ramp((at[sel] - r) // 8, count[sel])
-        out[ramp(pos[sel], count[sel])] = view[src]
-    return out
-
-
 def _splice_fallback(blobs, bad, ok, items, weights, sizes, k):
     """Insert the datasketches decode of blobs ``bad`` into the parsed columns (input order)."""
     from precompute.accumulators.base import Accumulator
@@ -233,16 +270,19 @@ def sort_segments(
     size_class = np.where(sizes > 0, np.ceil(np.log2(np.maximum(sizes, 1))), -1).astype(np.int64)
     for c in np.unique(size_class[sizes > 0]).tolist():
         runs = np.flatnonzero(size_class == c)
-        n = sizes[runs]
+        n, start = sizes[runs], pos[runs]
         width = int(n.max())
-        base = np.repeat(pos[runs], n)
-        src = ramp(pos[runs], n)
-        # Flat cell of each item in the padded matrix: its row's start plus its place in the run.
-        cell = src - base + np.repeat(np.arange(runs.shape[0], dtype=np.int64) * width, n)
+        # Item i of run r sits at cell r·width + (i − start[r]) of the padded matrix.
+        shift = np.repeat(np.arange(runs.shape[0], dtype=np.int64) * width - start, n)
+        whole = int(n.sum()) == items.shape[0]  # the usual case: one class holds every run
+        src = np.arange(items.shape[0], dtype=np.int64) if whole else ramp(start, n)
+        cell = src + shift
         pad = np.full(runs.shape[0] * width, np.nan)
-        pad[cell] = items[src]
-        order = np.argsort(pad.reshape(-1, width), axis=1, kind="stable").reshape(-1)
-        take = base + order[cell]
+        pad[cell] = items if whole else items[src]
+        order = np.argsort(pad.reshape(-1, width), axis=1, kind="stable")
+        take = (order + start[:, None]).reshape(-1)[cell]
+        if whole:
+            return items[take], weights[take]
         out_i[src] = items[take]
         out_w[src] = weights[take]
     return out_i, out_w

@@ -27,6 +27,7 @@ accumulator the engine emitted in this process is used directly, not serialized 
 
 from __future__ import annotations
 
+import itertools
 import threading
 import weakref
 from dataclasses import dataclass
@@ -145,20 +146,34 @@ class WindowTable:
             self._reset()  # the log was rebuilt (retention, removal): start over
         if len(view) == self.seen:
             return
-        cfg, index = self.config, self.index
-        size, slide, block = cfg.window_size_ms, cfg.slide_interval_ms, self.block_ms
-        lo, hi = self.span_ends or (None, None)
-        for pos in range(self.seen, len(view)):  # per record, references only: ~1 µs each
-            rec = view[pos]
-            end = rec.window_end
-            if end - rec.window_start != size or end % slide:
-                continue  # written under another definition of this aggregation id: not ours
-            index.setdefault(end // block, []).append((pos, rec))
-            lo = end if lo is None or end < lo else lo
-            hi = end if hi is None or end > hi else hi
-        if lo is not None and hi is not None:
-            self.span_ends = (lo, hi)
+        self._index_records(view)
         self.first, self.last, self.seen = view[0], view[-1], len(view)
+
+    def _index_records(self, view: list) -> None:
+        """Add ``view[seen:]`` to the block index: window bounds read once per record (~0.1 µs
+        each), grouping by block with numpy."""
+        cfg, n = self.config, len(view) - self.seen
+        new = view[self.seen :]
+        ends = np.fromiter((r.window_end for r in new), dtype=np.int64, count=n)
+        starts = np.fromiter((r.window_start for r in new), dtype=np.int64, count=n)
+        # Written under another definition of this aggregation id: not ours.
+        ours = (ends - starts == cfg.window_size_ms) & (ends % cfg.slide_interval_ms == 0)
+        pos = np.flatnonzero(ours)
+        if pos.shape[0] == 0:
+            return
+        ends = ends[pos]
+        blocks = ends // self.block_ms
+        order = np.argsort(blocks, kind="stable")  # log order within a block
+        blocks, pos = blocks[order], pos[order] + self.seen
+        cut = [*np.flatnonzero(np.r_[True, blocks[1:] != blocks[:-1]]).tolist(), len(pos)]
+        for a, z in itertools.pairwise(cut):
+            at = pos[a:z].tolist()
+            recs = [view[p] for p in at]
+            self.index.setdefault(int(blocks[a]), []).extend(zip(at, recs, strict=True))
+        lo, hi = int(ends.min()), int(ends.max())
+        if self.span_ends is not None:
+            lo, hi = min(lo, self.span_ends[0]), max(hi, self.span_ends[1])
+        self.span_ends = (lo, hi)
 
     def span(self) -> tuple[int, int] | None:
         """(oldest, newest) window end stored."""
@@ -174,16 +189,16 @@ class WindowTable:
         # blocks exceed the budget, the newest are evicted (they also change most, with new and
         # late windows) and the same query next time decodes only that overflow, instead of
         # every block in turn (LRU under a sequential scan).
-        for b in np.unique(ends // self.block_ms)[::-1].tolist():
-            records = self.index.get(b)
-            if not records:
-                continue
-            blk = self.blocks.get(b)
-            if blk is None or blk.records != len(records):
-                blk = self._decode(b, records)
-                cache.count("misses")
-            else:
-                cache.count("hits")
+        wanted = [b for b in np.unique(ends // self.block_ms)[::-1].tolist() if self.index.get(b)]
+        stale = [b for b in wanted if not self._current(b)]
+        for i, b in enumerate(stale):
+            blk = self._decode(b, self.index[b])
+            if i == 0 and len(stale) > 1:
+                self._reserve_like(blk, sum(len(self.index[x]) for x in stale[1:]))
+        cache.count("misses", len(stale))
+        cache.count("hits", len(wanted) - len(stale))
+        for b in wanted:
+            blk = self.blocks[b]
             cache.touch(self, b, blk.nbytes)
             rows, col = _rows_at(blk.by_end, ends)
             parts.append((blk, rows, col))
@@ -192,6 +207,22 @@ class WindowTable:
         cache.enforce()  # after gathering: the selection keeps what it read alive
         cache.apply_pending(self)
         return out
+
+    def _current(self, b: int) -> bool:
+        blk = self.blocks.get(b)
+        return blk is not None and blk.records == len(self.index.get(b, ()))
+
+    def _reserve_like(self, blk: _Block, records: int) -> None:
+        """Make room in the pools for ``records`` more log records shaped like ``blk``'s: a
+        query decoding many blocks grows each pool once instead of by a quarter per block
+        (which copied the items ~5 times over: half of a cold quantile query's time)."""
+        per = max(1, blk.records)
+        rows = (blk.rows[1] - blk.rows[0]) * records // per
+        for pool in self.row_pool.values():
+            pool.reserve(rows + rows // 16)
+        items = (blk.pool[1] - blk.pool[0]) * records // per
+        for pool in (self.items, self.cumw):
+            pool.reserve(items + items // 16)
 
     def blocks_newest_first(self, store: SketchStore) -> list[int]:
         """The blocks holding stored window ends, newest first (call with ``lock`` held)."""
@@ -244,8 +275,11 @@ class WindowTable:
             self.dead_rows += old.rows[1] - old.rows[0]
             self.dead_items += old.pool[1] - old.pool[0]
         builder = _Builder(self)
-        for pos, rec in records:
-            builder.add(pos, rec)
+        if self.family == "kll":
+            builder.add_entries(records)
+        else:
+            for pos, rec in records:
+                builder.add(pos, rec)
         cols, extra = builder.build()
         a = self.row_pool["end"].size
         for n, pool in self.row_pool.items():
@@ -376,6 +410,13 @@ class _Builder:
         self.scalars: list[tuple[int, int, int, tuple]] = []  # (end, pos, key id, statistics)
         self.kll: list[bytes] = []  # serialized KLL accumulators, decoded together in build
 
+    def add_entries(self, records: list[tuple[int, Any]]) -> None:
+        """KLL windows (entries, never window batches): keys and serialized bytes only, the
+        decoding is ``build``'s, for all of them at once."""
+        kid = self.t._kid
+        self.scalars += [(rec.window_end, pos, kid(rec.key), ()) for pos, rec in records]
+        self.kll += [rec.data for _, rec in records]
+
     def add(self, pos: int, entry: Any) -> None:
         from planner.nodes.precomputed_scan import _keyed_columns, _scalar_columns
 
@@ -434,14 +475,13 @@ class _Builder:
             z = np.zeros(0, np.int64)
             return {"lo": z, "hi": z, "exact": z.astype(bool), "k": z}, {"pool": (a, a)}
         got = decode_kll(self.kll)
-        sizes = got.sizes
-        cumw = local_cumsum(got.weights, sizes)
+        cumw = local_cumsum(got.weights, got.sizes[got.order])
         if cumw.dtype != t.cumw.buf.dtype:  # a window of 2^31+ values: widen, once
             t.cumw.widen(cumw.dtype)
-        hi = a + np.cumsum(sizes)
+        lo = a + got.starts
         t.items.extend(got.items)
         t.cumw.extend(cumw)
-        seg = {"lo": hi - sizes, "hi": hi, "exact": got.exact, "k": got.k}
+        seg = {"lo": lo, "hi": lo + got.sizes, "exact": got.exact, "k": got.k}
         per_item = 8 + t.cumw.buf.dtype.itemsize
         return seg, {"pool": (a, t.items.size), "pool_bytes_per_item": per_item}
 
@@ -486,11 +526,19 @@ class _Growing:
         need = self.size + values.shape[0]
         if need > self.buf.shape[0]:
             # Growth by 1/4: the spare capacity counts against the cache budget.
-            grown = np.zeros(max(need, self.buf.shape[0] * 5 // 4, 1024), dtype=self.buf.dtype)
+            grown = np.empty(max(need, self.buf.shape[0] * 5 // 4, 1024), dtype=self.buf.dtype)
             grown[: self.size] = self.buf[: self.size]
             self.buf = grown
         self.buf[self.size : need] = values
         self.size = need
+
+    def reserve(self, extra: int) -> None:
+        """Capacity for ``extra`` more values (one copy now, none while they arrive)."""
+        need = self.size + int(extra)
+        if need > self.buf.shape[0]:
+            grown = np.empty(need, dtype=self.buf.dtype)
+            grown[: self.size] = self.buf[: self.size]
+            self.buf = grown
 
     def view(self) -> np.ndarray:
         return self.buf[: self.size]

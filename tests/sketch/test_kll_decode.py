@@ -55,11 +55,16 @@ def _blobs(seed: int, rounds: int = 3) -> list[bytes]:
             for part in np.array_split(values, int(rng.integers(1, 4))):
                 acc.update(part, np.zeros(part.shape[0], np.int64))
             out.append(acc.to_bytes())
+    for n, k in ((5, 200), (100, 8), (3_000, 50)):  # many windows of one size: one matrix
+        for _ in range(12):
+            acc = KLLAccumulator(k)
+            acc.update(np.round(rng.normal(0, 10, n)) + 0.0, np.zeros(n, np.int64))
+            out.append(acc.to_bytes())
     return out
 
 
 def _windows(got, i: int) -> tuple[np.ndarray, np.ndarray]:
-    start = int(np.cumsum(got.sizes)[i] - got.sizes[i])
+    start = int(got.starts[i])
     stop = start + int(got.sizes[i])
     return got.items[start:stop], got.weights[start:stop]
 
