@@ -127,7 +127,7 @@ class WindowTable:
         self.dead_rows = 0  # pool rows of evicted or re-decoded blocks
         self.dead_items = 0  # pool items of evicted or re-decoded blocks
         self.sub_cache: dict[tuple[Key, tuple[Key, ...]], np.ndarray] = {}
-        self.worker_maps: dict[int, tuple[list[Key], np.ndarray]] = {}
+        self.worker_maps: dict[tuple[int, Key], tuple[list[Key], np.ndarray]] = {}
         self.footprint = 0
 
     # --- following the store ----------------------------------------------------------------
@@ -304,16 +304,22 @@ class WindowTable:
         are mapped once per distinct list."""
         table, rows = getattr(keys, "table", None), getattr(keys, "rows", None)
         if table is not None and rows is not None:
-            mapping = self.worker_maps.get(id(table))
-            if mapping is None or mapping[0] is not table:
-                mapping = (table, np.zeros(0, dtype=np.int64))
-            known = mapping[1]
-            if rows.shape[0] and int(rows.max()) >= known.shape[0]:
-                extra = [self._kid(k) for k in table[known.shape[0] : int(rows.max()) + 1]]
-                known = np.concatenate([known, np.array(extra, dtype=np.int64)])
-            self.worker_maps[id(table)] = (table, known)
-            return known[np.asarray(rows, dtype=np.int64)]
+            return self.table_kids(table, rows)
         return self.list_kids((), tuple(keys))
+
+    def table_kids(self, table: list[Key], rows: np.ndarray, prefix: Key = ()) -> np.ndarray:
+        """Key ids of ``prefix + table[r]`` for rows ``r`` of a worker's append-only key table,
+        through a per-(table, prefix) array extended only for rows not seen before."""
+        mapping = self.worker_maps.get((id(table), prefix))
+        if mapping is None or mapping[0] is not table:
+            mapping = (table, np.zeros(0, dtype=np.int64))
+        known = mapping[1]
+        if rows.shape[0] and int(rows.max()) >= known.shape[0]:
+            new = table[known.shape[0] : int(rows.max()) + 1]
+            extra = np.array([self._kid(prefix + k) for k in new], dtype=np.int64)
+            known = np.concatenate([known, extra])
+        self.worker_maps[(id(table), prefix)] = (table, known)
+        return known[np.asarray(rows, dtype=np.int64)]
 
     def list_kids(self, prefix: Key, subs: tuple[Key, ...]) -> np.ndarray:
         """Key ids of ``prefix + s`` for each sub key; consecutive windows usually list the
@@ -436,6 +442,14 @@ class _Builder:
             cols = _scalar_columns(acc, t.family)
             stats = tuple(cols[n][0] for n in t.names)
             self.scalars.append((end, pos, t._kid(entry.key), stats))
+            return
+        table = getattr(getattr(acc, "interner", None), "table", None)
+        if t.family == "counter" and table is not None and hasattr(acc, "_present"):
+            # Still in its worker's key table (emitted in this process): rows are table ids,
+            # mapped through an array instead of listing and hashing every window's keys.
+            got = acc.columns()  # the rows holding samples, as ``_present()`` lists them
+            kids = t.table_kids(table, acc._present(), entry.key)
+            self.pending.append((end, pos, kids, {n: getattr(got, n) for n in t.names}))
             return
         subs, rows, cols = _keyed_columns(acc, t.family)
         kids = t.list_kids(entry.key, subs)
