@@ -235,7 +235,7 @@ def kth_smallest(
     lo = np.asarray(lo, dtype=np.int64)
     hi = np.asarray(hi, dtype=np.int64)
     out = [np.empty(lo.shape[0]) for _ in ks]
-    if lo.shape[0] == 0:
+    if lo.shape[0] == 0 or not out:
         return out
     if np.any(hi <= lo):
         raise ValueError("kth_smallest needs non-empty windows")
