@@ -25,7 +25,7 @@ buffer, the items of all windows in one gather, and each window's items sorted b
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,8 +70,11 @@ class _Parsed:
     run_level: np.ndarray
 
 
-def decode_kll(blobs: Sequence[bytes]) -> KLLColumns:
-    """Segments of serialized ``KLLAccumulator`` windows, as the per-window path builds them."""
+def decode_kll(
+    blobs: Sequence[bytes], claim: Callable[[int], np.ndarray] | None = None
+) -> KLLColumns:
+    """Segments of serialized ``KLLAccumulator`` windows, as the per-window path builds them.
+    ``claim(n)`` gives the array the items are written to (e.g. the caller's pool: no copy)."""
     lengths = np.fromiter((len(b) for b in blobs), dtype=np.int64, count=len(blobs))
     # Every window's items end its blob: padding each blob so that it *ends* on a multiple of
     # 8 bytes makes all items aligned float64 cells of the joined buffer, read in one gather.
@@ -102,7 +105,9 @@ def decode_kll(blobs: Sequence[bytes]) -> KLLColumns:
             exact[i] = bool((src_weights[item_at[i] : item_at[i] + sizes[i]] == 1).all())
     order = np.argsort(sizes, kind="stable")
     n = sizes[order]
-    items = src_items[ramp(item_at[order], n)]
+    total = int(n.sum())
+    items = claim(total) if claim is not None else np.empty(total, dtype=np.float64)
+    np.take(src_items, ramp(item_at[order], n), out=items)
     weights = src_weights[ramp((np.cumsum(sizes) - sizes)[order], n)]
     starts = np.empty_like(sizes)
     starts[order] = np.cumsum(n) - n
