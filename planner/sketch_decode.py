@@ -107,7 +107,7 @@ def decode_kll(
     n = sizes[order]
     total = int(n.sum())
     items = claim(total) if claim is not None else np.empty(total, dtype=np.float64)
-    np.take(src_items, ramp(item_at[order], n), out=items)
+    np.take(src_items, ramp(item_at[order], n), out=items, mode="clip")  # "raise" buffers
     weights = src_weights[ramp((np.cumsum(sizes) - sizes)[order], n)]
     starts = np.empty_like(sizes)
     starts[order] = np.cumsum(n) - n
