@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from precompute import holes
 from precompute.config import AggregationConfig, EngineOptions, StreamingConfig
 from precompute.hosts import InlineHost, ProcessHost, ThreadHost
 from precompute.output import OutputSink, RawSamples
@@ -61,7 +62,8 @@ class PrecomputeEngine:
         self.history_through_ms = history_through_ms
         self.max_seen_t: int | None = None
         self.first_t: dict[int, int] = {}
-        self._last_marks: dict[int, list[int]] = {}  # coverage: last known worker watermarks
+        # coverage: last known worker watermarks and holes
+        self._last_marks: dict[int, tuple[list[int], list[tuple[int, int]]]] = {}
         known = None if history_through_ms is None else history_through_ms + 1
         self.complete_from: dict[int, int | None] = dict.fromkeys(self.configs, known)
         self.counters = {"batches_in": 0, "samples_in": 0, "samples_rejected": 0, "raw_samples": 0}
@@ -160,7 +162,7 @@ class PrecomputeEngine:
             else:
                 hi = stored_through_ms + cfg.window_size_ms
             if hi > lo:
-                self.holes.setdefault(agg_id, []).append((lo, hi))
+                self.holes[agg_id] = holes.merge([*self.holes.get(agg_id, ()), (lo, hi)])
                 log.warning(
                     "precompute aggregation %d: the last run stopped without a final snapshot; "
                     "windows ending in (%d, %d] ms are answered from raw data",
@@ -356,14 +358,14 @@ class PrecomputeEngine:
         """``(complete_from_ms, closed_through_ms, holes)``: windows ``(s, e]`` with
         ``s >= complete_from_ms`` hold every sample of the aggregation, and every group has
         closed its windows ending at or before ``closed_through_ms``, except windows whose end
-        lies in one of the ``holes`` ``(lo, hi]`` (a crash, ``_mark_crash_hole``). None: no
-        window yet."""
+        lies in one of the ``holes`` ``(lo, hi]`` (windows missing samples: dropped as late, or
+        lost in a crash, ``_mark_crash_hole``). None: no window yet."""
         cfg = self.configs.get(aggregation_id)
         first = self.first_t.get(aggregation_id)
         if cfg is None or first is None:
             return None
         start = self.complete_from.get(aggregation_id)
-        marks = self._min_watermarks(aggregation_id)
+        marks, dropped = self._worker_coverage(aggregation_id)
         if not marks:
             return None
         slide = cfg.slide_interval_ms
@@ -372,23 +374,25 @@ class PrecomputeEngine:
         return (
             (first if start is None else start),
             closed,
-            tuple(self.holes.get(aggregation_id, ())),
+            tuple(holes.merge([*self.holes.get(aggregation_id, ()), *dropped])),
         )
 
-    def _min_watermarks(self, aggregation_id: int) -> list[int]:
-        """Per worker, its smallest group watermark. Workers busy with queued ingest for more
-        than 50 ms answer later: the last known figures are used meanwhile (watermarks only
-        grow, so an older figure closes fewer windows: never wrong, only more raw data)."""
+    def _worker_coverage(self, aggregation_id: int) -> tuple[list[int], list[tuple[int, int]]]:
+        """Per worker, its smallest group watermark; and the holes of all workers (windows
+        missing samples dropped as late). Workers busy with queued ingest for more than 50 ms
+        answer later: the last known figures are used meanwhile (watermarks only grow, so an
+        older figure closes fewer windows: only more raw data)."""
         futures = [host.send(("call", "status")) for host in self.hosts]
         last = self._last_marks.get(aggregation_id)
         try:
             replies = [f.result(timeout=None if last is None else 0.05) for f in futures if f]
         except TimeoutError:
-            return last or []
+            return last or ([], [])
         rows = [w[aggregation_id] for w in replies if aggregation_id in w]
         marks = [r["min_watermark_ms"] for r in rows if r["min_watermark_ms"] is not None]
-        self._last_marks[aggregation_id] = marks
-        return marks
+        dropped = holes.merge(h for r in rows for h in r.get("holes", ()))
+        self._last_marks[aggregation_id] = (marks, dropped)
+        return marks, dropped
 
     def status(self) -> dict[str, Any]:
         per_worker = self._broadcast_call("status")

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from precompute import holes
 from precompute.accumulators.base import Accumulator
 from precompute.accumulators.registry import BY_NAME, make_accumulator
 from precompute.columnar import (
@@ -63,6 +64,8 @@ class AggState:
     columnar: ColumnarPanes | ColumnarCounters | None = None
     # Keyed counter groups (MultipleIncrease), sliding: cached partial merges per group id.
     sliding: dict[int, SlidingCounterMerge] = field(default_factory=dict)
+    # Window ends whose windows lack samples dropped as late (precompute/holes.py).
+    holes: list[tuple[int, int]] = field(default_factory=list)
 
     def add_keys(self, groups: Iterable[Key], subs: Iterable[Key]) -> None:
         self.group_keys.extend(groups)
@@ -188,6 +191,11 @@ class Worker:
         idx = np.flatnonzero(late)
         if self.options.late_data_policy != LateDataPolicy.FORWARD_TO_STORE:
             st.counters.dropped_late += int(idx.shape[0])
+            # The group's closed windows holding these panes miss the samples: the query side
+            # must answer them from raw data (ends from the pane's own to the group's closed).
+            p, spec = panes[idx], st.spec
+            reach = np.minimum(p + (spec.size_ms - spec.slide_ms), st.closed[gids[idx]])
+            st.holes = holes.merge(st.holes, p - spec.slide_ms, reach)
             return []
         st.counters.forwarded_late += int(idx.shape[0])
         gids, panes, ts, vals = gids[idx], panes[idx], ts[idx], vals[idx]
@@ -356,6 +364,7 @@ class Worker:
                 "max_event_time_ms": int(st.max_t[has].max()) if has.any() else None,
                 "watermark_ms": int(wm.max()) if wm.shape[0] else None,
                 "min_watermark_ms": int(wm.min()) if wm.shape[0] else None,
+                "holes": list(st.holes),
             }
         return out
 
@@ -376,6 +385,7 @@ class Worker:
                     for p, acc in group.items()
                 ],
                 "counters": dict(st.counters.__dict__),
+                "holes": list(st.holes),
                 "columnar": (
                     st.columnar.snapshot(len(st.group_keys)) if st.columnar is not None else None
                 ),
@@ -396,5 +406,6 @@ class Worker:
             for g, p, raw in data["panes"]:
                 st.panes.setdefault(g, {})[p] = Accumulator.from_bytes(raw)
             st.counters = AggCounters(**data["counters"])
+            st.holes = list(data.get("holes", []))
             if st.columnar is not None and data.get("columnar") is not None:
                 st.columnar.restore(data["columnar"])

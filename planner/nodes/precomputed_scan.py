@@ -36,6 +36,7 @@ from planner.nodes.base import PlanNode
 from planner.nodes.raw_windows import raw_cells
 from planner.precompute_match import family, key_labels
 from planner.sketch_table import COUNTER_COLS, MOMENT_COLS, table_for
+from precompute import holes
 from precompute.filters import LabelFilter
 from promql.types import Matcher, MatchType, ValueType
 from storage.model import METRIC_NAME, Labels
@@ -252,9 +253,9 @@ def load_windows(
 def _covered(span, ends: np.ndarray, window: int, coverage=None) -> np.ndarray:
     """Windows the store answers. With the engine's ``coverage`` (complete from, closed
     through, holes): complete and closed windows inside the stored range ``span``, outside the
-    holes. Without it, the
-    oldest stored window may have missed samples ingested before the aggregation existed, so
-    only windows starting at or after its end count, and windows after the newest are open."""
+    holes. Without it, the oldest stored window may have missed samples ingested before the
+    aggregation existed, so only windows starting at or after its end count, and windows after
+    the newest are open."""
     if span is None:
         return np.zeros(ends.shape[0], dtype=bool)
     if coverage is None:
@@ -262,8 +263,8 @@ def _covered(span, ends: np.ndarray, window: int, coverage=None) -> np.ndarray:
     complete_from, closed_through, *rest = coverage
     inside = (ends >= span[0]) & (ends <= min(span[1], closed_through))
     inside &= ends - window >= complete_from
-    for lo, hi in rest[0] if rest else ():
-        inside &= (ends <= lo) | (ends > hi)
+    if rest and rest[0]:
+        inside &= ~holes.inside(ends, rest[0])
     return inside
 
 

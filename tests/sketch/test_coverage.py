@@ -244,3 +244,21 @@ def test_coverage_is_the_same_with_worker_threads():
         out.append([w.engine.coverage(a) for a in (1, 3, 5)])
         w.engine.stop(snapshot=False)
     assert out[0] == out[1] and all(c is not None for c in out[0])
+
+
+def test_windows_missing_samples_dropped_as_late_are_answered_from_raw_data():
+    # Drop policy, no allowed lateness: every 7th scrape three series arrive three minutes
+    # late and are dropped from windows their group already closed. Those windows are holes
+    # in the engine's coverage (kept across the restart), so the raw path answers them.
+    w = World(YAML, workers=2)
+    _fill_with_late_data(w, restart_at_ms=1_500_000)
+    holes = w.engine.coverage(1)[2]
+    assert holes and all(lo < hi for lo, hi in holes)
+    pre, exact = _engines_with_coverage(w)
+    for query in SHAPES:
+        want = exact.range_query(query, 900_000, 3_000_000, 60_000)
+        assert want.series, query
+        assert_same(pre.range_query(query, 900_000, 3_000_000, 60_000), want)
+        assert_same(pre.instant_query(query, 2_400_000), exact.instant_query(query, 2_400_000))
+    text = pre.explain("sum_over_time(x[5m])", 900_000, 3_000_000, 60_000, analyze=True).text
+    assert "SummaryMergeMultiple" in text  # the windows outside the holes come from the store
