@@ -69,6 +69,7 @@ class AdviseOptions:
     lookback_ms: int = 300_000  # the queries' lookback delta (instant selectors)
     kll_k: int = 200
     default_keys: tuple[str, ...] = ("job", "instance")
+    allowed_lateness_ms: int = 30_000  # remote write: shards' batch deadline (5 s) plus retries
 
 
 @dataclass
@@ -288,7 +289,12 @@ def _config(targets: list[Target], opts: AdviseOptions, label_names, extra) -> d
         else:
             agg["labels"] = {"grouping": grouping, "aggregated": rest}
         aggs.append(agg)
-    return {"aggregations": aggs}
+    if not aggs:
+        return {"aggregations": aggs}
+    # Remote write sends its shards concurrently, so one job's samples arrive a few seconds out
+    # of order; a window closes this long after its end. Later samples are dropped from the
+    # sketches and their windows answered from raw data (correct, only not accelerated).
+    return {"aggregations": aggs, "engine": {"allowed_lateness_ms": opts.allowed_lateness_ms}}
 
 
 def _verdicts(per_query, config: dict[str, Any], opts: AdviseOptions) -> Advice:
