@@ -38,6 +38,19 @@ Key = tuple[str, ...]
 # Columnar aggregations emit one WindowBatch per window-close event; others one pair per window.
 Emit = tuple[PrecomputedOutput, Accumulator] | WindowBatch
 _MIN = np.iinfo(np.int64).min
+# Keyed types whose every group holds one key (no aggregated labels) are their plain twin.
+_PLAIN_TWIN = {"MultipleSum": "Sum", "MultipleMinMax": "MinMax", "MultipleIncrease": "Increase"}
+
+
+def columnar_kind(config: AggregationConfig) -> str:
+    """The accumulator type the worker runs for ``config``: a keyed type without aggregated
+    labels keeps one key, the empty one, per group, so its windows are the plain twin's, held
+    as columns over groups instead of one keyed object per group (~100× faster ingest when
+    grouped per series). The query side reads both the same way (rows per series key)."""
+    kind = config.aggregation_type
+    if kind in _PLAIN_TWIN and not config.labels.aggregated:
+        return _PLAIN_TWIN[kind]
+    return kind
 
 
 @dataclass
@@ -113,9 +126,10 @@ class Worker:
     def add_config(self, config: AggregationConfig) -> None:
         spec = WindowSpec(config.window_size_ms, config.slide_interval_ms)
         st = AggState(config, spec)
-        if config.aggregation_type in MOMENT_TYPES:
-            st.columnar = ColumnarPanes(BY_NAME[config.aggregation_type], spec)  # type: ignore[arg-type]
-        elif config.aggregation_type == "Increase":
+        kind = columnar_kind(config)
+        if kind in MOMENT_TYPES:
+            st.columnar = ColumnarPanes(BY_NAME[kind], spec)  # type: ignore[arg-type]
+        elif kind == "Increase":
             st.columnar = ColumnarCounters(spec, self.options.max_buffer_per_series)
         self.aggs[config.aggregation_id] = st
 
@@ -251,7 +265,7 @@ class Worker:
                 i = pos[g]
                 out += self._close_group(st, g, int(old[i]), int(targets[i]))
             return out
-        agg_id, kind, keys = st.config.aggregation_id, st.config.aggregation_type, st.group_keys
+        agg_id, kind, keys = st.config.aggregation_id, columnar_kind(st.config), st.group_keys
         max_buffer = self.options.max_buffer_per_series
         for rows, w, columns in st.columnar.close(gids, old, targets, len(st.group_keys)):
             out.append(

@@ -75,12 +75,17 @@ def test_quantile_past_sketch_capacity_is_within_the_stated_rank_bound(world, en
     assert exact.range_query(query, 900_000, 3_000_000, 60_000).infos == []
 
 
-@pytest.mark.parametrize("agg_type", ["Sum", "Avg", "Count", "MinMax", "Increase"])
+@pytest.mark.parametrize(
+    "agg_type",
+    # Keyed types without aggregated labels run as their plain twin (worker.columnar_kind).
+    ["Sum", "Avg", "Count", "MinMax", "Increase", "MultipleSum", "MultipleMinMax",
+     "MultipleIncrease"],
+)  # fmt: skip
 def test_per_series_columnar_aggregations_answer_exactly(agg_type):
     from tests.sketch.conftest import fill
     from tests.sketch.harness import World
 
-    metric = "c_total" if agg_type == "Increase" else "x"
+    metric = "c_total" if agg_type.endswith("Increase") else "x"
     yaml = f"""
 aggregations:
 - {{aggregationId: 1, aggregationType: {agg_type}, metric: {metric}, windowSize: 60,
@@ -95,7 +100,7 @@ aggregations:
         "Count": ["count_over_time(x[4m])"],
         "MinMax": ["min_over_time(x[5m])", "max_over_time(x[2m])"],
         "Increase": ["rate(c_total[5m])", "increase(c_total[3m])"],
-    }[agg_type]
+    }[agg_type.removeprefix("Multiple")]
     for q in queries:
         assert _rewritten(pre, q, 600_000, 1_500_000, 60_000) == 1, q
         assert_same(
