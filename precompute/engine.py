@@ -421,6 +421,17 @@ class PrecomputeEngine:
                     "event_lag_ms": (newest - min(mins)) if newest is not None and mins else None,
                     "wall_lag_ms": (now_ms - max(wms)) if wms else None,
                     "warnings": list(routes.warnings) if routes is not None else [],
+                    # Window ends (lo, hi] the query side answers from raw data: samples
+                    # dropped as late, or lost in a crash between snapshots.
+                    "untrusted_windows": [
+                        {"after_ms": lo, "through_ms": hi}
+                        for lo, hi in holes.merge(
+                            [
+                                *self.holes.get(agg_id, ()),
+                                *(h for r in rows for h in r.get("holes", ())),
+                            ]
+                        )
+                    ],
                 }
             )
         return {

@@ -254,6 +254,9 @@ def test_windows_missing_samples_dropped_as_late_are_answered_from_raw_data():
     _fill_with_late_data(w, restart_at_ms=1_500_000)
     holes = w.engine.coverage(1)[2]
     assert holes and all(lo < hi for lo, hi in holes)
+    status = {a["aggregation_id"]: a for a in w.engine.status()["aggregations"]}
+    assert status[1]["dropped_late"] > 0
+    assert [(u["after_ms"], u["through_ms"]) for u in status[1]["untrusted_windows"]] == [*holes]
     pre, exact = _engines_with_coverage(w)
     for query in SHAPES:
         want = exact.range_query(query, 900_000, 3_000_000, 60_000)
