@@ -28,7 +28,6 @@ accumulator the engine emitted in this process is used directly, not serialized 
 from __future__ import annotations
 
 import itertools
-import mmap
 import threading
 import weakref
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ from planner import sketch_cache as cache
 from planner.precompute_match import family
 from planner.sketch_cache import _BUDGET, DEFAULT_BUDGET, cache_stats, configure  # noqa: F401
 from planner.sketch_decode import decode_kll
+from planner.sketch_pool import Growing, exact_pool, slices
 from udfs.weighted_quantile import Segments, local_cumsum, ramp
 
 if TYPE_CHECKING:
@@ -54,7 +54,6 @@ _FAMILY_COLS = {"counter": COUNTER_COLS, "last": LAST_COLS}
 _INT_COLS = frozenset({"count", "n", "first_t", "last_t", "stale", "seq", "kid", "end"})
 _INT_COLS |= {"lo", "hi", "k"}
 _SEG_COLS = ("lo", "hi", "exact", "k")  # KLL rows: the segment's items (pool range), exact, K
-POPULATE_MIN_BYTES = 4 << 20  # pool buffers from this size on are mapped and populated at once
 BLOCK_TARGET_MS = 900_000  # window ends per block: a dashboard's last hour reads ~5 blocks
 
 
@@ -136,8 +135,8 @@ class WindowTable:
         self.pending_drops = set()
         # Decoded rows of every cached block in one pool per column (each block a contiguous
         # range), so a query's selection is one gather per column however many blocks it reads.
-        self.row_pool = {n: _Growing(_dtype(n)) for n in self.row_names}
-        self.items, self.cumw = _Growing(np.float64), _Growing(np.int32)
+        self.row_pool = {n: Growing(_dtype(n)) for n in self.row_names}
+        self.items, self.cumw = Growing(np.float64), Growing(np.int32)
         self.dead_rows = 0  # pool rows of evicted or re-decoded blocks
         self.dead_items = 0  # pool items of evicted or re-decoded blocks
         self.sub_cache: dict[tuple[Key, tuple[Key, ...]], np.ndarray] = {}
@@ -370,10 +369,10 @@ class WindowTable:
         item_n = np.array([blk.pool[1] - blk.pool[0] for _, blk in live], dtype=np.int64)
         new_rows = np.cumsum(row_n) - row_n
         new_items = np.cumsum(item_n) - item_n
-        pools = {n: _exact(g, _slices(g.view(), row_a, row_n)) for n, g in self.row_pool.items()}
+        pools = {n: exact_pool(g, slices(g.view(), row_a, row_n)) for n, g in self.row_pool.items()}
         if self.family == "kll":
-            self.items = _exact(self.items, _slices(self.items.view(), item_a, item_n))
-            self.cumw = _exact(self.cumw, _slices(self.cumw.view(), item_a, item_n))
+            self.items = exact_pool(self.items, slices(self.items.view(), item_a, item_n))
+            self.cumw = exact_pool(self.cumw, slices(self.cumw.view(), item_a, item_n))
             shift = np.repeat(new_items - item_a, row_n)  # segments point into the new items
             pools["lo"].buf += shift
             pools["hi"].buf += shift
@@ -399,24 +398,6 @@ class WindowTable:
         live_rows = sum(blk.rows[1] - blk.rows[0] for blk in self.blocks.values())
         rows = (self.row_pool["end"].buf.shape[0] - live_rows) * self._row_bytes()
         return (self.items.buf.shape[0] - live_items) * per_item + rows
-
-
-def _slices(values: np.ndarray, starts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
-    """``values[starts[i] : starts[i] + sizes[i]]`` concatenated: one copy per block (a few
-    dozen), at memory speed, where a gather through an index of every item cost ~10× more."""
-    out = pool_array(int(sizes.sum()), values.dtype)
-    at = 0
-    for a, n in zip(starts.tolist(), sizes.tolist(), strict=True):
-        out[at : at + n] = values[a : a + n]
-        at += n
-    return out
-
-
-def _exact(like: _Growing, values: np.ndarray) -> _Growing:
-    """A pool holding exactly ``values`` (no spare capacity)."""
-    out = _Growing(like.buf.dtype)
-    out.buf, out.size = values, int(values.shape[0])
-    return out
 
 
 def _replace(blk: _Block, **changes) -> _Block:
@@ -556,64 +537,6 @@ def _group_by_end(end: np.ndarray, base: int = 0):
     cut = np.flatnonzero(np.r_[True, sorted_end[1:] != sorted_end[:-1]])
     starts = np.append(cut, end.shape[0]).astype(np.int64)
     return sorted_end[cut], starts, order.astype(np.int64) + base
-
-
-class _Growing:
-    """An append-only array with doubling capacity: appending never copies what is stored
-    (amortized), and a ``view`` taken earlier keeps its contents."""
-
-    def __init__(self, dtype) -> None:
-        self.buf = np.zeros(0, dtype=dtype)
-        self.size = 0
-
-    def extend(self, values: np.ndarray) -> None:
-        need = self.size + values.shape[0]
-        if need > self.buf.shape[0]:
-            # Growth by 1/4: the spare capacity counts against the cache budget.
-            grown = pool_array(max(need, self.buf.shape[0] * 5 // 4, 1024), self.buf.dtype)
-            grown[: self.size] = self.buf[: self.size]
-            self.buf = grown
-        self.buf[self.size : need] = values
-        self.size = need
-
-    def claim(self, n: int) -> np.ndarray:
-        """The next ``n`` cells, appended now, for the caller to fill."""
-        self.reserve_growing(n)
-        self.size += n
-        return self.buf[self.size - n : self.size]
-
-    def reserve_growing(self, extra: int) -> None:
-        need = self.size + int(extra)
-        if need > self.buf.shape[0]:
-            self.reserve(max(need, self.buf.shape[0] * 5 // 4) - self.size)
-
-    def reserve(self, extra: int) -> None:
-        """Capacity for ``extra`` more values (one copy now, none while they arrive)."""
-        need = self.size + int(extra)
-        if need > self.buf.shape[0]:
-            grown = pool_array(need, self.buf.dtype)
-            grown[: self.size] = self.buf[: self.size]
-            self.buf = grown
-
-    def view(self) -> np.ndarray:
-        return self.buf[: self.size]
-
-    def widen(self, dtype) -> None:
-        self.buf = self.buf.astype(dtype)
-
-
-def pool_array(n: int, dtype) -> np.ndarray:
-    """An uninitialised array for a pool. Large ones are anonymous mappings populated up front:
-    a server that has been ingesting for a while has no free huge pages, and numpy's own large
-    arrays (advised for huge pages) then fault each page in under compaction — 686 ms to first
-    write 320 MB, against ~100 ms populated at once (measured after the benchmark's ingest)."""
-    dtype = np.dtype(dtype)
-    nbytes = int(n) * dtype.itemsize
-    populate = getattr(mmap, "MAP_POPULATE", 0)
-    if nbytes < POPULATE_MIN_BYTES or not populate:
-        return np.empty(n, dtype=dtype)
-    flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | populate
-    return np.frombuffer(mmap.mmap(-1, nbytes, flags=flags), dtype=dtype)
 
 
 def _sketch_entry_type() -> type:
