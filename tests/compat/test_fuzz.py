@@ -73,3 +73,7 @@ def test_known_differences_are_recognized_narrowly() -> None:
     assert known_difference("abs(a - b)", dup) is None
     assert known_difference('label_replace(a, "x", "$1", "y", "a-z")', dup) is None
     assert known_difference("-(a or b)", "Prometheus failed (other), we answered") is None
+    ours = "we failed: execution: vector cannot contain metrics with the same labelset"
+    assert known_difference('sum(1 atan2 {__name__=~"a|b"})', ours) == "atan2-name"
+    assert known_difference('sum(1 + {__name__=~"a|b"})', ours) is None
+    assert known_difference('sum(a{x=" atan2 "} + b)', ours) is None
