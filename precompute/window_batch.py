@@ -35,9 +35,17 @@ _VERSION = 6
 _CODED = {4: 2, 5: 3, 6: 2}  # coded format → the key-id layout it shares
 
 
+LAST_COLS = ("last_t", "last_v", "stale")
+_LAST_DTYPES = (np.int64, np.float64, np.int64)
+# Keyed types emitted per cell (one row per group key + sub key, ``precompute/cells.py``).
+CELL_KINDS = frozenset({"MultipleSum", "MultipleMinMax", "MultipleIncrease", "MultipleLast"})
+
+
 def columns_of(kind: str) -> tuple[tuple[str, ...], tuple[Any, ...]]:
-    if kind == INCREASE:
+    if kind in (INCREASE, "MultipleIncrease"):
         return COUNTER_COLS, COUNTER_DTYPES
+    if kind == "MultipleLast":
+        return LAST_COLS, _LAST_DTYPES
     return MOMENT_COLS, _MOMENT_DTYPES
 
 
@@ -67,6 +75,11 @@ class WindowBatch:
 
     ``kind`` is the accumulator type name (``Sum``, ``Avg``, …, ``Increase``); ``columns`` holds
     the state named by ``columns_of(kind)``, row-aligned with ``keys``.
+
+    A keyed type's batch (``kind`` in ``CELL_KINDS``, ``group_width`` set) has one row per
+    *cell*: its key is the group key (the first ``group_width`` values) followed by the sub key,
+    the same full key the query side names a keyed entry's rows by. ``pairs()`` regroups the
+    rows into one keyed accumulator per group key, as the keyed object path emits.
     """
 
     aggregation_id: int
@@ -76,12 +89,21 @@ class WindowBatch:
     keys: Sequence[Key]  # a list, or KeyRows into the emitting worker's key table
     columns: dict[str, np.ndarray]
     max_buffer: int = 0
+    group_width: int | None = None  # keyed cell rows: how many key values name the group
     _pairs: list[tuple[PrecomputedOutput, Accumulator]] | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.keys)
 
     def accumulators(self) -> list[Accumulator]:
+        """One accumulator per row. For cell rows a keyed one holding the row's state under the
+        empty sub key: row key + sub key is still the row's full key."""
+        if self.group_width is not None:
+            rows = np.arange(len(self), dtype=np.int64)
+            return [
+                keyed_from_columns(self.kind, [()], self.columns, rows[i : i + 1], self.max_buffer)
+                for i in range(len(self))
+            ]
         names, _ = columns_of(self.kind)
         cols = [self.columns[n].tolist() for n in names]
         if self.kind == INCREASE:
@@ -95,12 +117,33 @@ class WindowBatch:
     def pairs(self) -> list[tuple[PrecomputedOutput, Accumulator]]:
         """The per-group ``(PrecomputedOutput, accumulator)`` view (built once, then cached)."""
         if self._pairs is None:
-            agg, start, end = self.aggregation_id, self.window_start, self.window_end
-            self._pairs = [
-                (PrecomputedOutput(agg, key, start, end), acc)
-                for key, acc in zip(self.keys, self.accumulators(), strict=True)
-            ]
+            self._pairs = self.fresh_pairs()
         return self._pairs
+
+    def fresh_pairs(self) -> list[tuple[PrecomputedOutput, Accumulator]]:
+        """``pairs()`` built anew and not cached (a store materializing entries keeps no
+        accumulator objects alive through its batches)."""
+        if self.group_width is not None:
+            return self._keyed_pairs(self.group_width)
+        agg, start, end = self.aggregation_id, self.window_start, self.window_end
+        return [
+            (PrecomputedOutput(agg, key, start, end), acc)
+            for key, acc in zip(self.keys, self.accumulators(), strict=True)
+        ]
+
+    def _keyed_pairs(self, width: int) -> list[tuple[PrecomputedOutput, Accumulator]]:
+        groups: dict[Key, list[int]] = {}
+        for i, key in enumerate(self.keys):
+            groups.setdefault(tuple(key[:width]), []).append(i)
+        agg, start, end = self.aggregation_id, self.window_start, self.window_end
+        out = []
+        for group, rows in groups.items():
+            subs = [tuple(self.keys[i][width:]) for i in rows]
+            acc = keyed_from_columns(
+                self.kind, subs, self.columns, np.array(rows, dtype=np.int64), self.max_buffer
+            )
+            out.append((PrecomputedOutput(agg, group, start, end), acc))
+        return out
 
     def __getstate__(self) -> dict[str, Any]:
         # Crossing a process boundary: ship the columns and this batch's keys only, not the
@@ -118,7 +161,9 @@ class WindowBatch:
         """``to_bytes`` as a list of pieces whose concatenation is the record: the id and state
         columns are zero-copy views of the arrays, so a store can checksum and ``writev`` them
         without building the record (per-series batches are ~0.5 MB per window close)."""
-        kind = self.kind.encode()
+        # A cell batch names its group width in the kind ("MultipleSum@2"): no format change.
+        kind = self.kind if self.group_width is None else f"{self.kind}@{self.group_width}"
+        kind = kind.encode()
         version = 1 if key_ids is None else 5 if _is_run(key_ids) else 6
         head = _HEAD.pack(
             version, self.aggregation_id, self.window_start, self.window_end, self.max_buffer
@@ -152,6 +197,10 @@ class WindowBatch:
         offset += 2
         kind = bytes(view[offset : offset + klen]).decode()
         offset += klen
+        group_width = None
+        if "@" in kind:
+            kind, width = kind.split("@", 1)
+            group_width = int(width)
         keys: Sequence[Key]
         coded, coded_ids = version in _CODED, version == 6
         version = _CODED.get(version, version)
@@ -184,7 +233,29 @@ class WindowBatch:
             width = np.dtype(dtype).itemsize * len(keys)
             columns[name] = np.frombuffer(view[offset : offset + width], dtype=dtype).copy()
             offset += width
-        return cls(agg, kind, start, end, keys, columns, max_buffer)
+        return cls(agg, kind, start, end, keys, columns, max_buffer, group_width)
+
+
+def keyed_from_columns(
+    kind: str, subs: list[Key], columns: dict[str, np.ndarray], rows: np.ndarray, max_buffer: int
+) -> Accumulator:
+    """A keyed accumulator of type ``kind`` holding rows ``rows`` of a cell batch's state
+    ``columns`` under sub keys ``subs`` (aligned with ``rows``)."""
+    from precompute.accumulators.counter_state import CounterColumns
+    from precompute.accumulators.keyed import KeyInterner
+    from precompute.accumulators.registry import BY_NAME
+
+    acc: Any = BY_NAME[kind](max_buffer) if kind == "MultipleIncrease" else BY_NAME[kind]()
+    acc.interner = KeyInterner(list(subs))
+    names, dtypes = columns_of(kind)
+    got = [np.asarray(columns[n])[rows].astype(d) for n, d in zip(names, dtypes, strict=True)]
+    if kind == "MultipleIncrease":
+        acc.cols = CounterColumns(*got)
+    elif kind == "MultipleLast":
+        acc.last_t, acc.last_v, acc.stale = got[0], got[1], got[2].astype(bool)
+    else:
+        acc.sums, acc.counts, acc.mins, acc.maxs = got
+    return acc
 
 
 # Column codes (formats 4-5): one byte, then

@@ -1,6 +1,10 @@
 """One shared-nothing worker: panes, per-group event-time watermarks, lateness, late-data policy,
 window closing, idle advancement and snapshot/restore.
 
+Keyed types (MultipleSum, MultipleMinMax, MultipleIncrease, MultipleLast) run columnar over
+*cells*, the distinct (group, sub key) pairs (``precompute/cells.py``): samples update cell rows,
+and closing a group closes its cells with the group's window ends.
+
 A group is one (aggregation, key); each group lives on exactly one worker (the router hashes
 groups). Each sample updates one pane; a group's watermark is ``max event time −
 allowed_lateness_ms`` (or the idle floor set by the flush timer), and every window whose end is at
@@ -21,6 +25,7 @@ import numpy as np
 from precompute import holes
 from precompute.accumulators.base import Accumulator
 from precompute.accumulators.registry import BY_NAME, make_accumulator
+from precompute.cells import CellTable, ColumnarLast
 from precompute.columnar import (
     MOMENT_TYPES,
     ColumnarCounters,
@@ -31,7 +36,7 @@ from precompute.columnar import (
 from precompute.config import AggregationConfig, EngineOptions, LateDataPolicy
 from precompute.output import PrecomputedOutput
 from precompute.router import WorkItem
-from precompute.window_batch import KeyRows, WindowBatch, count_windows
+from precompute.window_batch import CELL_KINDS, KeyRows, WindowBatch, count_windows
 from precompute.windows import WindowSpec
 
 Key = tuple[str, ...]
@@ -74,7 +79,9 @@ class AggState:
     panes: dict[int, dict[int, Accumulator]] = field(default_factory=dict)
     counters: AggCounters = field(default_factory=AggCounters)
     # Moments family and Increase: panes as arrays over group ids (see precompute/columnar.py).
-    columnar: ColumnarPanes | ColumnarCounters | None = None
+    columnar: ColumnarPanes | ColumnarCounters | ColumnarLast | None = None
+    # Keyed types run columnar over cells (group, sub key): the cell table, rows of ``columnar``.
+    cells: CellTable | None = None
     # Keyed counter groups (MultipleIncrease), sliding: cached partial merges per group id.
     sliding: dict[int, SlidingCounterMerge] = field(default_factory=dict)
     # Window ends whose windows lack samples dropped as late (precompute/holes.py).
@@ -115,8 +122,13 @@ def _group_pane_order(gids: np.ndarray, panes: np.ndarray, slide: int) -> np.nda
 
 
 class Worker:
-    def __init__(self, configs: Iterable[AggregationConfig], options: EngineOptions) -> None:
+    def __init__(
+        self, configs: Iterable[AggregationConfig], options: EngineOptions, cells: bool = True
+    ) -> None:
+        """``cells=False`` keeps keyed types on one keyed accumulator object per (group, pane)
+        (the reference the cell path is tested against)."""
         self.options = options
+        self.use_cells = cells
         self.aggs: dict[int, AggState] = {}
         for config in configs:
             self.add_config(config)
@@ -131,6 +143,14 @@ class Worker:
             st.columnar = ColumnarPanes(BY_NAME[kind], spec)  # type: ignore[arg-type]
         elif kind == "Increase":
             st.columnar = ColumnarCounters(spec, self.options.max_buffer_per_series)
+        elif kind in CELL_KINDS and self.use_cells:
+            st.cells = CellTable()
+            if kind == "MultipleIncrease":
+                st.columnar = ColumnarCounters(spec, self.options.max_buffer_per_series)
+            elif kind == "MultipleLast":
+                st.columnar = ColumnarLast(spec)
+            else:  # the keyed moments: sum/count/min/max rows, as the plain moments
+                st.columnar = ColumnarPanes(BY_NAME["Sum"], spec)  # type: ignore[arg-type]
         self.aggs[config.aggregation_id] = st
 
     def remove_config(self, aggregation_id: int) -> None:
@@ -181,6 +201,10 @@ class Worker:
 
     def _apply(self, st: AggState, gids, panes, ts, vals, subs) -> None:
         if gids.shape[0] == 0:
+            return
+        if st.cells is not None:
+            cells = st.cells.intern(gids, subs, st.group_keys, st.sub_keys)
+            st.columnar.update(cells, panes, ts, vals, len(st.cells))  # type: ignore[union-attr]
             return
         if st.columnar is not None:
             st.columnar.update(gids, panes, ts, vals, len(st.group_keys))
@@ -257,22 +281,29 @@ class Worker:
         out: list[Emit] = []
         old = st.closed[gids].copy()
         st.closed[gids] = targets
-        if st.columnar is None:
+        if st.panes:
             # The key table holds every group of the aggregation, most of them on other workers:
-            # only groups with open panes here need Python.
+            # only groups with open panes here need Python. (Keyed object panes restored into a
+            # cell-path worker from an older snapshot close here too.)
             pos = {g: i for i, g in enumerate(gids.tolist())}
             for g in sorted(st.panes.keys() & pos.keys()):
                 i = pos[g]
                 out += self._close_group(st, g, int(old[i]), int(targets[i]))
+        if st.columnar is None:
             return out
+        emitted = len(out)
         agg_id, kind, keys = st.config.aggregation_id, columnar_kind(st.config), st.group_keys
         max_buffer = self.options.max_buffer_per_series
-        for rows, w, columns in st.columnar.close(gids, old, targets, len(st.group_keys)):
+        rows_of, n_rows, width = gids, len(st.group_keys), None
+        if st.cells is not None:  # a group's close closes its cells with its window ends
+            rows_of, old, targets = st.cells.of_groups(gids, old, targets, len(st.group_keys))
+            keys, n_rows, width = st.cells.keys, len(st.cells), len(st.config.labels.grouping)
+        for rows, w, columns in st.columnar.close(rows_of, old, targets, n_rows):
             out.append(
                 WindowBatch(agg_id, kind, st.spec.start_of(w), w, KeyRows(keys, rows), columns,
-                            max_buffer)
+                            max_buffer, width)
             )  # fmt: skip
-        st.counters.windows_emitted += count_windows(out)
+        st.counters.windows_emitted += count_windows(out[emitted:])
         return out
 
     def _close_group(self, st: AggState, g: int, old: int, target: int) -> list[Emit]:
@@ -347,11 +378,14 @@ class Worker:
         for st in self.aggs.values():
             if st.columnar is not None:
                 reach = st.columnar.groups_with_data(len(st.group_keys))
+                if st.cells is not None:
+                    reach = st.cells.group_reach(reach)
                 gids = np.array(sorted(reach), dtype=np.int64)
                 targets = np.array([reach[g] for g in gids.tolist()], dtype=np.int64)
                 targets = np.maximum(targets, st.closed[gids]) if gids.shape[0] else targets
                 out += self._close_groups(st, gids, targets)
-                continue
+                if not st.panes:
+                    continue
             gids = np.array(sorted(st.panes), dtype=np.int64)
             last = [
                 max(st.spec.last_window_end_of_pane(p) for p in st.panes[g]) for g in gids.tolist()
@@ -403,6 +437,7 @@ class Worker:
                 "columnar": (
                     st.columnar.snapshot(len(st.group_keys)) if st.columnar is not None else None
                 ),
+                "cells": st.cells.snapshot() if st.cells is not None else None,
             }
             for agg_id, st in self.aggs.items()
         }
@@ -423,3 +458,13 @@ class Worker:
             st.holes = list(data.get("holes", []))
             if st.columnar is not None and data.get("columnar") is not None:
                 st.columnar.restore(data["columnar"])
+            if st.cells is not None:
+                cells = data.get("cells")
+                # A snapshot of the keyed object path (an older build): its open panes above are
+                # keyed accumulators, the cell table starts empty and they are closed by
+                # ``_close_group`` as before.
+                st.cells = (
+                    CellTable.restore(cells, st.group_keys, st.sub_keys)
+                    if cells is not None
+                    else CellTable()
+                )
