@@ -154,10 +154,10 @@ def _encode_batch(b: WindowBatch) -> bytes:
 
 
 def _materialize(b: WindowBatch) -> list[SketchEntry]:
-    agg, start, end = b.aggregation_id, b.window_start, b.window_end
+    # One entry per group: a keyed type's cell rows regroup into keyed states.
     return [
-        SketchEntry(agg, key, start, end, acc.to_bytes())
-        for key, acc in zip(b.keys, b.accumulators(), strict=True)
+        SketchEntry(b.aggregation_id, out.key, b.window_start, b.window_end, acc.to_bytes())
+        for out, acc in b.fresh_pairs()
     ]
 
 
