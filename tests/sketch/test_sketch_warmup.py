@@ -240,3 +240,17 @@ def test_concurrent_queries_on_two_aggregations_complete_and_agree(own, cold):
         t.join(120)
     assert not any(t.is_alive() for t in threads), "a query thread hung"
     assert not errors, errors[0]
+
+
+def test_queries_sent_while_the_warmup_runs_answer_as_without_it(own, cold):
+    pre, _ = own.engines()
+    want = {q: _run(pre, q) for q in QUERIES}
+    configure(1)
+    configure(BIG)
+    warmup = Warmup(own.store, _configs(own), share=1.0, pause_s=0).start()
+    got = {q: _run(pre, q) for q in QUERIES}
+    assert warmup.finished.wait(60)
+    for q in QUERIES:
+        _same(got[q], want[q])
+    for table in _tables(own):
+        assert set(table.blocks) == set(table.index)
