@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from precompute.columnar import _all_distinct, _dense, _due_ends
 from precompute.windows import WindowSpec
 from storage.model import is_stale
 
@@ -137,6 +138,26 @@ def newest_per_row(rows: np.ndarray, t: np.ndarray) -> np.ndarray:
     return order[np.flatnonzero(np.r_[r[1:] != r[:-1], True])]
 
 
+def _merge_panes(parts: list[LastArrays], rows: np.ndarray, n_rows: int):
+    """Rows ``rows`` of the window over ``parts`` (time order): per row the newest sample, a
+    later pane winning a tie. Returns new arrays (``stale`` as int64, the emitted dtype)."""
+    for part in parts:
+        part.grow(n_rows)
+    pick, after = _dense(rows)
+    first = parts[0]
+    last_t, last_v = first.last_t[pick].copy(), first.last_v[pick].copy()
+    stale = first.stale[pick].astype(np.int64)
+    for part in parts[1:]:
+        pt = part.last_t[pick]
+        newer = pt >= last_t
+        np.copyto(last_t, pt, where=newer)
+        np.copyto(last_v, part.last_v[pick], where=newer)
+        np.copyto(stale, part.stale[pick], where=newer)
+    if after is not None:
+        return last_t[after], last_v[after], stale[after]
+    return last_t, last_v, stale
+
+
 class ColumnarLast:
     """Open panes of a MultipleLast aggregation: newest sample per cell per pane, as arrays.
     A window is its panes folded in time order (a later pane's sample wins a tie, as the
@@ -158,14 +179,15 @@ class ColumnarLast:
             if arrays is None:
                 arrays = self.panes[pane] = LastArrays(n_rows)
             arrays.grow(n_rows)
+            if _all_distinct(r, n_rows):  # one sample per cell (a scrape): nothing to pick
+                arrays.fold(r, t, v, is_stale(v))
+                continue
             last = newest_per_row(r, t)
             arrays.fold(r[last], t[last], v[last], is_stale(v[last]))
 
     def close(self, rows_all: np.ndarray, old: np.ndarray, target: np.ndarray, n_rows: int):
         """``(rows, window end, LAST_COLS columns)`` per window ending in ``(old, target]`` (per
         row) that holds data; then drop spent pane rows."""
-        from precompute.columnar import _due_ends  # shared helper; local to avoid a cycle
-
         out = []
         for w in _due_ends(self.spec, sorted(self.panes), old, target):
             sel = (old < w) & (w <= target)
@@ -175,18 +197,12 @@ class ColumnarLast:
             parts = [self.panes[p] for p in self.spec.pane_ends_of_window(w) if p in self.panes]
             if not parts:
                 continue
-            acc = LastArrays(rows.shape[0])
-            every = np.arange(rows.shape[0], dtype=np.int64)
-            for part in parts:
-                part.grow(n_rows)
-                acc.fold(every, part.last_t[rows], part.last_v[rows], part.stale[rows])
-            has = acc.last_t != _NONE
-            if has.any():
-                cols = {
-                    "last_t": acc.last_t[has],
-                    "last_v": acc.last_v[has],
-                    "stale": acc.stale[has].astype(np.int64),
-                }
+            last_t, last_v, stale = _merge_panes(parts, rows, n_rows)
+            has = last_t != _NONE
+            if has.all():
+                out.append((rows, w, {"last_t": last_t, "last_v": last_v, "stale": stale}))
+            elif has.any():
+                cols = {"last_t": last_t[has], "last_v": last_v[has], "stale": stale[has]}
                 out.append((rows[has], w, cols))
         self._evict(rows_all, target)
         return out
