@@ -539,10 +539,17 @@ def _group_by_end(end: np.ndarray, base: int = 0):
     return sorted_end[cut], starts, order.astype(np.int64) + base
 
 
-def _sketch_entry_type() -> type:
-    from storage.sketch_store import SketchEntry
+_ENTRY_TYPE: list[type] = []
 
-    return SketchEntry
+
+def _sketch_entry_type() -> type:
+    # Imported on first use (storage imports the planner's modules); cached: this runs once per
+    # record decoded, and an import statement costs ~1 µs even when the module is loaded.
+    if not _ENTRY_TYPE:
+        from storage.sketch_store import SketchEntry
+
+        _ENTRY_TYPE.append(SketchEntry)
+    return _ENTRY_TYPE[0]
 
 
 # --- one table per (store, aggregation definition) ----------------------------------------
