@@ -303,7 +303,12 @@ class Worker:
                 WindowBatch(agg_id, kind, st.spec.start_of(w), w, KeyRows(keys, rows), columns,
                             max_buffer, width)
             )  # fmt: skip
-        st.counters.windows_emitted += count_windows(out[emitted:])
+        if st.cells is None:
+            st.counters.windows_emitted += count_windows(out[emitted:])
+        else:  # a window is a (group, window end), not a cell row
+            gid_of, n = st.cells.cell_gid, len(st.group_keys)
+            for b in out[emitted:]:
+                st.counters.windows_emitted += _distinct(gid_of[b.keys.rows], n).shape[0]
         return out
 
     def _close_group(self, st: AggState, g: int, old: int, target: int) -> list[Emit]:
