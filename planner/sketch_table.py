@@ -40,6 +40,7 @@ from planner.precompute_match import family
 from planner.sketch_cache import _BUDGET, DEFAULT_BUDGET, cache_stats, configure  # noqa: F401
 from planner.sketch_decode import decode_kll
 from planner.sketch_pool import Growing, exact_pool, slices
+from storage.sketch_store import SketchEntry
 from udfs.weighted_quantile import Segments, local_cumsum, ramp
 
 if TYPE_CHECKING:
@@ -436,7 +437,7 @@ class _Builder:
         from planner.nodes.precomputed_scan import _keyed_columns, _scalar_columns
 
         t, end = self.t, entry.window_end
-        if not isinstance(entry, _sketch_entry_type()):  # a WindowBatch
+        if not isinstance(entry, SketchEntry):  # a WindowBatch
             cols = {n: np.asarray(entry.columns[n]) for n in t.names}
             self.pending.append((end, pos, t.batch_kids(entry.keys), cols))
             return
@@ -537,19 +538,6 @@ def _group_by_end(end: np.ndarray, base: int = 0):
     cut = np.flatnonzero(np.r_[True, sorted_end[1:] != sorted_end[:-1]])
     starts = np.append(cut, end.shape[0]).astype(np.int64)
     return sorted_end[cut], starts, order.astype(np.int64) + base
-
-
-_ENTRY_TYPE: list[type] = []
-
-
-def _sketch_entry_type() -> type:
-    # Imported on first use (storage imports the planner's modules); cached: this runs once per
-    # record decoded, and an import statement costs ~1 µs even when the module is loaded.
-    if not _ENTRY_TYPE:
-        from storage.sketch_store import SketchEntry
-
-        _ENTRY_TYPE.append(SketchEntry)
-    return _ENTRY_TYPE[0]
 
 
 # --- one table per (store, aggregation definition) ----------------------------------------
