@@ -107,3 +107,40 @@ aggregations:
             pre.range_query(q, 600_000, 1_500_000, 60_000),
             exact.range_query(q, 600_000, 1_500_000, 60_000),
         )
+
+
+@pytest.mark.parametrize("agg_type", ["MultipleSum", "MultipleMinMax", "MultipleIncrease"])
+@pytest.mark.parametrize(
+    "windowing",
+    ["windowSize: 60", "windowSize: 300, slideInterval: 60, windowType: sliding"],
+    ids=["tumbling", "sliding"],
+)
+def test_keyed_small_groups_run_as_cells_and_answer_exactly(agg_type, windowing):
+    """Many small groups with aggregated labels (one group per instance, keyed by job): the
+    worker runs them columnar over (group, sub key) cells and the windows answer exactly."""
+    from precompute.window_batch import WindowBatch
+    from tests.sketch.conftest import fill
+    from tests.sketch.harness import World
+
+    metric = "c_total" if agg_type.endswith("Increase") else "x"
+    yaml = f"""
+aggregations:
+- {{aggregationId: 1, aggregationType: {agg_type}, metric: {metric}, {windowing},
+   labels: {{grouping: [instance], aggregated: [job]}}}}
+"""
+    w = World(yaml)
+    fill(w, seed=17, end_ms=1_800_000)
+    log = w.store.chunk_view(1)
+    assert log and all(isinstance(r, WindowBatch) and r.group_width == 1 for r in log)
+    pre, exact = w.engines()
+    queries = {
+        "Sum": ["sum_over_time(x[5m])", "sum by (job) (avg_over_time(x[10m]))"],
+        "MinMax": ["min_over_time(x[5m])", "max by (job) (max_over_time(x[10m]))"],
+        "Increase": ["rate(c_total[5m])", "sum by (job) (increase(c_total[10m]))"],
+    }[agg_type.removeprefix("Multiple")]
+    for q in queries:
+        assert _rewritten(pre, q, 600_000, 1_500_000, 60_000) == 1, q
+        want = exact.range_query(q, 600_000, 1_500_000, 60_000)
+        assert want.series, q
+        assert_same(pre.range_query(q, 600_000, 1_500_000, 60_000), want)
+        assert_same(pre.instant_query(q, 1_200_000), exact.instant_query(q, 1_200_000))

@@ -30,8 +30,10 @@ aggregations:
    windowSize: 60, labels: {grouping: [job], aggregated: [instance]}}
 - {aggregationId: 5, aggregationType: MultipleLast, metric: k, windowSize: 60,
    labels: {grouping: [job]}}
+- {aggregationId: 6, aggregationType: MultipleLast, metric: y, windowSize: 300, slideInterval: 60,
+   windowType: sliding, labels: {grouping: [instance], aggregated: [job]}}
 """
-METRICS = ("x", "z", "s", "f", "k")
+METRICS = ("x", "z", "s", "f", "k", "y")
 N = 12
 PHASE_MS = {0: 0, 1: 3_000, 2: 0, 3: 7_000}  # by series index % 4: some off the window grid
 STALE_AT, RESUME_AT = 1_500_000, 2_400_000  # series 10: a stale marker, silence, then back
@@ -449,3 +451,23 @@ aggregations:
     out = pre.explain("sum(x)", 300_000, 1_140_000, 60_000, analyze=True)
     assert "LatestSample" in out.text and "raw_windows=[" in out.text
     assert_same(out.result, exact.range_query("sum(x)", 300_000, 1_140_000, 60_000))
+
+
+@pytest.mark.parametrize(
+    "query", ["sum by (job) (y)", "count(y)", "max by (job) (y)", "topk(3, y)"]
+)
+def test_small_keyed_groups_run_as_cells_and_equal_the_exact_answer(world, query):
+    """One group per instance keyed by job: the worker keeps MultipleLast columnar over
+    (group, sub key) cells; stale markers, stops and revivals read as from raw data."""
+    from precompute.window_batch import WindowBatch
+
+    log = world.store.chunk_view(6)
+    assert log and all(isinstance(r, WindowBatch) and r.group_width == 1 for r in log)
+    pre, exact = world.engines()
+    _rewritten(pre, query, 600_000, HOUR_MS, 60_000)
+    want = exact.range_query(query, 600_000, HOUR_MS, 60_000)
+    assert want.series
+    assert_same(pre.range_query(query, 600_000, HOUR_MS, 60_000), want)
+    for t in INSTANTS:
+        _rewritten(pre, query, t, t, 0)
+        assert_same(pre.instant_query(query, t), exact.instant_query(query, t))
