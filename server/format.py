@@ -33,6 +33,7 @@ from promql.ast import (
     VectorSelector,
 )
 from promql.types import Matcher, MatchType, ValueType
+from server.json_matrix import matrix_bytes
 from storage.model import Labels
 
 # Go's encoding/json (and jsoniter's standard config) escape these inside strings.
@@ -89,10 +90,10 @@ def format_timestamp(t_ms: int) -> str:
 
 def labels_json(labels: Labels) -> str:
     """A label set as a JSON object (Go's HTML-safe string escaping)."""
-    return _labels_bytes(labels).decode()
+    return labels_bytes(labels).decode()
 
 
-def _labels_bytes(labels: Labels) -> bytes:
+def labels_bytes(labels: Labels) -> bytes:
     # OPT_NON_STR_KEYS: label names may arrive as ``str`` subclasses (e.g. parser tokens).
     text = orjson.dumps(dict(labels), option=orjson.OPT_NON_STR_KEYS)
     if b"<" in text or b">" in text or b"&" in text:
@@ -138,6 +139,22 @@ def format_values(values: np.ndarray) -> list[str]:
     return out.tolist()
 
 
+def distinct_timestamps(ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(distinct, inverse)`` as ``np.unique(ts, return_inverse=True)`` gives (``distinct`` may
+    hold grid points no sample has). Range results sit on a step grid: found from the greatest
+    common divisor of the offsets to the minimum, without a sort; scattered ones are sorted."""
+    lo = int(ts.min())
+    delta = ts - lo
+    gcd = int(np.gcd.reduce(delta))
+    span = int(delta.max()) // gcd + 1 if gcd > 0 else 1
+    if span <= ts.size + _GRID_SLACK:
+        uniq = lo + np.arange(span, dtype=np.int64) * max(gcd, 1)
+        inverse = delta // gcd if gcd > 0 else np.zeros(ts.size, dtype=np.int64)
+        return uniq, inverse
+    uniq, inverse = np.unique(ts, return_inverse=True)
+    return uniq, inverse.reshape(-1)
+
+
 def format_timestamps(timestamps: np.ndarray, before: str = "", after: str = "") -> list[str]:
     """``format_timestamp`` over an array, each text between ``before`` and ``after``.
 
@@ -148,15 +165,7 @@ def format_timestamps(timestamps: np.ndarray, before: str = "", after: str = "")
     ts = np.asarray(timestamps, dtype=np.int64)
     if ts.size == 0:
         return []
-    lo = int(ts.min())
-    delta = ts - lo
-    gcd = int(np.gcd.reduce(delta))
-    span = int(delta.max()) // gcd + 1 if gcd > 0 else 1
-    if span <= ts.size + _GRID_SLACK:
-        uniq = lo + np.arange(span, dtype=np.int64) * max(gcd, 1)
-        inverse = delta // gcd if gcd > 0 else np.zeros(ts.size, dtype=np.int64)
-    else:
-        uniq, inverse = np.unique(ts, return_inverse=True)
+    uniq, inverse = distinct_timestamps(ts)
     if uniq[0] >= 0:
         whole, frac = np.divmod(uniq, 1000)
         texts = list(
@@ -167,40 +176,6 @@ def format_timestamps(timestamps: np.ndarray, before: str = "", after: str = "")
     if before or after:
         texts = [before + t + after for t in texts]
     return np.array(texts, dtype=object)[inverse.reshape(-1)].tolist()
-
-
-def _matrix(rows: list[SeriesResult], lead: str, tail: str) -> str:
-    """``lead``, all series' points, ``tail``: formatted in one pass and joined once.
-
-    Pieces alternate ``"],[<t>,"`` (the separator is part of each distinct timestamp's text)
-    and ``<v>``; at each series' first point the piece is replaced by the previous series'
-    closing and this series' opening, so Python code runs per series, never per point.
-    """
-    if not rows:
-        return lead + "[]" + tail
-    ts_all = np.concatenate([np.asarray(s.timestamps) for s in rows])
-    ts = format_timestamps(ts_all, '"],[', ',"')
-    vs = format_values(np.concatenate([np.asarray(s.values, dtype=np.float64) for s in rows]))
-    n = len(ts)
-    pieces: list[str] = [""] * (2 * n + 1)
-    pieces[0 : 2 * n : 2] = ts
-    pieces[1 : 2 * n : 2] = vs
-    opening = lead + "["
-    closing = ""
-    pos = 0
-    for i, s in enumerate(rows):
-        head = ("," if i else "") + '{"metric":' + labels_json(s.labels) + ',"values":['
-        m = len(s.values)
-        if m == 0:
-            opening += head + "]}"
-            continue
-        first = format_timestamp(int(ts_all[pos]))
-        pieces[2 * pos] = f'{closing}{opening}{head}[{first},"'
-        closing = '"]]}'
-        opening = ""
-        pos += m
-    pieces[2 * n] = closing + opening + "]" + tail
-    return "".join(pieces)
 
 
 def _vector(rows: list[SeriesResult]) -> str:
@@ -233,12 +208,15 @@ def result_json(result: QueryResult, series: Iterable[SeriesResult] | None = Non
     elif kind == ValueType.VECTOR:
         body = _vector(rows)
     else:
-        return _matrix(rows, lead, "}")  # big: built in place, not copied into a template
+        return matrix_bytes(rows, lead.encode(), b"}").decode()
     return lead + body + "}"
 
 
 def result_json_bytes(result: QueryResult, series: Iterable[SeriesResult] | None = None) -> bytes:
     """``result_json`` as UTF-8, ready for ``envelope`` (which then copies nothing else)."""
+    if result.result_type == ValueType.MATRIX:  # big: assembled as bytes, never as str
+        rows = list(result.series if series is None else series)
+        return matrix_bytes(rows, b'{"resultType":"matrix","result":', b"}")
     return result_json(result, series).encode()
 
 

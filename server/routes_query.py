@@ -50,6 +50,7 @@ from promql.errors import (
 from promql.types import ValueType
 from server.errors import error_response
 from server.format import envelope, pretty, result_json_bytes, translate_ast
+from server.json_matrix import warm_up as warm_up_matrix_json
 from server.params import QueryOptions, instant_params, range_params
 from server.timeparse import MAX_TIME_MS, MIN_TIME_MS, parse_time
 
@@ -83,6 +84,8 @@ class QueryAPI:
         self._gate: asyncio.Semaphore | None = None
         self._engine: Any = None
         self._options: Any = None
+        # Compile (or load from numba's cache) the matrix JSON writer off the request path.
+        self.pool.submit(warm_up_matrix_json)
 
     def engine_for(self, timeout_s: float, precompute: bool = True) -> Any:
         """The shared engine, or one with a shorter timeout for a request's ``timeout`` (or

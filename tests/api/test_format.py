@@ -137,3 +137,22 @@ def test_matrix_with_only_empty_series_lists_them_without_points() -> None:
     ]
     assert result_json(QueryResult(ValueType.MATRIX, rows)) == _reference_matrix(rows)
     assert result_json(QueryResult(ValueType.MATRIX, [])) == '{"resultType":"matrix","result":[]}'
+
+
+def test_matrix_bytes_spell_every_magnitude_like_the_scalar_formatter() -> None:
+    from planner.result import QueryResult, SeriesResult
+    from promql.types import ValueType
+    from server.format import result_json_bytes
+    from storage.model import make_labels
+
+    rng = np.random.default_rng(11)
+    mags = 10.0 ** rng.integers(-12, 25, 4000)
+    vals = np.round(rng.normal(0, 1, 4000) * mags, int(rng.integers(0, 6)))
+    vals[::7] = np.trunc(vals[::7])  # whole numbers, written without ``.0``
+    vals[::13] = -0.0
+    rows = [
+        SeriesResult(make_labels({"i": str(i)}), np.arange(-400, 600, 1, dtype=np.int64), v)
+        for i, v in enumerate(vals.reshape(4, 1000))
+    ]
+    result = QueryResult(ValueType.MATRIX, rows)
+    assert result_json_bytes(result) == _reference_matrix(rows).encode()
