@@ -20,6 +20,8 @@ import os
 import threading
 import weakref
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 DEFAULT_BUDGET = 512 << 20  # the benchmark's 6 h of 1 h quantile sketches (~320 MB) fit
@@ -30,6 +32,23 @@ _LRU: OrderedDict[tuple[int, int], tuple[weakref.ref, int]] = OrderedDict()
 _MEMBERS: weakref.WeakValueDictionary[int, Any] = weakref.WeakValueDictionary()
 _STATS = {"hits": 0, "misses": 0, "evictions": 0, "decoded_records": 0}
 _BUDGET = [int(os.environ.get("TIDEMARK_SKETCH_CACHE_BYTES", DEFAULT_BUDGET))]
+_READS = [0]  # queries reading a table now (the warm-up waits for none)
+
+
+@contextmanager
+def reading() -> Iterator[None]:
+    """Mark a query's read of a table (``WindowTable.select``) while it runs."""
+    with _ACCOUNT:
+        _READS[0] += 1
+    try:
+        yield
+    finally:
+        with _ACCOUNT:
+            _READS[0] -= 1
+
+
+def reads_in_flight() -> int:
+    return _READS[0]
 
 
 def budget() -> int:

@@ -197,6 +197,10 @@ class WindowTable:
     def select(self, store: SketchStore, ends: np.ndarray) -> Selection:
         """Sync, decode the blocks holding ``ends`` (sorted) that are missing or stale, and
         gather their rows at those ends. Call with ``lock`` held."""
+        with cache.reading():  # the warm-up waits while queries read
+            return self._select(store, ends)
+
+    def _select(self, store: SketchStore, ends: np.ndarray) -> Selection:
         cache.apply_pending(self)
         self.sync(store)
         parts: list[tuple[_Block, np.ndarray, np.ndarray]] = []

@@ -7,7 +7,8 @@ query over the last hours would decode every window it reads (seconds for 100 k 
 across aggregations (dashboards read "the last N hours"), until the cache holds a share of its
 budget (``TIDEMARK_SKETCH_WARMUP_SHARE``, default one half: queries keep room of their own) or
 everything stored is decoded. It takes a table's lock for one block at a time and pauses between
-blocks, so a query waits at most one block's decode; warmed blocks enter the cache as its least
+blocks, so a query waits at most one block's decode, and starts no block while a query is
+reading a window table (``sketch_cache.reading``); warmed blocks enter the cache as its least
 recently used, so they are evicted before any block a query read. ``TIDEMARK_SKETCH_WARMUP=0``
 turns it off. Progress is module state (``warmup_stats``), rendered on ``/metrics``.
 """
@@ -68,6 +69,7 @@ class Warmup:
         self.configs = configs
         self.share = share
         self.pause_s = pause_s
+        self.yield_s = 0.005
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sketch-warmup", daemon=True)
         self.finished = threading.Event()
@@ -114,6 +116,8 @@ class Warmup:
                 return "stopped"
             if cache.held_bytes() >= limit:
                 break
+            while cache.reads_in_flight() and not self._stop.is_set():
+                self._stop.wait(self.yield_s)  # a query is reading: leave it the CPU
             table = tables[i]
             with table.lock:
                 n = table.warm(self.store, b)

@@ -254,3 +254,12 @@ def test_queries_sent_while_the_warmup_runs_answer_as_without_it(own, cold):
         _same(got[q], want[q])
     for table in _tables(own):
         assert set(table.blocks) == set(table.index)
+
+
+def test_the_warmup_starts_no_block_while_a_query_reads_a_table(own, cold):
+    with sketch_cache.reading():
+        warmup = Warmup(own.store, _configs(own), share=1.0, pause_s=0).start()
+        time.sleep(0.3)
+        assert warmup_stats()["blocks"] == 0 and warmup.alive
+    assert warmup.finished.wait(60)
+    assert warmup_stats()["state"] == 2 and warmup_stats()["blocks"] > 0
