@@ -166,3 +166,27 @@ def test_cell_table_interns_pairs_once_and_survives_a_restore():
     cells, old, target = again.of_groups(np.array([1]), np.array([7]), np.array([9]), 2)
     assert sorted(again.cell_gid[cells].tolist()) == [1, 1, 1] and set(target.tolist()) == {9}
     assert set(old.tolist()) == {7}
+
+
+def test_process_workers_ship_cell_batches_that_read_as_inline_ones():
+    from precompute.engine import PrecomputeEngine
+    from precompute.output import CapturingSink
+
+    config = load_config(agg_yaml("MultipleLast", 30, 10, ("job", "instance"), ("code",)))
+    batches = _stream(5, n=600)
+
+    def run(backend: str, workers: int) -> dict:
+        options = EngineOptions(
+            num_workers=workers, backend=backend, flush_interval_ms=0, allowed_lateness_ms=5_000
+        )
+        sink = CapturingSink()
+        engine = PrecomputeEngine(type(config)(config.aggregations, options), sink)
+        ids = SeriesIds()
+        for samples in batches:
+            engine.on_batch(ids.batch(samples))
+        engine.close_all()
+        engine.stop(snapshot=False)
+        return _canonical(sink.outputs)
+
+    inline = run("inline", 1)
+    assert inline and run("process", 2) == inline
