@@ -59,6 +59,25 @@ WORKLOADS = {
         "[instance]",
         100_000,
     ),
+    # Keyed, many small groups with aggregated labels: columnar over (group, sub key) cells.
+    "MultipleIncrease per series keyed by job (10k groups) 60s/10s": (
+        "MultipleIncrease",
+        60,
+        10,
+        "{}",
+        "[instance]",
+        "[job]",
+        10_000,
+    ),
+    "MultipleLast per series (10k groups) 60s/10s": (
+        "MultipleLast",
+        60,
+        10,
+        "{}",
+        "[instance]",
+        "[job]",
+        10_000,
+    ),
 }
 
 
