@@ -36,6 +36,9 @@ class CellTable:
         self.keys: list[Key] = []
         self._codes = np.zeros(0, dtype=np.int64)  # sorted codes of known cells
         self._ids = np.zeros(0, dtype=np.int64)  # their cell ids
+        # The previous batch's codes and cells: a steady scrape repeats the same series in the
+        # same order, and comparing arrays beats a binary search per sample.
+        self._last: tuple[np.ndarray, np.ndarray] | None = None
 
     def __len__(self) -> int:
         return int(self.cell_gid.shape[0])
@@ -45,13 +48,19 @@ class CellTable:
     ) -> np.ndarray:
         """Cell id per sample, creating cells for pairs not seen before."""
         codes = (gids.astype(np.int64) << _SHIFT) | sids.astype(np.int64)
+        last = self._last
+        if last is not None and np.array_equal(last[0], codes):
+            return last[1]
         pos = np.searchsorted(self._codes, codes)
         found = pos < self._codes.shape[0]
         found[found] = self._codes[pos[found]] == codes[found]
         if not found.all():
             self._add(np.unique(codes[~found]), group_keys, sub_keys)
             pos = np.searchsorted(self._codes, codes)
-        return self._ids[pos]
+        cells = self._ids[pos]
+        cells.flags.writeable = False  # handed out again for the next equal batch
+        self._last = (codes, cells)
+        return cells
 
     def _add(self, new: np.ndarray, group_keys: list[Key], sub_keys: list[Key]) -> None:
         first = len(self)
