@@ -190,3 +190,28 @@ def test_process_workers_ship_cell_batches_that_read_as_inline_ones():
 
     inline = run("inline", 1)
     assert inline and run("process", 2) == inline
+
+
+@pytest.mark.parametrize("agg_type", ["MultipleSum", "MultipleLast"])
+def test_a_snapshot_of_keyed_objects_restored_into_cells_loses_no_open_pane(agg_type):
+    """An older build's snapshot (open panes as keyed objects) restored by a cell-path worker:
+    the object panes still close, and the windows merge to what one uninterrupted run gives."""
+    yaml_text = agg_yaml(agg_type, 30, 10, ("job", "instance"), ("code",))
+    config = load_config(yaml_text)
+    options = EngineOptions(allowed_lateness_ms=5_000)
+    batches = _stream(3)
+    want, _ = _run(yaml_text, batches, options, False, None)
+    router = Router(list(config.aggregations), 1)
+    worker = Worker(config.aggregations, options, cells=False)
+    ids, got = SeriesIds(), []
+    half = len(batches) // 2
+    for i, samples in enumerate(batches):
+        if i == half:
+            snap = pickle.loads(pickle.dumps(worker.snapshot()))
+            assert snap[1]["panes"], "object panes were open at the restart"
+            worker = Worker(config.aggregations, options, cells=True)
+            worker.restore(snap)
+        for item in router.route(ids.batch(samples))[0]:
+            got += worker.process(item)
+    got += worker.close_all()
+    assert _canonical(got) == _canonical(want)
