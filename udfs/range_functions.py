@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from udfs.extrapolation import extrapolated_rate, go_seconds
 from udfs.over_time import (
     absent_over_time,
     avg_over_time,
@@ -75,11 +76,6 @@ __all__ = [
 Result = tuple[np.ndarray, np.ndarray]
 
 
-def _range_seconds(range_ms: int) -> float:
-    # Go's Duration.Seconds(): whole seconds plus the nanosecond remainder / 1e9.
-    return float(range_ms // 1000) + float((range_ms % 1000) * 1_000_000) / 1e9
-
-
 def _add_reset_corrections(ra: RangeArray, result: np.ndarray) -> np.ndarray:
     """Add the pre-reset value of every counter reset, in time order as upstream does."""
     v = ra.values
@@ -132,26 +128,14 @@ def _extrapolated_rate(ra: RangeArray, is_counter: bool, is_rate: bool) -> Resul
     first_v, last_v = ra.values[first], ra.values[last]
     first_t, last_t = ra.timestamps[first], ra.timestamps[last]
     range_start = ra.window_ends - ra.range_ms
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):
         result = last_v - first_v
-        if is_counter:
-            result = _add_reset_corrections(ra, result)
-        to_start = (first_t - range_start).astype(np.float64) / 1000
-        to_end = (ra.window_ends - last_t).astype(np.float64) / 1000
-        sampled = (last_t - first_t).astype(np.float64) / 1000
-        avg_between = sampled / np.maximum(ra.sizes - 1, 1).astype(np.float64)
-        threshold = avg_between * 1.1
-        to_start = np.where(to_start >= threshold, avg_between / 2, to_start)
-        if is_counter:
-            # Counters cannot go below zero: stop the left extrapolation at the zero point.
-            use_zero = (result > 0) & (first_v >= 0)
-            to_zero = np.where(use_zero, sampled * (first_v / result), to_start)
-            to_start = np.where(to_zero < to_start, to_zero, to_start)
-        to_end = np.where(to_end >= threshold, avg_between / 2, to_end)
-        factor = np.where(sampled != 0, (sampled + to_start + to_end) / sampled, 1.0)
-        if is_rate:
-            factor = factor / _range_seconds(ra.range_ms)
-        result = result * factor
+    if is_counter:
+        result = _add_reset_corrections(ra, result)
+    result = extrapolated_rate(
+        result, first_v, first_t, last_t, ra.sizes, range_start, ra.window_ends,
+        counter=is_counter, range_seconds=go_seconds(ra.range_ms) if is_rate else None,
+    )  # fmt: skip
     return np.where(present, result, np.nan), present
 
 

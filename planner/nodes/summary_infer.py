@@ -24,6 +24,7 @@ from planner.stmt import Grid
 from planner.values import InstantVector, ScalarValue
 from promql.ast import PosRange
 from promql.types import ValueType
+from udfs.extrapolation import extrapolated_rate, go_seconds
 
 if TYPE_CHECKING:
     from planner.executor import Executor
@@ -128,26 +129,16 @@ def analyze_notes(ex: Executor, node: PlanNode) -> dict:
 
 
 def extrapolate(c: dict[str, np.ndarray], start: np.ndarray, end: np.ndarray, is_rate: bool):
-    """Prometheus' ``extrapolatedRate`` (promql/functions.go, v3.x) for counters, from merged
-    state, over [series, steps]; ``start``/``end`` are per step ``t − range`` and ``t``."""
-    n = c["n"]
-    present = n >= 2
-    with np.errstate(divide="ignore", invalid="ignore"):
+    """Prometheus' ``extrapolatedRate`` for counters from merged state, over [series, steps];
+    ``start``/``end`` are per step ``t − range`` and ``t``."""
+    present = c["n"] >= 2
+    with np.errstate(invalid="ignore", over="ignore"):
         result = c["last_v"] - c["first_v"] + c["resets"]
-        to_start = (c["first_t"] - start[None, :]) / 1000
-        to_end = (end[None, :] - c["last_t"]) / 1000
-        sampled = (c["last_t"] - c["first_t"]) / 1000
-        avg = sampled / (n - 1)
-        threshold = avg * 1.1
-        to_start = np.where(to_start >= threshold, avg / 2, to_start)
-        to_zero = sampled * (c["first_v"] / result)
-        use_zero = (result > 0) & (c["first_v"] >= 0) & (to_zero < to_start)
-        to_start = np.where(use_zero, to_zero, to_start)
-        to_end = np.where(to_end >= threshold, avg / 2, to_end)
-        factor = (sampled + to_start + to_end) / sampled
-        if is_rate:
-            factor = factor / ((end - start)[None, :] / 1000)
-        values = result * factor
+    range_s = go_seconds(int(end[0] - start[0])) if is_rate and end.shape[0] else None
+    values = extrapolated_rate(
+        result, c["first_v"], c["first_t"], c["last_t"], c["n"], start, end,
+        counter=True, range_seconds=range_s,
+    )  # fmt: skip
     return np.where(present, values, 0.0), present
 
 
