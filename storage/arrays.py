@@ -7,6 +7,9 @@ position; "sorted" means sorted by ``(group, ts)``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numba
 import numpy as np
 
 _I64 = np.int64
@@ -164,40 +167,141 @@ def merge_sorted_parts(
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]], ngroups: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Merge parts (each sorted and unique by ``(group, ts)``, given oldest first) keeping the
-    newest row of each duplicate ``(group, ts)``.
-
-    The common case, each group's time ranges following one another part after part (in-order
-    ingest, adjacent blocks), is a counting scatter without any sort; otherwise one stable sort.
-    """
+    newest row of each duplicate ``(group, ts)``. See ``merge_runs``."""
     if len(parts) == 1:
         return parts[0]
-    seen_max = np.full(ngroups, np.iinfo(_I64).min, dtype=_I64)
-    ordered = True
-    for g, t, _ in parts:
-        if g.shape[0] == 0:
+    offsets, ts, values = merge_runs([Runs.of_sorted(*p) for p in parts], ngroups)
+    group = np.repeat(np.arange(ngroups, dtype=_I64), np.diff(offsets))
+    return group, ts, values
+
+
+@dataclass(frozen=True)
+class Runs:
+    """One source's rows of some groups, without copying them: group ``group[k]``'s rows are
+    ``ts[lo[k]:hi[k]]`` (ascending, unique timestamps). A group appears at most once, and
+    ``lo < hi`` for every run."""
+
+    ts: np.ndarray
+    values: np.ndarray
+    group: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+
+    @staticmethod
+    def of_ranges(
+        ts: np.ndarray, values: np.ndarray, group: np.ndarray, lo: np.ndarray, hi: np.ndarray
+    ) -> Runs:
+        """Runs from ranges of ``ts``; empty ranges are dropped."""
+        keep = hi > lo
+        if not keep.all():
+            group, lo, hi = group[keep], lo[keep], hi[keep]
+        return Runs(ts, values, group.astype(_I64, copy=False), lo, hi)
+
+    @staticmethod
+    def of_sorted(group: np.ndarray, ts: np.ndarray, values: np.ndarray) -> Runs:
+        """Runs of rows sorted and unique by ``(group, ts)``."""
+        if group.shape[0] == 0:
+            z = np.zeros(0, dtype=_I64)
+            return Runs(ts, values, z, z, z)
+        lo = np.flatnonzero(np.r_[True, group[1:] != group[:-1]]).astype(_I64)
+        hi = np.r_[lo[1:], group.shape[0]].astype(_I64)
+        return Runs(ts, values, group[lo].astype(_I64), lo, hi)
+
+    def __len__(self) -> int:
+        return int((self.hi - self.lo).sum())
+
+
+def merge_runs(sources: list[Runs], ngroups: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Merge sources (given oldest first) into ``(offsets, ts, values)``: group ``g``'s rows are
+    ``offsets[g]:offsets[g+1]``, sorted by time; of duplicate ``(group, ts)`` rows the newest
+    source's is kept.
+
+    Every row is copied once, straight from its source to its place (compiled loop; values
+    copied as bits, so stale markers and NaN payloads survive). A group whose runs follow one
+    another in time source after source (in-order ingest, adjacent blocks) needs nothing more;
+    only groups whose runs overlap are then sorted and deduplicated in place, one by one.
+    """
+    counts = np.zeros(ngroups, dtype=_I64)
+    last = np.full(ngroups, np.iinfo(_I64).min, dtype=_I64)
+    overlap = np.zeros(ngroups, dtype=bool)
+    for s in sources:
+        if s.group.shape[0] == 0:
             continue
-        starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
-        ends = np.r_[starts[1:], g.shape[0]] - 1
-        keys = g[starts]
-        if (t[starts] <= seen_max[keys]).any():
-            ordered = False
-            break
-        seen_max[keys] = t[ends]
-    if not ordered:
-        return sort_dedupe(*(np.concatenate([p[i] for p in parts]) for i in range(3)))
-    counts = [np.bincount(p[0], minlength=ngroups) for p in parts]
-    total = np.sum(counts, axis=0)
-    group_start = np.zeros(ngroups, dtype=_I64)
-    np.cumsum(total[:-1], out=group_start[1:])
-    n = int(total.sum())
-    out_g = np.empty(n, dtype=_I64)
-    out_t = np.empty(n, dtype=_I64)
-    out_v = np.empty(n, dtype=np.float64)
-    before = np.zeros(ngroups, dtype=_I64)  # rows of each group placed by earlier parts
-    for (g, t, v), cnt in zip(parts, counts, strict=True):
-        if g.shape[0]:
-            first_in_part = np.cumsum(cnt) - cnt  # row where each group starts inside the part
-            dest = (group_start + before - first_in_part)[g] + np.arange(g.shape[0], dtype=_I64)
-            out_g[dest], out_t[dest], out_v[dest] = g, t, v
-        before += cnt
-    return out_g, out_t, out_v
+        counts[s.group] += s.hi - s.lo
+        overlap[s.group] |= s.ts[s.lo] <= last[s.group]
+        last[s.group] = np.maximum(last[s.group], s.ts[s.hi - 1])
+    offsets = np.zeros(ngroups + 1, dtype=_I64)
+    np.cumsum(counts, out=offsets[1:])
+    total = int(offsets[-1])
+    out_t = np.empty(total, dtype=_I64)
+    out_v = np.empty(total, dtype=np.float64)
+    fill = offsets[:-1].copy()
+    bits = out_v.view(np.int64)
+    for s in sources:
+        if s.group.shape[0]:
+            src_v = np.ascontiguousarray(s.values, dtype=np.float64).view(np.int64)
+            _copy_runs(s.ts, src_v, s.group, s.lo, s.hi, fill, out_t, bits)
+    bad = np.flatnonzero(overlap)
+    if bad.shape[0] == 0:
+        return offsets, out_t, out_v
+    lengths = _sort_dedupe_groups(offsets, bad, out_t, bits)
+    if int(lengths.sum()) == total:
+        return offsets, out_t, out_v
+    new_offsets = np.zeros(ngroups + 1, dtype=_I64)
+    np.cumsum(lengths, out=new_offsets[1:])
+    _compact(offsets, new_offsets, out_t, bits)
+    n = int(new_offsets[-1])
+    return new_offsets, out_t[:n].copy(), out_v[:n].copy()
+
+
+@numba.njit(cache=True, nogil=True)
+def _copy_runs(src_t, src_v, group, lo, hi, fill, out_t, out_v):
+    for k in range(group.shape[0]):
+        g = group[k]
+        d = fill[g]
+        a = lo[k]
+        n = hi[k] - a
+        for j in range(n):
+            out_t[d + j] = src_t[a + j]
+            out_v[d + j] = src_v[a + j]
+        fill[g] = d + n
+
+
+@numba.njit(cache=True, nogil=True)
+def _sort_dedupe_groups(offsets, groups, ts, vals):
+    """Sort each listed group's rows by time in place, keeping the last written of equal
+    timestamps (rows are in write order); returns every group's new length."""
+    lengths = offsets[1:] - offsets[:-1]
+    for g in groups:
+        a = offsets[g]
+        seg_t = ts[a : offsets[g + 1]].copy()
+        seg_v = vals[a : offsets[g + 1]].copy()
+        order = np.argsort(seg_t, kind="mergesort")  # stable: equal times stay in write order
+        n = 0
+        for k in range(order.shape[0]):
+            i = order[k]
+            if k + 1 < order.shape[0] and seg_t[order[k + 1]] == seg_t[i]:
+                continue
+            ts[a + n] = seg_t[i]
+            vals[a + n] = seg_v[i]
+            n += 1
+        lengths[g] = n
+    return lengths
+
+
+@numba.njit(cache=True, nogil=True)
+def _compact(old_offsets, new_offsets, ts, vals):
+    """Move each group's first ``new length`` rows left to the new offsets (in place)."""
+    for g in range(new_offsets.shape[0] - 1):
+        src = old_offsets[g]
+        dst = new_offsets[g]
+        for j in range(new_offsets[g + 1] - dst):
+            ts[dst + j] = ts[src + j]
+            vals[dst + j] = vals[src + j]
+
+
+def warm_up() -> None:
+    """Compile the merge kernels (or load them from numba's cache)."""
+    g = np.array([0, 0], dtype=_I64)
+    part = (g, np.array([1, 2], dtype=_I64), np.zeros(2))
+    merge_sorted_parts([part, part], 1)

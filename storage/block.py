@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 
 from storage.arrays import (
+    Runs,
     clip_ranges,
     delta_decode,
     delta_encode,
@@ -261,6 +262,32 @@ class Block:
             lo, hi = clip_ranges(all_ts, lo, hi, mint, maxt)
         rows = ranges_index(lo, hi)
         return np.repeat(found.astype(_I64), hi - lo), all_ts[rows], all_v[rows]
+
+    def runs(self, sids: np.ndarray, mint: int, maxt: int) -> list[Runs]:
+        """The requested global series' samples in ``[mint, maxt]`` as runs keyed by request
+        index, one ``Runs`` per decoded chunk (pointing into the cached chunk, not copied)."""
+        if self._by_global.shape[0] == 0 or sids.shape[0] == 0:
+            return []
+        k = np.minimum(np.searchsorted(self._by_global, sids), self._by_global.shape[0] - 1)
+        found = np.flatnonzero(self._by_global[k] == sids)
+        local = self._by_global_local[k[found]]
+        live = (self.series_mint[local] <= maxt) & (self.series_maxt[local] >= mint)
+        found, local = found[live], local[live]
+        if found.shape[0] == 0:
+            return []
+        chunk = self._chunk[local]
+        order = np.argsort(chunk, kind="stable")
+        found, local, chunk = found[order], local[order], chunk[order]
+        cuts = np.flatnonzero(np.r_[True, chunk[1:] != chunk[:-1], True])
+        clip = self.meta.mint < mint or self.meta.maxt > maxt
+        out = []
+        for a, b in zip(cuts[:-1].tolist(), cuts[1:].tolist(), strict=True):
+            ts, vals = self._decoded(int(chunk[a]))
+            lo, hi = self._start[local[a:b]], self._end[local[a:b]]
+            if clip:
+                lo, hi = clip_ranges(ts, lo, hi, mint, maxt)
+            out.append(Runs.of_ranges(ts, vals, found[a:b], lo, hi))
+        return out
 
     def read_all(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Every sample as ``(global sid, ts, values)``, sorted by (global sid, ts)."""

@@ -29,7 +29,7 @@ import numpy as np
 
 from promql.errors import BadDataError
 from promql.types import Matcher
-from storage.arrays import merge_sorted_parts, sort_dedupe
+from storage.arrays import Runs, merge_runs, sort_dedupe
 from storage.block import Block, list_block_dirs
 from storage.dirlock import DirectoryLock
 from storage.head import Head
@@ -262,16 +262,15 @@ class Storage:
             blocks = [b for b in self._blocks if b.overlaps(mint_ms, maxt_ms)]
             head = self._head.snapshot()
             index = self._index
-        parts = [b.gather(ids, mint_ms, maxt_ms) for b in blocks]
-        parts.extend(_gather_head(head, ids, mint_ms, maxt_ms))
-        parts = [p for p in parts if p[0].shape[0]]
-        if not parts:
+        sources = [r for b in blocks for r in b.runs(ids, mint_ms, maxt_ms)]
+        sources.extend(_head_runs(head, ids, mint_ms, maxt_ms))
+        sources = [r for r in sources if r.group.shape[0]]
+        if not sources:
             return _empty_set()
-        pos, ts, vals = merge_sorted_parts(parts, ids.shape[0])
-        counts = np.bincount(pos, minlength=ids.shape[0])
-        present = np.flatnonzero(counts)
-        offsets = np.zeros(present.shape[0] + 1, dtype=_I64)
-        np.cumsum(counts[present], out=offsets[1:])
+        all_offsets, ts, vals = merge_runs(sources, ids.shape[0])
+        present = np.flatnonzero(all_offsets[1:] > all_offsets[:-1])
+        offsets = np.append(all_offsets[present], all_offsets[-1])
+        offsets -= offsets[0]
         sel = ids[present]
         return SeriesSet(index.labels_of(sel.tolist()), sel, offsets, ts, vals)
 
@@ -512,22 +511,20 @@ def _validate_metadata(m: MetricMetadata) -> None:
             raise BadDataError(f"invalid UTF-8 in metadata for {m.metric_family_name!r}") from None
 
 
-def _gather_head(head, ids: np.ndarray, mint: int, maxt: int) -> list[tuple]:
-    """Head sources as ``(request index, ts, values)``; segments sorted, the tail not."""
-    out = []
-    for seg in head.segments:
-        if not seg.sids.shape[0]:
-            continue
-        if seg.maxt < mint or seg.mint > maxt:
-            continue
-        out.append(seg.gather_range(ids, mint, maxt))
+def _head_runs(head, ids: np.ndarray, mint: int, maxt: int) -> list[Runs]:
+    """Head sources in write order as runs keyed by request index: segments, then the tail."""
+    out = [
+        seg.runs(ids, mint, maxt)
+        for seg in head.segments
+        if seg.sids.shape[0] and seg.maxt >= mint and seg.mint <= maxt
+    ]
     if head.tail:
         # The tail is unsorted and may repeat (series, ts): sort it alone (it is small) so that
-        # every part handed to the merge is sorted and unique.
+        # every source handed to the merge is sorted and unique.
         order = np.argsort(ids)
         sorted_ids = ids[order]
         sid, ts, vals = (np.concatenate([c[i] for c in head.tail]) for i in range(3))
         k = np.minimum(np.searchsorted(sorted_ids, sid), sorted_ids.shape[0] - 1)
         keep = (sorted_ids[k] == sid) & (ts >= mint) & (ts <= maxt)
-        out.append(sort_dedupe(order[k[keep]], ts[keep], vals[keep]))
+        out.append(Runs.of_sorted(*sort_dedupe(order[k[keep]], ts[keep], vals[keep])))
     return out

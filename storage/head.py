@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from storage.arrays import clip_ranges, merge_sorted_parts, ranges_index, sort_dedupe
+from storage.arrays import Runs, clip_ranges, merge_sorted_parts, ranges_index, sort_dedupe
 
 _I64 = np.int64
 
@@ -71,6 +71,20 @@ class Segment:
             lo, hi = clip_ranges(self.ts, lo, hi, mint, maxt)
         rows = ranges_index(lo, hi)
         return np.repeat(found.astype(_I64), hi - lo), self.ts[rows], self.values[rows]
+
+    def runs(self, sids: np.ndarray, mint: int, maxt: int) -> Runs:
+        """The requested series' rows in ``[mint, maxt]`` as runs keyed by request index,
+        pointing into this segment's arrays (nothing is copied)."""
+        if not self.sids.shape[0] or sids.shape[0] == 0:
+            z = np.zeros(0, dtype=_I64)
+            return Runs(self.ts, self.values, z, z, z)
+        pos = np.minimum(np.searchsorted(self.sids, sids), self.sids.shape[0] - 1)
+        found = np.flatnonzero(self.sids[pos] == sids)
+        p = pos[found]
+        lo, hi = self.starts[p], self.starts[p + 1]
+        if self.mint < mint or self.maxt > maxt:
+            lo, hi = clip_ranges(self.ts, lo, hi, mint, maxt)
+        return Runs.of_ranges(self.ts, self.values, found, lo, hi)
 
     def without_before(self, cut_ts: int) -> Segment:
         keep = self.ts >= cut_ts

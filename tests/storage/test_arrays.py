@@ -7,9 +7,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from storage.arrays import (
+    Runs,
     clip_ranges,
     delta_decode,
     delta_encode,
+    merge_runs,
     merge_sorted_parts,
     ranges_index,
     sort_dedupe,
@@ -104,3 +106,37 @@ def _clip_by_bisection(ts, starts, ends, mint, maxt):
 
     first = _bisect(ts, starts, ends, mint, right=False)
     return first, _bisect(ts, first, ends, maxt, right=True)
+
+
+def _runs_of(part, rng):
+    """A sorted part as runs into a padded copy of its arrays (runs need not start at row 0)."""
+    g, t, v = part
+    pad = int(rng.integers(0, 3))
+    ts = np.r_[np.full(pad, 999, dtype=np.int64), t]
+    vals = np.r_[np.full(pad, -1.0), v]
+    r = Runs.of_sorted(g, t, v)
+    return Runs(ts, vals, r.group, r.lo + pad, r.hi + pad)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(ROWS, min_size=1, max_size=4), st.integers(0, 2**32 - 1))
+def test_merge_runs_copies_runs_into_group_offsets_keeping_the_newest_source(raw_parts, seed):
+    rng = np.random.default_rng(seed)
+    parts = [to_part(rows) for rows in raw_parts]
+    offsets, t, v = merge_runs([_runs_of(p, rng) for p in parts], 6)
+    g = np.repeat(np.arange(6), np.diff(offsets))
+    assert offsets[0] == 0 and offsets[-1] == t.shape[0] == v.shape[0]
+    assert all((g[i], t[i]) < (g[i + 1], t[i + 1]) for i in range(len(g) - 1))
+    assert as_rows(g, t, v) == reference_merge(parts)
+
+
+def test_merge_runs_keeps_stale_marker_bits_and_resolves_overlap_by_write_order():
+    stale = np.array([0x7FF0000000000002], dtype=np.uint64).view(np.float64)[0]
+    older = Runs.of_sorted(np.array([0, 0]), np.array([1, 5]), np.array([1.0, 2.0]))
+    newer = Runs.of_sorted(np.array([0, 1]), np.array([5, 2]), np.array([stale, 7.0]))
+    newest = Runs.of_sorted(np.array([1]), np.array([3]), np.array([stale]))
+    offsets, t, v = merge_runs([older, newer, newest], 3)
+    assert offsets.tolist() == [0, 2, 4, 4]
+    assert t.tolist() == [1, 5, 2, 3]
+    bits = v.view(np.uint64).tolist()
+    assert bits[1] == bits[3] == 0x7FF0000000000002 and v[0] == 1.0 and v[2] == 7.0
