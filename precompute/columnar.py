@@ -25,6 +25,7 @@ from precompute.accumulators.increase import (
     merge_stack,
 )
 from precompute.accumulators.scalar import _Moments
+from precompute.counter_kernels import evict_rows, merge_into_kernel, take_present
 from precompute.windows import WindowSpec
 
 MOMENT_TYPES = frozenset({"Sum", "Count", "Min", "Max", "MinMax", "Avg"})
@@ -253,7 +254,8 @@ class SlidingCounterMerge:
     window start passes ``b``, the block is rebuilt from the window's own panes (W − 1 merges
     once per W closes). So a close costs about 3 pair merges instead of a (W × groups) stack.
 
-    Cached merges are immutable new arrays. Eviction zeroing rows does not invalidate them: a row
+    Cached merges (``back``, handed out as windows) are new arrays never written again; only the
+    private ``front`` is merged into in place. Eviction zeroing rows does not invalidate them: a row
     is evicted from a pane only once its group has closed every window holding that pane, so
     the cached row is never asked for again. New data in a merged pane (late samples, batches
     applied out of order) does: ``touch`` drops only the merges that include that pane.
@@ -305,15 +307,21 @@ class SlidingCounterMerge:
 
     def _extend(self, p: int, get) -> None:
         part = self._part(p, get)
-        if part is not None:
-            self.front = part if self.front is None else merge_pair(self.front, part)
+        if part is None:
+            return
+        if self.front is None:
+            self.front = _copy(part)  # panes change later (folds, eviction)
+            return
+        front = _col_arrays(self.front)
+        merge_into_kernel(*front, *_col_arrays(part), *front)  # in place: front is private
 
     def _part(self, p: int, get) -> CounterColumns | None:
+        """Pane ``p``'s rows ``0..width-1`` as views (read at once, never kept)."""
         cols = get(p)
         self.merged.add(p)  # after get(): a pane folded by get() is merged with its new data
         if cols is None:
             return None
-        return CounterColumns(*(getattr(cols, c)[: self.width].copy() for c in _COUNTER_COLS))
+        return CounterColumns(*(getattr(cols, c)[: self.width] for c in _COUNTER_COLS))
 
     def _rebuild(self, ends: list[int], get, width: int) -> CounterColumns:
         self.reset()
@@ -321,8 +329,8 @@ class SlidingCounterMerge:
         acc: CounterColumns | None = None
         for p in reversed(ends):
             part = self._part(p, get)
-            if part is not None:
-                acc = part if acc is None else merge_pair(part, acc)
+            if part is not None:  # merge_pair gives new arrays; a lone pane is copied
+                acc = _copy(part) if acc is None else merge_pair(part, acc)
             self.back[p] = acc if acc is not None else CounterColumns.zeros(width)
         self.block_end = self.front_end = ends[-1]
         return self.back[ends[0]]
@@ -331,11 +339,19 @@ class SlidingCounterMerge:
         acc = CounterColumns.zeros(width)
         for p in ends:
             cols = get(p)
-            if cols is not None:
-                # Copies: merge_pair may hand back its inputs' arrays, and panes change later.
-                part = CounterColumns(*(getattr(cols, c)[:width].copy() for c in _COUNTER_COLS))
-                acc = merge_pair(acc, part)
+            if cols is not None:  # merge_pair gives new arrays: the pane is only read
+                acc = merge_pair(
+                    acc, CounterColumns(*(getattr(cols, c)[:width] for c in _COUNTER_COLS))
+                )
         return acc
+
+
+def _col_arrays(cols: CounterColumns) -> tuple[np.ndarray, ...]:
+    return tuple(getattr(cols, c) for c in _COUNTER_COLS)
+
+
+def _copy(cols: CounterColumns) -> CounterColumns:
+    return CounterColumns(*(getattr(cols, c).copy() for c in _COUNTER_COLS))
 
 
 def keyed_counter_window(
@@ -426,7 +442,12 @@ class ColumnarCounters:
             ]
             if not parts:
                 continue
-            merged = self._merge_window(list(spec.pane_ends_of_window(w)), parts, rows)
+            merged, take = self._merge_window(list(spec.pane_ends_of_window(w)), parts, rows)
+            if take is not None:  # gather the asked rows and drop empty ones in one pass
+                kept, *arrays = take_present(*_col_arrays(merged), take, rows)
+                if kept.shape[0]:
+                    out.append((kept, w, dict(zip(_COUNTER_COLS, arrays, strict=True))))
+                continue
             has = merged.n > 0
             cols = {c: getattr(merged, c) for c in _COUNTER_COLS}
             if has.all():
@@ -436,22 +457,26 @@ class ColumnarCounters:
         self._evict(gids, target)
         return out
 
-    def _merge_window(self, ends: list[int], parts: list[CounterColumns], rows: np.ndarray):
-        """Rows ``rows`` of the window over panes ``ends`` (``parts``: those present, folded).
-        Most groups due at once (per-series grouping, sliding): the two-stack merge over all
-        groups, then the asked rows; otherwise one stacked pass over the asked rows."""
+    def _merge_window(
+        self, ends: list[int], parts: list[CounterColumns], rows: np.ndarray
+    ) -> tuple[CounterColumns, np.ndarray | None]:
+        """Rows ``rows`` of the window over panes ``ends`` (``parts``: those present, folded),
+        as ``(columns, take)``: the columns' rows ``take`` are the asked ones (``take`` None:
+        all of them, in order). Most groups due at once (per-series grouping, sliding): the
+        two-stack merge over all groups; otherwise one stacked pass over the asked rows."""
         pick, after = _dense(rows)
         if not isinstance(pick, slice) or len(ends) < 3:
             last = self.last_full
             if last is not None and last[0] == ends[-1] and int(rows.max()) < last[1].n.shape[0]:
                 # Valid: no pane of it was folded since (``_fold`` drops it), and these groups
                 # had not closed it, so none of their rows in its panes was evicted.
-                return CounterColumns(*(getattr(last[1], c)[rows] for c in _COUNTER_COLS))
-            return merge_ordered(parts, rows)
+                return last[1], rows
+            return merge_ordered(parts, rows), None
         full = self.sliding.window(ends, self.panes.get, self.n_groups)
         self.last_full = (ends[-1], full)
-        take = pick if after is None else after
-        return CounterColumns(*(getattr(full, c)[take] for c in _COUNTER_COLS))
+        if after is None:
+            return CounterColumns(*(getattr(full, c)[pick] for c in _COUNTER_COLS)), None
+        return full, after
 
     def _evict(self, gids: np.ndarray, target: np.ndarray) -> None:
         newest = int(target.max()) if target.shape[0] else None
@@ -463,13 +488,10 @@ class ColumnarCounters:
             if spent.shape[0] == 0:
                 continue
             cols = self._fold(p, int(spent.max()) + 1)
-            cols.n[spent] = 0
-            if not cols.n.any():  # every group is done with it: drop it whole, no more zeroing
-                del self.panes[p]
-                continue
             # An empty row is n == 0 and resets == 0 (additions rely on both); its times and
             # values are read only where n > 0 (folds, merges, emits), so they stay as they are.
-            cols.resets[spent] = 0
+            if not evict_rows(cols.n, cols.resets, spent):
+                del self.panes[p]  # every group is done with it
 
     def groups_with_data(self, n_groups: int) -> dict[int, int]:
         reach: dict[int, int] = {}

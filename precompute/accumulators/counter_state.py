@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from precompute.counter_kernels import advance_newest, fold_distinct_kernel, merge_pair_kernel
+
 _COLS = ("n", "first_t", "first_v", "last_t", "last_v", "resets")
 _DTYPES = (np.int64, np.int64, np.float64, np.int64, np.float64, np.float64)
 
@@ -140,6 +142,11 @@ def fold_sorted(cols: CounterColumns, kid: np.ndarray, t: np.ndarray, v: np.ndar
     """
     if kid.shape[0] == 0:
         return 0
+    # Ids strictly ascending (a scrape in key-table order, the usual batch): one compiled pass,
+    # the same state changes as the scatter paths below; -1 when they do not ascend.
+    skipped = fold_distinct_kernel(*_arrays(cols), kid, t, v)
+    if skipped >= 0:
+        return int(skipped)
     size = cols.n.shape[0]
     skipped_once = 0
     if kid.shape[0] * 8 >= size:
@@ -173,15 +180,11 @@ def fold_parts(cols: CounterColumns, parts: list[tuple[np.ndarray, np.ndarray, n
 
 def _parts_in_time_order(parts: list[tuple[np.ndarray, ...]], size: int) -> bool:
     newest = np.full(size, np.iinfo(np.int64).min, dtype=np.int64)
-    for kid, t, _ in parts:
-        if kid.shape[0] == 0:
-            continue
-        if int(kid[-1]) >= size or not bool((kid[1:] > kid[:-1]).all()):
-            return False
-        if not bool((t > newest[kid]).all()):
-            return False
-        newest[kid] = t
-    return True
+    return all(advance_newest(newest, kid, t) for kid, t, _ in parts)
+
+
+def _arrays(cols: CounterColumns) -> tuple[np.ndarray, ...]:
+    return cols.n, cols.first_t, cols.first_v, cols.last_t, cols.last_v, cols.resets
 
 
 def _fold_general(cols: CounterColumns, kid: np.ndarray, t: np.ndarray, v: np.ndarray) -> int:
@@ -293,7 +296,13 @@ def merge_pair(early: CounterColumns, late: CounterColumns) -> CounterColumns:
     """Row-wise merge of two states over the same rows, ``early`` wholly before ``late`` (either
     may be empty in a row; empty rows are all zeros). Associative, so a sliding window can
     combine cached partial merges (``precompute/columnar.py``). The inputs are not changed; the
-    result may share arrays with them, so callers treat all three as read-only."""
+    result is new arrays (one compiled pass, bit-identical to ``merge_pair_numpy``)."""
+    return CounterColumns(*merge_pair_kernel(*_arrays(early), *_arrays(late)))
+
+
+def merge_pair_numpy(early: CounterColumns, late: CounterColumns) -> CounterColumns:
+    """``merge_pair`` in numpy passes: the reference the kernel is tested against. The result
+    may share arrays with the inputs."""
     e_has, l_has = early.n > 0, late.n > 0
     e_all, l_all = bool(e_has.all()), bool(l_has.all())
     if e_all and l_all:
