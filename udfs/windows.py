@@ -6,30 +6,101 @@ are series ``s``'s samples. Both window kinds are left-open, right-closed, as in
 a range window is ``(t - range, t]`` and the instant lookback is ``(t - lookback, t]``
 (``promql/engine.go``: ``matrixIterSlice`` and ``vectorSelectorSingle``).
 
-The counts behind every window bound come from one of two whole-array methods, chosen by size:
-when a query reads about as many samples as it has (series, step) cells (the common dashboard
-shape), each sample is ranked among the few distinct query times (arithmetically on a regular
-grid) and a per-series histogram of ranks is accumulated; when samples far outnumber cells, one
-``np.searchsorted`` over a composite key ``series * span + (ts - lo)`` answers each cell. Neither
-loops per series or per step; a per-series fallback exists only for the (absurd) case where the
-composite key would overflow int64.
+Every window bound is a count "samples of series ``s`` at or before query time ``q``". One
+compiled pass per series walks its samples and the sorted distinct query times together,
+galloping (doubling, then bisecting) from the previous bound, so a series costs
+O(queries x log(samples per gap)) and never more than one read of its samples: cheap both for
+dashboard shapes (about one sample per step) and for sample-heavy windows (``rate(x[1d])``).
+No temporaries proportional to the samples are made, and there is no overflow-prone composite
+key.
 """
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
-_INT64_MAX = np.iinfo(np.int64).max
-# Up to this many samples per (series, query time) cell, ranking samples beats searching cells.
-_HISTOGRAM_RATIO = 2
-# Timestamps within this bound keep ``t - first`` far from int64 overflow (±146 million years).
-_SAFE_TS = 1 << 62
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _advance(ts, i, end, q):
+    """The first index in ``[i, end)`` whose timestamp is ``> q`` (``end`` if none), given that
+    ``ts[i:end]`` ascends: gallop from ``i``, then bisect."""
+    if i >= end or ts[i] > q:
+        return i
+    lo = i  # invariant: ts[lo] <= q
+    step = 1
+    hi = lo + 1
+    while hi < end and ts[hi] <= q:
+        lo = hi
+        step *= 2
+        hi = lo + step
+    if hi > end:
+        hi = end
+    while hi - lo > 1:  # ts[lo] <= q, and hi == end or ts[hi] > q
+        mid = (lo + hi) >> 1
+        if ts[mid] <= q:
+            lo = mid
+        else:
+            hi = mid
+    return hi
 
 
-def _series_ids(series_offsets: np.ndarray) -> np.ndarray:
-    """The series index of every sample."""
-    lengths = np.diff(series_offsets)
-    return np.repeat(np.arange(lengths.shape[0], dtype=np.int64), lengths)
+@numba.njit(cache=True, nogil=True)
+def _count_le_kernel(series_offsets, timestamps, uniq, out):
+    """``out[s, j]``: one past the last sample of series ``s`` at or before ``uniq[j]``
+    (``uniq`` ascending)."""
+    for s in range(series_offsets.shape[0] - 1):
+        i = series_offsets[s]
+        end = series_offsets[s + 1]
+        for j in range(uniq.shape[0]):
+            i = _advance(timestamps, i, end, uniq[j])
+            out[s, j] = i
+
+
+@numba.njit(cache=True, nogil=True)
+def _range_kernel(series_offsets, timestamps, uniq, inv_lo, inv_hi, starts, sizes):
+    k = inv_lo.shape[0]
+    counts = np.empty(uniq.shape[0], dtype=np.int64)
+    for s in range(series_offsets.shape[0] - 1):
+        i = series_offsets[s]
+        end = series_offsets[s + 1]
+        for j in range(uniq.shape[0]):
+            i = _advance(timestamps, i, end, uniq[j])
+            counts[j] = i
+        base = s * k
+        for j in range(k):
+            a = counts[inv_lo[j]]
+            starts[base + j] = a
+            sizes[base + j] = counts[inv_hi[j]] - a
+
+
+@numba.njit(cache=True, nogil=True)
+def _lookback_kernel(series_offsets, timestamps, uniq, inv, eval_times, lookback, index, present):
+    k = inv.shape[0]
+    counts = np.empty(uniq.shape[0], dtype=np.int64)
+    for s in range(series_offsets.shape[0] - 1):
+        first = series_offsets[s]
+        i = first
+        end = series_offsets[s + 1]
+        for j in range(uniq.shape[0]):
+            i = _advance(timestamps, i, end, uniq[j])
+            counts[j] = i
+        for j in range(k):
+            last = counts[inv[j]] - 1
+            if last >= first:
+                index[s, j] = last
+                present[s, j] = timestamps[last] > eval_times[j] - lookback
+            else:
+                index[s, j] = 0
+                present[s, j] = False
+
+
+def _distinct(queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Ascending distinct query times and each query's position among them."""
+    if queries.shape[0] and bool(np.all(queries[1:] > queries[:-1])):
+        return queries, np.arange(queries.shape[0], dtype=np.int64)  # a grid: already so
+    uniq, inverse = np.unique(queries, return_inverse=True)
+    return uniq, inverse.reshape(-1).astype(np.int64)
 
 
 def _count_le(
@@ -39,54 +110,16 @@ def _count_le(
     ``s`` with timestamp ``<= queries[k]``. Shape ``[n_series, n_queries]``.
     """
     n_series = series_offsets.shape[0] - 1
-    if n_series == 0:
-        return np.zeros((0, queries.shape[0]), dtype=np.int64)
-    if timestamps.shape[0] == 0 or queries.shape[0] == 0:
-        return np.repeat(series_offsets[:-1, None], queries.shape[0], axis=1).astype(np.int64)
-    lo = min(int(timestamps.min()), int(queries.min()))
-    hi = max(int(timestamps.max()), int(queries.max()))
-    if timestamps.shape[0] <= _HISTOGRAM_RATIO * n_series * queries.shape[0] and (
-        lo >= -_SAFE_TS and hi <= _SAFE_TS
-    ):
-        return _count_le_by_histogram(series_offsets, timestamps, queries)
-    span = hi - lo + 1
-    if span > 0 and n_series <= _INT64_MAX // span - 1:
-        # One sorted composite key for all series: (series, ts) order equals key order.
-        keys = _series_ids(series_offsets) * span + (timestamps.astype(np.int64) - lo)
-        q = (np.arange(n_series, dtype=np.int64)[:, None] * span) + (queries[None, :] - lo)
-        return np.searchsorted(keys, q.ravel(), side="right").reshape(n_series, -1)
-    out = np.empty((n_series, queries.shape[0]), dtype=np.int64)
-    for s in range(n_series):  # only when the composite key cannot be represented
-        a, b = int(series_offsets[s]), int(series_offsets[s + 1])
-        out[s] = a + np.searchsorted(timestamps[a:b], queries, side="right")
-    return out
-
-
-def _count_le_by_histogram(
-    series_offsets: np.ndarray, timestamps: np.ndarray, queries: np.ndarray
-) -> np.ndarray:
-    """``_count_le`` in O(samples + cells): a sample counts for query ``q`` iff fewer distinct
-    query times lie below it than below-or-at ``q``, so a cumulative histogram of each series'
-    sample ranks, read at each query's rank, is the count."""
-    n_series = series_offsets.shape[0] - 1
-    uniq, inverse = np.unique(queries, return_inverse=True)
-    m = uniq.shape[0]
-    rank = _rank_below(timestamps.astype(np.int64, copy=False), uniq)
-    bins = _series_ids(series_offsets) * (m + 1) + rank
-    hist = np.bincount(bins, minlength=n_series * (m + 1)).reshape(n_series, m + 1)
-    below_or_at = np.cumsum(hist[:, :m], axis=1)
-    return series_offsets[:-1, None] + below_or_at[:, inverse.reshape(-1)]
-
-
-def _rank_below(timestamps: np.ndarray, uniq: np.ndarray) -> np.ndarray:
-    """How many of the ascending distinct ``uniq`` are ``< t``, for every timestamp ``t``."""
-    m = uniq.shape[0]
-    if m > 1:
-        step = int(uniq[1] - uniq[0])
-        if int(uniq[-1] - uniq[0]) == step * (m - 1) and bool(np.all(np.diff(uniq) == step)):
-            # A regular grid: ceil((t - first) / step), clipped, with integer arithmetic only.
-            return np.clip(-((uniq[0] - timestamps) // step), 0, m)
-    return np.searchsorted(uniq, timestamps, side="left")
+    queries = np.asarray(queries, dtype=np.int64)
+    uniq, inverse = _distinct(queries)
+    out = np.empty((max(n_series, 0), uniq.shape[0]), dtype=np.int64)
+    _count_le_kernel(
+        np.asarray(series_offsets, dtype=np.int64),
+        np.asarray(timestamps, dtype=np.int64),
+        uniq,
+        out,
+    )
+    return out if uniq is queries else out[:, inverse]
 
 
 def range_windows(
@@ -101,12 +134,17 @@ def range_windows(
     timestamps = np.asarray(timestamps, dtype=np.int64)
     eval_times = np.asarray(eval_times, dtype=np.int64)
     n_steps = eval_times.shape[0]
-    both = np.concatenate([eval_times - int(range_ms), eval_times])
-    idx = _count_le(series_offsets, timestamps, both)
-    starts = idx[:, :n_steps].ravel()
-    ends = idx[:, n_steps:].ravel()
     n_series = series_offsets.shape[0] - 1
-    return starts, ends - starts, np.tile(eval_times, n_series)
+    uniq, inverse = np.unique(
+        np.concatenate([eval_times - int(range_ms), eval_times]), return_inverse=True
+    )
+    inverse = inverse.reshape(-1).astype(np.int64)
+    starts = np.empty(n_series * n_steps, dtype=np.int64)
+    sizes = np.empty(n_series * n_steps, dtype=np.int64)
+    _range_kernel(
+        series_offsets, timestamps, uniq, inverse[:n_steps], inverse[n_steps:], starts, sizes
+    )
+    return starts, sizes, np.tile(eval_times, n_series)
 
 
 def instant_lookback(
@@ -115,16 +153,24 @@ def instant_lookback(
     """The newest sample in ``(t - lookback, t]`` per (series, step).
 
     Returns ``(index, present)``, both ``[n_series, n_steps]``: ``index`` is a global sample index
-    (meaningless where ``present`` is false). Stale markers are the caller's to mask.
+    (0 where ``present`` is false). Stale markers are the caller's to mask.
     """
     series_offsets = np.asarray(series_offsets, dtype=np.int64)
     timestamps = np.asarray(timestamps, dtype=np.int64)
     eval_times = np.asarray(eval_times, dtype=np.int64)
-    last = _count_le(series_offsets, timestamps, eval_times) - 1
-    first_of_series = series_offsets[:-1, None]
-    has = last >= first_of_series
-    safe = np.where(has, last, 0)
-    if timestamps.shape[0] == 0:
-        return safe, np.zeros_like(has)
-    present = has & (timestamps[safe] > (eval_times[None, :] - int(lookback_ms)))
-    return safe, present
+    n_series, k = series_offsets.shape[0] - 1, eval_times.shape[0]
+    uniq, inverse = _distinct(eval_times)
+    index = np.empty((n_series, k), dtype=np.int64)
+    present = np.empty((n_series, k), dtype=np.bool_)
+    _lookback_kernel(
+        series_offsets, timestamps, uniq, inverse, eval_times, int(lookback_ms), index, present
+    )
+    return index, present
+
+
+def warm_up() -> None:
+    """Compile the kernels (or load them from numba's cache)."""
+    offsets, ts = np.array([0, 2], dtype=np.int64), np.array([1, 5], dtype=np.int64)
+    range_windows(offsets, ts, np.array([4, 6], dtype=np.int64), 3)
+    instant_lookback(offsets, ts, np.array([4, 6], dtype=np.int64), 3)
+    _count_le(offsets, ts, np.array([6, 4], dtype=np.int64))

@@ -66,7 +66,7 @@ def test_series_without_samples_get_empty_windows_and_no_lookback_sample():
     regular=st.booleans(),
 )
 def test_histogram_and_search_window_counts_agree_with_brute_force(series, queries, regular):
-    from udfs.windows import _count_le_by_histogram
+    from udfs.windows import _count_le
 
     runs = [sorted(set(s)) for s in series]
     ts = np.array([t for r in runs for t in r], dtype=np.int64)
@@ -74,7 +74,7 @@ def test_histogram_and_search_window_counts_agree_with_brute_force(series, queri
     q = np.array(queries, dtype=np.int64)
     if regular:  # an evaluation grid, once shifted by a range (as range windows query it)
         q = np.concatenate([np.arange(len(queries)) * 7 - 20, np.arange(len(queries)) * 7 - 41])
-    got = _count_le_by_histogram(offsets, ts, q)
+    got = _count_le(offsets, ts, q)
     for si, r in enumerate(runs):
         for k, t in enumerate(q.tolist()):
             assert got[si, k] == offsets[si] + sum(x <= t for x in r)
