@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from storage.arrays import Runs, clip_ranges, merge_sorted_parts, ranges_index, sort_dedupe
+from storage.arrays import Runs, clip_ranges, merge_sorted_parts, sort_dedupe
 
 _I64 = np.int64
 
@@ -54,23 +54,6 @@ class Segment:
 
     def __len__(self) -> int:
         return int(self.ts.shape[0])
-
-    def gather_range(
-        self, sids: np.ndarray, mint: int, maxt: int
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(request index, ts, values)`` of the requested series' samples in ``[mint, maxt]``.
-
-        Each series' rows are cut to the time range by bisection before anything is copied.
-        """
-        pos = np.searchsorted(self.sids, sids)
-        pos = np.minimum(pos, self.sids.shape[0] - 1) if self.sids.shape[0] else pos
-        found = np.flatnonzero(self.sids[pos] == sids) if self.sids.shape[0] else pos[:0]
-        p = pos[found]
-        lo, hi = self.starts[p], self.starts[p + 1]
-        if self.mint < mint or self.maxt > maxt:
-            lo, hi = clip_ranges(self.ts, lo, hi, mint, maxt)
-        rows = ranges_index(lo, hi)
-        return np.repeat(found.astype(_I64), hi - lo), self.ts[rows], self.values[rows]
 
     def runs(self, sids: np.ndarray, mint: int, maxt: int) -> Runs:
         """The requested series' rows in ``[mint, maxt]`` as runs keyed by request index,

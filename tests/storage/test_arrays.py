@@ -91,21 +91,11 @@ def test_clip_ranges_keeps_exactly_the_samples_inside_the_time_range(series, min
     lengths = np.array([len(r) for r in runs], dtype=np.int64)
     ends = np.cumsum(lengths)
     starts = ends - lengths
-    counted = clip_ranges(ts, starts, ends, mint, maxt)
-    bisected = _clip_by_bisection(ts, starts, ends, mint, maxt)
-    for lo, hi in (counted, bisected):
-        for r, a, b, s in zip(runs, lo.tolist(), hi.tolist(), starts.tolist(), strict=True):
-            inside = [t for t in r if mint <= t <= maxt]
-            assert ts[a:b].tolist() == inside
-            assert a == s + sum(t < mint for t in r)
-
-
-def _clip_by_bisection(ts, starts, ends, mint, maxt):
-    """The path ``clip_ranges`` takes for long reads (forced here on small data)."""
-    from storage.arrays import _bisect
-
-    first = _bisect(ts, starts, ends, mint, right=False)
-    return first, _bisect(ts, first, ends, maxt, right=True)
+    lo, hi = clip_ranges(ts, starts, ends, mint, maxt)
+    for r, a, b, s in zip(runs, lo.tolist(), hi.tolist(), starts.tolist(), strict=True):
+        inside = [t for t in r if mint <= t <= maxt]
+        assert ts[a:b].tolist() == inside
+        assert a == s + sum(t < mint for t in r)
 
 
 def _runs_of(part, rng):
