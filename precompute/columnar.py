@@ -25,7 +25,12 @@ from precompute.accumulators.increase import (
     merge_stack,
 )
 from precompute.accumulators.scalar import _Moments
-from precompute.counter_kernels import evict_rows, merge_into_kernel, take_present
+from precompute.counter_kernels import (
+    evict_rows,
+    merge_into_kernel,
+    merge_take_kernel,
+    take_present,
+)
 from precompute.windows import WindowSpec
 
 MOMENT_TYPES = frozenset({"Sum", "Count", "Min", "Max", "MinMax", "Avg"})
@@ -287,12 +292,41 @@ class SlidingCounterMerge:
     def window(self, ends: list[int], get, width: int) -> CounterColumns:
         """The merge of panes ``ends`` (time order, consecutive) over rows ``0..width-1``;
         ``get(p)`` gives pane ``p``'s columns or None when the pane is absent (empty)."""
+        head, front = self._operands(ends, get, width)
+        return head if front is None else merge_pair(head, front)
+
+    def window_rows(
+        self, ends: list[int], get, width: int, rows: np.ndarray
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Rows ``rows`` (all below ``width``) of ``window``, only those holding data, as
+        ``(kept rows, the columns in _COLS order)``: the final combine merges just those rows,
+        straight into the output (no full-width window is written and gathered again)."""
+        head, front = self._operands(ends, get, width)
+        if front is None:
+            kept, *arrays = take_present(*_col_arrays(head), rows, rows)
+        else:
+            kept, *arrays = merge_take_kernel(*_col_arrays(head), *_col_arrays(front), rows, rows)
+        return kept, arrays
+
+    def holds(self, ends: list[int], width: int) -> bool:
+        """Whether ``window(ends)`` over ``width`` rows needs no pane merged: its back suffix
+        and the front are current and end where it ends (a window read again right after)."""
+        return (
+            ends[0] in self.back
+            and width <= self.width
+            and self.front_end == ends[-1]
+            and not self.front_stale
+        )
+
+    def _operands(self, ends: list[int], get, width: int):
+        """``(head, front)``: the window is ``head`` ⊕ ``front``, or ``head`` when the front is
+        None. Extends the front, or rebuilds the back block, as the window needs."""
         j, w = ends[0], ends[-1]
         usable = self.back and width <= self.width and j in self.back and self.front_end <= w
         if not usable:
             if self.back and j in self.back and w < self.front_end:
-                return self._direct(ends, get, width)  # an older window again: rare
-            return self._rebuild(ends, get, width)
+                return self._direct(ends, get, width), None  # an older window again: rare
+            return self._rebuild(ends, get, width), None
         if self.front_stale:  # re-merge the front's panes, the back block is still good
             step = ends[1] - ends[0]
             self.front, self.front_stale = None, False
@@ -302,8 +336,7 @@ class SlidingCounterMerge:
             if p > self.front_end:
                 self._extend(p, get)
                 self.front_end = p
-        head = self.back[j]
-        return head if self.front is None else merge_pair(head, self.front)
+        return self.back[j], self.front
 
     def _extend(self, p: int, get) -> None:
         part = self._part(p, get)
@@ -399,10 +432,6 @@ class ColumnarCounters:
         self.out_of_order = 0
         self.n_groups = 0
         self.sliding = SlidingCounterMerge()
-        # The last window merged over all groups: (end, columns). Groups whose newest sample sat
-        # exactly on a pane end close that window one scrape later than the rest; they read it
-        # from here instead of a stacked merge of their few rows over every pane.
-        self.last_full: tuple[int, CounterColumns] | None = None
 
     def update(self, gids, panes, ts, vals, n_groups: int) -> None:
         if gids.shape[0] == 0:
@@ -424,8 +453,6 @@ class ColumnarCounters:
         if parts:
             self.out_of_order += fold_parts(cols, parts)
             self.sliding.touch(pane)
-            if self.last_full is not None and pane <= self.last_full[0]:
-                self.last_full = None  # new data in one of its panes
         return cols
 
     def close(self, gids: np.ndarray, old: np.ndarray, target: np.ndarray, n_groups: int):
@@ -442,41 +469,33 @@ class ColumnarCounters:
             ]
             if not parts:
                 continue
-            merged, take = self._merge_window(list(spec.pane_ends_of_window(w)), parts, rows)
-            if take is not None:  # gather the asked rows and drop empty ones in one pass
-                kept, *arrays = take_present(*_col_arrays(merged), take, rows)
-                if kept.shape[0]:
-                    out.append((kept, w, dict(zip(_COUNTER_COLS, arrays, strict=True))))
-                continue
-            has = merged.n > 0
-            cols = {c: getattr(merged, c) for c in _COUNTER_COLS}
-            if has.all():
-                out.append((rows, w, cols))
-            elif has.any():
-                out.append((rows[has], w, {c: x[has] for c, x in cols.items()}))
+            kept, arrays = self._window_rows(list(spec.pane_ends_of_window(w)), parts, rows)
+            if kept.shape[0]:
+                out.append((kept, w, dict(zip(_COUNTER_COLS, arrays, strict=True))))
         self._evict(gids, target)
         return out
 
-    def _merge_window(
+    def _window_rows(
         self, ends: list[int], parts: list[CounterColumns], rows: np.ndarray
-    ) -> tuple[CounterColumns, np.ndarray | None]:
-        """Rows ``rows`` of the window over panes ``ends`` (``parts``: those present, folded),
-        as ``(columns, take)``: the columns' rows ``take`` are the asked ones (``take`` None:
-        all of them, in order). Most groups due at once (per-series grouping, sliding): the
-        two-stack merge over all groups; otherwise one stacked pass over the asked rows."""
-        pick, after = _dense(rows)
-        if not isinstance(pick, slice) or len(ends) < 3:
-            last = self.last_full
-            if last is not None and last[0] == ends[-1] and int(rows.max()) < last[1].n.shape[0]:
-                # Valid: no pane of it was folded since (``_fold`` drops it), and these groups
-                # had not closed it, so none of their rows in its panes was evicted.
-                return last[1], rows
-            return merge_ordered(parts, rows), None
-        full = self.sliding.window(ends, self.panes.get, self.n_groups)
-        self.last_full = (ends[-1], full)
-        if after is None:
-            return CounterColumns(*(getattr(full, c)[pick] for c in _COUNTER_COLS)), None
-        return full, after
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Rows ``rows`` of the window over panes ``ends`` (``parts``: those present, folded)
+        that hold data: ``(kept rows, columns)``. Most groups due at once (per-series grouping,
+        sliding): the two-stack merge over all groups. The groups whose newest sample sat
+        exactly on a pane end close that window one scrape later, before the two-stack moves
+        on: it still holds the window (no pane of it folded since, or ``touch`` said so), and
+        these groups had not closed it, so none of their rows in its panes was evicted.
+        Otherwise one stacked pass over the asked rows."""
+        sliding, width = self.sliding, self.n_groups
+        if len(ends) >= 3 and (
+            isinstance(_dense(rows)[0], slice)
+            or (sliding.holds(ends, width) and int(rows.max()) < sliding.width)
+        ):
+            return sliding.window_rows(ends, self.panes.get, width, rows)
+        merged = merge_ordered(parts, rows)
+        has = merged.n > 0
+        if has.all():
+            return rows, [getattr(merged, c) for c in _COUNTER_COLS]
+        return rows[has], [getattr(merged, c)[has] for c in _COUNTER_COLS]
 
     def _evict(self, gids: np.ndarray, target: np.ndarray) -> None:
         newest = int(target.max()) if target.shape[0] else None
@@ -516,4 +535,3 @@ class ColumnarCounters:
         self.panes = {p: CounterColumns(*(x.copy() for x in arrays)) for p, arrays in data.items()}
         self.buffers, self.buffered = {}, {}
         self.sliding.reset()
-        self.last_full = None
