@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from storage.arrays import Runs, clip_ranges, merge_sorted_parts, sort_dedupe
+from storage.arrays import Runs, clip_ranges, merge_runs, sort_dedupe
 
 _I64 = np.int64
 
@@ -68,6 +68,10 @@ class Segment:
         if self.mint < mint or self.maxt > maxt:
             lo, hi = clip_ranges(self.ts, lo, hi, mint, maxt)
         return Runs.of_ranges(self.ts, self.values, found, lo, hi)
+
+    def as_runs(self) -> Runs:
+        """All rows as runs keyed by series id (nothing copied)."""
+        return Runs(self.ts, self.values, self.sids, self.starts[:-1], self.starts[1:])
 
     def without_before(self, cut_ts: int) -> Segment:
         keep = self.ts >= cut_ts
@@ -167,10 +171,14 @@ class Head:
 
 
 def _merge(older: Segment, newer: Segment) -> Segment:
+    """One segment of both (newer wins on equal ``(sid, ts)``), copied once by ``merge_runs``
+    straight from the two segments' per-series runs (no per-row series ids are made)."""
     if not len(older) or not len(newer):
         return newer if len(newer) else older
     ngroups = int(max(older.sids[-1], newer.sids[-1])) + 1
-    merged = merge_sorted_parts(
-        [(older.sid, older.ts, older.values), (newer.sid, newer.ts, newer.values)], ngroups
+    offsets, ts, values = merge_runs([older.as_runs(), newer.as_runs()], ngroups)
+    sids = np.flatnonzero(offsets[1:] > offsets[:-1]).astype(_I64)
+    starts = np.append(offsets[sids], offsets[-1])
+    return Segment(
+        sids, starts, ts, values, min(older.mint, newer.mint), max(older.maxt, newer.maxt)
     )
-    return Segment.from_sorted(*merged)
