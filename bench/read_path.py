@@ -104,7 +104,7 @@ def run_layout(name: str, db: Storage, newest: int, args) -> None:
     start = end - (args.steps - 1) * step
     # The widest read range among the queries (max_over_time's 1 h window).
     sel_mint = start - 3600_000
-    matchers = [Matcher("__name__", MatchType.EQUAL, "c_total")]
+    matchers = [Matcher(MatchType.EQUAL, "__name__", "c_total")]
     ms, ss = best(lambda: db.select(matchers, sel_mint, end), args.runs)
     st = db.stats()
     print(

@@ -191,8 +191,8 @@ class Runs:
         if group.shape[0] == 0:
             z = np.zeros(0, dtype=_I64)
             return Runs(ts, values, z, z, z)
-        lo = np.flatnonzero(np.r_[True, group[1:] != group[:-1]]).astype(_I64)
-        hi = np.r_[lo[1:], group.shape[0]].astype(_I64)
+        lo = np.concatenate((np.zeros(1, dtype=_I64), np.flatnonzero(group[1:] != group[:-1]) + 1))
+        hi = np.append(lo[1:], group.shape[0])
         return Runs(ts, values, group[lo].astype(_I64), lo, hi)
 
     def __len__(self) -> int:
