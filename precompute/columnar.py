@@ -26,9 +26,11 @@ from precompute.accumulators.increase import (
 )
 from precompute.accumulators.scalar import _Moments
 from precompute.counter_kernels import (
+    due_rows,
     evict_rows,
     merge_into_kernel,
     merge_take_kernel,
+    native,
     take_present,
 )
 from precompute.windows import WindowSpec
@@ -303,9 +305,10 @@ class SlidingCounterMerge:
         straight into the output (no full-width window is written and gathered again)."""
         head, front = self._operands(ends, get, width)
         if front is None:
-            kept, *arrays = take_present(*_col_arrays(head), rows, rows)
+            out = take_present(*_col_arrays(head), rows, rows)
         else:
-            kept, *arrays = merge_take_kernel(*_col_arrays(head), *_col_arrays(front), rows, rows)
+            out = merge_take_kernel(*_col_arrays(head), *_col_arrays(front), rows, rows)
+        kept, *arrays = native(out)
         return kept, arrays
 
     def holds(self, ends: list[int], width: int) -> bool:
@@ -432,17 +435,29 @@ class ColumnarCounters:
         self.out_of_order = 0
         self.n_groups = 0
         self.sliding = SlidingCounterMerge()
+        self._spare: CounterColumns | None = None
 
     def update(self, gids, panes, ts, vals, n_groups: int) -> None:
         if gids.shape[0] == 0:
             return
         self.n_groups = max(self.n_groups, n_groups)
         for pane, part in _split_by_pane(panes, self.spec.slide_ms, (gids, ts, vals)):
-            self.panes.setdefault(pane, CounterColumns.zeros(n_groups))
+            if pane not in self.panes:
+                self.panes[pane] = self._new_pane(n_groups)
             self.buffers.setdefault(pane, []).append(part)
             self.buffered[pane] = self.buffered.get(pane, 0) + int(part[0].shape[0])
             if self.buffered[pane] > self.max_buffer * max(1, n_groups):
                 self._fold(pane, n_groups)
+
+    def _new_pane(self, n_groups: int) -> CounterColumns:
+        """Empty columns for a new pane: the last pane every group was done with, when there is
+        one (evicting emptied each of its rows: n == 0 and resets == 0, all an empty row needs),
+        else zeros. Per-series closes retire one pane per scrape and open one."""
+        cols, self._spare = self._spare, None
+        if cols is None:
+            return CounterColumns.zeros(n_groups)
+        cols.grow(n_groups)
+        return cols
 
     def _fold(self, pane: int, n_groups: int) -> CounterColumns:
         cols = self.panes[pane]
@@ -459,10 +474,9 @@ class ColumnarCounters:
         spec = self.spec
         out = []
         for w in _due_ends(spec, self.panes, old, target):
-            sel = (old < w) & (w <= target)
-            if not sel.any():
+            rows = due_rows(gids, old, target, w).view(gids.dtype.type)
+            if rows.shape[0] == 0:
                 continue
-            rows = gids[sel]
             # Panes in time order: the ordered merge bridges counter resets across them.
             parts = [
                 self._fold(p, n_groups) for p in spec.pane_ends_of_window(w) if p in self.panes
@@ -487,7 +501,7 @@ class ColumnarCounters:
         Otherwise one stacked pass over the asked rows."""
         sliding, width = self.sliding, self.n_groups
         if len(ends) >= 3 and (
-            isinstance(_dense(rows)[0], slice)
+            rows.shape[0] * 2 > int(rows.max())  # most rows of the prefix: dense
             or (sliding.holds(ends, width) and int(rows.max()) < sliding.width)
         ):
             return sliding.window_rows(ends, self.panes.get, width, rows)
@@ -510,7 +524,7 @@ class ColumnarCounters:
             # An empty row is n == 0 and resets == 0 (additions rely on both); its times and
             # values are read only where n > 0 (folds, merges, emits), so they stay as they are.
             if not evict_rows(cols.n, cols.resets, spent):
-                del self.panes[p]  # every group is done with it
+                self._spare = self.panes.pop(p)  # every group is done with it
 
     def groups_with_data(self, n_groups: int) -> dict[int, int]:
         reach: dict[int, int] = {}

@@ -12,17 +12,66 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from precompute.accumulators.keyhash import key_hash128
 from precompute.config import AggregationConfig
 from precompute.filters import LabelFilter
-from storage.model import METRIC_NAME, DurableBatch, Labels, is_stale
+from storage.model import METRIC_NAME, STALE_NAN_BITS, DurableBatch, Labels
 
 Key = tuple[str, ...]
 KEEPS_STALE = frozenset({"MultipleLast"})
 _UNRESOLVED = -2
 _UNMATCHED = -1
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _unresolved(series_gid, series_ids):
+    """Positions of ``series_ids`` with no cached group yet (beyond the cache: not seen)."""
+    size = series_gid.shape[0]
+    count = 0
+    for i in range(series_ids.shape[0]):
+        s = series_ids[i]
+        if s >= size or series_gid[s] == _UNRESOLVED:
+            count += 1
+    out = np.empty(count, np.int64)
+    j = 0
+    for i in range(series_ids.shape[0]):
+        s = series_ids[i]
+        if s >= size or series_gid[s] == _UNRESOLVED:
+            out[j] = i
+            j += 1
+    return out
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _select(series_gid, sids, ts, vals, keep_stale):
+    """One aggregation's samples of a batch: ``(group ids, series ids, times, values)`` of the
+    samples whose series matched it, stale markers dropped unless ``keep_stale``; new arrays
+    (work items outlive the batch)."""
+    size = series_gid.shape[0]
+    bits = vals.view(np.uint64)
+    keep = np.empty(sids.shape[0], np.bool_)
+    count = 0
+    for i in range(sids.shape[0]):
+        s = sids[i]
+        g = series_gid[s] if 0 <= s < size else _UNMATCHED  # resolve() covered the batch
+        keep[i] = g >= 0 and (keep_stale or bits[i] != STALE_NAN_BITS)
+        count += keep[i]
+    gids = np.empty(count, np.int64)
+    s_out = np.empty(count, sids.dtype)
+    t_out = np.empty(count, ts.dtype)
+    v_out = np.empty(count, vals.dtype)
+    j = 0
+    for i in range(sids.shape[0]):
+        if keep[i]:
+            gids[j] = series_gid[sids[i]]
+            s_out[j] = sids[i]
+            t_out[j] = ts[i]
+            v_out[j] = vals[i]
+            j += 1
+    return gids, s_out, t_out, v_out
 
 
 @dataclass(frozen=True)
@@ -91,8 +140,10 @@ class AggregationRoutes:
         """Fill the cache for the batch's series not seen before (Python once per new series)."""
         if series_ids.shape[0] == 0:
             return
+        todo = _unresolved(self.series_gid, series_ids)
+        if todo.shape[0] == 0:  # the steady state: every series seen before
+            return
         self._grow(int(series_ids.max()))
-        todo = np.flatnonzero(self.series_gid[series_ids] == _UNRESOLVED)
         cfg = self.config
         for i in todo.tolist():
             labels = series[i]
@@ -122,19 +173,16 @@ class AggregationRoutes:
                 "MultipleIncrease with the distinguishing labels as 'aggregated')"
             )
 
-    def split(self, sids: np.ndarray, ts: np.ndarray, vals: np.ndarray, live: np.ndarray):
-        """Yield ``(worker, WorkItem)`` for this aggregation's samples of one batch."""
-        gids = self.series_gid[sids]
-        keep = gids >= 0
-        keep &= live
-        n_keep = int(np.count_nonzero(keep))
-        if n_keep == 0:
+    def split(self, sids: np.ndarray, ts: np.ndarray, vals: np.ndarray):
+        """Yield ``(worker, WorkItem)`` for this aggregation's samples of one batch (its
+        resolved series; stale markers only for ``KEEPS_STALE`` types)."""
+        keep_stale = self.config.aggregation_type in KEEPS_STALE
+        selected = _select(self.series_gid, sids, ts, vals, keep_stale)
+        # numpy's builtin dtype objects, not numba's equal copies: the worker's
+        # ``np.maximum.at`` over these times is ~30× slower with the latter.
+        gids, sids, ts, vals = (x.view(x.dtype.type) for x in selected)
+        if gids.shape[0] == 0:
             return
-        if n_keep < keep.shape[0]:
-            sel = np.flatnonzero(keep)
-            gids, sids, ts, vals = gids[sel], sids[sel], ts[sel], vals[sel]
-        else:  # every sample is this aggregation's: copies (items outlive the batch), no gathers
-            ts, vals = ts.copy(), vals.copy()
         subs = self.series_sub[sids] if self.config.keyed else None
         workers = self.group_worker[gids] if self.num_workers > 1 else None
         for w in np.unique(workers).tolist() if workers is not None else [0]:
@@ -175,16 +223,14 @@ class Router:
         out: list[list[WorkItem]] = [[] for _ in range(self.num_workers)]
         if len(batch) == 0 or not self.routes:
             return out
-        live = ~is_stale(batch.values)
-        sids = np.asarray(durable.sample_series_ids, dtype=np.int64)
-        ts = np.asarray(batch.timestamps, dtype=np.int64)
-        vals = np.asarray(batch.values, dtype=np.float64)
+        sids = np.ascontiguousarray(durable.sample_series_ids, dtype=np.int64)
+        ts = np.ascontiguousarray(batch.timestamps, dtype=np.int64)
+        vals = np.ascontiguousarray(batch.values, dtype=np.float64)
         series_ids = np.asarray(durable.series_ids, dtype=np.int64)
         for routes in list(self.routes.values()):
             routes.resolve(series_ids, batch.series)
             # Only newest-sample states (instant selectors) need stale markers: a marker ends a
-            # series there. Every other accumulator never sees them.
-            keep = np.ones_like(live) if routes.config.aggregation_type in KEEPS_STALE else live
-            for w, item in routes.split(sids, ts, vals, keep):
+            # series there. Every other accumulator never sees them (``split``).
+            for w, item in routes.split(sids, ts, vals):
                 out[w].append(item)
         return out

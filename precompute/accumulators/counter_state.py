@@ -12,7 +12,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from precompute.counter_kernels import advance_newest, fold_distinct_kernel, merge_pair_kernel
+from precompute.counter_kernels import (
+    advance_newest,
+    fold_distinct_kernel,
+    merge_pair_kernel,
+    native,
+)
 
 _COLS = ("n", "first_t", "first_v", "last_t", "last_v", "resets")
 _DTYPES = (np.int64, np.int64, np.float64, np.int64, np.float64, np.float64)
@@ -297,7 +302,7 @@ def merge_pair(early: CounterColumns, late: CounterColumns) -> CounterColumns:
     may be empty in a row; empty rows are all zeros). Associative, so a sliding window can
     combine cached partial merges (``precompute/columnar.py``). The inputs are not changed; the
     result is new arrays (one compiled pass, bit-identical to ``merge_pair_numpy``)."""
-    return CounterColumns(*merge_pair_kernel(*_arrays(early), *_arrays(late)))
+    return CounterColumns(*native(merge_pair_kernel(*_arrays(early), *_arrays(late))))
 
 
 def merge_pair_numpy(early: CounterColumns, late: CounterColumns) -> CounterColumns:

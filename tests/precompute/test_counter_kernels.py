@@ -19,6 +19,7 @@ from precompute.accumulators.counter_state import (
 )
 from precompute.columnar import ColumnarCounters
 from precompute.counter_kernels import (
+    due_rows,
     evict_rows,
     fold_distinct_kernel,
     merge_into_kernel,
@@ -181,6 +182,16 @@ def test_evict_rows_empties_rows_and_says_whether_any_data_is_left() -> None:
     assert np.count_nonzero(cols.n) == 1 and np.count_nonzero(cols.resets[held[:-1]]) == 0
     assert not evict_rows(cols.n, cols.resets, held[-1:])
     assert not cols.n.any()
+
+
+def test_due_rows_are_the_groups_whose_close_passes_the_window_end() -> None:
+    rng = np.random.default_rng(13)
+    gids = rng.permutation(500).astype(np.int64)
+    old = rng.integers(0, 6, 500) * 10
+    target = old + rng.integers(0, 4, 500) * 10
+    for w in range(0, 100, 10):
+        expected = gids[(old < w) & (w <= target)]
+        np.testing.assert_array_equal(due_rows(gids, old, target, w), expected)
 
 
 def test_per_series_windows_with_the_kernels_equal_stacked_merges() -> None:
