@@ -519,12 +519,35 @@ def _head_runs(head, ids: np.ndarray, mint: int, maxt: int) -> list[Runs]:
         if seg.sids.shape[0] and seg.maxt >= mint and seg.mint <= maxt
     ]
     if head.tail:
-        # The tail is unsorted and may repeat (series, ts): sort it alone (it is small) so that
-        # every source handed to the merge is sorted and unique.
-        order = np.argsort(ids)
-        sorted_ids = ids[order]
-        sid, ts, vals = (np.concatenate([c[i] for c in head.tail]) for i in range(3))
-        k = np.minimum(np.searchsorted(sorted_ids, sid), sorted_ids.shape[0] - 1)
-        keep = (sorted_ids[k] == sid) & (ts >= mint) & (ts <= maxt)
-        out.append(Runs.of_sorted(*sort_dedupe(order[k[keep]], ts[keep], vals[keep])))
+        out.append(_tail_runs(head.tail, ids, mint, maxt))
     return out
+
+
+# Up to this many requested series, comparing each tail row with each id beats a binary search.
+_FEW_IDS = 16
+
+
+def _tail_runs(tail, ids: np.ndarray, mint: int, maxt: int) -> Runs:
+    """The head's unsorted tail (which may repeat ``(series, ts)``) filtered chunk by chunk to the
+    request, then sorted alone (it is small) so that every source handed to the merge is sorted
+    and unique. Only the kept rows are copied: a one-series read of a full tail copies a few."""
+    order = np.argsort(ids)
+    sorted_ids = ids[order]
+    pieces = []
+    for sid, ts, vals in tail:
+        if sorted_ids.shape[0] <= _FEW_IDS:
+            hit = sid == sorted_ids[0]
+            for x in sorted_ids[1:].tolist():
+                hit |= sid == x
+        else:
+            k = np.minimum(np.searchsorted(sorted_ids, sid), sorted_ids.shape[0] - 1)
+            hit = sorted_ids[k] == sid
+        hit &= (ts >= mint) & (ts <= maxt)
+        if hit.any():
+            pieces.append((sid[hit], ts[hit], vals[hit]))
+    if not pieces:
+        z = np.zeros(0, dtype=_I64)
+        return Runs(z, np.zeros(0), z, z, z)
+    sid, ts, vals = (np.concatenate([p[i] for p in pieces]) for i in range(3))
+    pos = order[np.searchsorted(sorted_ids, sid)]
+    return Runs.of_sorted(*sort_dedupe(pos, ts, vals))
