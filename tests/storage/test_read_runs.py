@@ -7,7 +7,9 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from promql.types import Matcher, MatchType
 from storage import block as block_module
+from storage import db as db_module
 from storage.db import Storage, StorageOptions
 from tests.storage.helpers import as_dict, batch, everything, lab
 
@@ -29,9 +31,11 @@ def reference(writes, mint: int, maxt: int) -> dict:
 
 
 @settings(max_examples=40, deadline=None)
-@given(WRITES, st.integers(-100, 3000), st.integers(0, 3200))
+@given(
+    WRITES, st.integers(-100, 3000), st.integers(0, 3200), st.sets(st.integers(0, 6)), st.booleans()
+)
 def test_select_over_many_chunk_blocks_head_and_tail_keeps_the_last_write(
-    tmp_path_factory, writes, mint, width
+    tmp_path_factory, writes, mint, width, wanted, search_tail
 ):
     # Tiny chunks, segments and blocks: every read crosses chunk, block and segment borders.
     opts = StorageOptions(
@@ -41,17 +45,22 @@ def test_select_over_many_chunk_blocks_head_and_tail_keeps_the_last_write(
         background_maintenance=False,
         compaction_levels=1,
     )
-    chunk_rows = block_module.CHUNK_ROWS
+    chunk_rows, few_ids = block_module.CHUNK_ROWS, db_module._FEW_IDS
     block_module.CHUNK_ROWS = 3
+    db_module._FEW_IDS = 0 if search_tail else few_ids  # both ways of filtering the tail
     db = Storage.open(tmp_path_factory.mktemp("db"), opts)
     try:
         for request in writes:
             db.append(batch([(SERIES[s], t, float(v)) for s, t, v in request]))
         maxt = mint + width
         assert as_dict(everything(db, mint, maxt)) == reference(writes, mint, maxt)
+        some = Matcher(MatchType.REGEX, "i", "|".join(str(i) for i in sorted(wanted)) or "x")
+        expected = reference(writes, mint, maxt)
+        expected = {k: v for k, v in expected.items() if int(dict(k)["i"]) in wanted}
+        assert as_dict(db.select([some], mint, maxt)) == expected
         times = [t for request in writes for _, t, _ in request]
         if times and max(times) - min(times) >= 750:  # the head spanned 1.5 blocks: cut
             assert db.stats()["blocks"] > 0
     finally:
         db.close()
-        block_module.CHUNK_ROWS = chunk_rows
+        block_module.CHUNK_ROWS, db_module._FEW_IDS = chunk_rows, few_ids
