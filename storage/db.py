@@ -528,26 +528,20 @@ _FEW_IDS = 16
 
 
 def _tail_runs(tail, ids: np.ndarray, mint: int, maxt: int) -> Runs:
-    """The head's unsorted tail (which may repeat ``(series, ts)``) filtered chunk by chunk to the
-    request, then sorted alone (it is small) so that every source handed to the merge is sorted
-    and unique. Only the kept rows are copied: a one-series read of a full tail copies a few."""
+    """The head's unsorted tail (which may repeat ``(series, ts)``) filtered to the request, then
+    sorted alone (it is small) so that every source handed to the merge is sorted and unique."""
     order = np.argsort(ids)
     sorted_ids = ids[order]
-    pieces = []
-    for sid, ts, vals in tail:
-        if sorted_ids.shape[0] <= _FEW_IDS:
-            hit = sid == sorted_ids[0]
-            for x in sorted_ids[1:].tolist():
-                hit |= sid == x
-        else:
-            k = np.minimum(np.searchsorted(sorted_ids, sid), sorted_ids.shape[0] - 1)
-            hit = sorted_ids[k] == sid
-        hit &= (ts >= mint) & (ts <= maxt)
-        if hit.any():
-            pieces.append((sid[hit], ts[hit], vals[hit]))
-    if not pieces:
-        z = np.zeros(0, dtype=_I64)
-        return Runs(z, np.zeros(0), z, z, z)
-    sid, ts, vals = (np.concatenate([p[i] for p in pieces]) for i in range(3))
-    pos = order[np.searchsorted(sorted_ids, sid)]
-    return Runs.of_sorted(*sort_dedupe(pos, ts, vals))
+    sid, ts = (np.concatenate([c[i] for c in tail]) for i in range(2))
+    if sorted_ids.shape[0] <= _FEW_IDS:
+        hit = sid == sorted_ids[0]
+        for x in sorted_ids[1:].tolist():
+            hit |= sid == x
+    else:
+        k = np.minimum(np.searchsorted(sorted_ids, sid), sorted_ids.shape[0] - 1)
+        hit = sorted_ids[k] == sid
+    hit &= (ts >= mint) & (ts <= maxt)
+    rows = np.flatnonzero(hit)
+    vals = np.concatenate([c[2] for c in tail]) if len(tail) > 1 else tail[0][2]
+    sid, ts, vals = sid[rows], ts[rows], vals[rows]
+    return Runs.of_sorted(*sort_dedupe(order[np.searchsorted(sorted_ids, sid)], ts, vals))
