@@ -78,3 +78,11 @@ def extrapolated_rate(
         out,
     )  # fmt: skip
     return out.reshape(shape)
+
+
+def warm_up() -> None:
+    """Compile the kernel (or load it from numba's cache) before the first request."""
+    one = np.ones(2)
+    extrapolated_rate(one, one, np.zeros(2, np.int64), np.ones(2, np.int64), np.full(2, 2),
+                      np.zeros(2, np.int64), np.ones(2, np.int64), counter=True,
+                      range_seconds=1.0)  # fmt: skip
