@@ -102,6 +102,18 @@ def validate_labels(labels: Labels) -> None:
         raise BadDataError(f"series without a metric name: {labels!r}")
 
 
+def _intersect_sorted(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Ids in both sorted, unique arrays: each of the shorter looked up in the longer
+    (``np.intersect1d`` would sort both: ~250 µs for one series among 10,000)."""
+    short, long = (a, b) if a.shape[0] <= b.shape[0] else (b, a)
+    if short.shape[0] == 0 or long.shape[0] == 0:
+        return _EMPTY
+    pos = np.searchsorted(long, short)
+    hit = pos < long.shape[0]
+    hit[hit] = long[pos[hit]] == short[hit]
+    return short[hit]
+
+
 class _Postings:
     """One sorted id list, appended in increasing order; numpy view cached by length."""
 
@@ -228,7 +240,7 @@ class LabelIndex:
         ordered = sorted(matchers, key=lambda m: matcher_matches(m, ""))
         for m in ordered:
             ids = self._select_one(m)
-            result = ids if result is None else np.intersect1d(result, ids, assume_unique=True)
+            result = ids if result is None else _intersect_sorted(result, ids)
             if result.shape[0] == 0:
                 return _EMPTY
         if result is None:

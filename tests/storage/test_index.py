@@ -144,3 +144,13 @@ def test_utf8_label_names_are_accepted_as_in_prometheus_3():
     idx = LabelIndex()
     idx.intern([labels], None)
     assert idx.select([m("=", "service.name", "api")]).tolist() == [0]
+
+
+def test_intersection_of_sorted_id_lists_equals_numpy_intersect1d():
+    from storage.index import _intersect_sorted
+
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        a = np.unique(rng.integers(0, 60, rng.integers(0, 40))).astype(np.int64)
+        b = np.unique(rng.integers(0, 60, rng.integers(0, 40))).astype(np.int64)
+        assert np.array_equal(_intersect_sorted(a, b), np.intersect1d(a, b))
