@@ -29,6 +29,7 @@ from precompute.counter_kernels import (
     due_rows,
     evict_rows,
     merge_into_kernel,
+    merge_panes_take,
     merge_take_kernel,
     native,
     take_present,
@@ -498,18 +499,17 @@ class ColumnarCounters:
         exactly on a pane end close that window one scrape later, before the two-stack moves
         on: it still holds the window (no pane of it folded since, or ``touch`` said so), and
         these groups had not closed it, so none of their rows in its panes was evicted.
-        Otherwise one stacked pass over the asked rows."""
+        Otherwise one pass over the asked rows of the panes."""
         sliding, width = self.sliding, self.n_groups
         if len(ends) >= 3 and (
             rows.shape[0] * 2 > int(rows.max())  # most rows of the prefix: dense
             or (sliding.holds(ends, width) and int(rows.max()) < sliding.width)
         ):
             return sliding.window_rows(ends, self.panes.get, width, rows)
-        merged = merge_ordered(parts, rows)
-        has = merged.n > 0
-        if has.all():
-            return rows, [getattr(merged, c) for c in _COUNTER_COLS]
-        return rows[has], [getattr(merged, c)[has] for c in _COUNTER_COLS]
+        # One compiled pass over the asked rows of every pane (``merge_ordered``'s arithmetic).
+        columns = (tuple(getattr(p, c) for p in parts) for c in _COUNTER_COLS)
+        kept, *arrays = native(merge_panes_take(*columns, rows))
+        return kept, arrays
 
     def _evict(self, gids: np.ndarray, target: np.ndarray) -> None:
         newest = int(target.max()) if target.shape[0] else None

@@ -141,6 +141,63 @@ def merge_take_kernel(
 
 
 @numba.njit(**_JIT)
+def merge_panes_take(ns, fts, fvs, lts, lvs, rs, rows):
+    """Rows ``rows`` of time-ordered, disjoint panes (tuples of each pane's columns, in pane
+    order) merged per row, only rows holding data: ``(rows, n, first_t, first_v, last_t,
+    last_v, resets)``. The arithmetic of ``columnar.merge_ordered`` (``merge_stack``) in the
+    same order — resets are the panes' resets summed in pane order, plus the seam bridges
+    summed in pane order — without stacking (panes × rows) copies first."""
+    w = len(ns)
+    m = rows.shape[0]
+    keep = 0
+    for i in range(m):
+        for p in range(w):
+            if ns[p][rows[i]] > 0:
+                keep += 1
+                break
+    o_rows = np.empty(keep, rows.dtype)
+    n = np.empty(keep, ns[0].dtype)
+    first_t = np.empty(keep, fts[0].dtype)
+    first_v = np.empty(keep, fvs[0].dtype)
+    last_t = np.empty(keep, lts[0].dtype)
+    last_v = np.empty(keep, lvs[0].dtype)
+    resets = np.empty(keep, rs[0].dtype)
+    j = 0
+    for i in range(m):
+        k = rows[i]
+        count = ns[0][k]
+        total = rs[0][k]
+        bridges = 0.0
+        first = 0 if count > 0 else -1
+        prev = first  # the newest non-empty pane so far
+        for p in range(1, w):
+            count += ns[p][k]
+            total += rs[p][k]
+            bridge = 0.0
+            if ns[p][k] > 0:
+                if prev >= 0:  # continues pane prev: a shared seam sample counts once
+                    if lts[prev][k] == fts[p][k]:
+                        count -= 1
+                    elif fvs[p][k] < lvs[prev][k]:
+                        bridge = lvs[prev][k]
+                else:
+                    first = p
+                prev = p
+            bridges = bridge if p == 1 else bridges + bridge
+        if prev < 0:
+            continue
+        o_rows[j] = rows[i]
+        n[j] = count
+        first_t[j] = fts[first][k]
+        first_v[j] = fvs[first][k]
+        last_t[j] = lts[prev][k]
+        last_v[j] = lvs[prev][k]
+        resets[j] = total + bridges if w > 1 else total
+        j += 1
+    return o_rows, n, first_t, first_v, last_t, last_v, resets
+
+
+@numba.njit(**_JIT)
 def fold_distinct_kernel(n, first_t, first_v, last_t, last_v, resets, kid, t, v):
     """Fold samples with strictly ascending (so distinct) in-range key ids into the columns in
     place; returns how many were older than their key's folded state (skipped), or -1, changing

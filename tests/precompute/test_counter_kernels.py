@@ -17,12 +17,13 @@ from precompute.accumulators.counter_state import (
     merge_pair,
     merge_pair_numpy,
 )
-from precompute.columnar import ColumnarCounters
+from precompute.columnar import ColumnarCounters, merge_ordered
 from precompute.counter_kernels import (
     due_rows,
     evict_rows,
     fold_distinct_kernel,
     merge_into_kernel,
+    merge_panes_take,
     take_present,
 )
 from precompute.windows import WindowSpec
@@ -182,6 +183,28 @@ def test_evict_rows_empties_rows_and_says_whether_any_data_is_left() -> None:
     assert np.count_nonzero(cols.n) == 1 and np.count_nonzero(cols.resets[held[:-1]]) == 0
     assert not evict_rows(cols.n, cols.resets, held[-1:])
     assert not cols.n.any()
+
+
+@pytest.mark.parametrize("n_panes", [1, 2, 3, 6])
+@pytest.mark.parametrize("seed", range(4))
+def test_merging_asked_rows_of_panes_equals_the_stacked_merge(n_panes: int, seed: int) -> None:
+    """Panes with empty rows (gaps), seams sharing a timestamp, drops across seams, NaNs;
+    dense, sparse and unsorted asked rows; rows without data are left out."""
+    rng = np.random.default_rng(600 + seed * 10 + n_panes)
+    size = 200
+    panes = [random_state(rng, size, 19 * p) for p in range(n_panes)]
+    if seed % 2:  # mostly steady series: every pane holds most rows
+        for pane in panes:
+            pane.n[(pane.n == 0) & (rng.random(size) < 0.9)] = 1
+    for rows in (np.arange(size), rng.permutation(size)[:30], np.sort(rng.choice(size, 150))):
+        rows = np.unique(rows) if rows.shape[0] == 150 else rows
+        columns = (tuple(getattr(p, c) for p in panes) for c in _COLS)
+        kept, *arrays = merge_panes_take(*columns, rows.astype(np.int64))
+        merged = merge_ordered(panes, rows)
+        has = merged.n > 0
+        np.testing.assert_array_equal(kept, rows[has])
+        expected = CounterColumns(*(getattr(merged, c)[has] for c in _COLS))
+        assert_same_state(CounterColumns(*arrays), expected)
 
 
 def test_due_rows_are_the_groups_whose_close_passes_the_window_end() -> None:
