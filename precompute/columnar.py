@@ -33,6 +33,7 @@ from precompute.counter_kernels import (
     merge_take_kernel,
     native,
     take_present,
+    warm,
 )
 from precompute.windows import WindowSpec
 
@@ -437,6 +438,7 @@ class ColumnarCounters:
         self.n_groups = 0
         self.sliding = SlidingCounterMerge()
         self._spare: CounterColumns | None = None
+        warm()  # kernels loaded now, not inside the first closes
 
     def update(self, gids, panes, ts, vals, n_groups: int) -> None:
         if gids.shape[0] == 0:

@@ -275,3 +275,29 @@ def due_rows(gids, old, target, window_end):
             rows[j] = gids[i]
             j += 1
     return rows
+
+
+_warm = False
+
+
+def warm() -> None:
+    """Compile (or load from numba's cache) every kernel for the dtypes the columnar counters
+    use, once per process: otherwise each loads on its first call, inside the first window
+    closes of a fresh worker (~0.2 s in all, holding the GIL)."""
+    global _warm
+    if _warm:
+        return
+    i, f = np.zeros(2, np.int64), np.zeros(2, np.float64)
+    cols = (i, i, f, i, f, f)
+    rows = np.arange(2, dtype=np.int64)
+    merge_pair_kernel(*cols, *cols)
+    merge_into_kernel(*cols, *cols, *(x.copy() for x in cols))
+    merge_take_kernel(*cols, *cols, rows, rows)
+    take_present(*cols, rows, rows)
+    for w in range(1, 7):  # a window's panes present: one to six here (a tuple per count)
+        merge_panes_take(*((x,) * w for x in cols), rows)
+    fold_distinct_kernel(*(x.copy() for x in cols), rows, i, f)
+    advance_newest(np.zeros(2, np.int64), rows, i)
+    evict_rows(i.copy(), f.copy(), rows)
+    due_rows(rows, i, i, 0)
+    _warm = True
