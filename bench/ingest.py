@@ -25,7 +25,6 @@ import os
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
@@ -34,12 +33,22 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import cramjam
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.rw_payloads import (  # noqa: E402
+    label_bytes,
+    latency_request,
+    pb_field,
+    rw2_request,
+    rw2_requests,
+    rw_requests,
+    sample_bytes,
+    shaped_labels,
+    shaped_pairs,
+)
 from promql.types import Matcher, MatchType  # noqa: E402
 from storage.db import Storage  # noqa: E402
 from storage.model import SampleBatch  # noqa: E402
@@ -55,104 +64,6 @@ HEADERS_V2 = {
     "Content-Type": "application/x-protobuf;proto=io.prometheus.write.v2.Request",
     "X-Prometheus-Remote-Write-Version": "2.0.0",
 }
-
-
-# -- payloads: a minimal protobuf encoder (the payloads are fixed-shape, this is not the codec) --
-
-
-def _varint(n: int) -> bytes:
-    n &= (1 << 64) - 1
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def _field(number: int, payload: bytes) -> bytes:
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
-
-
-def _label_bytes(pairs: list[tuple[str, str]]) -> bytes:
-    return b"".join(_field(1, _field(1, k.encode()) + _field(2, v.encode())) for k, v in pairs)
-
-
-def _sample(ts: int, value: float) -> bytes:
-    return _field(2, b"\x09" + struct.pack("<d", value) + b"\x10" + _varint(ts))
-
-
-def shaped_pairs(i: int, prefix: str = "node_metric") -> list[tuple[str, str]]:
-    """A node-exporter-like series: sorted labels, ~100 bytes."""
-    return [
-        ("__name__", f"{prefix}_{i % 250}"),
-        ("cpu", str(i % 8)),
-        ("instance", f"host-{i // 250:04d}:9100"),
-        ("job", "node"),
-        ("mode", ("idle", "user", "system", "iowait")[i % 4]),
-    ]
-
-
-def shaped_labels(i: int) -> bytes:
-    return _label_bytes(shaped_pairs(i))
-
-
-def rw2_request(series: list[list[tuple[str, str]]], ts: int, values: np.ndarray) -> bytes:
-    """An uncompressed v2 Request, one sample per series, with the per-series metadata (gauge,
-    help text) a Prometheus 3 sender attaches; symbols in order of first use, as it does."""
-    table: dict[str, int] = {"": 0}
-
-    def ref(text: str) -> bytes:
-        return _varint(table.setdefault(text, len(table)))
-
-    parts = []
-    for pairs, value in zip(series, values.tolist(), strict=True):
-        refs = b"".join(ref(k) + ref(v) for k, v in pairs)
-        meta = b"\x08\x02\x18" + ref(f"Help for {pairs[0][1]}.")
-        parts.append(_field(5, _field(1, refs) + _sample(ts, value) + _field(5, meta)))
-    return b"".join(_field(4, t.encode()) for t in table) + b"".join(parts)
-
-
-def rw2_requests(
-    series: list[list[tuple[str, str]]], ts: int, per_request: int, seed: int
-) -> list[bytes]:
-    """Snappy v2 Requests of ``per_request`` series each, one sample per series at ``ts``."""
-    values = np.random.default_rng(seed).random(len(series)) * 1e6
-    return [
-        bytes(
-            cramjam.snappy.compress_raw(
-                rw2_request(series[a : a + per_request], ts, values[a : a + per_request])
-            )
-        )
-        for a in range(0, len(series), per_request)
-    ]
-
-
-def rw_requests(labels: list[bytes], ts: int, per_request: int, seed: int) -> list[bytes]:
-    """Snappy WriteRequests of ``per_request`` series each, one sample per series at ``ts``."""
-    rng = np.random.default_rng(seed)
-    values = rng.random(len(labels)) * 1e6
-    out = []
-    for start in range(0, len(labels), per_request):
-        body = b"".join(
-            _field(1, labels[i] + _sample(ts, float(values[i])))
-            for i in range(start, min(start + per_request, len(labels)))
-        )
-        out.append(bytes(cramjam.snappy.compress_raw(body)))
-    return out
-
-
-def latency_request(labels: list[bytes], t0: int, n: int) -> bytes:
-    """Each series gets ``n`` samples 10 ms apart, so 200 requests stay within one block range
-    (a head cut inside the measured requests would time the storage's block writer instead)."""
-    body = b"".join(
-        _field(1, lab + b"".join(_sample(t0 + j * 10, float(j)) for j in range(n)))
-        for lab in labels
-    )
-    return bytes(cramjam.snappy.compress_raw(body))
-
-
-# -- servers ---------------------------------------------------------------------------------
 
 
 def free_port() -> int:
@@ -355,7 +266,7 @@ def decode_only(per_request: int, requests: int = 10, repeats: int = 7) -> dict[
     chunks = [slice(a, a + per_request) for a in range(0, len(series), per_request)]
     v1 = [
         b"".join(
-            _field(1, _label_bytes(p) + _sample(1000, v))
+            pb_field(1, label_bytes(p) + sample_bytes(1000, v))
             for p, v in zip(series[c], values[c].tolist(), strict=True)
         )
         for c in chunks
@@ -487,7 +398,7 @@ def main() -> None:
         rw2_requests(v2_series, t0 + r * 15_000, args.per_request, seed=r)
         for r in range(args.rounds)
     ]
-    lat_labels = [_label_bytes([("__name__", "latency_metric"), ("s", str(i))]) for i in range(10)]
+    lat_labels = [label_bytes([("__name__", "latency_metric"), ("s", str(i))]) for i in range(10)]
     with tempfile.TemporaryDirectory(prefix="tidemark-bench-") as d:
         tmp = Path(d)
         peers: list[Peer] = []
