@@ -390,8 +390,9 @@ class Storage:
                 "numLabelPairs": sum(len(v) for v in pairs.values()),
                 # Per-series runs of head samples: the head's counterpart of TSDB chunks.
                 "chunkCount": runs,
-                "minTime": mint if mint is not None else 0,
-                "maxTime": maxt if maxt is not None else 0,
+                # An empty head reports the extremes, as Prometheus' head does.
+                "minTime": mint if mint is not None else (1 << 63) - 1,
+                "maxTime": maxt if maxt is not None else -(1 << 63),
             },
             "seriesCountByMetricName": top(pairs.get("__name__", {})),
             "labelValueCountByLabelName": top({k: len(v) for k, v in pairs.items()}),
