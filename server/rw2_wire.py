@@ -26,6 +26,7 @@ from server.rw_wire import (
     ERR_ZERO_FIELD,
     ERROR_TEXT,
     OK,
+    WireFormatError,
     _sample,
     _skip,
     _varint,
@@ -258,11 +259,8 @@ class V2Layout:
     skipped: int
 
 
-class WireFormatErrorV2(ValueError):
-    def __init__(self, code: int, offset: int) -> None:
-        super().__init__(f"{ERROR_TEXT_V2.get(code, 'malformed protobuf')} at byte {offset}")
-        self.code = code
-        self.offset = offset
+class WireFormatErrorV2(WireFormatError):
+    texts = ERROR_TEXT_V2
 
 
 def walk_request_v2(buf: bytes | bytearray | memoryview | np.ndarray) -> V2Layout:

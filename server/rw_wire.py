@@ -285,8 +285,10 @@ class WireLayout:
 
 
 class WireFormatError(ValueError):
+    texts = ERROR_TEXT  # code -> text; the 2.0 walker's subclass adds its own codes
+
     def __init__(self, code: int, offset: int) -> None:
-        super().__init__(f"{ERROR_TEXT.get(code, 'malformed protobuf')} at byte {offset}")
+        super().__init__(f"{self.texts.get(code, 'malformed protobuf')} at byte {offset}")
         self.code = code
         self.offset = offset
 
