@@ -8,21 +8,13 @@ import struct
 import cramjam
 import numpy as np
 
+from tests.server.payloads import length_delimited, varint
+
 # -- payloads: a minimal protobuf encoder (the payloads are fixed-shape, this is not the codec) --
 
 
-def varint(n: int) -> bytes:
-    n &= (1 << 64) - 1
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
 def pb_field(number: int, payload: bytes) -> bytes:
-    return varint(number << 3 | 2) + varint(len(payload)) + payload
+    return length_delimited(number, payload)
 
 
 def label_bytes(pairs: list[tuple[str, str]]) -> bytes:

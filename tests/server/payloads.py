@@ -24,6 +24,33 @@ def write_request(
     return req.SerializeToString()
 
 
+def varint(n: int) -> bytes:
+    """A protobuf varint (negative numbers as their 64-bit two's complement)."""
+    n &= (1 << 64) - 1
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def length_delimited(field: int, payload: bytes) -> bytes:
+    """A protobuf length-delimited field, hand-built (for bodies the runtime would refuse)."""
+    return varint(field << 3 | 2) + varint(len(payload)) + payload
+
+
+def batch_samples(batch) -> list[tuple]:
+    """``(labels, ts, value)`` per sample of a decoded ``SampleBatch``, in batch order."""
+    return [
+        (batch.series[i], t, v)
+        for i, t, v in zip(
+            batch.sample_series.tolist(), batch.timestamps.tolist(), batch.values.tolist(),
+            strict=True,
+        )
+    ]  # fmt: skip
+
+
 def snappy(raw: bytes) -> bytes:
     return bytes(cramjam.snappy.compress_raw(raw))
 

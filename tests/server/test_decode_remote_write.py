@@ -12,7 +12,7 @@ from server.decode_remote_write import RemoteWriteDecoder
 from server.errors import IngestRejected, PayloadTooLargeError, UnsupportedMediaTypeError
 from server.remote_pb import WriteRequest
 from storage.model import STALE_NAN_BITS, MetricMetadata, is_stale
-from tests.server.payloads import snappy, write_request, zstd
+from tests.server.payloads import batch_samples, snappy, write_request, zstd
 
 STALE = np.array([STALE_NAN_BITS], np.uint64).view(np.float64)[0]
 
@@ -171,16 +171,7 @@ def test_wire_decoder_agrees_with_the_protobuf_runtime(series):
         for ts in ref.timeseries
         for s in ts.samples
     ]
-    got = [
-        (batch.series[i], t, v)
-        for i, t, v in zip(
-            batch.sample_series.tolist(),
-            batch.timestamps.tolist(),
-            batch.values.tolist(),
-            strict=True,
-        )
-    ]
-    assert got == expected
+    assert batch_samples(batch) == expected
 
 
 def test_snappy_and_zstd_bodies_decompress_to_the_same_request():

@@ -20,7 +20,14 @@ from server.errors import IngestRejected
 from server.remote_v2_pb import Request
 from server.rw2_symbols import SymbolIds
 from storage.model import STALE_NAN, STALE_NAN_BITS
-from tests.server.payloads import RW_HEADERS, snappy, write_request
+from tests.server.payloads import (
+    RW_HEADERS,
+    batch_samples,
+    length_delimited,
+    snappy,
+    varint,
+    write_request,
+)
 
 V2_HEADERS = {
     "Content-Encoding": "snappy",
@@ -247,26 +254,15 @@ def test_fields_of_other_spec_revisions_and_future_fields_are_ignored(server):
 # -- bad requests: 400, a Prometheus error envelope, the counts header, nothing stored ---------
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def _ld(field: int, payload: bytes) -> bytes:
-    return _varint(field << 3 | 2) + _varint(len(payload)) + payload
-
-
 def _raw_series(refs: bytes, value: float = 1.0) -> bytes:
     """A TimeSeries with the given labels_refs field bytes and one sample at t=1."""
-    return _ld(5, refs + _ld(2, b"\x09" + struct.pack("<d", value) + b"\x10\x01"))
+    return length_delimited(
+        5, refs + length_delimited(2, b"\x09" + struct.pack("<d", value) + b"\x10\x01")
+    )
 
 
 def _symbols(*names: str) -> bytes:
-    return b"".join(_ld(4, s.encode()) for s in names)
+    return b"".join(length_delimited(4, s.encode()) for s in names)
 
 
 GOOD = [([("__name__", "ok"), ("a", "b")], [(1, 1.0)])]
@@ -296,7 +292,9 @@ BAD = [
     ("empty-metric-name", _with_refs([1, 0, 3, 4]), "metric name"),
     (
         "invalid-utf8-symbol",
-        _symbols("", "__name__") + _ld(4, b"\xff\xfe") + _raw_series(_ld(1, b"\x01\x02")),
+        _symbols("", "__name__")
+        + length_delimited(4, b"\xff\xfe")
+        + _raw_series(length_delimited(1, b"\x01\x02")),
         "UTF-8",
     ),
     ("truncated-body", v2_request(GOOD)[:-3], "malformed protobuf"),
@@ -325,7 +323,7 @@ def test_a_rejected_series_rejects_the_whole_request(server):
 
 def test_unpacked_label_refs_are_read_like_packed_ones(server):
     client, storage = server
-    unpacked = b"".join(b"\x08" + _varint(r) for r in (1, 2, 3, 4))
+    unpacked = b"".join(b"\x08" + varint(r) for r in (1, 2, 3, 4))
     raw = _symbols("", "__name__", "up", "job", "x") + _raw_series(unpacked, 3.0)
     assert client.post("/api/v1/write", snappy(raw), V2_HEADERS).status == 204
     assert stored(storage) == [((("__name__", "up"), ("job", "x")), [1], [3.0])]
@@ -333,7 +331,7 @@ def test_unpacked_label_refs_are_read_like_packed_ones(server):
 
 def test_symbols_after_the_series_are_resolved(server):
     client, storage = server
-    raw = _raw_series(_ld(1, b"\x01\x02")) + _symbols("", "__name__", "late")
+    raw = _raw_series(length_delimited(1, b"\x01\x02")) + _symbols("", "__name__", "late")
     assert client.post("/api/v1/write", snappy(raw), V2_HEADERS).status == 204
     assert stored(storage) == [((("__name__", "late"),), [1], [1.0])]
 
@@ -357,7 +355,11 @@ def test_cached_label_sets_do_not_let_a_later_invalid_request_through():
     decoder = RemoteWriteV2Decoder()
     decoder.decode(v2_request([([("__name__", "a"), ("b", "c")], [(1, 1.0)])]))
     # {__name__="a\xffb\xffc"} would alias {__name__="a", b="c"} under a 0xFF-joined string key.
-    raw = _symbols("", "__name__") + _ld(4, b"a\xffb\xffc") + _raw_series(_ld(1, b"\x01\x02"))
+    raw = (
+        _symbols("", "__name__")
+        + length_delimited(4, b"a\xffb\xffc")
+        + _raw_series(length_delimited(1, b"\x01\x02"))
+    )
     with pytest.raises(IngestRejected, match="UTF-8"):
         decoder.decode(raw)
 
@@ -442,16 +444,7 @@ def test_decoder_agrees_with_the_protobuf_runtime(series, order):
             )
         )
         expect.extend((labels, s.timestamp, s.value) for s in ts.samples)
-    got = [
-        (batch.series[i], t, v)
-        for i, t, v in zip(
-            batch.sample_series.tolist(),
-            batch.timestamps.tolist(),
-            batch.values.tolist(),
-            strict=True,
-        )
-    ]
-    assert got == expect
+    assert batch_samples(batch) == expect
 
 
 _VALID = v2_request(
