@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import threading
 import time
 from dataclasses import asdict
@@ -23,6 +24,7 @@ from promql.errors import BadDataError, UnavailableError
 from server.config import CONFIG, READ_POOL, storage_of
 from server.errors import success_response
 
+_ATOI = re.compile(r"[+-]?[0-9]{1,18}")
 STARTED = web.AppKey("tidemark_started_at", float)
 
 
@@ -71,15 +73,10 @@ async def config(request: web.Request) -> web.Response:
 
 
 async def tsdb(request: web.Request) -> web.Response:
-    raw = request.query.get("limit", "10")
-    try:
-        limit = int(raw)
-    except ValueError as err:
-        raise BadDataError(
-            f'invalid parameter "limit": cannot parse "{raw}" as an integer'
-        ) from err
-    if limit <= 0:
-        raise BadDataError('invalid parameter "limit": must be a positive number')
+    raw = request.query.get("limit", "")
+    limit = int(raw) if _ATOI.fullmatch(raw) else 0 if raw else 10
+    if limit < 1:  # Prometheus answers any unusable limit with this one message
+        raise BadDataError("limit must be a positive number")
     storage = storage_of(request.app)
     data = await asyncio.get_running_loop().run_in_executor(
         request.app[READ_POOL], storage.cardinality, limit

@@ -239,13 +239,7 @@ class Block:
         """Samples of the requested global series in ``[mint, maxt]``: ``(request index, ts,
         values)`` sorted by (request index, ts)."""
         empty = (np.zeros(0, _I64), np.zeros(0, _I64), np.zeros(0, np.float64))
-        if self._by_global.shape[0] == 0 or sids.shape[0] == 0:
-            return empty
-        k = np.minimum(np.searchsorted(self._by_global, sids), self._by_global.shape[0] - 1)
-        found = np.flatnonzero(self._by_global[k] == sids)
-        local = self._by_global_local[k[found]]
-        live = (self.series_mint[local] <= maxt) & (self.series_maxt[local] >= mint)
-        found, local = found[live], local[live]
+        found, local = self._located(sids, mint, maxt)
         if found.shape[0] == 0:
             return empty
         chunks = np.unique(self._chunk[local])
@@ -263,16 +257,21 @@ class Block:
         rows = ranges_index(lo, hi)
         return np.repeat(found.astype(_I64), hi - lo), all_ts[rows], all_v[rows]
 
-    def runs(self, sids: np.ndarray, mint: int, maxt: int) -> list[Runs]:
-        """The requested global series' samples in ``[mint, maxt]`` as runs keyed by request
-        index, one ``Runs`` per decoded chunk (pointing into the cached chunk, not copied)."""
+    def _located(self, sids: np.ndarray, mint: int, maxt: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(request index, local series)`` of the requested global series this block holds
+        with samples in ``[mint, maxt]``."""
         if self._by_global.shape[0] == 0 or sids.shape[0] == 0:
-            return []
+            return np.zeros(0, _I64), np.zeros(0, _I64)
         k = np.minimum(np.searchsorted(self._by_global, sids), self._by_global.shape[0] - 1)
         found = np.flatnonzero(self._by_global[k] == sids)
         local = self._by_global_local[k[found]]
         live = (self.series_mint[local] <= maxt) & (self.series_maxt[local] >= mint)
-        found, local = found[live], local[live]
+        return found[live], local[live]
+
+    def runs(self, sids: np.ndarray, mint: int, maxt: int) -> list[Runs]:
+        """The requested global series' samples in ``[mint, maxt]`` as runs keyed by request
+        index, one ``Runs`` per decoded chunk (pointing into the cached chunk, not copied)."""
+        found, local = self._located(sids, mint, maxt)
         if found.shape[0] == 0:
             return []
         chunk = self._chunk[local]
