@@ -1,38 +1,59 @@
-"""The decoded-window cache across window tables: one byte budget, least recently used evicted.
+"""The decoded-window cache across window tables: one byte budget, least recently used evicted
+off the query's clock.
 
 Each ``WindowTable`` has its own lock (a long decode of one aggregation no longer delays queries
 on others); this module keeps the shared accounting under one small lock (``_ACCOUNT``, held only
-for dictionary updates, never while decoding): the blocks in use order (``_LRU``), the budget,
-the counters, and each table's ``footprint`` (bytes its cached blocks and pool slack hold, which
-the table publishes after every change under its own lock).
+for dictionary updates, never while decoding or copying): the blocks in use order (``_LRU``), the
+budget, the counters, and each table's ``footprint`` (bytes its cached blocks and pool slack
+hold, which the table publishes after every change under its own lock).
 
-Eviction may pick another table's block. Lock order is "table lock, then ``_ACCOUNT``"; an
-evictor never waits for another table's lock: it tries it, and if that table is busy (a query or
-the warm-up is decoding in it) the block is queued in the table's ``pending_drops``, which the
-table applies itself under its own lock (at the end of its current read, or its next). A block
-used again before that is kept (it is back in ``_LRU``). So the budget can be overshot by what
-busy tables hold until they finish their read, never deadlocked.
+A query never evicts. Its read may overshoot the budget; at its end it only *asks* for eviction
+(``request_eviction``: a flag and a notify). One background thread, the evictor, waits until no
+query is reading a table (``reading``) — or ``IDLE_WAIT_S`` at most, so a server that is never
+idle still keeps its budget — and then evicts: least recently used blocks until what they hold
+covers the excess, dropped per table, and each table that lost blocks compacted once (its pools
+copied into exactly sized buffers, which is what actually frees memory), most bytes freed per byte
+copied first, stopping as soon as the footprint fits: no pool is compacted that the budget does
+not need. The copy runs without the table's lock (``WindowTable.compact``); a query that changes
+the table meanwhile wins, and the copy is redone.
+
+Lock order: a table's lock, then ``_ACCOUNT``. Nothing takes a table's lock while holding
+``_ACCOUNT``; the evictor only *tries* a table's lock (a busy table keeps its victims, which go
+back to the cold end of ``_LRU``, and the evictor tries again ``RETRY_S`` later), so no thread
+ever waits for a lock while holding another: no deadlock. Synchronous passes (``configure``, the
+warm-up) try locks the same way and leave what they could not drop to the evictor.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
+import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-DEFAULT_BUDGET = 512 << 20  # the benchmark's 6 h of 1 h quantile sketches (~320 MB) fit
+from planner.sketch_budget import Budget, resolve_budget
+
+IDLE_WAIT_S = 1.0  # the longest an eviction waits for the reads in flight to end
+RETRY_S = 0.05  # a table was busy: try its victims again after this
+COMPACT_TRIES = 3  # optimistic (unlocked) copies before compacting under the table's lock
+
+log = logging.getLogger("tidemark")
 
 _ACCOUNT = threading.Lock()
+_WAKE = threading.Condition(_ACCOUNT)  # the evictor waits on it: requests, reads ending, passes
 # (id(table), block) → (table, block bytes), least recently used first.
 _LRU: OrderedDict[tuple[int, int], tuple[weakref.ref, int]] = OrderedDict()
 _MEMBERS: weakref.WeakValueDictionary[int, Any] = weakref.WeakValueDictionary()
-_STATS = {"hits": 0, "misses": 0, "evictions": 0, "decoded_records": 0}
-_BUDGET = [int(os.environ.get("TIDEMARK_SKETCH_CACHE_BYTES", DEFAULT_BUDGET))]
-_READS = [0]  # queries reading a table now (the warm-up waits for none)
+_STATS = {"hits": 0, "misses": 0, "evictions": 0, "decoded_records": 0, "compactions": 0}
+_BUDGET_INFO = [resolve_budget(None, os.environ, strict=False)]
+_BUDGET = [_BUDGET_INFO[0].bytes]
+_READS = [0]  # queries reading a table now (the warm-up and the evictor wait for none)
+_EVICTOR: dict[str, Any] = {"thread": None, "requested": False, "since": 0.0, "running": False}
 
 
 @contextmanager
@@ -45,6 +66,8 @@ def reading() -> Iterator[None]:
     finally:
         with _ACCOUNT:
             _READS[0] -= 1
+            if _READS[0] == 0:
+                _WAKE.notify_all()
 
 
 def reads_in_flight() -> int:
@@ -55,11 +78,19 @@ def budget() -> int:
     return _BUDGET[0]
 
 
-def configure(budget_bytes: int) -> None:
-    """Set the decoded-window budget (bytes, all tables together); evicts down to it."""
+def budget_info() -> Budget:
+    """The effective budget and its source (flag, env, machine, configured)."""
+    return _BUDGET_INFO[0]
+
+
+def configure(budget_bytes: int | Budget) -> None:
+    """Set the decoded-window budget (bytes, all tables together) and evict down to it: what
+    busy tables hold is left to the evictor."""
+    info = budget_bytes if isinstance(budget_bytes, Budget) else Budget(int(budget_bytes), "set")
     with _ACCOUNT:
-        _BUDGET[0] = int(budget_bytes)
-    enforce()
+        _BUDGET[0], _BUDGET_INFO[0] = info.bytes, info
+    if not evict_now():
+        request_eviction()
 
 
 def count(name: str, n: int = 1) -> None:
@@ -93,55 +124,162 @@ def held_bytes() -> int:
         return _held_locked()
 
 
-def enforce() -> None:
-    """Evict least recently used blocks until the tables' footprints fit the budget. Call with
-    no table lock held but the caller's own (that one is re-entered, not waited for)."""
-    for _ in range(64):  # each round drops at least one block or stops
-        victims: list[tuple[Any, int]] = []
-        with _ACCOUNT:
-            total = _held_locked()
-            while _LRU and total > _BUDGET[0]:
-                (_, b), (ref, nbytes) = _LRU.popitem(last=False)
-                table = ref()
-                if table is not None:
-                    victims.append((table, b))
-                    total -= nbytes
-        if not victims:
+# --- the evictor --------------------------------------------------------------------------------
+
+
+def request_eviction() -> None:
+    """Ask the evictor for a pass if the footprint exceeds the budget; never waits (a query
+    calls it at the end of its read)."""
+    with _ACCOUNT:
+        if _held_locked() <= _BUDGET[0]:
             return
-        if not any([_drop(table, b) for table, b in victims]):
-            return  # every victim's table is busy: it drops them itself when done
+        if not _EVICTOR["requested"]:
+            _EVICTOR["requested"], _EVICTOR["since"] = True, time.monotonic()
+        thread = _EVICTOR["thread"]
+        if thread is None or not thread.is_alive():
+            thread = threading.Thread(target=_evictor, name="sketch-evictor", daemon=True)
+            _EVICTOR["thread"] = thread
+            thread.start()
+        _WAKE.notify_all()
 
 
-def _drop(table: Any, block: int) -> bool:
-    """Drop now if the table's lock is free (or ours); else queue it for the table."""
-    if table.lock.acquire(blocking=False):
+def settle(timeout: float = 30.0) -> bool:
+    """Wait until no eviction is asked for or running (tests, benchmarks). False on timeout."""
+    with _ACCOUNT:
+        return _WAKE.wait_for(
+            lambda: not _EVICTOR["requested"] and not _EVICTOR["running"], timeout
+        )
+
+
+def _evictor() -> None:
+    while True:
+        with _ACCOUNT:
+            while True:
+                if _EVICTOR["requested"]:
+                    waited = time.monotonic() - _EVICTOR["since"]
+                    if _READS[0] == 0 or waited >= IDLE_WAIT_S:
+                        break
+                    _WAKE.wait(IDLE_WAIT_S - waited)
+                else:
+                    _WAKE.wait()
+            _EVICTOR["requested"], _EVICTOR["running"] = False, True
+        fits = True
         try:
-            if table.drop(block):
-                count("evictions")
+            fits = evict_now()
+        except Exception:  # the evictor must survive; the next request tries again
+            log.exception("sketch cache eviction failed")
+        finally:
+            with _ACCOUNT:
+                _EVICTOR["running"] = False
+                if not fits and not _EVICTOR["requested"]:
+                    _EVICTOR["requested"], _EVICTOR["since"] = True, time.monotonic()
+                _WAKE.notify_all()
+        if not fits:
+            time.sleep(RETRY_S)  # a busy table: give its holder time to finish
+
+
+def evict_now() -> bool:
+    """One eviction pass in the calling thread (call with no table lock held, or only tables
+    whose locks this thread may re-enter). True when the footprint fits the budget or nothing
+    more can be evicted; False when a busy table kept blocks that had to go."""
+    victims = _pick_victims()
+    if victims is None:
+        return True
+    order = sorted(victims.values(), key=_worth, reverse=True)
+    fits, busy = False, False
+    for i, (table, blocks, _) in enumerate(order):
+        if held_bytes() <= budget():  # earlier compactions freed enough: keep the rest
+            _restore(order[i:])
+            fits = True
+            break
+        if not table.lock.acquire(blocking=False):
+            _restore([(table, blocks, 0)])
+            busy = True
+            continue
+        try:
+            dropped = sum(1 for b in _still_cold(table, blocks) if table.drop(b))
         finally:
             table.lock.release()
-        return True
-    with _ACCOUNT:
-        table.pending_drops.add(block)
-    return False
+        if dropped:
+            count("evictions", dropped)
+        busy |= not _compact(table)
+    return fits or not busy or held_bytes() <= budget()
 
 
-def apply_pending(table: Any) -> None:
-    """Drop the blocks other threads evicted while ``table`` was busy (its lock held), unless a
-    read used them again since."""
-    if not table.pending_drops:
-        return
+def _pick_victims() -> dict[int, tuple[Any, list[int], int]] | None:
+    """By table, the least recently used blocks (popped from ``_LRU``) that, with the dead rows
+    tables already hold, cover the excess — and the tables holding dead rows, to compact; when
+    no block is left, every table with slack. None when within budget."""
     with _ACCOUNT:
-        todo = [b for b in table.pending_drops if (id(table), b) not in _LRU]
-        table.pending_drops.clear()
-    dropped = sum(1 for b in todo if table.drop(b))
-    if dropped:
-        count("evictions", dropped)
+        excess = _held_locked() - _BUDGET[0]
+        if excess <= 0:
+            return None
+        tables = list(_MEMBERS.items())
+        out = {tid: (t, [], 0) for tid, t in tables if t.dead_bytes() > 0}
+        freed = sum(t.dead_bytes() for _, t in out.values())
+        while _LRU and freed < excess:
+            (tid, b), (ref, nbytes) = _LRU.popitem(last=False)
+            table = ref()
+            if table is None:
+                continue
+            got = out.get(tid, (table, [], 0))
+            out[tid] = (table, [*got[1], b], got[2] + nbytes)
+            freed += nbytes
+        if freed < excess:  # every block picked: spare capacity must go too
+            for tid, table in tables:
+                if tid not in out and table.footprint > 0:
+                    out[tid] = (table, [], 0)
+        return out
+
+
+def _worth(victim: tuple[Any, list[int], int]) -> float:
+    """Bytes freed per byte copied by dropping the victims and compacting their table."""
+    table, _, nbytes = victim
+    freed = nbytes + table.slack_bytes()
+    return freed / max(1, table.footprint - freed)
+
+
+def _still_cold(table: Any, blocks: list[int]) -> list[int]:
+    """The victims no query used since they were picked (a use put them back in ``_LRU``)."""
+    with _ACCOUNT:
+        return [b for b in blocks if (id(table), b) not in _LRU]
+
+
+def _restore(victims: list[tuple[Any, list[int], int]]) -> None:
+    """Put victims not dropped back at the cold end of ``_LRU`` (in their order), unless a query
+    used them meanwhile."""
+    with _ACCOUNT:
+        for table, blocks, _ in reversed(victims):
+            for b in reversed(blocks):
+                key = (id(table), b)
+                blk = table.blocks.get(b)
+                if key not in _LRU and blk is not None:
+                    _LRU[key] = (weakref.ref(table), blk.nbytes)
+                    _LRU.move_to_end(key, last=False)
+
+
+def _compact(table: Any) -> bool:
+    """Compact ``table``'s pools if it has dead rows or spare capacity: copying without its lock
+    first, under it if queries kept changing the table. False if the table stayed busy."""
+    for _ in range(COMPACT_TRIES):
+        done = table.compact()
+        if done is not None:
+            if done:
+                count("compactions")
+            return True
+    if not table.lock.acquire(blocking=False):
+        return False
+    try:
+        if table.compact():
+            count("compactions")
+    finally:
+        table.lock.release()
+    return True
 
 
 def cache_stats() -> dict[str, float]:
-    """Bytes and blocks held, budget, and lifetime hits/misses/evictions/decoded records. Never
-    waits for a table's decode."""
+    """Bytes and blocks held, budget, and lifetime hits/misses/evictions/compactions/decoded
+    records. Never waits for a table's decode."""
     with _ACCOUNT:
         return {
             "bytes": float(_held_locked()),
@@ -149,3 +287,13 @@ def cache_stats() -> dict[str, float]:
             "budget_bytes": float(_BUDGET[0]),
             **{k: float(v) for k, v in _STATS.items()},
         }
+
+
+def status() -> dict[str, Any]:
+    """``cache_stats`` plus where the budget came from (``/api/v1/precompute/status``)."""
+    info = budget_info()
+    return cache_stats() | {
+        "budget_source": info.source,
+        "budget_memory_bytes": info.memory_bytes,
+        "eviction_pending": bool(_EVICTOR["requested"] or _EVICTOR["running"]),
+    }

@@ -10,6 +10,7 @@ a server that has been ingesting for a while has no free huge pages, and numpy's
 from __future__ import annotations
 
 import mmap
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -82,8 +83,44 @@ def slices(values: np.ndarray, starts: np.ndarray, sizes: np.ndarray) -> np.ndar
     return out
 
 
-def exact_pool(like: Growing, values: np.ndarray) -> Growing:
+def exact_pool(values: np.ndarray) -> Growing:
     """A pool holding exactly ``values`` (no spare capacity)."""
-    out = Growing(like.buf.dtype)
+    out = Growing(values.dtype)
     out.buf, out.size = values, int(values.shape[0])
     return out
+
+
+@dataclass(frozen=True)
+class Compacted:
+    """Pools holding only the kept ranges, back to back, and where each range starts now."""
+
+    rows: dict[str, Growing]
+    items: Growing | None
+    cumw: Growing | None
+    row_at: np.ndarray  # new first row of each kept row range
+    item_at: np.ndarray  # new first item of each kept item range
+
+
+def compact_copy(
+    rows: dict[str, np.ndarray],
+    row_ranges: np.ndarray,
+    items: tuple[np.ndarray, np.ndarray] | None = None,
+    item_ranges: np.ndarray | None = None,
+    item_refs: tuple[str, ...] = ("lo", "hi"),
+) -> Compacted:
+    """Copy the row ranges (``[a, z)`` pairs, ascending) of every row column and, with
+    ``items`` (items and cumulative weights), the item ranges, into exactly sized pools; the row
+    columns ``item_refs`` (item positions) are shifted to the new item positions. Reads only the
+    given arrays, which appends never change, so it runs without the table's lock."""
+    row_a, row_n = row_ranges[:, 0], row_ranges[:, 1] - row_ranges[:, 0]
+    row_at = np.cumsum(row_n) - row_n
+    pools = {n: exact_pool(slices(v, row_a, row_n)) for n, v in rows.items()}
+    if items is None or item_ranges is None:
+        return Compacted(pools, None, None, row_at, np.zeros_like(row_at))
+    item_a, item_n = item_ranges[:, 0], item_ranges[:, 1] - item_ranges[:, 0]
+    item_at = np.cumsum(item_n) - item_n
+    vals, cumw = (exact_pool(slices(v, item_a, item_n)) for v in items)
+    shift = np.repeat(item_at - item_a, row_n)  # a range's items moved by the same offset
+    for n in item_refs:
+        pools[n].buf += shift
+    return Compacted(pools, vals, cumw, row_at, item_at)

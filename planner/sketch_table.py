@@ -12,13 +12,17 @@ entry becomes a weighted segment (retained items sorted by value and their cumul
 row range) and KLL items to one items pool, so a query spanning many blocks gathers each column
 once and reads one ``Segments`` without copying items.
 
-Decoded blocks are cached under one memory budget for all tables (``configure``; default
-512 MiB, or ``TIDEMARK_SKETCH_CACHE_BYTES``), counted as their rows' and items' bytes plus the
-pools' spare capacity and dead rows (compacted once a quarter is dead), least recently used
-evicted first (``planner.sketch_cache``). A block whose window ends got new log records since
-it was decoded (late data) is decoded again; if the log was rebuilt (retention, removal) the
-table starts over. Each table has its own lock (``lock``: hold it around ``select``/``warm``);
-the cache's accounting has another, so a long decode in one table delays no other table.
+Decoded blocks are cached under one memory budget for all tables (``configure``; default an
+eighth of the machine's memory within [256 MiB, 8 GiB], ``TIDEMARK_SKETCH_CACHE_BYTES`` or
+``tidemark serve --sketch-cache-bytes``: ``planner.sketch_budget``), counted as their rows' and
+items' bytes plus the pools' spare capacity and dead rows, least recently used evicted first by
+a background evictor once the reads end (``planner.sketch_cache``): a query's read may overshoot
+the budget, never waits for eviction. Evicting a block (``drop``) only marks its rows dead;
+``compact`` frees them, copying the live rows without holding the table's lock. A block whose
+window ends got new log records since it was decoded (late data) is decoded again; if the log was
+rebuilt (retention, removal) the table starts over. Each table has its own lock (``lock``: hold
+it around ``select``/``warm``); the cache's accounting has another, so a long decode in one table
+delays no other table.
 
 KLL blocks are decoded all windows at once (``planner.sketch_decode``); moments, counter and
 last windows arrive as columns (``WindowBatch``) or keyed accumulators, read as they are (an
@@ -37,9 +41,9 @@ import numpy as np
 
 from planner import sketch_cache as cache
 from planner.precompute_match import family
-from planner.sketch_cache import _BUDGET, DEFAULT_BUDGET, cache_stats, configure  # noqa: F401
+from planner.sketch_cache import _BUDGET, cache_stats, configure  # noqa: F401
 from planner.sketch_decode import decode_kll
-from planner.sketch_pool import Growing, exact_pool, slices
+from planner.sketch_pool import Growing, compact_copy
 from storage.sketch_store import SketchEntry
 from udfs.weighted_quantile import Segments, local_cumsum, ramp
 
@@ -119,8 +123,8 @@ class WindowTable:
         self.block_ms = slide * max(1, round(BLOCK_TARGET_MS / slide))
         self.key_ids: dict[Key, int] = {}
         self.lock = threading.RLock()
-        self.pending_drops: set[int] = set()  # evicted by another thread while we were busy
         self.footprint = 0  # bytes of cached blocks + pool slack (read by sketch_cache)
+        self.generation = 0  # bumped by every change of blocks or pools (see ``compact``)
         self.decoded_records = 0  # records decoded over the table's life (tests, ANALYZE)
         self._reset()
 
@@ -133,7 +137,7 @@ class WindowTable:
         self.index: dict[int, _Listed] = {}  # block → its records and their log positions
         self.blocks: dict[int, _Block] = {}
         cache.forget(self)
-        self.pending_drops = set()
+        self.generation += 1
         # Decoded rows of every cached block in one pool per column (each block a contiguous
         # range), so a query's selection is one gather per column however many blocks it reads.
         self.row_pool = {n: Growing(_dtype(n)) for n in self.row_names}
@@ -201,7 +205,6 @@ class WindowTable:
             return self._select(store, ends)
 
     def _select(self, store: SketchStore, ends: np.ndarray) -> Selection:
-        cache.apply_pending(self)
         self.sync(store)
         parts: list[tuple[_Block, np.ndarray, np.ndarray]] = []
         # Newest block first, so the query's oldest blocks are the most recently used: when its
@@ -223,8 +226,9 @@ class WindowTable:
             parts.append((blk, rows, col))
         out = self._gather(parts[::-1])
         self._publish()
-        cache.enforce()  # after gathering: the selection keeps what it read alive
-        cache.apply_pending(self)
+        # Eviction (dropping blocks, compacting pools) is the evictor's, after the reads end:
+        # this query may hold more than the budget until then, it never waits for it.
+        cache.request_eviction()
         return out
 
     def _current(self, b: int) -> bool:
@@ -252,7 +256,6 @@ class WindowTable:
         """Decode block ``b`` unless it is cached and current, as the least recently used block
         (a query's blocks outrank it). Records decoded (0: nothing to do). Call with ``lock``
         held."""
-        cache.apply_pending(self)
         self.sync(store)
         records = self.index.get(b)
         blk = self.blocks.get(b)
@@ -289,6 +292,7 @@ class WindowTable:
     # --- decoding ---------------------------------------------------------------------------
 
     def _decode(self, b: int, records: _Listed) -> _Block:
+        self.generation += 1  # an unlocked compaction's copy no longer matches
         old = self.blocks.pop(b, None)
         if old is not None:
             self.dead_rows += old.rows[1] - old.rows[0]
@@ -350,47 +354,58 @@ class WindowTable:
         return kids
 
     def drop(self, b: int) -> bool:
-        """Evict block ``b`` (call with ``lock`` held); the pools are compacted once a quarter
-        of them is dead. False if it was not cached."""
+        """Evict block ``b`` (call with ``lock`` held): its rows and items stay in the pools, dead,
+        until ``compact`` (the evictor's, once per pass). False if it was not cached."""
         blk = self.blocks.pop(b, None)
         if blk is None:
             return False
         self.dead_rows += blk.rows[1] - blk.rows[0]
         self.dead_items += blk.pool[1] - blk.pool[0]
-        if 4 * self.dead_rows > self.row_pool["end"].size or (
-            self.family == "kll" and 4 * self.dead_items > self.items.size
-        ):
-            self._compact()
+        self.generation += 1
         self._publish()
         return True
 
-    def _compact(self) -> None:
-        """Copy live blocks' rows and items into fresh, exactly sized pool buffers. Selections
+    def compact(self) -> bool | None:
+        """Copy the live blocks' rows and items into exactly sized pools, freeing dead rows and
+        spare capacity. The copy runs without ``lock`` (held only to look and to install), so a
+        query on this table need not wait for it; if the table changed meanwhile, nothing is
+        installed and the result is None (call again). False: nothing to free. Selections
         handed out earlier keep the old buffers (their views), so they stay valid."""
-        live = sorted(self.blocks.items(), key=lambda kv: kv[1].rows[0])
-        row_a = np.array([blk.rows[0] for _, blk in live], dtype=np.int64)
-        row_n = np.array([blk.rows[1] - blk.rows[0] for _, blk in live], dtype=np.int64)
-        item_a = np.array([blk.pool[0] for _, blk in live], dtype=np.int64)
-        item_n = np.array([blk.pool[1] - blk.pool[0] for _, blk in live], dtype=np.int64)
-        new_rows = np.cumsum(row_n) - row_n
-        new_items = np.cumsum(item_n) - item_n
-        pools = {n: exact_pool(g, slices(g.view(), row_a, row_n)) for n, g in self.row_pool.items()}
-        if self.family == "kll":
-            self.items = exact_pool(self.items, slices(self.items.view(), item_a, item_n))
-            self.cumw = exact_pool(self.cumw, slices(self.cumw.view(), item_a, item_n))
-            shift = np.repeat(new_items - item_a, row_n)  # segments point into the new items
-            pools["lo"].buf += shift
-            pools["hi"].buf += shift
-        for i, (b, blk) in enumerate(live):
-            ra, ia = int(new_rows[i]), int(new_items[i])
-            uniq, starts, order = blk.by_end
-            self.blocks[b] = _replace(
-                blk,
-                rows=(ra, ra + int(row_n[i])),
-                by_end=(uniq, starts, order + (ra - blk.rows[0])),
-                pool=(ia, ia + int(item_n[i])),
-            )
-        self.row_pool, self.dead_rows, self.dead_items = pools, 0, 0
+        with self.lock:
+            if self.slack_bytes() == 0:
+                return False
+            generation = self.generation
+            live = sorted(self.blocks.items(), key=lambda kv: kv[1].rows[0])
+            rows = {n: g.view() for n, g in self.row_pool.items()}
+            kll = self.family == "kll"
+            items = (self.items.view(), self.cumw.view()) if kll else None
+        row_ranges = np.array([blk.rows for _, blk in live], dtype=np.int64).reshape(-1, 2)
+        item_ranges = np.array([blk.pool for _, blk in live], dtype=np.int64).reshape(-1, 2)
+        got = compact_copy(rows, row_ranges, items, item_ranges if kll else None)
+        with self.lock:
+            if self.generation != generation:
+                return None
+            for i, (b, blk) in enumerate(live):
+                ra, ia = int(got.row_at[i]), int(got.item_at[i])
+                uniq, starts, order = blk.by_end
+                self.blocks[b] = _replace(
+                    blk,
+                    rows=(ra, ra + blk.rows[1] - blk.rows[0]),
+                    by_end=(uniq, starts, order + (ra - blk.rows[0])),
+                    pool=(ia, ia + blk.pool[1] - blk.pool[0]),
+                )
+            self.row_pool, self.dead_rows, self.dead_items = got.rows, 0, 0
+            if got.items is not None and got.cumw is not None:
+                self.items, self.cumw = got.items, got.cumw
+            self.generation += 1
+            self._publish()
+        return True
+
+    def dead_bytes(self) -> int:
+        """Pool bytes of evicted or re-decoded blocks (what ``compact`` frees besides spare
+        capacity)."""
+        per_item = self.items.buf.dtype.itemsize + self.cumw.buf.dtype.itemsize
+        return self.dead_rows * self._row_bytes() + self.dead_items * per_item
 
     def _row_bytes(self) -> int:
         return sum(g.buf.dtype.itemsize for g in self.row_pool.values())

@@ -121,11 +121,13 @@ class Warmup:
             table = tables[i]
             with table.lock:
                 n = table.warm(self.store, b)
-            cache.enforce()  # warmed blocks are the coldest: they go first if over budget
             if n:
                 blocks, records = blocks + 1, records + n
                 _progress(blocks=blocks, records=records, seconds=time.perf_counter() - t0)
-                if b not in table.blocks:
-                    break  # evicted at once: the budget holds no more, decoding on would churn
+            if cache.held_bytes() > cache.budget():
+                # Queries filled the cache meanwhile: warmed blocks are the coldest, the evictor
+                # drops them first, and decoding on would only churn.
+                cache.request_eviction()
+                break
             self._stop.wait(self.pause_s)
         return "stopped" if self._stop.is_set() else "done"

@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
+from planner import sketch_cache
 from planner.sketch_warmup import Warmup, share_from_env
 from planner.sketch_warmup import enabled as warmup_enabled
 from precompute.accumulators.base import Accumulator
@@ -151,6 +152,7 @@ async def status(request: web.Request) -> web.Response:
     runtime = _runtime(request)
     data = await _blocking(request, runtime.engine.status)
     data["store"] = runtime.store.stats()
+    data["sketch_cache"] = sketch_cache.status()  # decoded windows: bytes, budget and its source
     return success_response(data)
 
 

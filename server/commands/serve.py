@@ -11,15 +11,21 @@ import argparse
 import asyncio
 import gc
 import logging
+import os
 import signal
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from server.allocator import tune_allocator
 from server.config import DEFAULT_HOST, DEFAULT_PORT, ServerConfig
 from server.timeparse import parse_duration
+
+if TYPE_CHECKING:
+    from planner.sketch_budget import Budget
 
 log = logging.getLogger("tidemark")
 
@@ -62,12 +68,41 @@ async def serve(config: ServerConfig, storage: object, query_config: object = No
     await runner.cleanup()
 
 
+def _byte_size(text: str) -> str:
+    """``--sketch-cache-bytes``: checked here, read by ``planner.sketch_budget`` (a percentage
+    needs the machine's memory, so the text is kept)."""
+    from planner.sketch_budget import parse_bytes
+
+    try:
+        parse_bytes(text, memory_bytes=1)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from err
+    return text
+
+
+def configure_sketch_cache(flag: str | None, environ: Mapping[str, str]) -> Budget:
+    """Set the decoded-window cache budget: the flag, else the environment, else the machine's
+    (``planner.sketch_budget``); logged, and shown on ``/api/v1/precompute/status``."""
+    from planner import sketch_cache
+    from planner.sketch_budget import resolve_budget
+
+    budget = resolve_budget(flag, environ)
+    sketch_cache.configure(budget)
+    log.info("sketch cache budget %s", budget.describe())
+    return budget
+
+
 def run(args: argparse.Namespace) -> int:
     from storage.db import Storage, StorageOptions
 
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    try:
+        configure_sketch_cache(args.sketch_cache_bytes, os.environ)
+    except ValueError as err:  # e.g. TIDEMARK_SKETCH_CACHE_BYTES=lots
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     host, port = args.listen
     config = ServerConfig(
         host=host,
@@ -193,6 +228,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=int,
         default=defaults.max_inflight_ingest,
         help="concurrent ingest requests before answering 503",
+    )
+    p.add_argument(
+        "--sketch-cache-bytes",
+        type=_byte_size,
+        default=None,
+        metavar="SIZE",
+        help="memory for decoded sketch windows, e.g. 536870912, 512MiB, 2GB or 25%% (default: "
+        "$TIDEMARK_SKETCH_CACHE_BYTES, else 1/8 of the memory or cgroup limit, 256MiB..8GiB)",
     )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     _add_query_arguments(p)
