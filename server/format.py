@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -33,7 +34,7 @@ from promql.ast import (
     VectorSelector,
 )
 from promql.types import Matcher, MatchType, ValueType
-from server.json_matrix import matrix_bytes
+from server.json_matrix import matrix_bytes, matrix_into
 from storage.model import Labels
 
 # Go's encoding/json (and jsoniter's standard config) escape these inside strings.
@@ -213,8 +214,8 @@ def result_json(result: QueryResult, series: Iterable[SeriesResult] | None = Non
 
 
 def result_json_bytes(result: QueryResult, series: Iterable[SeriesResult] | None = None) -> bytes:
-    """``result_json`` as UTF-8, ready for ``envelope`` (which then copies nothing else)."""
-    if result.result_type == ValueType.MATRIX:  # big: assembled as bytes, never as str
+    """``result_json`` as UTF-8 (matrices assembled as bytes, never as ``str``)."""
+    if result.result_type == ValueType.MATRIX:
         rows = list(result.series if series is None else series)
         return matrix_bytes(rows, b'{"resultType":"matrix","result":', b"}")
     return result_json(result, series).encode()
@@ -224,18 +225,63 @@ def _json_string(s: str) -> str:
     return orjson.dumps(s).decode().translate(_HTML_ESCAPES)
 
 
-def envelope(
-    data_json: str | bytes, warnings: list[str] | None = None, infos: list[str] | None = None
-) -> bytes:
-    """``{"status":"success","data":..,"warnings":[..],"infos":[..]}`` around pre-built data."""
-    data = data_json.encode() if isinstance(data_json, str) else data_json
-    parts = [b'{"status":"success","data":', data]
+ENVELOPE_LEAD = b'{"status":"success","data":'
+
+
+def envelope_tail(warnings: list[str] | None = None, infos: list[str] | None = None) -> bytes:
+    """What follows ``data`` in the success envelope: ``,"warnings":[..],"infos":[..]}``."""
+    parts = []
     if warnings:
         parts.append(b',"warnings":' + orjson.dumps(warnings))
     if infos:
         parts.append(b',"infos":' + orjson.dumps(infos))
     parts.append(b"}")
     return b"".join(parts)
+
+
+def envelope(
+    data_json: str | bytes, warnings: list[str] | None = None, infos: list[str] | None = None
+) -> bytes:
+    """``{"status":"success","data":..,"warnings":[..],"infos":[..]}`` around pre-built data
+    (small answers; query results use ``result_body``)."""
+    data = data_json.encode() if isinstance(data_json, str) else data_json
+    return b"".join((ENVELOPE_LEAD, data, envelope_tail(warnings, infos)))
+
+
+@dataclass(frozen=True)
+class OpenBody:
+    """A success envelope written up to the end of ``data``'s last member (``data``'s ``}`` not
+    yet written) in a buffer with room after it: closing it writes the rest in place, so a
+    40 MB answer is never joined or copied again on its way to the socket."""
+
+    buf: np.ndarray
+    end: int
+
+    def close(self, fields: bytes, tail: bytes) -> memoryview:
+        """The whole body: ``fields`` (more members of ``data``, e.g. ``,"stats":{..}``), ``}``
+        and ``tail`` (``envelope_tail``) written after ``end``; copied only if they do not fit
+        the room left for them."""
+        rest = np.frombuffer(fields + b"}" + tail, dtype=np.uint8)
+        stop = self.end + rest.shape[0]
+        if stop > self.buf.shape[0]:
+            return memoryview(np.concatenate((self.buf[: self.end], rest)))
+        self.buf[self.end : stop] = rest
+        return memoryview(self.buf[:stop])
+
+
+def result_body(
+    result: QueryResult, series: Iterable[SeriesResult] | None = None, room: int = 0
+) -> OpenBody:
+    """The success envelope around ``result_json`` (``series`` overrides, for limit), open after
+    ``data``'s last member, with at least ``room`` bytes to close it in (``OpenBody.close``)."""
+    if result.result_type == ValueType.MATRIX:
+        rows = list(result.series if series is None else series)
+        lead = ENVELOPE_LEAD + b'{"resultType":"matrix","result":'
+        return OpenBody(*matrix_into(rows, lead, room))
+    text = ENVELOPE_LEAD + result_json(result, series).encode()[:-1]  # without data's ``}``
+    buf = np.empty(len(text) + room, dtype=np.uint8)
+    buf[: len(text)] = np.frombuffer(text, dtype=np.uint8)
+    return OpenBody(buf, len(text))
 
 
 # ---------------------------------------------------------------------------------------------
