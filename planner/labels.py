@@ -19,6 +19,10 @@ METADATA_LABELS = frozenset({METRIC_NAME, "__type__", "__unit__"})
 
 
 def drop_name(labels: Labels) -> Labels:
+    # Fast path: label sets are sorted, so a plain ``__name__`` is first and the metadata labels
+    # (all ``__``-prefixed) would follow it directly.
+    if labels and labels[0][0] == METRIC_NAME and (len(labels) == 1 or labels[1][0][:2] != "__"):
+        return labels[1:]
     for name, _ in labels:
         if name in METADATA_LABELS:
             return tuple(p for p in labels if p[0] not in METADATA_LABELS)

@@ -36,6 +36,7 @@ from planner.nodes.base import PlanNode
 from planner.nodes.raw_windows import raw_cells
 from planner.precompute_match import family, key_labels
 from planner.sketch_table import COUNTER_COLS, MOMENT_COLS, table_for
+from planner.window_cells import empty_cells, gather_cells, to_rows
 from precompute import holes
 from precompute.filters import LabelFilter
 from promql.types import Matcher, MatchType, ValueType
@@ -222,31 +223,60 @@ def load_windows(
     with table.lock:
         got = table.select(store, ends)
         covered = _covered(table.span(), ends, window, coverage)
-        r = table.rows_for(rows, n)[got.kid]
+        key_row = table.rows_for(rows, n)
+    if fam != "kll":
+        return _cells(storage, matchers, labels, ends, fam, (window, slide), covered, got, key_row)
+    r = key_row[got.kid]
     sel = np.flatnonzero(r >= 0)
     r, col = r[sel], got.col[sel]
-    fill = _raw_columns(fam, window == slide, covered, r * w + col, n, w)
-    keep = covered[col] & ~fill[col]
+    keep = covered[col]
     sel, r, col = sel[keep], r[keep], col[keep]
-    names = MOMENT_COLS if fam == "moments" else COUNTER_COLS
-    picked = got.take(sel, names) if fam != "kll" else {}
     segments, ks = got.segments, got.seg_k[sel] if got.seg_k is not None else None
+    assert segments is not None and ks is not None
+    # Tumbling windows: the uncovered ones are rebuilt from raw samples (exact segments).
+    fill = ~covered if window == slide else np.zeros(w, dtype=bool)
     raw, n_raw = None, int(fill.sum())
     if n_raw:
         row_of = {ls: i for i, ls in enumerate(labels)}
         raw = raw_cells(storage, matchers, row_of, ends, np.flatnonzero(fill), window, fam)
         covered = covered | fill
-    entries = int(sel.shape[0])
-    if fam == "kll":
-        assert segments is not None and ks is not None
-        sw = _sketch_cells(labels, ends, r * w + col, sel, segments, ks, covered, raw, entries)
-        return dataclasses.replace(sw, raw_windows=n_raw)
-    flat = r * w + col
-    if raw is not None and raw.flat.shape[0]:
-        flat = np.concatenate([flat, raw.flat])
-        picked = {k: np.concatenate([v, raw.cols[k]]) for k, v in picked.items()}
-    dirty = np.zeros((n, w), dtype=bool)
-    cols = _scatter(fam, picked, flat, n, w, dirty)
+    sw = _sketch_cells(labels, ends, r * w + col, sel, segments, ks, covered, raw, len(sel))
+    return dataclasses.replace(sw, raw_windows=n_raw)
+
+
+def _cells(storage, matchers, labels, ends, fam: str, sizes, covered, got, key_row):
+    """Moments and counter states per cell, straight from the selected pool rows
+    (``planner.window_cells``). With tumbling windows, the uncovered columns and counter columns
+    whose entries overlap are rebuilt from raw samples; sliding windows overlap each other, so
+    their gaps are left to the exact subtree."""
+    n, w = len(labels), int(ends.shape[0])
+    window, slide = sizes
+    tumbling = window == slide
+    names = MOMENT_COLS if fam == "moments" else COUNTER_COLS
+    flat_cols = empty_cells(names, n * w)  # column-major: cell c·n + r
+    hits = np.zeros(n * w, dtype=np.int32)
+    gather_cells(fam, got.pool, got.rows, got.kid, got.col, key_row, covered, n, flat_cols, hits)
+    fill = ~covered if tumbling else np.zeros(w, dtype=bool)
+    if fam == "counter" and tumbling:
+        overlap = (hits.reshape(w, n) > 1).any(axis=1) & covered
+        if overlap.any():
+            reset = np.repeat(overlap, n)
+            for k, v in empty_cells(names, 1).items():
+                flat_cols[k][reset] = v[0]
+            hits[reset] = 0
+            fill |= overlap
+    entries, n_raw = int(hits.sum()), int(fill.sum())
+    if n_raw:
+        row_of = {ls: i for i, ls in enumerate(labels)}
+        raw = raw_cells(storage, matchers, row_of, ends, np.flatnonzero(fill), window, fam)
+        if raw.flat.shape[0]:
+            ids = np.arange(raw.flat.shape[0], dtype=np.int64)
+            every = np.ones(w, dtype=bool)
+            gather_cells(fam, raw.cols, ids, raw.flat // w, raw.flat % w, np.arange(n), every, n,
+                         flat_cols, hits)  # fmt: skip
+        covered = covered | fill
+    dirty = to_rows(hits > 1, n, w) if fam == "counter" else np.zeros((n, w), dtype=bool)
+    cols = {k: to_rows(v, n, w) for k, v in flat_cols.items()}
     return SketchWindows(labels, ends, fam, cols, None, dirty, covered, entries, raw_windows=n_raw)
 
 
@@ -266,42 +296,6 @@ def _covered(span, ends: np.ndarray, window: int, coverage=None) -> np.ndarray:
     if rest and rest[0]:
         inside &= ~holes.inside(ends, rest[0])
     return inside
-
-
-def _raw_columns(fam, tumbling: bool, covered, flat: np.ndarray, n: int, w: int) -> np.ndarray:
-    """Columns to rebuild from raw samples: with tumbling windows, the uncovered ones and (for
-    counters) those where late entries overlap the on-time state. Sliding windows overlap each
-    other, so their gaps are left to the exact subtree instead."""
-    if not tumbling:
-        return np.zeros(w, dtype=bool)
-    fill = ~covered
-    if fam == "counter" and flat.shape[0]:
-        per_cell = np.bincount(flat, minlength=n * w).reshape(n, w)
-        fill |= (per_cell > 1).any(axis=0)
-    return fill
-
-
-def _scatter(fam: str, picked, flat: np.ndarray, n: int, w: int, dirty: np.ndarray):
-    """[n, w] cells from rows at ``flat`` indexes; several rows for one cell are merged (moments)
-    or mark the cell dirty (counter states whose time ranges overlap)."""
-    names = MOMENT_COLS if fam == "moments" else COUNTER_COLS
-    cols = _empty(names, n, w)
-    per_cell = np.bincount(flat, minlength=n * w)
-    unique = flat.shape[0] == 0 or int(per_cell.max()) <= 1
-    if unique or fam == "counter":
-        for k in names:
-            cols[k].reshape(-1)[flat] = picked[k]
-        if not unique:
-            dirty.reshape(-1)[:] = per_cell > 1
-        return cols
-    size = n * w
-    cols["sum"] = np.bincount(flat, picked["sum"], minlength=size).reshape(n, w)
-    cols["count"] = (
-        np.bincount(flat, picked["count"], minlength=size).astype(np.int64).reshape(n, w)
-    )
-    np.fmin.at(cols["min"].reshape(-1), flat, picked["min"])
-    np.fmax.at(cols["max"].reshape(-1), flat, picked["max"])
-    return cols
 
 
 def _sketch_cells(labels, ends, flat, sel, segments: Segments, ks, covered, raw, entries: int):
@@ -333,18 +327,6 @@ def _sketch_cells(labels, ends, flat, sel, segments: Segments, ks, covered, raw,
     return SketchWindows(
         labels, ends, "kll", {}, cells, dirty, covered, entries, rank_error=max(bounds, default=0.0)
     )
-
-
-def _empty(names, n: int, w: int) -> dict[str, np.ndarray]:
-    out = {}
-    for k in names:
-        if k in ("count", "n", "first_t", "last_t"):
-            out[k] = np.zeros((n, w), dtype=np.int64)
-        elif k in ("min", "max"):
-            out[k] = np.full((n, w), np.nan)
-        else:
-            out[k] = np.zeros((n, w))
-    return out
 
 
 def _scalar_columns(acc, fam: str) -> dict[str, np.ndarray]:

@@ -117,8 +117,9 @@ def _extended(fn: str, rv: RangeVector) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _non_counter_info(ex: Executor, labels, pos: PosRange | None) -> None:
-    for ls in labels:
-        name = metric_name(ls)
+    # One annotation per metric name (upstream's are deduplicated by text): judged per name,
+    # not per series, since a selector returns thousands of series of one or a few names.
+    for name in dict.fromkeys(metric_name(ls) for ls in labels):
         if name and not name.endswith(COUNTER_SUFFIXES):
             ex.info(NON_COUNTER_INFO.format(name=f'"{name}"'), pos)
 

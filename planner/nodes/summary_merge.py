@@ -87,7 +87,7 @@ class SummaryMergeMultiple(PlanNode):
             ok &= window_sum(sw.dirty.astype(np.int64), last, stride, m) == 0
         if m == 1 and sw.family != "kll":  # one window per step: its state is the answer
             wanted = ("count", *self.stats) if sw.family == "moments" else tuple(sw.cols)
-            cols, sketches = {c: sw.cols[c][:, last] for c in dict.fromkeys(wanted)}, None
+            cols, sketches = {c: _columns(sw.cols[c], last) for c in dict.fromkeys(wanted)}, None
         elif sw.family == "moments":
             cols = merge_moments(sw.cols, last, stride, m, self.stats)
             sketches = None
@@ -100,6 +100,17 @@ class SummaryMergeMultiple(PlanNode):
             sw.labels, sw.family, cols, sketches, ok, "", int(m * ok.any(axis=0).sum()),
             sw.entries, sw.rank_error, sw.raw_windows,
         )  # fmt: skip
+
+
+def _columns(x: np.ndarray, last: np.ndarray) -> np.ndarray:
+    """``x[:, last]``, C-ordered (fancy indexing on the last axis returns a transposed layout,
+    which every kernel downstream would copy again); ``x`` itself when ``last`` takes every
+    column in order (one stored window per step: the common dashboard case)."""
+    if last.shape[0] == x.shape[1] and (
+        last.shape[0] == 0 or (last[0] == 0 and bool((np.diff(last) == 1).all()))
+    ):
+        return x
+    return np.take(x, last, axis=1)
 
 
 def strided_prefix(x: np.ndarray, stride: int) -> np.ndarray:
