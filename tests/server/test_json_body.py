@@ -1,0 +1,246 @@
+"""Query response bodies: the matrix writer against point-by-point formatting, the open body's
+in-place close, and the bodies as sent over HTTP (Content-Length, HEAD, gzip, stats, analyze)."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import math
+from collections.abc import Iterator
+
+import numpy as np
+import orjson
+import pytest
+
+from planner.result import QueryResult, SeriesResult
+from promql.types import ValueType
+from server import json_matrix
+from server.format import (
+    ENVELOPE_LEAD,
+    envelope,
+    envelope_tail,
+    format_float,
+    format_timestamp,
+    labels_json,
+    result_body,
+    result_json,
+    result_json_bytes,
+)
+from storage.db import Storage
+from storage.model import make_labels
+from tests.api.conftest import QueryServer, append_series
+from tests.server.conftest import Client
+
+SPECIALS = np.array(
+    [math.nan, math.inf, -math.inf, -0.0, 0.0, 1e-7, -3e-5, 1e15, 3e17, 1e21, -2.5e22, 1e300]
+)
+
+
+def reference_matrix(rows: list[SeriesResult]) -> str:
+    """The result text written one point at a time with the scalar formatters."""
+    parts = []
+    for s in rows:
+        points = ",".join(
+            f'[{format_timestamp(int(t))},"{format_float(float(v))}"]'
+            for t, v in zip(s.timestamps, s.values, strict=True)
+        )
+        parts.append(f'{{"metric":{labels_json(s.labels)},"values":[{points}]}}')
+    return '{"resultType":"matrix","result":[' + ",".join(parts) + "]}"
+
+
+def random_rows(seed: int) -> list[SeriesResult]:
+    """Series of every value spelling and length, on a grid or scattered, some empty."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(int(rng.integers(1, 12))):
+        n = int(rng.choice([0, 1, 2, 7, 60]))
+        if rng.random() < 0.5:  # a step grid, possibly negative and with milliseconds
+            ts = int(rng.integers(-(10**6), 10**13)) + np.arange(n, dtype=np.int64) * 15_500
+        else:
+            ts = np.sort(rng.choice(10**9, n, replace=False)).astype(np.int64) - 10**8
+        kind = rng.integers(0, 4)
+        if kind == 0:  # long shortest digits
+            vals = rng.normal(0, 1, n) * 10.0 ** rng.integers(-4, 15, n)
+        elif kind == 1:  # integers, written without ``.0``
+            vals = np.trunc(rng.normal(0, 1e6, n))
+        elif kind == 2:  # short decimals
+            vals = np.round(rng.normal(0, 100, n), int(rng.integers(0, 4)))
+        else:
+            vals = rng.choice(SPECIALS, n)
+        pick = rng.random(n) < 0.15
+        vals[pick] = rng.choice(SPECIALS, int(pick.sum()))
+        labels = make_labels({"__name__": "m", "i": str(i), "x": "<a & b>" if i % 3 else "é"})
+        rows.append(SeriesResult(labels, ts, vals))
+    return rows
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_matrix_bytes_equal_point_by_point_formatting_for_every_spelling(seed: int) -> None:
+    rows = random_rows(seed)
+    assert result_json_bytes(QueryResult(ValueType.MATRIX, rows)) == reference_matrix(rows).encode()
+
+
+@pytest.mark.parametrize("last", [*SPECIALS.tolist(), 123456.78901234567, 7.0, 0.1])
+def test_the_last_value_of_the_buffer_is_spelled_like_any_other(last: float) -> None:
+    # The last number of orjson's text is copied byte by byte (no full words left to read).
+    labels = make_labels({"a": "b"})
+    vals = np.array([1.25, -987654.3210987654, last])
+    rows = [SeriesResult(labels, np.array([0, 1000, 2001], dtype=np.int64), vals)]
+    assert result_json_bytes(QueryResult(ValueType.MATRIX, rows)) == reference_matrix(rows).encode()
+
+
+def test_matrix_of_only_empty_series_or_none_is_written_without_points() -> None:
+    empty = SeriesResult(make_labels({"a": "1"}), np.zeros(0, np.int64), np.zeros(0))
+    for rows in ([], [empty], [empty, empty]):
+        got = result_json_bytes(QueryResult(ValueType.MATRIX, rows))
+        assert got == reference_matrix(rows).encode()
+
+
+def test_closing_an_open_body_writes_in_place_and_sends_a_view_of_that_buffer() -> None:
+    rows = random_rows(5)
+    tail = envelope_tail(["w1"], ["i1"])
+    body = result_body(QueryResult(ValueType.MATRIX, rows), room=len(tail) + 100)
+    sent = body.close(b',"stats":{"x":1}', tail)
+    expected_data = reference_matrix(rows)[:-1] + ',"stats":{"x":1}}'
+    assert bytes(sent) == envelope(expected_data, ["w1"], ["i1"])
+    assert np.shares_memory(np.frombuffer(sent, dtype=np.uint8), body.buf)
+
+
+def test_closing_with_more_than_the_room_left_copies_once_and_gives_the_same_bytes() -> None:
+    rows = random_rows(6)
+    body = result_body(QueryResult(ValueType.MATRIX, rows), room=0)
+    fields = b',"analyze":' + orjson.dumps({"text": "x" * 5000})
+    sent = body.close(fields, envelope_tail(None, None))
+    expected = ENVELOPE_LEAD + reference_matrix(rows)[:-1].encode() + fields + b"}}"
+    assert bytes(sent) == expected
+    assert not np.shares_memory(np.frombuffer(sent, dtype=np.uint8), body.buf)
+
+
+@pytest.mark.parametrize(
+    "result",
+    [
+        QueryResult(ValueType.SCALAR, [], scalar=(1500, -0.0)),
+        QueryResult(ValueType.STRING, [], string=(2000, "<b>")),
+        QueryResult(
+            ValueType.VECTOR,
+            [SeriesResult(make_labels({"a": "&"}), np.array([5], np.int64), np.array([1e-9]))],
+        ),
+    ],
+)
+def test_non_matrix_bodies_are_the_envelope_around_their_result_text(result: QueryResult) -> None:
+    tail = envelope_tail(["careful"], None)
+    sent = result_body(result, room=len(tail) + 1).close(b"", tail)
+    assert bytes(sent) == envelope(result_json(result), ["careful"])
+
+
+def test_warm_up_compiles_every_kernel_signature_a_request_uses() -> None:
+    json_matrix.warm_up()
+    kernels = (json_matrix._assemble, json_matrix._odd_indices)
+    before = [list(k.signatures) for k in kernels]
+    for seed in range(5):
+        result_body(QueryResult(ValueType.MATRIX, random_rows(seed)), room=64)
+    assert [list(k.signatures) for k in kernels] == before
+
+
+# -- over HTTP ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[Client]:
+    storage = Storage.in_memory()
+    steps = range(0, 600_001, 15_000)
+    values = [0.1, -0.0, 1e-7, 3e17, 42.0, 123.456, math.inf, 1234567.891011]
+    data = {
+        make_labels({"__name__": "m", "i": str(i), "tag": "<&>"}): [
+            (t, values[(i + k) % len(values)] * (1 + i)) for k, t in enumerate(steps)
+        ]
+        for i in range(6)
+    }
+    append_series(storage, data)
+    srv = QueryServer(storage, _config()).start()
+    yield Client(f"http://127.0.0.1:{srv.port}")
+    srv.stop()
+
+
+def _config():
+    from server.routes_query import QueryAPIConfig
+
+    return QueryAPIConfig()
+
+
+RANGE = [("query", "m"), ("start", "0"), ("end", "600"), ("step", "7.5")]
+
+
+def test_range_body_is_the_envelope_around_the_matrix_with_its_exact_length(client: Client) -> None:
+    r = client.get("/api/v1/query_range", RANGE)
+    assert r.status == 200
+    assert r.headers["Content-Length"] == str(len(r.body))
+    assert r.headers["Content-Type"].startswith("application/json")
+    assert r.body.startswith(b'{"status":"success","data":{"resultType":"matrix","result":[')
+    assert r.body.endswith(b"]}}")
+    data = r.json()["data"]
+    assert len(data["result"]) == 6 and len(data["result"][0]["values"]) == 81
+    rows = [
+        SeriesResult(
+            make_labels(s["metric"]),
+            np.array([round(t * 1000) for t, _ in s["values"]], dtype=np.int64),
+            np.array([float(v) for _, v in s["values"]]),
+        )
+        for s in data["result"]
+    ]
+    assert r.body == envelope(reference_matrix(rows))  # every spelling, re-spelt point by point
+
+
+def test_gzip_body_decompresses_to_the_identity_body(client: Client) -> None:
+    plain = client.get("/api/v1/query_range", RANGE)
+    zipped = client.request(
+        "GET", "/api/v1/query_range", headers={"Accept-Encoding": "gzip"}, params=RANGE
+    )
+    assert zipped.headers.get("Content-Encoding") == "gzip"
+    assert gzip.decompress(zipped.body) == plain.body
+
+
+def test_a_buffer_body_answers_head_with_its_length_and_no_body() -> None:
+    # The query routes take no HEAD; the body type must still behave as aiohttp's own bytes.
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from server.routes_query import _json_response
+
+    payload = np.frombuffer(b'{"status":"success","data":[' + b"1," * 400_000 + b"1]}", np.uint8)
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return _json_response(request, memoryview(payload))
+
+    async def run() -> tuple[tuple[int, str, bytes], tuple[int, str, bytes]]:
+        app = web.Application()
+        app.router.add_get("/", handler)
+        async with TestClient(TestServer(app)) as http:
+            got = []
+            for method in ("GET", "HEAD"):
+                resp = await http.request(method, "/", headers={"Accept-Encoding": "identity"})
+                got.append((resp.status, resp.headers["Content-Length"], await resp.read()))
+            return got[0], got[1]
+
+    get, head = asyncio.run(run())
+    assert get == (200, str(payload.shape[0]), payload.tobytes())
+    assert head == (200, str(payload.shape[0]), b"")
+
+
+def test_stats_and_truncation_warning_close_the_same_data(client: Client) -> None:
+    plain = client.get("/api/v1/query_range", RANGE).json()
+    r = client.get("/api/v1/query_range", [*RANGE, ("stats", "all"), ("limit", "2")])
+    assert r.headers["Content-Length"] == str(len(r.body))
+    body = r.json()
+    assert body["data"]["result"] == plain["data"]["result"][:2]
+    assert body["data"]["stats"]["timings"]["evalTotalTime"] >= 0
+    assert body["warnings"] == ["results truncated due to limit"]
+    assert list(body) == ["status", "data", "warnings"]
+
+
+def test_analyze_adds_the_plan_after_the_result(client: Client) -> None:
+    r = client.get("/api/v1/query_range", [*RANGE, ("analyze", "true")])
+    assert r.status == 200
+    data = r.json()["data"]
+    assert list(data) == ["resultType", "result", "analyze"]
+    assert len(data["result"]) == 6 and "text" in data["analyze"]
