@@ -40,6 +40,7 @@ import orjson
 from aiohttp import web
 
 from planner.result import QueryResult
+from planner.window_cells import warm_up as warm_up_window_cells
 from promql.errors import (
     BadDataError,
     ParseError,
@@ -54,8 +55,8 @@ from server.json_matrix import warm_up as warm_up_matrix_json
 from server.params import QueryOptions, instant_params, range_params
 from server.timeparse import MAX_TIME_MS, MIN_TIME_MS, parse_time
 from storage.arrays import warm_up as warm_up_storage_reads
+from udfs.aggregation import warm_up as warm_up_aggregation
 from udfs.extrapolation import warm_up as warm_up_extrapolation
-from planner.window_cells import warm_up as warm_up_window_cells
 from udfs.windows import warm_up as warm_up_windows
 
 MAX_ANNOTATIONS = 10
@@ -72,6 +73,7 @@ _WARM_UPS = (
     warm_up_windows,
     warm_up_extrapolation,
     warm_up_window_cells,
+    warm_up_aggregation,
 )
 
 
