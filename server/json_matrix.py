@@ -22,6 +22,7 @@ different points) are spelled by ``format_float`` into a side buffer.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numba
@@ -47,14 +48,21 @@ def _texts(parts: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return np.frombuffer(b"".join(parts) or b"\0", dtype=np.uint8), starts, lengths
 
 
-def odd_values(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Indices of the values orjson spells unlike Go (non-finite; magnitudes where the two switch
-    to the exponent form at different points) and their ``format_float`` texts."""
+def value_texts(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The value texts ``_assemble`` does not write itself: orjson's ``[a,b,..]`` of the values
+    that are neither whole (written by ``_assemble``) nor odd, in order, and the odd values'
+    indices with their ``format_float`` texts (buffer, starts, lengths). Odd values are those
+    orjson spells unlike Go: non-finite, and magnitudes where the two switch to the exponent
+    form at different points."""
     from server.format import format_float
 
-    idx = _odd_indices(values)
-    texts = [format_float(x).encode() for x in values[idx].tolist()]
-    return (idx, *_texts(texts))
+    v = np.ascontiguousarray(values, dtype=np.float64)
+    odd, n_rest = _classify(v)
+    texts = [format_float(x).encode() for x in v[odd].tolist()]
+    xbuf, xstart, xlen = _texts(texts)
+    rest = v if n_rest == v.shape[0] else _rest(v, n_rest)
+    vbuf = np.frombuffer(orjson.dumps(rest, option=orjson.OPT_SERIALIZE_NUMPY), dtype=np.uint8)
+    return vbuf, odd, xbuf, xstart, xlen
 
 
 def timestamp_texts(ts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -68,16 +76,75 @@ def timestamp_texts(ts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray,
     return buf, starts, lengths, np.asarray(inverse, dtype=np.int64)
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _is_whole(x):
+    """Whole and below 1e15: spelt as its integer digits (orjson would add ``.0``). A shortest
+    round-trip text of a whole double below 2**53 has all its integer digits."""
+    return abs(x) < 1e15 and x == np.floor(x)  # NaN and infinities fail the first test
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _is_odd(x):
+    a = abs(x)
+    return not (a < 1e15) or (a < 1e-4 and a != 0)  # NaN compares false: caught by the first
+
+
 @numba.njit(cache=True, nogil=True)
-def _odd_indices(v):
+def _classify(v):
+    """Indices of the odd values and how many values are neither odd nor whole."""
     odd = np.empty(v.shape[0], dtype=np.int64)
-    n = 0
+    n_odd = 0
+    n_rest = 0
     for k in range(v.shape[0]):
-        a = abs(v[k])
-        if not (a < 1e15) or (a < 1e-4 and a != 0):  # NaN compares false: caught by the first
-            odd[n] = k
-            n += 1
-    return odd[:n].copy()
+        x = v[k]
+        if _is_odd(x):
+            odd[n_odd] = k
+            n_odd += 1
+        elif not _is_whole(x):
+            n_rest += 1
+    return odd[:n_odd].copy(), n_rest
+
+
+@numba.njit(cache=True, nogil=True)
+def _rest(v, n_rest):
+    rest = np.empty(n_rest, dtype=np.float64)
+    j = 0
+    for k in range(v.shape[0]):
+        x = v[k]
+        if not _is_odd(x) and not _is_whole(x):
+            rest[j] = x
+            j += 1
+    return rest
+
+
+_DIGIT_PAIRS = np.frombuffer("".join(f"{i:02d}" for i in range(100)).encode(), dtype=np.uint8)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _write_whole(out, pos, x):
+    """The integer digits of a whole ``x`` (``_is_whole``), ``-0`` for negative zero."""
+    if x < 0 or (x == 0 and math.copysign(1.0, x) < 0):
+        out[pos] = 45  # -
+        pos += 1
+    u = np.int64(abs(x))
+    end = pos + 1
+    p = np.int64(10)
+    while u >= p:
+        end += 1
+        p *= 10
+    q = end
+    while u >= 100:  # two digits per division
+        r = 2 * (u % 100)
+        u //= 100
+        q -= 2
+        out[q] = _DIGIT_PAIRS[r]
+        out[q + 1] = _DIGIT_PAIRS[r + 1]
+    if u >= 10:
+        out[q - 2] = _DIGIT_PAIRS[2 * u]
+        out[q - 1] = _DIGIT_PAIRS[2 * u + 1]
+    else:
+        out[q - 1] = 48 + u
+    return end
 
 
 # Unaligned 8-byte loads and stores and a trailing-zero count: numba has no such operations on a
@@ -178,11 +245,26 @@ def _copy_number(out, pos, src, start):
 
 @numba.njit(cache=True, nogil=True)
 def _assemble(
-    out, pos, pbuf, pstart, plen, first, tbuf, tstart, tlen, tidx, vbuf, odd, xbuf, xstart, xlen
+    out,
+    pos,
+    pbuf,
+    pstart,
+    plen,
+    first,
+    tbuf,
+    tstart,
+    tlen,
+    tidx,
+    vals,
+    vbuf,
+    odd,
+    xbuf,
+    xstart,
+    xlen,
 ):
-    """Writes every series at ``out[pos:]``; returns the end. Values are taken from orjson's
-    ``[a,b,..]`` in order (its ``1.0`` for integers loses the ``.0``: no shortest non-integer
-    ends in ``.0``), except the ``odd`` ones, taken from the side buffer."""
+    """Writes every series at ``out[pos:]``; returns the end. Whole values are written here,
+    odd ones copied from the side buffer, the others taken from orjson's ``[a,b,..]`` in
+    order."""
     cur = 1  # orjson's text, after its ``[``
     j = 0  # next odd value
     for i in range(plen.shape[0]):
@@ -191,17 +273,19 @@ def _assemble(
             t = tidx[k]
             skip = 1 if k == first[i] else 0  # the first point has no comma before it
             pos = _copy(out, pos, tbuf, tstart[t] + skip, tlen[t] - skip)
-            size = _copy_number(out, pos, vbuf, cur)
-            cur += size + 1
-            if j < odd.shape[0] and odd[j] == k:
-                size = xlen[j]
-                _copy(out, pos, xbuf, xstart[j], size)
+            x = vals[k]
+            if _is_whole(x):
+                pos = _write_whole(out, pos, x)
+            elif j < odd.shape[0] and odd[j] == k:
+                pos = _copy(out, pos, xbuf, xstart[j], xlen[j])
                 j += 1
-            elif size > 2 and out[pos + size - 1] == 48 and out[pos + size - 2] == 46:  # .0
-                size -= 2
-            out[pos + size] = 34  # "
-            out[pos + size + 1] = 93  # ]
-            pos += size + 2
+            else:
+                size = _copy_number(out, pos, vbuf, cur)
+                cur += size + 1
+                pos += size
+            out[pos] = 34  # "
+            out[pos + 1] = 93  # ]
+            pos += 2
         out[pos] = 93  # ]
         out[pos + 1] = 125  # }
         pos += 2
@@ -227,22 +311,21 @@ def matrix_into(rows: Sequence[SeriesResult], lead: bytes, room: int) -> tuple[n
         ts = np.concatenate([np.asarray(s.timestamps, dtype=np.int64) for s in rows])
         vs = np.concatenate([np.asarray(s.values, dtype=np.float64) for s in rows])
         tbuf, tstart, tlen, tidx = timestamp_texts(ts)
-        odd, xbuf, xstart, xlen = odd_values(vs)
-        clean = vs if not odd.size else np.where(np.isfinite(vs), vs, 0.0)
-        vbuf = np.frombuffer(orjson.dumps(clean, option=orjson.OPT_SERIALIZE_NUMPY), np.uint8)
+        vbuf, odd, xbuf, xstart, xlen = value_texts(vs)
         longest = int(tlen.max())
     else:
         tbuf = vbuf = xbuf = _NO_BYTES
         tstart = tlen = tidx = odd = xstart = xlen = np.zeros(0, dtype=np.int64)
+        vs = np.zeros(0, dtype=np.float64)
         longest = 0
-    # An upper bound (orjson's text is at least as long as the kept digits); exact sizes would
-    # cost a pass, and the pages never written are never touched.
-    bound = len(lead) + 1 + pbuf.shape[0] + n * (longest + 2) + vbuf.shape[0] + xbuf.shape[0]
+    # An upper bound (a whole value has at most 16 bytes, an orjson text at least as many as are
+    # kept): exact sizes would cost a pass, and pages never written are never touched.
+    bound = len(lead) + 1 + pbuf.shape[0] + n * (longest + 18) + vbuf.shape[0] + xbuf.shape[0]
     bound += 2 * len(rows) + 1
     out = np.empty(bound + room + _PAD, dtype=np.uint8)
     out[: len(lead)] = np.frombuffer(lead, dtype=np.uint8)
     out[len(lead)] = _OPEN
-    args = (pbuf, pstart, plen, first, tbuf, tstart, tlen, tidx, vbuf, odd, xbuf, xstart, xlen)
+    args = (pbuf, pstart, plen, first, tbuf, tstart, tlen, tidx, vs, vbuf, odd, xbuf, xstart, xlen)
     end = _assemble(out, len(lead) + 1, *args)
     out[end] = _CLOSE
     return out, end + 1

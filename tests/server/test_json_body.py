@@ -135,7 +135,7 @@ def test_non_matrix_bodies_are_the_envelope_around_their_result_text(result: Que
 
 def test_warm_up_compiles_every_kernel_signature_a_request_uses() -> None:
     json_matrix.warm_up()
-    kernels = (json_matrix._assemble, json_matrix._odd_indices)
+    kernels = (json_matrix._assemble, json_matrix._classify, json_matrix._rest)
     before = [list(k.signatures) for k in kernels]
     for seed in range(5):
         result_body(QueryResult(ValueType.MATRIX, random_rows(seed)), room=64)
