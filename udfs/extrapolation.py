@@ -19,10 +19,10 @@ def go_seconds(range_ms: int) -> float:
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _extrapolate(result, first_v, first_t, last_t, count, start, end, counter, scale, out):
-    period = start.shape[0]  # window i's bounds are start/end[i % period]
+def _extrapolate(result, first_v, first_t, last_t, count, start, end, counter, scale, inner, out):
+    period = start.shape[0]  # window i's bounds are start/end[(i // inner) % period]
     for i in range(result.shape[0]):
-        b = i % period
+        b = (i // inner) % period
         n = count[i]
         if n < 2:
             out[i] = np.nan
@@ -66,18 +66,32 @@ def extrapolated_rate(
     shape; ``start``/``end`` are per window, or per step (last axis) of a [series, steps]
     grid."""
     shape = np.shape(result)
+    windows = (result, first_v, first_t, last_t, count)
+    inner = 1
+    if len(shape) == 2 and np.ndim(start) == 1 and all(_column_major(a) for a in windows):
+        # [series, steps] stored column-major (the sketch path's cells): walk it as the C-ordered
+        # [steps, series] it is, instead of copying five arrays into row order.
+        windows = tuple(a.T for a in windows)
+        inner = shape[0]
 
     def flat(a, dtype):
         return np.ascontiguousarray(a, dtype=dtype).reshape(-1)
 
+    result, first_v, first_t, last_t, count = windows
     out = np.empty(int(np.prod(shape)), dtype=np.float64)
     _extrapolate(
         flat(result, np.float64), flat(first_v, np.float64), flat(first_t, np.int64),
         flat(last_t, np.int64), flat(count, np.int64), flat(start, np.int64),
         flat(end, np.int64), counter, 1.0 if range_seconds is None else float(range_seconds),
-        out,
+        inner, out,
     )  # fmt: skip
+    if inner > 1:
+        return out.reshape(shape[::-1]).T
     return out.reshape(shape)
+
+
+def _column_major(a) -> bool:
+    return isinstance(a, np.ndarray) and a.ndim == 2 and a.flags.f_contiguous and a.shape[0] > 1
 
 
 def warm_up() -> None:

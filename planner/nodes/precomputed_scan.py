@@ -275,8 +275,15 @@ def _cells(storage, matchers, labels, ends, fam: str, sizes, covered, got, key_r
             gather_cells(fam, raw.cols, ids, raw.flat // w, raw.flat % w, np.arange(n), every, n,
                          flat_cols, hits)  # fmt: skip
         covered = covered | fill
-    dirty = to_rows(hits > 1, n, w) if fam == "counter" else np.zeros((n, w), dtype=bool)
-    cols = {k: to_rows(v, n, w) for k, v in flat_cols.items()}
+    if fam == "counter":
+        # Left column-major ([n, w] views of [w, n] arrays): the common one-window-per-step
+        # read goes straight to the extrapolation kernel, which walks that order, so only its
+        # output is ever reordered.
+        dirty = (hits > 1).reshape(w, n).T
+        cols = {k: v.reshape(w, n).T for k, v in flat_cols.items()}
+    else:
+        dirty = np.zeros((n, w), dtype=bool)
+        cols = {k: to_rows(v, n, w) for k, v in flat_cols.items()}
     return SketchWindows(labels, ends, fam, cols, None, dirty, covered, entries, raw_windows=n_raw)
 
 

@@ -162,10 +162,16 @@ def _stitch(ex: Executor, exact: PlanNode, grid: Grid, pre: InstantVector, bad: 
                 index[ls] = len(labels)
                 labels.append(ls)
         parts.append((a, b, raw))
-    values = np.zeros((len(labels), k))
-    present = np.zeros((len(labels), k), dtype=bool)
-    values[: pre.n_series] = pre.values
-    present[: pre.n_series] = pre.present & ~bad[None, :]
+    if len(labels) == pre.n_series and pre.values.flags.writeable and pre.present.flags.writeable:
+        # No new series (the usual case): overwrite the bad columns of ``pre`` (this node's
+        # own arrays) instead of copying the whole matrix.
+        values, present = pre.values, pre.present
+        present[:, bad] = False
+    else:
+        values = np.zeros((len(labels), k))
+        present = np.zeros((len(labels), k), dtype=bool)
+        values[: pre.n_series] = pre.values
+        present[: pre.n_series] = pre.present & ~bad[None, :]
     drop = np.zeros(len(labels), dtype=bool)
     drop[: pre.n_series] = pre.drop_mask()
     any_drop = pre.drop_name is not None

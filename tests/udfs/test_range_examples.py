@@ -116,3 +116,25 @@ def test_double_exponential_smoothing_rejects_factors_outside_the_open_unit_inte
     pts = [(0, 1.0), (10_000, 2.0)]
     with pytest.raises(ExecutionError, match="invalid smoothing factor"):
         _one(rf.double_exponential_smoothing, pts, 10_000, 60_000, 1.0, 0.5)
+
+
+@pytest.mark.parametrize("shape", [(7, 5), (2, 1), (1, 3), (40, 33)])
+def test_extrapolation_over_column_major_cells_equals_row_major(shape):
+    """The sketch path hands [series, steps] states stored column-major; the kernel walks them
+    in place and must give the row-major answer bit for bit."""
+    from udfs.extrapolation import extrapolated_rate
+
+    rng = np.random.default_rng(sum(shape))
+    n, k = shape
+    first_t = rng.integers(0, 60_000, (n, k))
+    last_t = first_t + rng.integers(0, 240_000, (n, k))
+    count = rng.integers(0, 30, (n, k))
+    first_v = rng.random((n, k)) * 100
+    result = rng.random((n, k)) * 50
+    end = np.arange(k, dtype=np.int64) * 20_000 + 300_000
+    start = end - 300_000
+    cols = (result, first_v, first_t, last_t, count)
+    want = extrapolated_rate(*cols, start, end, counter=True, range_seconds=300.0)
+    fortran = [np.asfortranarray(a) for a in cols]
+    got = extrapolated_rate(*fortran, start, end, counter=True, range_seconds=300.0)
+    np.testing.assert_array_equal(got, want)
