@@ -68,12 +68,44 @@ def value_texts(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray,
 def timestamp_texts(ts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Distinct timestamps' texts as ``,[<t>,"`` (buffer, starts, lengths) and each point's index
     into them. A series' first point starts one byte later (no comma)."""
-    from server.format import distinct_timestamps, format_timestamp
+    from server.format import distinct_timestamps
 
     uniq, inverse = distinct_timestamps(ts)
-    texts = [b",[" + format_timestamp(t).encode() + b',"' for t in uniq.tolist()]
-    buf, starts, lengths = _texts(texts)
+    buf, starts, lengths = _timestamp_texts(np.asarray(uniq, dtype=np.int64))
     return buf, starts, lengths, np.asarray(inverse, dtype=np.int64)
+
+
+@numba.njit(cache=True, nogil=True)
+def _timestamp_texts(uniq):
+    """``format_timestamp`` (``-``, whole seconds, ``.`` and three millisecond digits when not
+    zero) between ``,[`` and ``,"`` for every timestamp."""
+    buf = np.empty(uniq.shape[0] * 32 + 8, dtype=np.uint8)
+    starts = np.empty(uniq.shape[0], dtype=np.int64)
+    lengths = np.empty(uniq.shape[0], dtype=np.int64)
+    pos = 0
+    for i in range(uniq.shape[0]):
+        starts[i] = pos
+        buf[pos] = 44  # ,
+        buf[pos + 1] = 91  # [
+        pos += 2
+        t = uniq[i]
+        if t < 0:
+            buf[pos] = 45  # -
+            pos += 1
+            t = -t
+        pos = _write_digits(buf, pos, t // 1000)
+        frac = t % 1000
+        if frac:
+            buf[pos] = 46  # .
+            buf[pos + 1] = 48 + frac // 100
+            buf[pos + 2] = _DIGIT_PAIRS[2 * (frac % 100)]
+            buf[pos + 3] = _DIGIT_PAIRS[2 * (frac % 100) + 1]
+            pos += 4
+        buf[pos] = 44  # ,
+        buf[pos + 1] = 34  # "
+        pos += 2
+        lengths[i] = pos - starts[i]
+    return buf, starts, lengths
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -126,7 +158,12 @@ def _write_whole(out, pos, x):
     if x < 0 or (x == 0 and math.copysign(1.0, x) < 0):
         out[pos] = 45  # -
         pos += 1
-    u = np.int64(abs(x))
+    return _write_digits(out, pos, np.int64(abs(x)))
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _write_digits(out, pos, u):
+    """The decimal digits of ``0 <= u < 10**18``; returns the new ``pos``."""
     end = pos + 1
     p = np.int64(10)
     while u >= p:
@@ -314,7 +351,8 @@ def matrix_into(rows: Sequence[SeriesResult], lead: bytes, room: int) -> tuple[n
         vbuf, odd, xbuf, xstart, xlen = value_texts(vs)
         longest = int(tlen.max())
     else:
-        tbuf = vbuf = xbuf = _NO_BYTES
+        tbuf = np.zeros(8, dtype=np.uint8)  # writable, as ``_timestamp_texts``' buffer
+        vbuf = xbuf = _NO_BYTES
         tstart = tlen = tidx = odd = xstart = xlen = np.zeros(0, dtype=np.int64)
         vs = np.zeros(0, dtype=np.float64)
         longest = 0

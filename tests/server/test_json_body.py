@@ -137,8 +137,9 @@ def test_warm_up_compiles_every_kernel_signature_a_request_uses() -> None:
     json_matrix.warm_up()
     kernels = (json_matrix._assemble, json_matrix._classify, json_matrix._rest)
     before = [list(k.signatures) for k in kernels]
-    for seed in range(5):
-        result_body(QueryResult(ValueType.MATRIX, random_rows(seed)), room=64)
+    empty = SeriesResult(make_labels({"a": "1"}), np.zeros(0, np.int64), np.zeros(0))
+    for rows in [*(random_rows(seed) for seed in range(5)), [], [empty]]:
+        result_body(QueryResult(ValueType.MATRIX, rows), room=64)
     assert [list(k.signatures) for k in kernels] == before
 
 
