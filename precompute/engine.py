@@ -382,7 +382,7 @@ class PrecomputeEngine:
         missing samples dropped as late). Workers busy with queued ingest for more than 50 ms
         answer later: the last known figures are used meanwhile (watermarks only grow, so an
         older figure closes fewer windows: only more raw data)."""
-        futures = [host.send(("call", "status")) for host in self.hosts]
+        futures = [host.send(("call", "coverage")) for host in self.hosts]
         last = self._last_marks.get(aggregation_id)
         try:
             replies = [f.result(timeout=None if last is None else 0.05) for f in futures if f]

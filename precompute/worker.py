@@ -401,11 +401,29 @@ class Worker:
 
     # --- observability and persistence ---------------------------------------------------
 
+    def _group_marks(self, st: AggState) -> tuple[np.ndarray, np.ndarray]:
+        """(groups that saw a sample, mask over all groups; their watermarks)."""
+        has = st.max_t != _MIN
+        wm = self._watermarks(st, np.flatnonzero(has)) if has.any() else np.zeros(0, np.int64)
+        return has, wm
+
+    def coverage(self) -> dict[int, dict[str, Any]]:
+        """Per aggregation, what the query side asks on every query (``PrecomputeEngine.
+        coverage``): the smallest group watermark and the holes, without ``status``' counts
+        (which walk every group's panes)."""
+        out = {}
+        for agg_id, st in self.aggs.items():
+            wm = self._group_marks(st)[1]
+            out[agg_id] = {
+                "min_watermark_ms": int(wm.min()) if wm.shape[0] else None,
+                "holes": list(st.holes),
+            }
+        return out
+
     def status(self) -> dict[int, dict[str, Any]]:
         out = {}
         for agg_id, st in self.aggs.items():
-            has = st.max_t != _MIN
-            wm = self._watermarks(st, np.flatnonzero(has)) if has.any() else np.zeros(0, np.int64)
+            has, wm = self._group_marks(st)
             out[agg_id] = {
                 **st.counters.__dict__,
                 "groups": len(st.group_keys),
