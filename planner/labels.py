@@ -59,9 +59,9 @@ def merge_same_labels(vec: InstantVector) -> InstantVector:
     Prometheus builds range-query output by label set, so series that differ only by a dropped
     ``__name__`` merge as long as they never coincide in time.
     """
-    ids, keys = group_ids(vec.labels)
-    if len(keys) == len(vec.labels):
+    if len(set(vec.labels)) == len(vec.labels):  # the usual case, checked at C speed
         return vec
+    ids, keys = group_ids(vec.labels)
     n_groups, k = len(keys), vec.n_steps
     counts = np.zeros((n_groups, k), dtype=np.int64)
     np.add.at(counts, ids, vec.present.astype(np.int64))
@@ -87,7 +87,13 @@ def with_names_dropped(vec: InstantVector, delayed: bool) -> InstantVector:
         return InstantVector(
             vec.labels, vec.values, vec.present, np.ones(vec.n_series, dtype=bool), None
         )
-    labels = [drop_name(ls) for ls in vec.labels]
+    labels = [
+        # drop_name's fast path inlined: once per series
+        ls[1:]
+        if ls and ls[0][0] == METRIC_NAME and (len(ls) == 1 or ls[1][0][:2] != "__")
+        else drop_name(ls)
+        for ls in vec.labels
+    ]
     return merge_same_labels(InstantVector(labels, vec.values, vec.present))
 
 

@@ -153,7 +153,9 @@ def resolve_series(
     names = key_labels(cfg)
     query = storage.series([list(matchers)], mint, maxt)
     metric = Matcher(MatchType.EQUAL, METRIC_NAME, cfg.metric)
-    summarised = storage.series([[metric, *cfg.matchers]], mint, maxt)
+    aggregated = {metric, *cfg.matchers}
+    same = aggregated == set(matchers)  # the dashboard case: the query selects what is summarised
+    summarised = query if same else storage.series([[metric, *cfg.matchers]], mint, maxt)
     keys = _keys(names, summarised)
     if len(set(keys)) != len(keys):
         first: dict[Key, Labels] = {}
@@ -165,6 +167,9 @@ def resolve_series(
                 )
                 return query, {}, reason
             first[key] = ls
+    if aggregated <= set(matchers):  # the selector applied the aggregation's own matchers
+        own = keys if same else _keys(names, query)
+        return query, dict(zip(own, range(len(query)), strict=True)), ""
     # Judged with the router's own filter (what was really summarised), memoized per series.
     filt = LabelFilter.from_matchers((metric, *cfg.matchers))
     seen = _MATCH_CACHE.setdefault((metric, *cfg.matchers), {})
