@@ -68,11 +68,64 @@ def value_texts(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray,
 def timestamp_texts(ts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Distinct timestamps' texts as ``,[<t>,"`` (buffer, starts, lengths) and each point's index
     into them. A series' first point starts one byte later (no comma)."""
-    from server.format import distinct_timestamps
+    from server.format import _GRID_SLACK
 
-    uniq, inverse = distinct_timestamps(ts)
+    lo, step, size, inverse = _grid(ts, _GRID_SLACK)
+    if size:  # a step grid (range results): no sort
+        uniq = lo + np.arange(size, dtype=np.int64) * step
+    else:  # scattered (raw samples of a range selector)
+        uniq, inverse = np.unique(ts, return_inverse=True)
     buf, starts, lengths = _timestamp_texts(np.asarray(uniq, dtype=np.int64))
     return buf, starts, lengths, np.asarray(inverse, dtype=np.int64)
+
+
+@numba.njit(cache=True, nogil=True)
+def _gcd(a, b):
+    while b:
+        a, b = b, a % b
+    return a
+
+
+@numba.njit(cache=True, nogil=True)
+def _grid(ts, slack):
+    """``distinct_timestamps``' grid without its ``np.gcd.reduce`` and division passes: the step
+    is guessed from the first timestamps and checked while every index is computed (one float
+    multiply each); a wrong guess falls back to the exact gcd. Returns ``lo, step, size,
+    inverse``, size 0 when the grid would exceed the timestamps by more than ``slack``."""
+    n = ts.shape[0]
+    lo = ts.min()
+    step = 0
+    for k in range(min(n, 64)):
+        step = _gcd(step, ts[k] - lo)
+    inverse = np.empty(n, dtype=np.int64)
+    if not _grid_indices(ts, lo, step, inverse):
+        step = 0
+        for k in range(n):
+            step = _gcd(step, ts[k] - lo)
+        _grid_indices(ts, lo, step, inverse)
+    size = (ts.max() - lo) // max(step, 1) + 1
+    return lo, step, size if size <= n + slack else 0, inverse
+
+
+@numba.njit(cache=True, nogil=True)
+def _grid_indices(ts, lo, step, inverse):
+    """``inverse[k] = (ts[k] - lo) / step``; False at the first timestamp off the grid."""
+    if step == 0:
+        for k in range(ts.shape[0]):
+            if ts[k] != lo:
+                return False
+            inverse[k] = 0
+        return True
+    inv = 1.0 / step
+    for k in range(ts.shape[0]):
+        d = ts[k] - lo
+        q = np.int64(d * inv + 0.5)  # exact below 2**53; the product check catches the rest
+        if q * step != d:
+            q = d // step
+            if q * step != d:
+                return False
+        inverse[k] = q
+    return True
 
 
 @numba.njit(cache=True, nogil=True)

@@ -89,6 +89,16 @@ def test_the_last_value_of_the_buffer_is_spelled_like_any_other(last: float) -> 
     assert result_json_bytes(QueryResult(ValueType.MATRIX, rows)) == reference_matrix(rows).encode()
 
 
+def test_a_grid_finer_than_its_first_timestamps_suggest_is_still_found() -> None:
+    # The step is guessed from the first 64 timestamps (30 s apart), the rest sit 15 s apart.
+    ts = np.concatenate([np.arange(64) * 30_000, 64 * 30_000 + np.arange(50) * 15_000])
+    rows = [SeriesResult(make_labels({"a": "b"}), ts.astype(np.int64), np.arange(114.0))]
+    _, _, lengths, inverse = json_matrix.timestamp_texts(rows[0].timestamps)
+    assert lengths.shape[0] == 178  # every 15 s from 0 to 2,655 s
+    assert inverse.tolist() == [*range(0, 128, 2), *range(128, 178)]
+    assert result_json_bytes(QueryResult(ValueType.MATRIX, rows)) == reference_matrix(rows).encode()
+
+
 def test_matrix_of_only_empty_series_or_none_is_written_without_points() -> None:
     empty = SeriesResult(make_labels({"a": "1"}), np.zeros(0, np.int64), np.zeros(0))
     for rows in ([], [empty], [empty, empty]):
