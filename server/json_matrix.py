@@ -1,23 +1,26 @@
-"""Range-query results (matrices) as Prometheus JSON bytes, assembled by compiled copy loops.
+"""Range-query results (matrices) as Prometheus JSON bytes, written by one compiled loop.
 
 Why: a 1,000-step answer over 1,000+ series is over a million ``[<t>,"<v>"]`` points (~40 MB).
-Making one Python ``str`` per value and per timestamp and joining them cost ~300 ms per million
-points, more than computing most answers. Here the texts stay in byte buffers: orjson writes every
-value once (its shortest round-trip digits are Go's ``'f'`` form for the magnitudes it writes
-positionally), each distinct timestamp is written once (with the ``,[`` before it and the ``,"``
-after it), and compiled loops write the pieces into one numpy buffer that already holds the
-response's lead and leaves room for its tail, so the body is never copied again (``server.format``
-closes it, the HTTP layer sends a view of it).
+One Python ``str`` per value and per timestamp cost ~300 ms per million points; byte texts
+copied per byte (then ``tobytes``, then joined into the envelope, then joined with the stats)
+still cost ~170-220 ms. Here, per answer: each distinct timestamp is written once as
+``,[<t>,"`` (the step grid is found in one pass, no sort); whole values below 1e15 (counters,
+most gauges) are written as integer digits by the loop itself; orjson writes the other values
+(its shortest round-trip digits are Go's ``'f'`` form where it writes positionally); the few
+values orjson spells unlike Go (non-finite; magnitudes where the two switch to the exponent form
+at different points) are spelled by ``format_float`` into a side buffer. ``_assemble`` then walks
+the series once, copying texts by unaligned 8-byte words and finding the end of each orjson
+number with a word-wide search for ``,``/``]`` (no separate split pass, no per-value offsets), into
+one numpy buffer that already holds the envelope's lead and leaves room for its tail: the body is
+never copied again (``server.format.OpenBody`` closes it in place, the HTTP layer sends a view).
 
-The copy runs in parallel over series (each series' output offset comes from a sizes pass) and
-moves texts by unaligned 8-byte words instead of per byte. Measured, 1,220 series x 1,000 points
-on 2 shared cores (``bench/json_out.py``, ms, before -> after, body as sent incl. envelope):
-random floats 224 -> 62, integer-valued floats 115 -> 53, 100 k points 10 -> 5. What is left is
-mostly orjson's float writer (~28 ms per 1.22 M values, holds the GIL) and the timestamps (~5 ms).
-
-Spellings are ``server.format``'s (see its module docstring): the few values orjson writes
-differently (non-finite, and magnitudes where Go and orjson switch to the exponent form at
-different points) are spelled by ``format_float`` into a side buffer.
+Measured on ``bench/json_out.py``'s data (1,220 series x 1,000 points, 100 series x 1,000), the
+whole body as sent (envelope and stats included), best of 7 on 2 cores shared with other work,
+before (commit 410df35) -> after: random floats x1000 166 -> 54 ms, integer-valued floats 78 -> 25 ms, 100 k random
+floats 9.3 -> 4.3 ms. Of the 54 ms, orjson's float writer is 26 (it holds the GIL), the loop 16.
+Not parallel, measured: a ``prange`` over series (offsets from a sizes pass) took 16.0 ms on 2
+threads vs 14.3 on 1 for 1.22 M points and 6.6 vs 1.2 ms for 100 k (thread wake-up), and running
+the loop in a second thread beside orjson 68 vs 59 ms: the second core is rarely idle here.
 """
 
 from __future__ import annotations
@@ -48,7 +51,9 @@ def _texts(parts: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return np.frombuffer(b"".join(parts) or b"\0", dtype=np.uint8), starts, lengths
 
 
-def value_texts(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def value_texts(
+    values: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The value texts ``_assemble`` does not write itself: orjson's ``[a,b,..]`` of the values
     that are neither whole (written by ``_assemble``) nor odd, in order, and the odd values'
     indices with their ``format_float`` texts (buffer, starts, lengths). Odd values are those
