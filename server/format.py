@@ -6,6 +6,10 @@ form below 1e-6 and from 1e21, and ``+Inf``/``-Inf``/``NaN``. Timestamps are flo
 written like ``jsonutil.MarshalTimestamp``: integer seconds, then ``.`` and the three millisecond
 digits when they are not zero (``1.500``, ``0.005``). The result body is assembled as text so
 these spellings reach the client byte for byte (a JSON library would re-spell the numbers).
+
+A query answer's body is one buffer (``result_body``): the envelope's lead, the data (matrices
+written by ``server.json_matrix``) and room for what only the event loop knows (stats, analyze,
+the warnings tail), closed in place by ``OpenBody.close`` and sent as a view of that buffer.
 """
 
 from __future__ import annotations

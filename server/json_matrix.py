@@ -288,8 +288,8 @@ _BRACKETS = np.uint64(0x5D5D5D5D5D5D5D5D)
 @numba.njit(cache=True, nogil=True, inline="always")
 def _copy(out, pos, src, start, n):
     """``src[start:start+n]`` to ``out[pos:]``; returns the new ``pos``. Texts are short: whole
-    words, whose overrun (< 8 bytes) the next piece rewrites (``out`` has 8 spare bytes at its
-    end), unless the read would leave ``src``."""
+    words, whose overrun (< 8 bytes) the next piece rewrites (``out`` has ``_PAD`` spare bytes
+    at its end), unless the read would leave ``src``."""
     if start + n + 8 <= src.shape[0]:
         j = 0
         while j < n:
