@@ -169,8 +169,7 @@ def load_last_cells(
     fill = ~covered if window == slide else np.zeros(w, dtype=bool)
     n_raw = int(fill.sum())
     if n_raw and n:
-        row_of = {ls: i for i, ls in enumerate(labels)}
-        raw = raw_cells(storage, matchers, row_of, ends, np.flatnonzero(fill), window, "last")
+        raw = raw_cells(storage, matchers, labels, ends, np.flatnonzero(fill), window, "last")
         if raw.flat.shape[0]:  # rebuilt columns hold no stored entry: no overlap
             flat = np.concatenate([flat, raw.flat])
             seq = np.concatenate([seq, np.full(raw.flat.shape[0], -1)])

@@ -242,8 +242,7 @@ def load_windows(
     fill = ~covered if window == slide else np.zeros(w, dtype=bool)
     raw, n_raw = None, int(fill.sum())
     if n_raw:
-        row_of = {ls: i for i, ls in enumerate(labels)}
-        raw = raw_cells(storage, matchers, row_of, ends, np.flatnonzero(fill), window, fam)
+        raw = raw_cells(storage, matchers, labels, ends, np.flatnonzero(fill), window, fam)
         covered = covered | fill
     sw = _sketch_cells(labels, ends, r * w + col, sel, segments, ks, covered, raw, len(sel))
     return dataclasses.replace(sw, raw_windows=n_raw)
@@ -272,8 +271,7 @@ def _cells(storage, matchers, labels, ends, fam: str, sizes, covered, got, key_r
             fill |= overlap
     entries, n_raw = int(hits.sum()), int(fill.sum())
     if n_raw:
-        row_of = {ls: i for i, ls in enumerate(labels)}
-        raw = raw_cells(storage, matchers, row_of, ends, np.flatnonzero(fill), window, fam)
+        raw = raw_cells(storage, matchers, labels, ends, np.flatnonzero(fill), window, fam)
         if raw.flat.shape[0]:
             ids = np.arange(raw.flat.shape[0], dtype=np.int64)
             every = np.ones(w, dtype=bool)

@@ -29,20 +29,21 @@ class RawCells:
 def raw_cells(
     storage,
     matchers,
-    row_of: dict[Labels, int],
+    labels: list[Labels],
     ends: np.ndarray,
     columns: np.ndarray,
     window_ms: int,
     family: str,
 ) -> RawCells:
-    """States of the tumbling windows ``ends[columns]`` for the series in ``row_of``."""
+    """States of the tumbling windows ``ends[columns]`` for the series ``labels`` (row = position)."""
     w = int(ends.shape[0])
+    rows_of = _RowLookup(labels)
     parts: list[RawCells] = []
     for a, b in contiguous_runs(columns):
         ss = storage.select(list(matchers), int(ends[a]) - window_ms + 1, int(ends[b]))
         if not len(ss):
             continue
-        rows = np.array([row_of.get(ls, -1) for ls in ss.labels], dtype=np.int64)
+        rows = rows_of.rows(ss.labels)
         counts = np.diff(np.asarray(ss.offsets, dtype=np.int64))
         row = np.repeat(rows, counts)
         t = np.asarray(ss.timestamps, dtype=np.int64)
@@ -104,3 +105,25 @@ def _states(cell: np.ndarray, t: np.ndarray, v: np.ndarray, family: str) -> RawC
         "resets": np.add.reduceat(contrib, starts),
     }
     return RawCells(cell[starts], cols, [])
+
+
+class _RowLookup:
+    """Series label set → row. Storage hands out the same label tuples to every read, so the
+    lookup goes by identity (an int hash) and hashes a label set only for one it has not seen
+    (hashing ~1,000 label tuples twice per query was a visible part of small queries)."""
+
+    def __init__(self, labels: list[Labels]) -> None:
+        self.labels = labels
+        self.by_id = {id(ls): i for i, ls in enumerate(labels)}
+        self.by_value: dict[Labels, int] | None = None
+
+    def rows(self, labels: list[Labels]) -> np.ndarray:
+        out = np.empty(len(labels), dtype=np.int64)
+        for j, ls in enumerate(labels):
+            i = self.by_id.get(id(ls))
+            if i is None or self.labels[i] is not ls:
+                if self.by_value is None:
+                    self.by_value = {x: k for k, x in enumerate(self.labels)}
+                i = self.by_value.get(ls, -1)
+            out[j] = i
+        return out
