@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from planner import sketch_cache
 from planner.executor import Executor
 from planner.explain import Explained, explain_json, explain_text
 from planner.labels import finalize_names, merge_same_labels
@@ -149,8 +150,10 @@ class Engine:
             query=planned.query,
         )
         grid = stmt.grid
-        value = ex.run(planned.physical, grid)
-        result = _to_result(value, grid.times(), stmt, _is_ordered(planned.physical))
+        # Decoded-window eviction and the warm-up wait until the result is computed.
+        with sketch_cache.reading():
+            value = ex.run(planned.physical, grid)
+            result = _to_result(value, grid.times(), stmt, _is_ordered(planned.physical))
         result.warnings.extend(ex.warnings)
         result.infos.extend(ex.infos)
         return result, ex

@@ -8,14 +8,16 @@ budget, the counters, and each table's ``footprint`` (bytes its cached blocks an
 hold, which the table publishes after every change under its own lock).
 
 A query never evicts. Its read may overshoot the budget; at its end it only *asks* for eviction
-(``request_eviction``: a flag and a notify). One background thread, the evictor, waits until no
-query is reading a table (``reading``) — or ``IDLE_WAIT_S`` at most, so a server that is never
-idle still keeps its budget — and then evicts: least recently used blocks until what they hold
-covers the excess, dropped per table, and each table that lost blocks compacted once (its pools
-copied into exactly sized buffers, which is what actually frees memory), most bytes freed per byte
-copied first, stopping as soon as the footprint fits: no pool is compacted that the budget does
-not need. The copy runs without the table's lock (``WindowTable.compact``); a query that changes
-the table meanwhile wins, and the copy is redone.
+(``request_eviction``: a flag and a notify). One background thread, the evictor, at the lowest CPU
+priority, waits until no query is running (``reading``: the engine marks each query's whole run,
+``WindowTable.select`` its read, so eviction starts once results are computed) — or
+``IDLE_WAIT_S`` at most, so a server that is never idle still keeps its budget. Then it evicts:
+least recently used blocks until what they hold covers the excess down to ``LOW_WATER`` of the
+budget, dropped per table, and each table that lost blocks compacted once (its pools copied into
+exactly sized buffers, which is what actually frees memory), most bytes freed per byte copied
+first, stopping as soon as the footprint is down: no pool is compacted that the budget does not
+need. The copy runs without the table's lock (``WindowTable.compact``); a query that changes the
+table meanwhile wins, and the copy is redone.
 
 Lock order: a table's lock, then ``_ACCOUNT``. Nothing takes a table's lock while holding
 ``_ACCOUNT``; the evictor only *tries* a table's lock (a busy table keeps its victims, which go
@@ -26,6 +28,7 @@ warm-up) try locks the same way and leave what they could not drop to the evicto
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -41,6 +44,9 @@ from planner.sketch_budget import Budget, resolve_budget
 IDLE_WAIT_S = 1.0  # the longest an eviction waits for the reads in flight to end
 RETRY_S = 0.05  # a table was busy: try its victims again after this
 COMPACT_TRIES = 3  # optimistic (unlocked) copies before compacting under the table's lock
+# A pass evicts down to this share of the budget: a compaction copies a whole table however
+# little it frees, so each pass makes room for the next few queries' decodes, not only this one's.
+LOW_WATER = 0.9
 
 log = logging.getLogger("tidemark")
 
@@ -58,7 +64,8 @@ _EVICTOR: dict[str, Any] = {"thread": None, "requested": False, "since": 0.0, "r
 
 @contextmanager
 def reading() -> Iterator[None]:
-    """Mark a query's read of a table (``WindowTable.select``) while it runs."""
+    """Mark a query (``Engine`` around its whole run) or a read of a table (``WindowTable.select``)
+    while it runs: the warm-up and the evictor wait for none to be running. Nests."""
     with _ACCOUNT:
         _READS[0] += 1
     try:
@@ -152,6 +159,7 @@ def settle(timeout: float = 30.0) -> bool:
 
 
 def _evictor() -> None:
+    _background_priority()
     while True:
         with _ACCOUNT:
             while True:
@@ -178,6 +186,13 @@ def _evictor() -> None:
             time.sleep(RETRY_S)  # a busy table: give its holder time to finish
 
 
+def _background_priority() -> None:
+    """Run this thread at the lowest CPU priority (Linux: threads are tasks with their own nice
+    value), so its copies, which release the GIL, yield the cores to queries."""
+    with contextlib.suppress(AttributeError, OSError):  # not Linux / not permitted: as is
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+
+
 def evict_now() -> bool:
     """One eviction pass in the calling thread (call with no table lock held, or only tables
     whose locks this thread may re-enter). True when the footprint fits the budget or nothing
@@ -186,9 +201,9 @@ def evict_now() -> bool:
     if victims is None:
         return True
     order = sorted(victims.values(), key=_worth, reverse=True)
-    fits, busy = False, False
+    fits, busy, goal = False, False, int(budget() * LOW_WATER)
     for i, (table, blocks, _) in enumerate(order):
-        if held_bytes() <= budget():  # earlier compactions freed enough: keep the rest
+        if held_bytes() <= goal:  # earlier compactions freed enough: keep the rest
             _restore(order[i:])
             fits = True
             break
@@ -207,22 +222,26 @@ def evict_now() -> bool:
 
 
 def _pick_victims() -> dict[int, tuple[Any, list[int], int]] | None:
-    """By table, the least recently used blocks (popped from ``_LRU``) that, with the dead rows
-    tables already hold, cover the excess — and the tables holding dead rows, to compact; when
-    no block is left, every table with slack. None when within budget."""
+    """By table, the least recently used blocks (popped from ``_LRU``) that, with the slack their
+    tables' compaction frees too, cover the excess over ``LOW_WATER`` of the budget; tables holding
+    dead rows come first (compacting them frees without evicting). None when within budget."""
     with _ACCOUNT:
-        excess = _held_locked() - _BUDGET[0]
-        if excess <= 0:
+        held = _held_locked()
+        if held <= _BUDGET[0]:
             return None
+        excess = held - int(_BUDGET[0] * LOW_WATER)
         tables = list(_MEMBERS.items())
         out = {tid: (t, [], 0) for tid, t in tables if t.dead_bytes() > 0}
-        freed = sum(t.dead_bytes() for _, t in out.values())
+        freed = sum(t.slack_bytes() for t, _, _ in out.values())
         while _LRU and freed < excess:
             (tid, b), (ref, nbytes) = _LRU.popitem(last=False)
             table = ref()
             if table is None:
                 continue
-            got = out.get(tid, (table, [], 0))
+            if tid not in out:
+                out[tid] = (table, [], 0)
+                freed += table.slack_bytes()
+            got = out[tid]
             out[tid] = (table, [*got[1], b], got[2] + nbytes)
             freed += nbytes
         if freed < excess:  # every block picked: spare capacity must go too

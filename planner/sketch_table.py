@@ -414,8 +414,10 @@ class WindowTable:
         """Pool bytes no cached block accounts for: spare capacity and evicted blocks' rows
         and items."""
         per_item = self.items.buf.dtype.itemsize + self.cumw.buf.dtype.itemsize
-        live_items = sum(blk.pool[1] - blk.pool[0] for blk in self.blocks.values())
-        live_rows = sum(blk.rows[1] - blk.rows[0] for blk in self.blocks.values())
+        # A snapshot: the evictor asks without the table's lock while a query may add blocks.
+        blocks = tuple(self.blocks.values())
+        live_items = sum(blk.pool[1] - blk.pool[0] for blk in blocks)
+        live_rows = sum(blk.rows[1] - blk.rows[0] for blk in blocks)
         rows = (self.row_pool["end"].buf.shape[0] - live_rows) * self._row_bytes()
         return (self.items.buf.shape[0] - live_items) * per_item + rows
 

@@ -23,6 +23,7 @@ from planner.sketch_budget import (
 )
 from server.cli import build_parser
 from server.commands.serve import configure_sketch_cache
+from tests.server.conftest import server_factory  # noqa: F401  (fixture)
 
 GiB, MiB = 1 << 30, 1 << 20
 
@@ -164,3 +165,16 @@ def test_serve_refuses_a_malformed_flag(capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["serve", "--sketch-cache-bytes", "lots"])
     assert "invalid byte size" in capsys.readouterr().err
+
+
+def test_precompute_status_shows_the_effective_budget_beside_the_cache_stats(
+    server_factory,  # noqa: F811
+    restore_budget,
+):
+    configure_sketch_cache("300MiB", {})
+    client, _ = server_factory()
+    reply = client.get("/api/v1/precompute/status")
+    assert reply.status == 200, reply.body
+    got = reply.json()["data"]["sketch_cache"]
+    assert got["budget_bytes"] == 300 * MiB and got["budget_source"] == "flag"
+    assert {"bytes", "blocks", "hits", "misses", "evictions", "compactions"} <= got.keys()
