@@ -100,7 +100,11 @@ def labels_json(labels: Labels) -> str:
 
 def labels_bytes(labels: Labels) -> bytes:
     # OPT_NON_STR_KEYS: label names may arrive as ``str`` subclasses (e.g. parser tokens).
-    text = orjson.dumps(dict(labels), option=orjson.OPT_NON_STR_KEYS)
+    return html_safe(orjson.dumps(dict(labels), option=orjson.OPT_NON_STR_KEYS))
+
+
+def html_safe(text: bytes) -> bytes:
+    """JSON text with Go's HTML-safe escapes for ``<``, ``>`` and ``&``."""
     if b"<" in text or b">" in text or b"&" in text:
         text = text.replace(b"<", b"\\u003c").replace(b">", b"\\u003e").replace(b"&", b"\\u0026")
     return text

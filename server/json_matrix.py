@@ -40,6 +40,10 @@ from planner.result import SeriesResult
 _NO_BYTES = np.frombuffer(b"\0" * 8, dtype=np.uint8)  # read-only, as every text buffer is
 _OPEN, _CLOSE = 91, 93  # ``[`` ``]``
 _PAD = 32  # word copies write up to 24 bytes from where a text starts
+# Each series' object around its labels: ``,{"metric":`` (no comma for the first) and
+# ``,"values":[``, zero-padded so that word copies may read past them.
+_FRAME = np.frombuffer(b',{"metric":,"values":['.ljust(48, b"\0"), dtype=np.uint8)
+_FRAME_SIZE = 22
 
 
 def _texts(parts: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -49,6 +53,45 @@ def _texts(parts: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if len(parts) > 1:
         np.cumsum(lengths[:-1], out=starts[1:])
     return np.frombuffer(b"".join(parts) or b"\0", dtype=np.uint8), starts, lengths
+
+
+def label_texts(rows: Sequence[SeriesResult]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every series' labels as ``server.format.labels_bytes`` spells them (buffer, starts,
+    lengths), from one orjson call: one call per series costs ~1 µs each at best and ~10 µs when
+    its buffer is fresh memory, 1 s for 100 k series."""
+    from server.format import html_safe
+
+    text = orjson.dumps([dict(s.labels) for s in rows], option=orjson.OPT_NON_STR_KEYS)
+    buf = np.frombuffer(html_safe(text), dtype=np.uint8)
+    starts, lengths = _split_objects(buf, len(rows))
+    return buf, starts, lengths
+
+
+@numba.njit(cache=True, nogil=True)
+def _split_objects(buf, n):
+    """Start and length of each object in ``[{..},{..}]`` (braces inside strings skipped)."""
+    starts = np.empty(n, dtype=np.int64)
+    lengths = np.empty(n, dtype=np.int64)
+    k = 0
+    in_string = False
+    escaped = False
+    for i in range(buf.shape[0]):
+        c = buf[i]
+        if in_string:
+            if escaped:
+                escaped = False
+            elif c == 92:  # backslash
+                escaped = True
+            elif c == 34:
+                in_string = False
+        elif c == 34:
+            in_string = True
+        elif c == 123:  # {  (label values are strings: objects never nest)
+            starts[k] = i
+        elif c == 125:
+            lengths[k] = i + 1 - starts[k]
+            k += 1
+    return starts, lengths
 
 
 def value_texts(
@@ -342,9 +385,10 @@ def _copy_number(out, pos, src, start):
 def _assemble(
     out,
     pos,
-    pbuf,
-    pstart,
-    plen,
+    frame,
+    lbuf,
+    lstart,
+    llen,
     first,
     tbuf,
     tstart,
@@ -362,8 +406,11 @@ def _assemble(
     order."""
     cur = 1  # orjson's text, after its ``[``
     j = 0  # next odd value
-    for i in range(plen.shape[0]):
-        pos = _copy(out, pos, pbuf, pstart[i], plen[i])
+    for i in range(llen.shape[0]):
+        skip = 1 if i == 0 else 0  # the comma between two series leads the second one
+        pos = _copy(out, pos, frame, skip, 11 - skip)
+        pos = _copy(out, pos, lbuf, lstart[i], llen[i])
+        pos = _copy(out, pos, frame, 11, 11)
         for k in range(first[i], first[i + 1]):
             t = tidx[k]
             skip = 1 if k == first[i] else 0  # the first point has no comma before it
@@ -390,21 +437,16 @@ def _assemble(
 def matrix_into(rows: Sequence[SeriesResult], lead: bytes, room: int) -> tuple[np.ndarray, int]:
     """``lead`` + ``[{"metric":..,"values":[[t,"v"],..]},..]`` as UTF-8 in a new buffer with at
     least ``room`` spare bytes after it (for the caller's tail); returns (buffer, end of text)."""
-    from server.format import labels_bytes
-
-    counts = np.fromiter((len(s.values) for s in rows), dtype=np.int64, count=len(rows))
+    values = [s.values for s in rows]
+    counts = np.fromiter(map(len, values), dtype=np.int64, count=len(rows))
     first = np.zeros(len(rows) + 1, dtype=np.int64)
     np.cumsum(counts, out=first[1:])
     n = int(first[-1])
-    # The comma between two series leads the second one's head.
-    heads = [
-        (b',{"metric":' if i else b'{"metric":') + labels_bytes(s.labels) + b',"values":['
-        for i, s in enumerate(rows)
-    ]
-    pbuf, pstart, plen = _texts(heads)
+    lbuf, lstart, llen = label_texts(rows)
     if n:
-        ts = np.concatenate([np.asarray(s.timestamps, dtype=np.int64) for s in rows])
-        vs = np.concatenate([np.asarray(s.values, dtype=np.float64) for s in rows])
+        # One call each (a per-series ``asarray`` costs ~0.5 µs, 0.1 s for 200 k arrays).
+        ts = np.concatenate([s.timestamps for s in rows], dtype=np.int64, casting="unsafe")
+        vs = np.concatenate(values, dtype=np.float64, casting="unsafe")
         tbuf, tstart, tlen, tidx = timestamp_texts(ts)
         vbuf, odd, xbuf, xstart, xlen = value_texts(vs)
         longest = int(tlen.max())
@@ -416,12 +458,13 @@ def matrix_into(rows: Sequence[SeriesResult], lead: bytes, room: int) -> tuple[n
         longest = 0
     # An upper bound (a whole value has at most 16 bytes, an orjson text at least as many as are
     # kept): exact sizes would cost a pass, and pages never written are never touched.
-    bound = len(lead) + 1 + pbuf.shape[0] + n * (longest + 18) + vbuf.shape[0] + xbuf.shape[0]
-    bound += 2 * len(rows) + 1
+    bound = len(lead) + 1 + lbuf.shape[0] + n * (longest + 18) + vbuf.shape[0] + xbuf.shape[0]
+    bound += (_FRAME_SIZE + 2) * len(rows) + 1
     out = np.empty(bound + room + _PAD, dtype=np.uint8)
     out[: len(lead)] = np.frombuffer(lead, dtype=np.uint8)
     out[len(lead)] = _OPEN
-    args = (pbuf, pstart, plen, first, tbuf, tstart, tlen, tidx, vs, vbuf, odd, xbuf, xstart, xlen)
+    args = (_FRAME, lbuf, lstart, llen, first, tbuf, tstart, tlen, tidx, vs, vbuf, odd, xbuf)
+    args += (xstart, xlen)
     end = _assemble(out, len(lead) + 1, *args)
     out[end] = _CLOSE
     return out, end + 1

@@ -99,6 +99,15 @@ def test_a_grid_finer_than_its_first_timestamps_suggest_is_still_found() -> None
     assert result_json_bytes(QueryResult(ValueType.MATRIX, rows)) == reference_matrix(rows).encode()
 
 
+def test_label_values_with_braces_quotes_and_backslashes_keep_each_series_apart() -> None:
+    values = ['x},{"y":"z', "\\", '\\"}', "{", "}", "<&>", "é\u2028", "\n\t"]
+    rows = [
+        SeriesResult(make_labels({"__name__": "m", "v": v}), np.array([i], np.int64), np.ones(1))
+        for i, v in enumerate(values)
+    ]
+    assert result_json_bytes(QueryResult(ValueType.MATRIX, rows)) == reference_matrix(rows).encode()
+
+
 def test_matrix_of_only_empty_series_or_none_is_written_without_points() -> None:
     empty = SeriesResult(make_labels({"a": "1"}), np.zeros(0, np.int64), np.zeros(0))
     for rows in ([], [empty], [empty, empty]):
