@@ -3,15 +3,15 @@
     .venv/bin/python bench/json_out.py [--repeat 7] [--no-send]
 
 Data: ``bench/sketch.py``'s 1000-step answer shape, 1,220 series x 1,000 points (1.22 M) of
-random floats x1000 and of integer-valued floats, and 100 series x 1,000 points (100 k), on a
-20 s grid of epoch-millisecond timestamps. ``body`` is ``result_body(..).close(stats, tail)``:
-the whole envelope as the server sends it. The stage columns time ``server.json_matrix``'s parts
-alone: ``values`` (classification, then orjson's float writer for the values that are neither
-whole nor odd), ``timestamps`` (grid and texts), ``assemble`` (the copy loop, on a buffer
-already faulted in). ``send``: a local aiohttp server answering a GET with that body
-(``_json_response``) and an aiohttp client reading it (no gzip), vs the same body as ``bytes``
-(the old path: aiohttp joins headers and body into one more copy, and asyncio's transport slices
-the unsent rest of ``bytes`` once more). Each cell is the best of ``--repeat``.
+random floats x1000 and of integer-valued floats, 100 series x 1,000 points (100 k), and
+100,000 series x 12 points (per-series costs), on a 20 s grid of epoch-millisecond timestamps.
+``body`` is ``result_body(..).close(stats, tail)``: the whole envelope as the server sends it.
+The stage columns time ``server.json_matrix``'s parts alone: ``values`` (classification, then
+orjson's float writer for the values that are neither whole nor odd), ``timestamps`` (grid and
+texts), ``assemble`` (the copy loop, on a buffer already faulted in). ``send``: a local aiohttp
+server answering a GET with that body (``_json_response``) and an aiohttp client reading it (no
+gzip), vs the same body as ``bytes`` (the old path: aiohttp joins headers and body into one more
+copy, and asyncio's transport slices the unsent rest of ``bytes`` once more). Each cell is the best of ``--repeat``.
 """
 
 from __future__ import annotations
@@ -127,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         ("1.22M random floats", dataset(1220, 1000, whole=False)),
         ("1.22M integer floats", dataset(1220, 1000, whole=True)),
         ("100k random floats", dataset(100, 1000, whole=False)),
+        ("100k series x 12", dataset(100_000, 12, whole=False)),
     ]
     cols = ["body", "values", "timestamps", "assemble"]
     if not args.no_send:

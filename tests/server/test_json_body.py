@@ -154,7 +154,8 @@ def test_non_matrix_bodies_are_the_envelope_around_their_result_text(result: Que
 
 def test_warm_up_compiles_every_kernel_signature_a_request_uses() -> None:
     json_matrix.warm_up()
-    kernels = (json_matrix._assemble, json_matrix._classify, json_matrix._rest)
+    names = ("_assemble", "_classify", "_rest", "_grid", "_timestamp_texts", "_split_objects")
+    kernels = [getattr(json_matrix, name) for name in names]
     before = [list(k.signatures) for k in kernels]
     empty = SeriesResult(make_labels({"a": "1"}), np.zeros(0, np.int64), np.zeros(0))
     for rows in [*(random_rows(seed) for seed in range(5)), [], [empty]]:
