@@ -96,12 +96,12 @@ def _split_objects(buf, n):
 
 def value_texts(
     values: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
     """The value texts ``_assemble`` does not write itself: orjson's ``[a,b,..]`` of the values
-    that are neither whole (written by ``_assemble``) nor odd, in order, and the odd values'
-    indices with their ``format_float`` texts (buffer, starts, lengths). Odd values are those
-    orjson spells unlike Go: non-finite, and magnitudes where the two switch to the exponent
-    form at different points."""
+    that are neither whole nor odd, in order; the odd values' indices with their
+    ``format_float`` texts (buffer, starts, lengths); how many values are whole (written by
+    ``_assemble``). Odd values are those orjson spells unlike Go: non-finite, and magnitudes
+    where the two switch to the exponent form at different points."""
     from server.format import format_float
 
     v = np.ascontiguousarray(values, dtype=np.float64)
@@ -110,7 +110,7 @@ def value_texts(
     xbuf, xstart, xlen = _texts(texts)
     rest = v if n_rest == v.shape[0] else _rest(v, n_rest)
     vbuf = np.frombuffer(orjson.dumps(rest, option=orjson.OPT_SERIALIZE_NUMPY), dtype=np.uint8)
-    return vbuf, odd, xbuf, xstart, xlen
+    return vbuf, odd, xbuf, xstart, xlen, v.shape[0] - n_rest - odd.shape[0]
 
 
 def timestamp_texts(ts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -448,17 +448,18 @@ def matrix_into(rows: Sequence[SeriesResult], lead: bytes, room: int) -> tuple[n
         ts = np.concatenate([s.timestamps for s in rows], dtype=np.int64, casting="unsafe")
         vs = np.concatenate(values, dtype=np.float64, casting="unsafe")
         tbuf, tstart, tlen, tidx = timestamp_texts(ts)
-        vbuf, odd, xbuf, xstart, xlen = value_texts(vs)
+        vbuf, odd, xbuf, xstart, xlen, n_whole = value_texts(vs)
         longest = int(tlen.max())
     else:
         tbuf = np.zeros(8, dtype=np.uint8)  # writable, as ``_timestamp_texts``' buffer
         vbuf = xbuf = _NO_BYTES
         tstart = tlen = tidx = odd = xstart = xlen = np.zeros(0, dtype=np.int64)
         vs = np.zeros(0, dtype=np.float64)
-        longest = 0
-    # An upper bound (a whole value has at most 16 bytes, an orjson text at least as many as are
-    # kept): exact sizes would cost a pass, and pages never written are never touched.
-    bound = len(lead) + 1 + lbuf.shape[0] + n * (longest + 18) + vbuf.shape[0] + xbuf.shape[0]
+        longest = n_whole = 0
+    # An upper bound (a whole value has at most 16 bytes): exact sizes would cost a pass, and
+    # pages never written are never touched.
+    bound = len(lead) + 1 + lbuf.shape[0] + n * (longest + 2) + 16 * n_whole
+    bound += vbuf.shape[0] + xbuf.shape[0]
     bound += (_FRAME_SIZE + 2) * len(rows) + 1
     out = np.empty(bound + room + _PAD, dtype=np.uint8)
     out[: len(lead)] = np.frombuffer(lead, dtype=np.uint8)
