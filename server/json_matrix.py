@@ -345,6 +345,17 @@ def _copy(out, pos, src, start, n):
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
+def _copy_short(out, pos, src, start, n):
+    """``_copy`` for texts of at most 24 bytes (timestamps): three words, no loop."""
+    if n <= 24 and start + 24 <= src.shape[0]:
+        _store8(out, pos, _load8(src, start))
+        _store8(out, pos + 8, _load8(src, start + 8))
+        _store8(out, pos + 16, _load8(src, start + 16))
+        return pos + n
+    return _copy(out, pos, src, start, n)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
 def _stops(w):
     """The high bit of every ``,`` or ``]`` byte of ``w`` (the classic zero-byte test: a borrow
     may flag a byte above a real match, so only the lowest flag is exact)."""
@@ -414,7 +425,7 @@ def _assemble(
         for k in range(first[i], first[i + 1]):
             t = tidx[k]
             skip = 1 if k == first[i] else 0  # the first point has no comma before it
-            pos = _copy(out, pos, tbuf, tstart[t] + skip, tlen[t] - skip)
+            pos = _copy_short(out, pos, tbuf, tstart[t] + skip, tlen[t] - skip)
             x = vals[k]
             if _is_whole(x):
                 pos = _write_whole(out, pos, x)
