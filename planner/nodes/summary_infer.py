@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from planner.cached_steps import cached_steps
 from planner.labels import with_names_dropped
 from planner.nodes.base import PlanNode, require_type
 from planner.nodes.range_function import KEEPS_NAME, QUANTILE_WARNING, _non_counter_info, go_g
@@ -56,23 +57,34 @@ class SummaryInfer(PlanNode):
         require_type(self, self.exact, ValueType.VECTOR)
 
     def execute(self, ex: Executor, grid: Grid) -> InstantVector:
-        merged = ex.run(self.input, grid)
-        assert isinstance(merged, MergedSteps)
         note = _notes(ex, self)
-        note.update(windows_merged=merged.windows_merged, entries=merged.entries)
-        if merged.raw_windows:
-            note["raw_windows"] = merged.raw_windows
-        if merged.reason:
-            note["fallback"] = merged.reason
-            return ex.run(self.exact, grid)
         k = grid.n_steps
-        if not merged.labels:  # no series has samples anywhere in the windows' span
-            return InstantVector.empty(k)
-        values, present = self._compute(ex, merged, grid)
-        bad = ~merged.ok.all(axis=0) if merged.ok.shape[0] else np.zeros(k, bool)
+
+        def compute(sub: Grid) -> tuple[MergedSteps, np.ndarray, np.ndarray]:
+            merged = ex.run(self.input, sub)
+            assert isinstance(merged, MergedSteps)
+            if merged.reason or not merged.labels:
+                return merged, np.zeros((0, sub.n_steps)), np.zeros((0, sub.n_steps), bool)
+            return merged, *self._compute(ex, merged, sub)
+
+        steps = cached_steps(self.fn, self.input, ex, grid, compute)
+        if steps is not None:
+            _note_merges(note, steps.computed)
+            note["cached_steps"] = steps.cached_steps
+            all_labels, values, present, ok = steps.labels, steps.values, steps.present, steps.ok
+        else:
+            merged, values, present = compute(grid)
+            _note_merges(note, [merged])
+            if merged.reason:
+                note["fallback"] = merged.reason
+                return ex.run(self.exact, grid)
+            if not merged.labels:  # no series has samples anywhere in the windows' span
+                return InstantVector.empty(k)
+            all_labels, ok = merged.labels, merged.ok
+        bad = ~ok.all(axis=0) if ok.shape[0] else np.zeros(k, bool)
         keep = present.any(axis=1)
         rows = np.flatnonzero(keep)
-        labels = [merged.labels[i] for i in rows.tolist()]
+        labels = [all_labels[i] for i in rows.tolist()]
         if self.fn in ("rate", "increase"):
             _non_counter_info(ex, labels, self.pos)
         out = InstantVector(labels, values[rows], present[rows])
@@ -117,6 +129,14 @@ class SummaryInfer(PlanNode):
             err = merged.rank_error
             ex.info(APPROX_INFO.format(fn=self.fn, agg=self.aggregation, kind="KLL", err=err))
         return values, present
+
+
+def _note_merges(note: dict, merged: list[MergedSteps]) -> None:
+    note["windows_merged"] = note.get("windows_merged", 0) + sum(m.windows_merged for m in merged)
+    note["entries"] = note.get("entries", 0) + sum(m.entries for m in merged)
+    raw = sum(m.raw_windows for m in merged)
+    if raw:
+        note["raw_windows"] = note.get("raw_windows", 0) + raw
 
 
 def _notes(ex: Executor, node: PlanNode) -> dict:

@@ -21,6 +21,11 @@ QUERIES = (
 )
 
 
+@pytest.fixture(autouse=True)
+def _reads_every_run(no_step_cache):
+    """These tests look at the decoded-window cache run after run: no step answers kept."""
+
+
 @pytest.fixture
 def budget():
     """Set the cache budget for one test; the default comes back afterwards."""

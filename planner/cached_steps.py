@@ -1,0 +1,117 @@
+"""``SummaryInfer``'s step answers through ``planner.step_cache``: cached steps are read, the
+others computed from windows on the smallest sub-grids holding them, and the clean ones kept.
+
+Only moments and counter inferences (``*_over_time``, ``rate``/``increase``) are cached: their
+answer per step is a function of the stored windows alone. The key is the query shape (function,
+range, offset, aggregation definition, selector); the entry holds the series list it was computed
+for and is replaced when the query's series change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from planner import step_cache
+from planner.nodes.precomputed_scan import PrecomputedScan, resolve_series
+from planner.nodes.raw_windows import contiguous_runs
+from planner.nodes.summary_merge import MergedSteps, SummaryMergeMultiple
+from planner.precompute_match import family
+from planner.sketch_table import table_for
+from planner.stmt import Grid
+
+if TYPE_CHECKING:
+    from planner.executor import Executor
+
+CACHED_FUNCTIONS = frozenset(
+    {"rate", "increase", "sum_over_time", "count_over_time", "avg_over_time", "min_over_time",
+     "max_over_time"}
+)  # fmt: skip
+
+Compute = Callable[[Grid], tuple[MergedSteps, np.ndarray, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class Steps:
+    """All steps' inferred answers over the query's series (what ``SummaryInfer`` continues
+    with), and what was read or computed for ANALYZE."""
+
+    labels: list
+    values: np.ndarray  # [n, k]
+    present: np.ndarray
+    ok: np.ndarray  # [n, k]: answered from windows (False: the raw stitch answers it)
+    cached_steps: int
+    computed: list[MergedSteps]
+
+
+def cached_steps(fn: str, merge: Any, ex: Executor, grid: Grid, compute: Compute) -> Steps | None:
+    """The steps of ``grid`` from the cache and ``compute`` (None: not cacheable here, or a
+    sub-grid could not be answered from windows — the caller then runs uncached)."""
+    scan = merge.input if isinstance(merge, SummaryMergeMultiple) else None
+    if not (isinstance(scan, PrecomputedScan) and step_cache.enabled()):
+        return None
+    src, cfg = scan.source, scan.config
+    if src is None or fn not in CACHED_FUNCTIONS or family(cfg.aggregation_type) == "kll":
+        return None
+    ends = scan.window_ends(grid)
+    if ends.shape[0] == 0:
+        return None
+    window = cfg.window_size_ms
+    labels, _rows, reason = resolve_series(
+        ex.storage, cfg, scan.matchers, int(ends[0]) - window + 1, int(ends[-1])
+    )
+    if reason or not labels:
+        return None
+    table = table_for(src.store, cfg)
+    step_ends = grid.times() - scan.offset_ms
+    b_lo = int(step_ends[0] - scan.range_ms + 1) // table.block_ms
+    b_hi = int(step_ends[-1]) // table.block_ms
+    with table.lock:
+        table.sync(src.store)
+        first = table.first
+        records = {b: len(table.index.get(b, ())) for b in range(b_lo, b_hi + 1)}
+
+    def added_ends(b: int, old: int, now: int) -> np.ndarray:
+        with table.lock:
+            listed = table.index.get(b)
+            recs = listed.recs[old:now] if listed is not None else []
+            return np.fromiter((r.window_end for r in recs), dtype=np.int64, count=len(recs))
+
+    cov = src.coverage(cfg.aggregation_id) if src.coverage is not None else None
+    current_holes = cov[2] if cov is not None and len(cov) > 2 else ()
+    key = (fn, scan.range_ms, scan.offset_ms, cfg, scan.matchers, id(table))
+    found = step_cache.lookup(
+        key, labels, first, step_ends, records, added_ends, current_holes, scan.range_ms
+    )
+    values, present = found.values, found.present
+    n, k = len(labels), grid.n_steps
+    ok = np.ones((n, k), dtype=bool)
+    computed: list[MergedSteps] = []
+    fresh = np.zeros(k, dtype=bool)
+    row_of = {id(ls): i for i, ls in enumerate(labels)}
+    times = grid.times()
+    for a, b in contiguous_runs(np.flatnonzero(~found.hit)):
+        sub = Grid(int(times[a]), int(times[b]), grid.step_ms if b > a else 0)
+        merged, v, p = compute(sub)
+        if merged.reason:
+            return None
+        rows = np.array([row_of.get(id(ls), -1) for ls in merged.labels], dtype=np.int64)
+        if (rows < 0).any():  # a series the full range did not list: leave it to the plain path
+            return None
+        values[rows, a : b + 1] = v
+        present[rows, a : b + 1] = p
+        run_ok = merged.ok.all(axis=0) if merged.ok.shape[0] else np.ones(b - a + 1, bool)
+        ok[:, a : b + 1] = run_ok[None, :]
+        ok[rows, a : b + 1] = merged.ok
+        fresh[a : b + 1] = ok[:, a : b + 1].all(axis=0)
+        computed.append(merged)
+    keep = np.flatnonzero(fresh)
+    if keep.shape[0]:
+        step_cache.store(
+            key, labels, first, step_ends[keep], values[:, keep], present[:, keep],
+            table.block_ms, scan.range_ms, records,
+        )  # fmt: skip
+    return Steps(labels, values, present, ok, int(found.hit.sum()), computed)

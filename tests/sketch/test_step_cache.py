@@ -1,0 +1,126 @@
+"""Step answers kept across queries (``planner.step_cache``) stay exactly right as data changes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from planner import step_cache
+from planner.engine import Engine, EngineOptions
+from planner.nodes.precomputed_scan import SketchSource
+from tests.sketch.conftest import HOUR_MS, YAML, N, fill
+from tests.sketch.harness import SCRAPE_MS, World, assert_same, gauge_series
+
+QUERIES = (
+    "sum by (job) (rate(c_total[5m]))",
+    "rate(d_total[2m])",
+    "avg_over_time(x[10m])",
+    "max_over_time(x[5m])",
+    "increase(c_total[3m])",
+)
+
+
+def _engines(w: World) -> tuple[Engine, Engine]:
+    source = SketchSource(w.store, lambda: list(w.engine.configs.values()), w.engine.coverage)
+    exact = Engine(w.storage, EngineOptions(precompute=False), source)
+    return Engine(w.storage, EngineOptions(), source), exact
+
+
+def _cached_steps(engine: Engine, query: str, start: int, end: int, step: int) -> int:
+    text = engine.explain(query, start, end, step, analyze=True).text
+    line = next(x for x in text.splitlines() if x.lstrip().startswith("SummaryInfer"))
+    return int(line.split("cached_steps=[")[1].split("]")[0])
+
+
+@pytest.mark.parametrize("query", QUERIES)
+def test_a_repeated_query_reads_its_steps_from_the_cache_and_answers_the_same(engines, query):
+    pre, exact = engines
+    first = pre.range_query(query, 900_000, 3_000_000, 60_000)
+    assert _cached_steps(pre, query, 900_000, 3_000_000, 60_000) == 36
+    again = pre.range_query(query, 900_000, 3_000_000, 60_000)
+    assert_same(again, first, rtol=0)
+    assert_same(again, exact.range_query(query, 900_000, 3_000_000, 60_000))
+
+
+def test_new_windows_add_steps_and_leave_the_cached_ones_valid():
+    w = World(YAML)
+    fill(w, seed=3, end_ms=1_800_000)
+    pre, exact = _engines(w)
+    q = "sum by (job) (rate(c_total[5m]))"
+    pre.range_query(q, 600_000, 1_500_000, 60_000)
+    fill(w, seed=4, start_ms=1_800_000, end_ms=2_700_000)  # 15 more minutes close new windows
+    # The old steps are still cached; the new ones are computed (the newest goes raw).
+    assert _cached_steps(pre, q, 600_000, 2_400_000, 60_000) == 16
+    assert_same(pre.range_query(q, 600_000, 2_400_000, 60_000),
+                exact.range_query(q, 600_000, 2_400_000, 60_000))  # fmt: skip
+
+
+def test_late_entries_forwarded_into_cached_windows_recompute_those_steps():
+    w = World(YAML, policy="ForwardToStore", lateness_ms=0)
+    fill(w, seed=5, end_ms=1_800_000)
+    pre, exact = _engines(w)
+    q = "avg_over_time(x[5m])"
+    before = pre.range_query(q, 600_000, 1_500_000, 60_000)
+    assert _cached_steps(pre, q, 600_000, 1_500_000, 60_000) == 16
+    # Late samples for every x series at 16:40 (window (960 s, 1020 s]): forwarded as late
+    # entries into windows already closed and cached.
+    late_t = 1_000_000 + 5_000
+    w.scrape(gauge_series(N, "x"), late_t, np.full(N, 1e6))
+    got = pre.range_query(q, 600_000, 1_500_000, 60_000)
+    want = exact.range_query(q, 600_000, 1_500_000, 60_000)
+    assert_same(got, want)
+    assert not np.allclose(next(iter(before.series)).values, next(iter(got.series)).values), (
+        "the late samples changed the answer"
+    )
+    # Only the steps whose 5 minutes include 16:45 were recomputed.
+    assert _cached_steps(pre, q, 600_000, 1_500_000, 60_000) == 16
+
+
+def test_a_window_that_becomes_a_hole_is_answered_from_raw_data_again():
+    w = World(YAML, policy="Drop", lateness_ms=0)
+    fill(w, seed=6, end_ms=1_800_000)
+    pre, exact = _engines(w)
+    q = "sum_over_time(x[5m])"
+    pre.range_query(q, 600_000, 1_500_000, 60_000)
+    # A sample for a closed window is dropped as late: its window becomes a hole, and the raw
+    # path must answer the steps spanning it, not the cached answer without the sample.
+    w.scrape(gauge_series(N, "x")[:1], 1_000_000 + 5_000, np.array([1e6]))
+    assert w.engine.coverage(1)[2], "the drop made a hole"
+    assert_same(pre.range_query(q, 600_000, 1_500_000, 60_000),
+                exact.range_query(q, 600_000, 1_500_000, 60_000))  # fmt: skip
+
+
+def test_a_new_series_replaces_the_entry_and_answers_stay_exact():
+    w = World(YAML)
+    fill(w, seed=8, end_ms=1_800_000)
+    pre, exact = _engines(w)
+    q = "max_over_time(x[5m])"
+    pre.range_query(q, 600_000, 1_500_000, 60_000)
+    newcomer = [gauge_series(N + 1, "x")[-1]]
+    for t in range(1_800_000, 2_400_000, SCRAPE_MS):
+        w.scrape(newcomer, t, np.array([float(t)]))
+        fill_t = gauge_series(N, "x")
+        w.scrape(fill_t, t, np.ones(N))
+    assert_same(pre.range_query(q, 600_000, 2_100_000, 60_000),
+                exact.range_query(q, 600_000, 2_100_000, 60_000))  # fmt: skip
+
+
+def test_a_tiny_budget_evicts_and_answers_stay_exact(engines):
+    pre, exact = engines
+    before = step_cache.stats()["budget"]
+    step_cache.configure(1)
+    try:
+        for q in QUERIES:
+            assert_same(pre.range_query(q, 900_000, HOUR_MS - 60_000, 60_000),
+                        exact.range_query(q, 900_000, HOUR_MS - 60_000, 60_000))  # fmt: skip
+        assert step_cache.stats()["bytes"] <= 1
+    finally:
+        step_cache.configure(before)
+
+
+def test_turned_off_no_step_is_cached(engines, no_step_cache):
+    pre, _ = engines
+    q = QUERIES[0]
+    pre.range_query(q, 900_000, 3_000_000, 60_000)
+    text = pre.explain(q, 900_000, 3_000_000, 60_000, analyze=True).text
+    assert "cached_steps" not in text
