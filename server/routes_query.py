@@ -37,7 +37,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from aiohttp import web
+from aiohttp import payload, web
+from aiohttp.abc import AbstractStreamWriter
 
 from planner.result import QueryResult
 from planner.window_cells import warm_up as warm_up_window_cells
@@ -50,7 +51,7 @@ from promql.errors import (
 )
 from promql.types import ValueType
 from server.errors import error_response
-from server.format import envelope, pretty, result_json_bytes, translate_ast
+from server.format import OpenBody, envelope, envelope_tail, pretty, result_body, translate_ast
 from server.json_matrix import warm_up as warm_up_matrix_json
 from server.params import QueryOptions, instant_params, range_params
 from server.timeparse import MAX_TIME_MS, MIN_TIME_MS, parse_time
@@ -60,6 +61,8 @@ from udfs.extrapolation import warm_up as warm_up_extrapolation
 from udfs.windows import warm_up as warm_up_windows
 
 MAX_ANNOTATIONS = 10
+# ``,"stats":{..}`` is ~400 bytes: room for it in the body's buffer, so adding it copies nothing.
+_STATS_ROOM = 1024
 _CORS_HEADERS = {
     "Access-Control-Allow-Headers": "Accept, Authorization, Content-Type, Origin",
     "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
@@ -362,19 +365,18 @@ async def _explain(
     _parse(o.query, wrap=True)
     engine = api.engine_for(_timeout(api, o), precompute)
 
-    def work() -> tuple[Any, tuple[bytes, list, list] | None]:
+    def work() -> tuple[bytes, tuple[OpenBody, bytes] | None]:
         explained = engine.explain(o.query, start, end, step, analyze=o.analyze)
-        parts = _result_parts(explained.result, o) if o.analyze else None
-        return explained, parts
+        plan = orjson.dumps({"text": explained.text, "plan": explained.json})
+        parts = _result_parts(explained.result, o, len(plan) + 16) if o.analyze else None
+        return plan, parts
 
-    (explained, parts), _queued, _took = await api.run(work, _timeout(api, o))
-    plan = orjson.dumps({"text": explained.text, "plan": explained.json}).decode()
+    (plan, parts), _queued, _took = await api.run(work, _timeout(api, o))
     if not o.analyze:
-        return _json_response(request, envelope(f'{{"explain":{plan}}}'))
+        return _json_response(request, envelope(b'{"explain":' + plan + b"}"))
     assert parts is not None
-    data, warnings, infos = parts
-    data = data[:-1] + f',"analyze":{plan}}}'.encode()
-    return _json_response(request, envelope(data, warnings, infos))
+    body, tail = parts
+    return _json_response(request, body.close(b',"analyze":' + plan, tail))
 
 
 def _use_pc(form: dict[str, str]) -> bool:
@@ -399,7 +401,9 @@ def sketch_source(storage: object) -> Any:
     )
 
 
-def _result_parts(result: QueryResult, o: QueryOptions) -> tuple[bytes, list[str], list[str]]:
+def _result_parts(result: QueryResult, o: QueryOptions, room: int = 0) -> tuple[OpenBody, bytes]:
+    """The body open after ``data``'s result (room for ``room`` more bytes of ``data``, for
+    stats and the envelope tail) and the envelope tail with the capped warnings and infos."""
     warnings = list(result.warnings)
     series = result.series
     limited = result.result_type in (ValueType.VECTOR, ValueType.MATRIX)
@@ -411,8 +415,9 @@ def _result_parts(result: QueryResult, o: QueryOptions) -> tuple[bytes, list[str
             f'value "{o.stats}" for parameter "stats" is deprecated and will be rejected in '
             'the next major release, use "true" or "all"'
         )
-    data = result_json_bytes(result, series)
-    return data, _cap(warnings, "warning"), _cap(result.infos, "info")
+    tail = envelope_tail(_cap(warnings, "warning"), _cap(result.infos, "info"))
+    room += len(tail) + 1 + (_STATS_ROOM if o.stats else 0)
+    return result_body(result, series, room), tail
 
 
 def _cap(items: list[str], kind: str) -> list[str]:
@@ -422,25 +427,24 @@ def _cap(items: list[str], kind: str) -> list[str]:
     return [*items[:MAX_ANNOTATIONS], f"{extra} more {kind} annotations omitted"]
 
 
-def _rendered(result: QueryResult, o: QueryOptions) -> tuple[QueryResult, tuple[bytes, list, list]]:
+def _rendered(result: QueryResult, o: QueryOptions) -> tuple[QueryResult, tuple[OpenBody, bytes]]:
     """Runs in the query thread: JSON formatting of big results stays off the event loop."""
     return result, _result_parts(result, o)
 
 
 def _result_response(
     request: web.Request,
-    rendered: tuple[QueryResult, tuple[bytes, list, list]],
+    rendered: tuple[QueryResult, tuple[OpenBody, bytes]],
     o: QueryOptions,
     queued: float,
     took: float,
 ) -> web.StreamResponse:
-    result, (data, warnings, infos) = rendered
-    if o.stats:
-        data = data[:-1] + f',"stats":{_stats(result, queued, took, o.stats)}}}'.encode()
-    return _json_response(request, envelope(data, warnings, infos))
+    result, (body, tail) = rendered
+    fields = b',"stats":' + _stats(result, queued, took, o.stats) if o.stats else b""
+    return _json_response(request, body.close(fields, tail))
 
 
-def _stats(result: QueryResult, queued: float, took: float, mode: str) -> str:
+def _stats(result: QueryResult, queued: float, took: float, mode: str) -> bytes:
     """Prometheus' ``stats.QueryStats`` shape; sample counts when the result carries them."""
     samples: dict[str, Any] = {}
     total = getattr(result, "total_samples", None)
@@ -460,12 +464,38 @@ def _stats(result: QueryResult, queued: float, took: float, mode: str) -> str:
         },
         "samples": samples,
     }
-    return orjson.dumps(stats).decode()
+    return orjson.dumps(stats)
 
 
-def _json_response(request: web.Request, body: bytes) -> web.StreamResponse:
-    resp = web.Response(body=body, content_type="application/json")
+def _json_response(request: web.Request, body: bytes | memoryview) -> web.StreamResponse:
+    sent = _BodyPayload(body) if isinstance(body, memoryview) else body
+    resp = web.Response(body=sent, content_type="application/json")
     return _finish(request, resp)
+
+
+class _BodyPayload(payload.Payload):
+    """A finished body (``OpenBody.close``) handed to the transport as it is. aiohttp's own
+    paths copy a big body once more: ``bytes`` are joined with the headers into one new
+    ``bytes`` (no ``writelines`` before Python 3.12.9) and its ``memoryview`` payload does the
+    same (and warns above 1 MB). Here the headers are sent first, then the buffer itself;
+    Content-Length, HEAD and gzip (streamed, compressed in aiohttp's executor) work as usual."""
+
+    def __init__(self, body: memoryview) -> None:
+        super().__init__(body, content_type="application/json")
+        self._size = body.nbytes
+
+    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
+        return bytes(self._value).decode(encoding, errors)
+
+    async def write(self, writer: AbstractStreamWriter) -> None:
+        await self.write_with_length(writer, None)
+
+    async def write_with_length(
+        self, writer: AbstractStreamWriter, content_length: int | None
+    ) -> None:
+        writer.send_headers()
+        body = self._value if content_length is None else self._value[:content_length]
+        await writer.write(body)
 
 
 def _finish(request: web.Request, resp: web.StreamResponse) -> web.StreamResponse:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import math
+import warnings
 from collections.abc import Iterator
 
 import numpy as np
@@ -221,14 +222,15 @@ def test_gzip_body_decompresses_to_the_identity_body(client: Client) -> None:
     assert gzip.decompress(zipped.body) == plain.body
 
 
-def test_a_buffer_body_answers_head_with_its_length_and_no_body() -> None:
+def test_a_buffer_body_answers_head_with_its_length_and_no_body_and_is_not_copied() -> None:
     # The query routes take no HEAD; the body type must still behave as aiohttp's own bytes.
+    # aiohttp's own memoryview payload (which joins it with the headers) warns above 1 MB.
     from aiohttp import web
     from aiohttp.test_utils import TestClient, TestServer
 
     from server.routes_query import _json_response
 
-    payload = np.frombuffer(b'{"status":"success","data":[' + b"1," * 400_000 + b"1]}", np.uint8)
+    payload = np.frombuffer(b'{"status":"success","data":[' + b"1," * 1_200_000 + b"1]}", np.uint8)
 
     async def handler(request: web.Request) -> web.StreamResponse:
         return _json_response(request, memoryview(payload))
@@ -243,9 +245,29 @@ def test_a_buffer_body_answers_head_with_its_length_and_no_body() -> None:
                 got.append((resp.status, resp.headers["Content-Length"], await resp.read()))
             return got[0], got[1]
 
-    get, head = asyncio.run(run())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        get, head = asyncio.run(run())
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
     assert get == (200, str(payload.shape[0]), payload.tobytes())
     assert head == (200, str(payload.shape[0]), b"")
+
+
+def test_query_answers_are_built_as_one_open_body(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from server import routes_query
+
+    built = []
+
+    def recording(*args, **kwargs):
+        built.append(result_body(*args, **kwargs))
+        return built[-1]
+
+    monkeypatch.setattr(routes_query, "result_body", recording)
+    r = client.get("/api/v1/query_range", [*RANGE, ("stats", "all")])
+    assert r.status == 200 and len(built) == 1
+    assert r.body == bytes(built[0].buf[: len(r.body)])  # stats and tail closed in place
 
 
 def test_stats_and_truncation_warning_close_the_same_data(client: Client) -> None:
