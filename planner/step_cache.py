@@ -121,8 +121,14 @@ def lookup(
             pos = np.minimum(np.searchsorted(entry.ends, ends), entry.ends.shape[0] - 1)
             hit = entry.ends[pos] == ends
             cols = np.flatnonzero(hit)
-            values[:, cols] = entry.values[:, pos[cols]]
-            present[:, cols] = entry.present[:, pos[cols]]
+            src = pos[cols]
+            if cols.shape[0] and _run(cols) and _run(src):  # the usual shape: one block
+                c0, c1, p0, p1 = cols[0], cols[-1] + 1, src[0], src[-1] + 1
+                values[:, c0:c1] = entry.values[:, p0:p1]
+                present[:, c0:c1] = entry.present[:, p0:p1]
+            elif cols.shape[0]:
+                values[:, cols] = entry.values[:, src]
+                present[:, cols] = entry.present[:, src]
         found = int(hit.sum())
         _STATS["hits"] += found
         _STATS["misses"] += k - found
@@ -207,7 +213,12 @@ def clear() -> None:
 
 
 def _same_labels(a: list, b: list) -> bool:
-    return len(a) == len(b) and all(x is y or x == y for x, y in zip(a, b, strict=True))
+    return a == b  # element by element, identity first: C speed for the same label tuples
+
+
+def _run(idx: np.ndarray) -> bool:
+    """Consecutive integers."""
+    return bool(idx[-1] - idx[0] == idx.shape[0] - 1)
 
 
 def _spans(ends: np.ndarray, range_ms: int, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
