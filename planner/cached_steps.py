@@ -93,14 +93,17 @@ def cached_steps(fn: str, merge: Any, ex: Executor, grid: Grid, compute: Compute
     fresh = np.zeros(k, dtype=bool)
     row_of = {id(ls): i for i, ls in enumerate(labels)}
     times = grid.times()
-    # Steps past the newest closed window cannot come from windows: the raw stitch answers
-    # them (without a scan that would only find them uncovered).
-    span = table.span()
-    newest = span[1] if span is not None else np.iinfo(np.int64).min
-    if cov is not None:
-        newest = min(newest, cov[1])
-    beyond = step_ends > newest
-    ok[:, beyond] = False
+    # With sliding windows, steps past the newest closed window cannot come from windows: the
+    # raw stitch answers them, without a scan that would only find them uncovered. (Tumbling
+    # windows rebuild an open window from raw samples inside the scan: computed as usual.)
+    beyond = np.zeros(k, dtype=bool)
+    if window != cfg.slide_interval_ms:
+        span = table.span()
+        newest = span[1] if span is not None else np.iinfo(np.int64).min
+        if cov is not None:
+            newest = min(newest, cov[1])
+        beyond = step_ends > newest
+        ok[:, beyond] = False
     for a, b in contiguous_runs(np.flatnonzero(~found.hit & ~beyond)):
         sub = Grid(int(times[a]), int(times[b]), grid.step_ms if b > a else 0)
         merged, v, p = compute(sub)
