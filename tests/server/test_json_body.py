@@ -109,6 +109,14 @@ def test_label_values_with_braces_quotes_and_backslashes_keep_each_series_apart(
     assert result_json_bytes(QueryResult(ValueType.MATRIX, rows)) == reference_matrix(rows).encode()
 
 
+def test_labels_given_as_a_mapping_or_empty_are_written_as_from_pairs() -> None:
+    pairs = SeriesResult(make_labels({"a": "1", "b": "<"}), np.array([0], np.int64), np.ones(1))
+    mapping = SeriesResult({"a": "2", "b": "}"}, np.array([0], np.int64), np.ones(1))  # type: ignore[arg-type]
+    no_labels = SeriesResult((), np.array([5], np.int64), np.array([2.5]))
+    rows = [pairs, mapping, no_labels, pairs]
+    assert result_json_bytes(QueryResult(ValueType.MATRIX, rows)) == reference_matrix(rows).encode()
+
+
 def test_matrix_of_only_empty_series_or_none_is_written_without_points() -> None:
     empty = SeriesResult(make_labels({"a": "1"}), np.zeros(0, np.int64), np.zeros(0))
     for rows in ([], [empty], [empty, empty]):
@@ -155,7 +163,7 @@ def test_non_matrix_bodies_are_the_envelope_around_their_result_text(result: Que
 
 def test_warm_up_compiles_every_kernel_signature_a_request_uses() -> None:
     json_matrix.warm_up()
-    names = ("_assemble", "_classify", "_rest", "_grid", "_timestamp_texts", "_split_objects")
+    names = ("_assemble", "_classify", "_rest", "_grid", "_timestamp_texts", "_pairs_to_objects")
     kernels = [getattr(json_matrix, name) for name in names]
     before = [list(k.signatures) for k in kernels]
     empty = SeriesResult(make_labels({"a": "1"}), np.zeros(0, np.int64), np.zeros(0))
