@@ -17,10 +17,12 @@ from typing import Any
 
 import numpy as np
 
+from precompute import batch_codec as codec
 from precompute.accumulators.base import Accumulator, pack_keys, unpack_keys
 from precompute.accumulators.increase import _COLS as COUNTER_COLS
 from precompute.accumulators.increase import _DTYPES as COUNTER_DTYPES
 from precompute.accumulators.increase import IncreaseAccumulator
+from precompute.batch_codec import column_bound
 from precompute.output import PrecomputedOutput
 
 Key = tuple[str, ...]
@@ -184,6 +186,47 @@ class WindowBatch:
                 out += _code_column(self.columns[n], d, zeros=n in _MOSTLY_ZERO)
         return out
 
+    def record_bound(self) -> int:
+        """Most bytes ``encode_into`` writes for this batch (with key ids)."""
+        names, _ = columns_of(self.kind)
+        return _HEAD.size + 2 + 8 + len(self.kind) + 16 + column_bound(len(self)) * (len(names) + 1)
+
+    def encode_into(self, out: np.ndarray, pos: int, key_ids: np.ndarray, run: bool) -> int:
+        """``to_bytes(key_ids)`` written at ``out[pos:]`` (a uint8 array with ``record_bound()``
+        bytes free) by compiled coders, one call per column: no temporaries, no pieces. ``run``
+        says whether ``key_ids`` are one ascending run (format 5) — the caller found out while
+        mapping them. Returns the end offset."""
+        if out.shape[0] - pos < self.record_bound():  # the kernels do not check bounds
+            raise ValueError("window batch record: output buffer too small")
+        if not codec.ENABLED:
+            return _put(out, pos, self.to_bytes(key_ids))
+        kind = self.kind if self.group_width is None else f"{self.kind}@{self.group_width}"
+        kind_b = kind.encode()
+        _HEAD.pack_into(
+            out, pos, 5 if run else 6, self.aggregation_id, self.window_start, self.window_end,
+            self.max_buffer,
+        )  # fmt: skip
+        pos += _HEAD.size
+        struct.pack_into(f"<H{len(kind_b)}s", out, pos, len(kind_b), kind_b)
+        pos += 2 + len(kind_b)
+        if run:
+            struct.pack_into("<Qq", out, pos, key_ids.shape[0], int(key_ids[0]))
+            pos += 16
+        else:
+            struct.pack_into("<Q", out, pos, key_ids.shape[0])
+            ids = np.ascontiguousarray(key_ids, dtype=np.int64)
+            pos = codec.code_int_into(ids, ids.view(np.uint64), True, 2, out, pos + 8)
+        names, dtypes = columns_of(self.kind)
+        cols = [
+            np.ascontiguousarray(self.columns[n], dtype=d)
+            for n, d in zip(names, dtypes, strict=True)
+        ]
+        kinds = _CODE_KINDS[
+            self.kind in (INCREASE, "MultipleIncrease"), self.kind == "MultipleLast"
+        ]
+        pos = codec.code_columns_into(tuple(c.view(np.uint64) for c in cols), kinds, out, pos)
+        return int(pos)
+
     @classmethod
     def from_bytes(
         cls, data: bytes | memoryview, key_table: list[Key] | None = None
@@ -266,6 +309,26 @@ _OFFSET = 3  # int columns: u8 width (1, 2, 4), i64 base, unsigned offsets (time
 _DELTA = 4  # ascending int columns (key ids): u8 width, i64 first, unsigned steps to the next row
 _WIDTHS = {1: np.uint8, 2: np.uint16, 4: np.uint32}
 _MOSTLY_ZERO = frozenset({"resets"})  # float columns worth checking for all-zero or sparse
+
+
+def _code_kinds(kind: str) -> np.ndarray:
+    """Per state column of ``kind``, how ``batch_codec`` codes it (as ``_code_column`` does)."""
+    names, dtypes = columns_of(kind)
+    return np.array(
+        [
+            2 if np.dtype(d).kind == "i" else int(n in _MOSTLY_ZERO)
+            for n, d in zip(names, dtypes, strict=True)
+        ],
+        dtype=np.uint8,
+    )
+
+
+# Keyed by (counter columns, last columns): the three column layouts there are.
+_CODE_KINDS = {
+    (True, False): _code_kinds(INCREASE),
+    (False, True): _code_kinds("MultipleLast"),
+    (False, False): _code_kinds("Sum"),
+}
 
 
 def _code_column(
@@ -351,6 +414,12 @@ def _is_run(ids: np.ndarray) -> bool:
     if n == 0 or int(ids[-1]) - int(ids[0]) != n - 1:
         return False
     return bool(np.all(np.diff(ids) == 1))
+
+
+def _put(out: np.ndarray, pos: int, data: bytes) -> int:
+    end = pos + len(data)
+    out[pos:end] = np.frombuffer(data, dtype=np.uint8)
+    return end
 
 
 def _view(array: np.ndarray, dtype: Any) -> memoryview:

@@ -33,8 +33,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
+from precompute import batch_codec as codec
 from precompute.accumulators.base import Accumulator, pack_keys, unpack_keys
-from precompute.window_batch import KeyRows, WindowBatch
+from precompute.window_batch import KeyRows, WindowBatch, _is_run
 from storage.sketch_log import _LogWriter, _writev_all
 
 Key = tuple[str, ...]
@@ -153,6 +154,29 @@ def _encode_batch(b: WindowBatch) -> bytes:
     return _ENTRY.pack(_KIND_BATCH, b.aggregation_id, b.window_start, b.window_end) + b.to_bytes()
 
 
+def _framed(records: Iterable[Sequence[Buffer]]) -> list[Buffer]:
+    """Records given as pieces, each preceded by its frame (length and crc of the pieces)."""
+    iov: list[Buffer] = []
+    for pieces in records:
+        length, crc = 0, 0
+        for piece in pieces:
+            length += memoryview(piece).nbytes
+            crc = zlib.crc32(piece, crc)
+        iov.append(_FRAME.pack(length, crc))
+        iov += pieces
+    return iov
+
+
+def _frame_batch_into(buf: np.ndarray, pos: int, b: WindowBatch, ids: np.ndarray, run: bool) -> int:
+    """A window batch's framed log record (the bytes of ``_framed`` over its pieces) written at
+    ``buf[pos:]``; returns the end."""
+    start = pos + _FRAME.size
+    _ENTRY.pack_into(buf, start, _KIND_BATCH, b.aggregation_id, b.window_start, b.window_end)
+    end = b.encode_into(buf, start + _ENTRY.size, ids, run)
+    _FRAME.pack_into(buf, pos, end - start, zlib.crc32(buf[start:end]))
+    return end
+
+
 def _materialize(b: WindowBatch) -> list[SketchEntry]:
     # One entry per group: a keyed type's cell rows regroup into keyed states.
     return [
@@ -229,6 +253,7 @@ class SketchStore:
         self._since_compact = 0
         self._generation = 0
         self._log: int | None = None
+        self._scratch = np.empty(0, dtype=np.uint8)  # ``_write_chunks``' reused record buffer
         self.appended_total = 0
         # By default an append returns once its records are in the OS (a process crash keeps
         # them) or, with fsync, on disk. ``background_writes`` (no fsync) hands records to a
@@ -239,6 +264,7 @@ class SketchStore:
         if self._writer is not None:
             atexit.register(self.close)
         if self.directory is not None:
+            codec.warm()  # compiled (or loaded) now, not inside the first window closes
             self.directory.mkdir(parents=True, exist_ok=True)
             self._load()
 
@@ -293,22 +319,71 @@ class SketchStore:
         """Frame records given as pieces (a record is their concatenation) and write them in one
         ``writev``: length and crc come from the pieces, so large column buffers are neither
         concatenated nor copied. The bytes on disk are those of one framed ``write``."""
-        if self._log is None:
-            return
-        iov: list[Buffer] = []
-        for pieces in records:
-            length, crc = 0, 0
-            for piece in pieces:
-                length += memoryview(piece).nbytes
-                crc = zlib.crc32(piece, crc)
-            iov.append(_FRAME.pack(length, crc))
-            iov += pieces
+        if self._log is not None:
+            self._submit(_framed(records))
+
+    def _submit(self, iov: list[Buffer]) -> None:
+        """Write ``iov`` to the log: before returning (and fsynced with ``fsync``), or through
+        the writer thread — which needs bytes nothing will overwrite, not views of scratch."""
+        assert self._log is not None
         if self._writer is not None:
             self._writer.submit(self._log, iov)
             return
         _writev_all(self._log, iov)
         if self.fsync:
             os.fsync(self._log)
+
+    def _write_chunks(self, chunks: Sequence[Chunk]) -> None:
+        """The log records of ``chunks``, in order, in one ``writev``. Window batches naming
+        their keys by worker rows (per-series windows, every slide) are coded by compiled
+        kernels into one reused scratch buffer, framed in place: no pieces, no temporaries, one
+        contiguous span to checksum and write. Other records go as framed pieces between."""
+        coded = [c for c in chunks if isinstance(c, WindowBatch) and isinstance(c.keys, KeyRows)]
+        if not coded or not codec.ENABLED:
+            self._write_pieces([r for c in chunks for r in self._chunk_pieces(c)])
+            return
+        buf = self._scratch_for(sum(_FRAME.size + _ENTRY.size + b.record_bound() for b in coded))
+        iov: list[Buffer] = []
+        span = pos = 0  # scratch bytes from ``span`` to ``pos`` are framed, not yet in ``iov``
+        for c in chunks:
+            coded_here = isinstance(c, WindowBatch) and isinstance(c.keys, KeyRows)
+            if coded_here:
+                ids, run, others = self._batch_ids(c)  # type: ignore[arg-type]
+                records = [[k] for k in others]
+            else:
+                records = self._chunk_pieces(c)
+            if records:  # pieces between scratch spans keep the log order
+                if pos > span:
+                    iov.append(self._span(buf, span, pos))
+                iov += _framed(records)
+                span = pos
+            if coded_here:
+                pos = _frame_batch_into(buf, pos, c, ids, run)  # type: ignore[arg-type]
+        if pos > span:
+            iov.append(self._span(buf, span, pos))
+        self._submit(iov)
+
+    def _span(self, buf: np.ndarray, start: int, end: int) -> Buffer:
+        # The writer thread writes after the next append may have reused the scratch: a copy.
+        view = memoryview(buf[start:end])
+        return bytes(view) if self._writer is not None else view
+
+    def _scratch_for(self, size: int) -> np.ndarray:
+        """The reused record buffer, at least ``size`` bytes (lock held; a synchronous write
+        is done with it before the next append, the writer thread is given copies)."""
+        if self._scratch.shape[0] < size:
+            self._scratch = np.empty(max(size, 2 * self._scratch.shape[0]), dtype=np.uint8)
+        return self._scratch
+
+    def _batch_ids(self, chunk: WindowBatch) -> tuple[np.ndarray, bool, list[bytes]]:
+        """Store key ids of a batch with ``KeyRows`` keys, whether they are one ascending run,
+        and the key records to write before it (keys the store names for the first time)."""
+        keys = chunk.keys
+        assert isinstance(keys, KeyRows)
+        if keys.table is self._keys[chunk.aggregation_id]:  # loaded from disk: store ids
+            ids = np.asarray(keys.rows, dtype=np.int64)
+            return ids, _is_run(ids), []
+        return self._store_ids(chunk.aggregation_id, keys)
 
     def _index(self, item: SketchEntry | RawBatch | WindowBatch | _KeyRecord) -> None:
         if isinstance(item, _KeyRecord):
@@ -363,7 +438,7 @@ class SketchStore:
             return
         with self._lock:
             if self._log is not None:
-                self._write_pieces([r for c in chunks for r in self._chunk_pieces(c)])
+                self._write_chunks(chunks)
             for c in chunks:
                 self._index(c)
             entries = sum(len(c) if isinstance(c, WindowBatch) else 1 for c in chunks)
@@ -387,26 +462,27 @@ class SketchStore:
         if not isinstance(keys, KeyRows):
             return [[_encode_batch(chunk)]]
         agg = chunk.aggregation_id
-        store_keys = self._keys[agg]
-        if keys.table is store_keys:  # loaded from disk: already store ids
-            ids, out = keys.rows, []
-        else:
-            ids, out = self._store_ids(agg, keys)
+        ids, _, out = self._batch_ids(chunk)
         head = _ENTRY.pack(_KIND_BATCH, agg, chunk.window_start, chunk.window_end)
         pieces = chunk.to_buffers(ids)
         return [*([k] for k in out), [head, *pieces]]
 
-    def _store_ids(self, agg: int, keys: KeyRows) -> tuple[np.ndarray, list[bytes]]:
+    def _store_ids(self, agg: int, keys: KeyRows) -> tuple[np.ndarray, bool, list[bytes]]:
+        """``_batch_ids`` for keys that are rows of a worker's key table."""
         table, rows = keys.table, keys.rows
         known = self._row_maps.get((agg, id(table)))
         mapping = known[1] if known is not None and known[0] is table else np.zeros(0, np.int64)
+        if codec.ENABLED:  # steady state: every key named already, found in one compiled pass
+            ids, named, run = codec.map_ids(mapping, rows)
+            if named:
+                return ids, run, []
         need = int(rows.max()) + 1 if rows.shape[0] else 0
         if mapping.shape[0] < need:
             mapping = np.concatenate([mapping, np.full(need - mapping.shape[0], -1, np.int64)])
             self._row_maps[(agg, id(table))] = (table, mapping)  # holds the table: ids unique
         ids = mapping[rows]
         if not rows.shape[0] or int(ids.min()) >= 0:
-            return ids, []  # steady state: every key of the batch is named already
+            return ids, _is_run(ids), []
         # A batch's rows are distinct (one per group); new store ids in ascending row order.
         missing = np.sort(rows[ids < 0])
         new_keys = [table[r] for r in missing.tolist()]
@@ -428,7 +504,8 @@ class SketchStore:
             sids = np.array(found, dtype=np.int64)
         mapping[missing] = sids
         out = [_ENTRY.pack(_KIND_KEYS, agg, first, 0) + pack_keys(new)] if new else []
-        return mapping[rows], out
+        ids = mapping[rows]
+        return ids, _is_run(ids), out
 
     def _after_write(self, n: int, records: int | None = None) -> None:
         self.appended_total += n
