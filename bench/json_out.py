@@ -11,7 +11,8 @@ orjson's float writer for the values that are neither whole nor odd), ``timestam
 texts), ``assemble`` (the copy loop, on a buffer already faulted in). ``send``: a local aiohttp
 server answering a GET with that body (``_json_response``) and an aiohttp client reading it (no
 gzip), vs the same body as ``bytes`` (the old path: aiohttp joins headers and body into one more
-copy, and asyncio's transport slices the unsent rest of ``bytes`` once more). Each cell is the best of ``--repeat``.
+copy, and asyncio's transport slices the unsent rest of ``bytes`` once more). Each cell is the
+best of ``--repeat``.
 """
 
 from __future__ import annotations

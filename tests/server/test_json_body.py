@@ -111,7 +111,8 @@ def test_label_values_with_braces_quotes_and_backslashes_keep_each_series_apart(
 
 def test_labels_given_as_a_mapping_or_empty_are_written_as_from_pairs() -> None:
     pairs = SeriesResult(make_labels({"a": "1", "b": "<"}), np.array([0], np.int64), np.ones(1))
-    mapping = SeriesResult({"a": "2", "b": "}"}, np.array([0], np.int64), np.ones(1))  # type: ignore[arg-type]
+    mapping_labels: dict = {"a": "2", "b": "}"}
+    mapping = SeriesResult(mapping_labels, np.array([0], np.int64), np.ones(1))  # type: ignore
     no_labels = SeriesResult((), np.array([5], np.int64), np.array([2.5]))
     rows = [pairs, mapping, no_labels, pairs]
     assert result_json_bytes(QueryResult(ValueType.MATRIX, rows)) == reference_matrix(rows).encode()
