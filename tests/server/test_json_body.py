@@ -244,19 +244,21 @@ def test_a_buffer_body_answers_head_with_its_length_and_no_body_and_is_not_copie
     async def handler(request: web.Request) -> web.StreamResponse:
         return _json_response(request, memoryview(payload))
 
-    async def run() -> tuple[tuple[int, str, bytes], tuple[int, str, bytes]]:
+    async def run() -> list[tuple[int, str, bytes]]:
         app = web.Application()
         app.router.add_get("/", handler)
         async with TestClient(TestServer(app)) as http:
             got = []
-            for method in ("GET", "HEAD"):
-                resp = await http.request(method, "/", headers={"Accept-Encoding": "identity"})
-                got.append((resp.status, resp.headers["Content-Length"], await resp.read()))
-            return got[0], got[1]
+            for method, coding in (("GET", "identity"), ("HEAD", "identity"), ("GET", "gzip")):
+                resp = await http.request(method, "/", headers={"Accept-Encoding": coding})
+                length = resp.headers.get("Content-Length", resp.headers.get("Content-Encoding"))
+                got.append((resp.status, length, await resp.read()))  # gzip: decompressed
+            return got
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        get, head = asyncio.run(run())
+        get, head, zipped = asyncio.run(run())
+    assert zipped == (200, "gzip", payload.tobytes())
     assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
     assert get == (200, str(payload.shape[0]), payload.tobytes())
     assert head == (200, str(payload.shape[0]), b"")
