@@ -8,9 +8,9 @@ budget, the counters, and each table's ``footprint`` (bytes its cached blocks an
 hold, which the table publishes after every change under its own lock).
 
 A query never evicts. Its read may overshoot the budget; at its end it only *asks* for eviction
-(``request_eviction``: a flag and a notify). One background thread, the evictor, at the lowest CPU
-priority, waits until no query is running (``reading``: the engine marks each query's whole run,
-``WindowTable.select`` its read, so eviction starts once results are computed) — or
+(``request_eviction``: a flag and a notify). One background thread, the evictor, at a lower CPU
+priority (``NICE``), waits until no query is running (``reading``: the engine marks each query's
+whole run, ``WindowTable.select`` its read, so eviction starts once results are computed) — or
 ``IDLE_WAIT_S`` at most, so a server that is never idle still keeps its budget. Then it evicts:
 least recently used blocks until what they hold covers the excess down to ``LOW_WATER`` of the
 budget, dropped per table, and each table that lost blocks compacted once (its pools copied into
@@ -41,12 +41,15 @@ from typing import Any
 
 from planner.sketch_budget import Budget, resolve_budget
 
-IDLE_WAIT_S = 1.0  # the longest an eviction waits for the reads in flight to end
+IDLE_WAIT_S = 1.0  # the longest an eviction waits for the queries in flight to end
 RETRY_S = 0.05  # a table was busy: try its victims again after this
 COMPACT_TRIES = 3  # optimistic (unlocked) copies before compacting under the table's lock
 # A pass evicts down to this share of the budget: a compaction copies a whole table however
 # little it frees, so each pass makes room for the next few queries' decodes, not only this one's.
 LOW_WATER = 0.9
+# The evictor's nice value: below the query threads, not so low that a busy machine starves it
+# (it could not raise its priority again to catch up: that needs privileges).
+NICE = 5
 
 log = logging.getLogger("tidemark")
 
@@ -58,7 +61,7 @@ _MEMBERS: weakref.WeakValueDictionary[int, Any] = weakref.WeakValueDictionary()
 _STATS = {"hits": 0, "misses": 0, "evictions": 0, "decoded_records": 0, "compactions": 0}
 _BUDGET_INFO = [resolve_budget(None, os.environ, strict=False)]
 _BUDGET = [_BUDGET_INFO[0].bytes]
-_READS = [0]  # queries reading a table now (the warm-up and the evictor wait for none)
+_READS = [0]  # queries and table reads running now (the warm-up and the evictor wait for none)
 _EVICTOR: dict[str, Any] = {"thread": None, "requested": False, "since": 0.0, "running": False}
 
 
@@ -187,10 +190,10 @@ def _evictor() -> None:
 
 
 def _background_priority() -> None:
-    """Run this thread at the lowest CPU priority (Linux: threads are tasks with their own nice
-    value), so its copies, which release the GIL, yield the cores to queries."""
+    """Run this thread at a lower CPU priority (Linux: threads are tasks with their own nice
+    value), so its copies, which release the GIL, leave the cores to queries first."""
     with contextlib.suppress(AttributeError, OSError):  # not Linux / not permitted: as is
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICE)
 
 
 def evict_now() -> bool:
