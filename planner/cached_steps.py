@@ -91,7 +91,7 @@ def cached_steps(fn: str, merge: Any, ex: Executor, grid: Grid, compute: Compute
     ok = np.ones((n, k), dtype=bool)
     computed: list[MergedSteps] = []
     fresh = np.zeros(k, dtype=bool)
-    row_of = {id(ls): i for i, ls in enumerate(labels)}
+    row_of: dict[int, int] | None = None
     times = grid.times()
     # With sliding windows, steps past the newest closed window cannot come from windows: the
     # raw stitch answers them, without a scan that would only find them uncovered. (Tumbling
@@ -109,6 +109,8 @@ def cached_steps(fn: str, merge: Any, ex: Executor, grid: Grid, compute: Compute
         merged, v, p = compute(sub)
         if merged.reason:
             return None
+        if row_of is None:
+            row_of = {id(ls): i for i, ls in enumerate(labels)}
         rows = np.array([row_of.get(id(ls), -1) for ls in merged.labels], dtype=np.int64)
         if (rows < 0).any():  # a series the full range did not list: leave it to the plain path
             return None

@@ -37,6 +37,24 @@ def grouping_key(labels: Labels, grouping: frozenset[str], without: bool) -> Lab
     return tuple([p for p in labels if p[0] in grouping])
 
 
+_GROUP_KEYS: dict[tuple[frozenset[str], bool], dict[int, tuple[Labels, Labels]]] = {}
+
+
+def grouping_keys(labels: list[Labels], grouping: frozenset[str], without: bool) -> list[Labels]:
+    """Each series' group label set, remembered per label tuple by identity (the same tuples
+    come back every query: see ``planner.labels.drop_name_cached``)."""
+    memo = _GROUP_KEYS.setdefault((grouping, without), {})
+    if len(memo) > 1_000_000:  # bound memory under series churn
+        memo.clear()
+    out = []
+    for ls in labels:
+        hit = memo.get(id(ls))
+        if hit is None or hit[0] is not ls:
+            hit = memo[id(ls)] = (ls, grouping_key(ls, grouping, without))
+        out.append(hit[1])
+    return out
+
+
 @dataclass(frozen=True)
 class PromAggregate(PlanNode):
     op: str
@@ -73,8 +91,7 @@ class PromAggregate(PlanNode):
             return InstantVector.empty(grid.n_steps)
         if vec.n_series == 0:
             return InstantVector.empty(grid.n_steps)
-        names = frozenset(self.grouping)
-        keys = [grouping_key(ls, names, self.without) for ls in vec.labels]
+        keys = grouping_keys(vec.labels, frozenset(self.grouping), self.without)
         gids, groups = group_ids(keys)
         kernel = kernel_for(aggregation, self.op)
         values = np.where(vec.present, vec.values, 0.0)
