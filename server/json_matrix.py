@@ -16,10 +16,10 @@ never copied again (``server.format.OpenBody`` closes it in place, the HTTP laye
 
 Measured on ``bench/json_out.py``'s data (1,220 series x 1,000 points, 100 series x 1,000,
 100,000 series x 12), the whole body as sent (envelope and stats included), best of 7 on 2 cores
-shared with other work, before (commit 410df35) -> after: random floats x1000 166 -> 54 ms,
-integer-valued floats 78 -> 25 ms, 100 k random floats 9.3 -> 4.3 ms, 100,000 series 625 -> 166
-ms (labels: one orjson call over the label tuples, not one per series). Of the 54 ms, orjson's
-float writer is 26 (it holds the GIL), the loop 16.
+shared with other work, before (commit 410df35) -> after: random floats x1000 172 -> 51 ms,
+integer-valued floats 78 -> 20 ms, 100 k random floats 8.9 -> 3.8 ms, 100,000 series 363 -> 99
+ms (labels: one orjson call over the label tuples, not one per series). Of the 51 ms, orjson's
+float writer is 26 (it holds the GIL), the loop 15.
 
 Not parallel, measured: a ``prange`` over series (offsets from a sizes pass) took 16.0 ms on 2
 threads vs 14.3 on 1 for 1.22 M points and 6.6 vs 1.2 ms for 100 k (thread wake-up), and running

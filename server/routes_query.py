@@ -479,7 +479,9 @@ class _BodyPayload(payload.Payload):
     paths copy a big body once more: ``bytes`` are joined with the headers into one new
     ``bytes`` (no ``writelines`` before Python 3.12.9) and its ``memoryview`` payload does the
     same (and warns above 1 MB). Here the headers are sent first, then the buffer itself;
-    Content-Length, HEAD and gzip (streamed, compressed in aiohttp's executor) work as usual."""
+    Content-Length, HEAD and gzip (streamed, compressed in aiohttp's executor) work as usual.
+    A 40 MB body reaches a local client in ~50-60 ms this way, ~120 ms as ``bytes``
+    (``bench/json_out.py``)."""
 
     def __init__(self, body: memoryview) -> None:
         super().__init__(body, content_type="application/json")
