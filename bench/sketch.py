@@ -20,8 +20,11 @@ would hold 1080 sketches per series (~3 MB each series at K=200), and 20 s tumbl
 two samples each (no compression, a step would union 180 of them) — neither is something a user
 would deploy, so the planner says so and answers exactly. All three answer over
 HTTP; each cell is the median of ``--runs`` timed runs after one warm-up (the warm-up also
-fills Tidemark's decoded-window cache, as a dashboard refresh would; its time is the last
-column). Errors: precomputed vs exact, the largest relative difference (sums/rates) or the
+fills Tidemark's decoded-window cache and its step cache, as a dashboard refresh would; its time
+is the last column). "precomputed" re-asks the same query, as a refreshing dashboard does, and
+reads the steps answered before from the step cache (``planner/step_cache.py``); "no step cache"
+infers every step from the windows again (``TIDEMARK_STEP_CACHE=0``), as a first load after the
+windows are decoded. Errors: precomputed vs exact, the largest relative difference (sums/rates) or the
 largest normalized rank error of the answer among the window's raw values (quantiles), against
 the stated bound.
 
@@ -217,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
                 params = {"query": q, "start": end_s - (steps - 1) * step, "end": end_s,
                           "step": step}  # fmt: skip
                 pre_t, pre, cold = measure(base, params, args.runs)
+                uncached_t = _without_step_cache(measure, base, params, args.runs)
                 ex_t, exact, _ = measure(base, params | {"precompute": "off"}, args.runs)
                 prom_t = measure(prom.url, params, args.runs)[0] if prom is not None else None
                 plan = timed(f"{base}/api/v1/query_range?"
@@ -226,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
                     err = f"rank {rank_error(pre, data, 0.99, 3_600_000):.3%}"
                 else:
                     err = f"rel {value_error(pre, exact):.1e}"
-                row = _row(q, steps, used, pre_t, ex_t, prom_t, err, pre.get("infos"), cold)
+                row = _row(q, steps, used, (pre_t, uncached_t), ex_t, prom_t, err,
+                           pre.get("infos"), cold)  # fmt: skip
                 print(row, flush=True)
     finally:
         if tide is not None:
@@ -237,21 +242,37 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _without_step_cache(measure_, base: str, params: dict, runs: int) -> float:
+    """``measure`` (median ms) with the step cache off (``planner.step_cache``): every step inferred from the
+    windows again, as on a dashboard's first load."""
+    from planner import step_cache
+
+    os.environ["TIDEMARK_STEP_CACHE"] = "0"
+    try:
+        return measure_(base, params, runs)[0]
+    finally:
+        del os.environ["TIDEMARK_STEP_CACHE"]
+        step_cache.clear()
+
+
 def _header() -> str:
     return (
-        "| query | steps | sketch path | precomputed ms | exact ms | Prometheus ms "
-        "| exact/pre | Prom/pre | error | infos | first run ms |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|"
+        "| query | steps | sketch path | precomputed ms | no step cache ms | exact ms "
+        "| Prometheus ms | Prom/pre | Prom/pre, no step cache | error | infos | first run ms |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|"
     )
 
 
-def _row(q, steps, used, pre_t, ex_t, prom_t, err, infos, cold) -> str:
+def _row(q, steps, used, pre_ts, ex_t, prom_t, err, infos, cold) -> str:
+    pre_t, uncached_t = pre_ts
     prom = f"{prom_t * 1000:.1f}" if prom_t is not None else "-"
     ratio = f"{prom_t / pre_t:.1f}×" if prom_t is not None else "-"
+    ratio_uncached = f"{prom_t / uncached_t:.1f}×" if prom_t is not None else "-"
     info = "; ".join(infos or [])[:80] or "-"
     return (
-        f"| `{q}` | {steps} | {'yes' if used else 'no'} | {pre_t * 1000:.1f} | {ex_t * 1000:.1f} "
-        f"| {prom} | {ex_t / pre_t:.1f}× | {ratio} | {err} | {info} | {cold * 1000:.0f} |"
+        f"| `{q}` | {steps} | {'yes' if used else 'no'} | {pre_t * 1000:.1f} "
+        f"| {uncached_t * 1000:.1f} | {ex_t * 1000:.1f} | {prom} | {ratio} | {ratio_uncached} "
+        f"| {err} | {info} | {cold * 1000:.0f} |"
     )
 
 
