@@ -36,10 +36,14 @@ import pyarrow.ipc as ipc
 from precompute import batch_codec as codec
 from precompute.accumulators.base import Accumulator, pack_keys, unpack_keys
 from precompute.window_batch import KeyRows, WindowBatch, _is_run
+from storage.sketch_checksum import frame_check
 from storage.sketch_log import _LogWriter, _writev_all
 
 Key = tuple[str, ...]
-_FRAME = struct.Struct("<II")
+_FRAME = struct.Struct("<II")  # length, check (CRC-32; XXH64's low half if flagged)
+# Frame versions: the length word's top bit set means the check is XXH64 (records written from
+# the scratch buffer, ``_frame_batch_into``); clear, CRC-32 (every record before, and pieces).
+_XXH_FRAME = 0x8000_0000
 _ENTRY = struct.Struct("<BIqq")  # kind, aggregation id, start, end
 _KIND_WINDOW = 1
 _KIND_RAW = 2
@@ -168,13 +172,19 @@ def _framed(records: Iterable[Sequence[Buffer]]) -> list[Buffer]:
 
 
 def _frame_batch_into(buf: np.ndarray, pos: int, b: WindowBatch, ids: np.ndarray, run: bool) -> int:
-    """A window batch's framed log record (the bytes of ``_framed`` over its pieces) written at
-    ``buf[pos:]``; returns the end."""
+    """A window batch's framed log record written at ``buf[pos:]``, checked by XXH64 (the
+    payload is the bytes ``_framed`` would write for its pieces); returns the end."""
     start = pos + _FRAME.size
     _ENTRY.pack_into(buf, start, _KIND_BATCH, b.aggregation_id, b.window_start, b.window_end)
     end = b.encode_into(buf, start + _ENTRY.size, ids, run)
-    _FRAME.pack_into(buf, pos, end - start, zlib.crc32(buf[start:end]))
+    _FRAME.pack_into(buf, pos, (end - start) | _XXH_FRAME, frame_check(buf[start:end]))
     return end
+
+
+def _frame_ok(length_word: int, check: int, payload: memoryview) -> bool:
+    if length_word & _XXH_FRAME:
+        return frame_check(payload) == check
+    return zlib.crc32(payload) == check
 
 
 def _materialize(b: WindowBatch) -> list[SketchEntry]:
@@ -265,6 +275,7 @@ class SketchStore:
             atexit.register(self.close)
         if self.directory is not None:
             codec.warm()  # compiled (or loaded) now, not inside the first window closes
+            frame_check(b"")
             self.directory.mkdir(parents=True, exist_ok=True)
             self._load()
 
@@ -297,10 +308,10 @@ class SketchStore:
         data = path.read_bytes()
         view, offset, good = memoryview(data), 0, 0
         while offset + _FRAME.size <= len(data):
-            length, crc = _FRAME.unpack_from(view, offset)
-            end = offset + _FRAME.size + length
+            word, check = _FRAME.unpack_from(view, offset)
+            end = offset + _FRAME.size + (word & ~_XXH_FRAME)
             payload = view[offset + _FRAME.size : end]
-            if end > len(data) or zlib.crc32(payload) != crc:
+            if end > len(data) or not _frame_ok(word, check, payload):
                 break
             self._index(_decode(payload, self._keys))
             offset = good = end

@@ -4,6 +4,8 @@ every column code and its edge cases; the store's log holds the same bytes eithe
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 import pytest
 
@@ -11,7 +13,8 @@ from precompute import batch_codec
 from precompute.accumulators.registry import BY_NAME
 from precompute.output import PrecomputedOutput
 from precompute.window_batch import KeyRows, WindowBatch, _is_run, columns_of
-from storage.sketch_store import SketchStore
+from storage.sketch_checksum import xxh64
+from storage.sketch_store import _FRAME, _KIND_BATCH, _XXH_FRAME, SketchStore
 
 
 def encoded(b: WindowBatch, ids: np.ndarray, run: bool, pad: int = 0) -> bytes:
@@ -150,44 +153,102 @@ def test_map_ids_names_rows_and_reports_unknown_rows_and_runs():
     assert not batch_codec.map_ids(mapping, np.array([], dtype=np.int64))[2]
 
 
-def _log_bytes(path) -> bytes:
-    return b"".join(p.read_bytes() for p in sorted(path.glob("sketches.*.log")))
+def _frames(path) -> list[tuple[bool, int, bytes]]:
+    """(checked by XXH64, check, payload) of every frame of a store's logs."""
+    out = []
+    for log in sorted(path.glob("sketches.*.log")):
+        data, offset = log.read_bytes(), 0
+        while offset < len(data):
+            word, check = _FRAME.unpack_from(data, offset)
+            length = word & ~_XXH_FRAME
+            payload = data[offset + _FRAME.size : offset + _FRAME.size + length]
+            out.append((bool(word & _XXH_FRAME), check, payload))
+            offset += _FRAME.size + length
+    return out
+
+
+def _appends(table):
+    """Batches, new keys in the middle, and single entries between them."""
+    rng = np.random.default_rng(3)
+    out = []
+    for step, rows in enumerate([range(200), range(100, 400), [450, 2, 3], range(500)]):
+        cols = random_columns("Increase", len(rows), rng)
+        b = WindowBatch(7, "Increase", step * 10, step * 10 + 60,
+                        KeyRows(table, np.array(list(rows))), cols, 0)  # fmt: skip
+        acc = BY_NAME["Sum"].from_moments(float(step), 1, 0.0, 9.0)
+        entry = (PrecomputedOutput(8, ("k",), step, step + 1), acc)
+        out.append([b, entry, b] if step % 2 else [entry, b])
+    return out
+
+
+def _write(path, table, enabled, monkeypatch, background=False) -> None:
+    monkeypatch.setattr(batch_codec, "ENABLED", enabled)
+    store = SketchStore(path, compact_every=10**9, background_writes=background)
+    store.append_outputs([])
+    for group in _appends(table):
+        store.append_outputs(group)
+    store.close()
+    monkeypatch.setattr(batch_codec, "ENABLED", True)
 
 
 @pytest.mark.parametrize("background", [False, True])
-def test_store_log_bytes_are_the_same_with_and_without_the_compiled_coder(
+def test_store_log_records_are_the_same_with_and_without_the_compiled_coder(
     tmp_path, monkeypatch, background
 ):
-    """Batches, new keys in the middle, and single entries between them: the scratch-buffer path
-    writes exactly the records the piecewise path wrote, in the same order."""
-    rng = np.random.default_rng(3)
+    """The scratch-buffer path writes exactly the records the piecewise path wrote, in the same
+    order; only its batch frames are checked by XXH64 instead of CRC-32."""
     table = [(f"s{i}",) for i in range(500)]
-
-    def appends():
-        out = []
-        for step, rows in enumerate([range(200), range(100, 400), [450, 2, 3], range(500)]):
-            cols = random_columns("Increase", len(rows), rng)
-            b = WindowBatch(7, "Increase", step * 10, step * 10 + 60,
-                            KeyRows(table, np.array(list(rows))), cols, 0)  # fmt: skip
-            acc = BY_NAME["Sum"].from_moments(float(step), 1, 0.0, 9.0)
-            entry = (PrecomputedOutput(8, ("k",), step, step + 1), acc)
-            out.append([b, entry, b] if step % 2 else [entry, b])
-        return out
-
-    logs = []
     for enabled in (False, True):
-        monkeypatch.setattr(batch_codec, "ENABLED", enabled)
-        rng = np.random.default_rng(3)
-        path = tmp_path / str(enabled)
-        store = SketchStore(path, compact_every=10**9, background_writes=background)
-        store.append_outputs([])
-        for group in appends():
-            store.append_outputs(group)
-        store.close()
-        logs.append(_log_bytes(path))
-    assert logs[0] == logs[1]
-    reopened = SketchStore(tmp_path / "True")
-    batches, _ = reopened.window_batches(7)
-    assert [len(b) for b in batches] == [200, 300, 300, 3, 500, 500]
-    assert len(reopened.log_view(8)) == 4
-    reopened.close()
+        _write(tmp_path / str(enabled), table, enabled, monkeypatch, background)
+    old, new = _frames(tmp_path / "False"), _frames(tmp_path / "True")
+    assert [p for *_, p in old] == [p for *_, p in new]
+    assert not any(x for x, *_ in old)
+    assert all(check == zlib.crc32(p) for _, check, p in old)
+    batch_frames = [p[0] == _KIND_BATCH for *_, p in new]
+    assert [x for x, *_ in new] == batch_frames and sum(batch_frames) == 6
+    for x, check, p in new:
+        assert check == (xxh64(p) & 0xFFFF_FFFF if x else zlib.crc32(p))
+
+
+def _read(path):
+    store = SketchStore(path, compact_every=10**9)
+    batches, _ = store.window_batches(7)
+    got = [(b.window_start, list(b.keys), {n: c.tobytes() for n, c in b.columns.items()})
+           for b in batches]  # fmt: skip
+    entries = [(e.window_start, e.data) for e in store.log_view(8)]
+    store.close()
+    return got, entries
+
+
+def test_a_log_of_crc_frames_written_before_xxh64_frames_reads_the_same(tmp_path, monkeypatch):
+    table = [(f"s{i}",) for i in range(500)]
+    _write(tmp_path / "old", table, False, monkeypatch)
+    _write(tmp_path / "new", table, True, monkeypatch)
+    old, new = _read(tmp_path / "old"), _read(tmp_path / "new")
+    assert [len(k) for _, k, _ in old[0]] == [200, 300, 300, 3, 500, 500]
+    assert old == new
+    # An old log, then a restart that appends XXH64 frames to a new log: one history.
+    store = SketchStore(tmp_path / "old", compact_every=10**9)
+    store.append_outputs(_appends(table)[3])
+    store.close()
+    got = _read(tmp_path / "old")
+    assert len(got[0]) == 8 and got[0][:6] == old[0] and len(got[1]) == 5
+
+
+@pytest.mark.parametrize("damage", ["torn", "flipped"])
+def test_a_damaged_xxh64_frame_ends_the_log_where_it_starts(tmp_path, monkeypatch, damage):
+    table = [(f"s{i}",) for i in range(500)]
+    _write(tmp_path, table, True, monkeypatch)
+    log = sorted(tmp_path.glob("sketches.*.log"))[-1]
+    data = bytearray(log.read_bytes())
+    frames = _frames(tmp_path)
+    last_start = len(data) - _FRAME.size - len(frames[-1][2])
+    assert frames[-1][0]  # the last record is an XXH64-checked batch
+    if damage == "torn":
+        data = data[:-7]
+    else:
+        data[last_start + _FRAME.size + 40] ^= 0x10
+    log.write_bytes(bytes(data))
+    got, entries = _read(tmp_path)
+    assert len(got) == 5 and len(entries) == 4
+    assert log.stat().st_size == last_start  # the damaged record was cut off
