@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 DEFAULT_BUDGET = 256 << 20
+MIN_STEPS_KEPT = 4096  # per entry: the newest steps asked (see ``store``)
 
 _LOCK = threading.Lock()
 _ENTRIES: OrderedDict[Any, Entry] = OrderedDict()
@@ -175,6 +176,12 @@ def store(
         entry.ends = all_ends[order]
         entry.values = np.concatenate([entry.values, values[:, new]], axis=1)[:, order]
         entry.present = np.concatenate([entry.present, present[:, new]], axis=1)[:, order]
+        # A refreshing dashboard moves forward: keep its newest steps, not every step it ever
+        # asked for (the oldest fall out of its range anyway).
+        cap = max(MIN_STEPS_KEPT, 2 * int(ends.shape[0]))
+        if entry.ends.shape[0] > cap:
+            entry.ends = entry.ends[-cap:]
+            entry.values, entry.present = entry.values[:, -cap:], entry.present[:, -cap:]
         for b in range(int(lo.min()), int(hi.max()) + 1):
             # A block read again later than the entry's snapshot: keep the older (smaller)
             # count, so whatever was added after either read invalidates.

@@ -124,3 +124,16 @@ def test_turned_off_no_step_is_cached(engines, no_step_cache):
     pre.range_query(q, 900_000, 3_000_000, 60_000)
     text = pre.explain(q, 900_000, 3_000_000, 60_000, analyze=True).text
     assert "cached_steps" not in text
+
+
+def test_an_entry_keeps_only_its_newest_steps(engines, monkeypatch):
+    pre, exact = engines
+    monkeypatch.setattr(step_cache, "MIN_STEPS_KEPT", 4)
+    q = QUERIES[2]
+    pre.range_query(q, 900_000, 1_500_000, 60_000)  # 11 steps: 2 × 11 kept
+    pre.range_query(q, 1_560_000, 3_000_000, 60_000)  # 25 more: the newest 50 kept of 36
+    assert _cached_steps(pre, q, 900_000, 3_000_000, 60_000) == 36
+    pre.range_query(q, 3_060_000, 3_240_000, 60_000)  # 4 steps: cap 8, the newest 8 kept
+    assert _cached_steps(pre, q, 900_000, 3_240_000, 60_000) == 8
+    assert_same(pre.range_query(q, 900_000, 3_240_000, 60_000),
+                exact.range_query(q, 900_000, 3_240_000, 60_000))  # fmt: skip
