@@ -10,6 +10,7 @@ store's entry-based read API.
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -193,7 +194,8 @@ class WindowBatch:
 
     def encode_into(self, out: np.ndarray, pos: int, key_ids: np.ndarray, run: bool) -> int:
         """``to_bytes(key_ids)`` written at ``out[pos:]`` (a uint8 array with ``record_bound()``
-        bytes free) by compiled coders, one call per column: no temporaries, no pieces. ``run``
+        bytes free) by compiled coders, one call for all state columns: no temporaries, no
+        pieces. ``run``
         says whether ``key_ids`` are one ascending run (format 5) — the caller found out while
         mapping them. Returns the end offset."""
         if out.shape[0] - pos < self.record_bound():  # the kernels do not check bounds
@@ -221,10 +223,8 @@ class WindowBatch:
             np.ascontiguousarray(self.columns[n], dtype=d)
             for n, d in zip(names, dtypes, strict=True)
         ]
-        kinds = _CODE_KINDS[
-            self.kind in (INCREASE, "MultipleIncrease"), self.kind == "MultipleLast"
-        ]
-        pos = codec.code_columns_into(tuple(c.view(np.uint64) for c in cols), kinds, out, pos)
+        words = tuple(c.view(np.uint64) for c in cols)
+        pos = codec.code_columns_into(words, _code_kinds(self.kind), out, pos)
         return int(pos)
 
     @classmethod
@@ -311,6 +311,7 @@ _WIDTHS = {1: np.uint8, 2: np.uint16, 4: np.uint32}
 _MOSTLY_ZERO = frozenset({"resets"})  # float columns worth checking for all-zero or sparse
 
 
+@functools.lru_cache(maxsize=64)
 def _code_kinds(kind: str) -> np.ndarray:
     """Per state column of ``kind``, how ``batch_codec`` codes it (as ``_code_column`` does)."""
     names, dtypes = columns_of(kind)
@@ -321,14 +322,6 @@ def _code_kinds(kind: str) -> np.ndarray:
         ],
         dtype=np.uint8,
     )
-
-
-# Keyed by (counter columns, last columns): the three column layouts there are.
-_CODE_KINDS = {
-    (True, False): _code_kinds(INCREASE),
-    (False, True): _code_kinds("MultipleLast"),
-    (False, False): _code_kinds("Sum"),
-}
 
 
 def _code_column(

@@ -3,10 +3,11 @@
 Each entry is ``(aggregation_id, key, window_start, window_end) → serialized accumulator``; a
 window may have several entries (late mini-accumulators, several workers) that the query side
 merges. On disk: an append-only framed log (``u32 length, u32 check, payload``; records and frames
-in ``storage/sketch_records.py``; a torn or corrupt tail is truncated at open, like the WAL) plus a periodic Arrow IPC snapshot that compacts the log:
-the log is rotated first, the snapshot written to a temporary file, fsynced and renamed, and only
-then are older logs deleted, so a crash at any point leaves a loadable state. Raw passthrough
-samples are kept columnar (one record per batch), not one entry per sample.
+in ``storage/sketch_records.py``; a torn or corrupt tail is truncated at open, like the WAL) plus
+a periodic Arrow IPC snapshot that compacts the log: the log is rotated first, the snapshot
+written to a temporary file, fsynced and renamed, and only then are older logs deleted, so a
+crash at any point leaves a loadable state. Raw passthrough samples are kept columnar (one record
+per batch), not one entry per sample.
 
 Columnar aggregations emit ``WindowBatch`` records (all groups whose window closed together, as
 key and state columns); they are stored and persisted as one record each (log kind 3) and turned
