@@ -29,6 +29,23 @@ def drop_name(labels: Labels) -> Labels:
     return labels
 
 
+_DROPPED: dict[int, tuple[Labels, Labels]] = {}
+
+
+def drop_name_cached(labels: Labels) -> Labels:
+    """``drop_name``, remembered per label tuple by identity: storage hands out the same tuples
+    every query, so a dashboard's series get the same name-less tuples each refresh (and the
+    memos keyed on those, e.g. grouping keys, hit) without rebuilding them."""
+    hit = _DROPPED.get(id(labels))
+    if hit is not None and hit[0] is labels:
+        return hit[1]
+    if len(_DROPPED) > 1_000_000:  # bound memory under series churn
+        _DROPPED.clear()
+    out = drop_name(labels)
+    _DROPPED[id(labels)] = (labels, out)  # holds ``labels``: its id cannot be reused meanwhile
+    return out
+
+
 def keep_only(labels: Labels, names: frozenset[str]) -> Labels:
     return tuple(p for p in labels if p[0] in names)
 
@@ -87,13 +104,7 @@ def with_names_dropped(vec: InstantVector, delayed: bool) -> InstantVector:
         return InstantVector(
             vec.labels, vec.values, vec.present, np.ones(vec.n_series, dtype=bool), None
         )
-    labels = [
-        # drop_name's fast path inlined: once per series
-        ls[1:]
-        if ls and ls[0][0] == METRIC_NAME and (len(ls) == 1 or ls[1][0][:2] != "__")
-        else drop_name(ls)
-        for ls in vec.labels
-    ]
+    labels = [drop_name_cached(ls) for ls in vec.labels]
     return merge_same_labels(InstantVector(labels, vec.values, vec.present))
 
 
