@@ -223,6 +223,8 @@ class WindowBatch:
             np.ascontiguousarray(self.columns[n], dtype=d)
             for n, d in zip(names, dtypes, strict=True)
         ]
+        if any(c.shape[0] != len(self) for c in cols) or key_ids.shape[0] != len(self):
+            raise ValueError("window batch record: columns and keys differ in length")
         words = tuple(c.view(np.uint64) for c in cols)
         pos = codec.code_columns_into(words, _code_kinds(self.kind), out, pos)
         return int(pos)

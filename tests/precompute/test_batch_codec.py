@@ -142,6 +142,15 @@ def test_a_buffer_without_room_for_the_bound_is_refused_before_any_kernel_writes
         b.encode_into(out, 0, np.arange(100, dtype=np.int64), True)
 
 
+def test_columns_longer_than_the_keys_are_refused_not_written_past_the_bound():
+    b = make("Sum", {"sum": np.ones(10), "count": np.ones(10, np.int64),
+                     "min": np.ones(10), "max": np.ones(10)})  # fmt: skip
+    b.columns["sum"] = np.ones(10_000)
+    out = np.zeros(b.record_bound(), dtype=np.uint8)
+    with pytest.raises(ValueError, match="differ in length"):
+        b.encode_into(out, 0, np.arange(10, dtype=np.int64), True)
+
+
 def test_map_ids_names_rows_and_reports_unknown_rows_and_runs():
     mapping = np.array([4, 5, 6, -1, 9], dtype=np.int64)
     ids, known, run = batch_codec.map_ids(mapping, np.array([0, 1, 2]))
