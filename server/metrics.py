@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from planner.sketch_table import cache_stats
 from planner.sketch_warmup import warmup_stats
+from planner.step_cache import stats as step_cache_stats
 
 _STORAGE_METRICS: dict[str, tuple[str, str, str]] = {
     # stats key: (metric name, type, help)
@@ -74,6 +75,38 @@ _SKETCH_CACHE_METRICS: dict[str, tuple[str, str, str]] = {
         "tidemark_sketch_cache_decoded_records_total",
         "counter",
         "Sketch store records decoded.",
+    ),
+    "compactions": (
+        "tidemark_sketch_cache_compactions_total",
+        "counter",
+        "Window tables compacted after evictions (their pools copied without the dropped rows).",
+    ),
+}
+
+_STEP_CACHE_METRICS: dict[str, tuple[str, str, str]] = {
+    # planner.step_cache.stats key: (metric name, type, help)
+    "bytes": ("tidemark_step_cache_bytes", "gauge", "Bytes of step answers kept."),
+    "budget": ("tidemark_step_cache_budget_bytes", "gauge", "Memory budget of the step answers."),
+    "entries": ("tidemark_step_cache_entries", "gauge", "Query shapes with kept step answers."),
+    "hits": (
+        "tidemark_step_cache_hits_total",
+        "counter",
+        "Steps answered from kept step answers.",
+    ),
+    "misses": (
+        "tidemark_step_cache_misses_total",
+        "counter",
+        "Steps not kept (computed from the windows, or from raw data).",
+    ),
+    "invalidated": (
+        "tidemark_step_cache_invalidated_total",
+        "counter",
+        "Kept steps dropped because a window they span changed or became untrusted.",
+    ),
+    "evicted": (
+        "tidemark_step_cache_evictions_total",
+        "counter",
+        "Query shapes dropped to stay within the budget.",
     ),
 }
 
@@ -168,6 +201,9 @@ class ServerMetrics:
                 family(name, kind, help_, [("", storage_stats[key])])
         for key, (name, kind, help_) in _SKETCH_CACHE_METRICS.items():
             family(name, kind, help_, [("", sketch_cache[key])])
+        steps = step_cache_stats()
+        for key, (name, kind, help_) in _STEP_CACHE_METRICS.items():
+            family(name, kind, help_, [("", steps[key])])
         warmup = warmup_stats()
         for key, (name, kind, help_) in _SKETCH_WARMUP_METRICS.items():
             family(name, kind, help_, [("", warmup[key])])

@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from planner import sketch_cache
+from planner import sketch_cache, step_cache
 from planner.sketch_warmup import Warmup, share_from_env
 from planner.sketch_warmup import enabled as warmup_enabled
 from precompute.accumulators.base import Accumulator
@@ -153,6 +153,7 @@ async def status(request: web.Request) -> web.Response:
     data = await _blocking(request, runtime.engine.status)
     data["store"] = runtime.store.stats()
     data["sketch_cache"] = sketch_cache.status()  # decoded windows: bytes, budget and its source
+    data["step_cache"] = step_cache.stats()  # kept step answers (planner/step_cache.py)
     return success_response(data)
 
 

@@ -178,3 +178,5 @@ def test_precompute_status_shows_the_effective_budget_beside_the_cache_stats(
     got = reply.json()["data"]["sketch_cache"]
     assert got["budget_bytes"] == 300 * MiB and got["budget_source"] == "flag"
     assert {"bytes", "blocks", "hits", "misses", "evictions", "compactions"} <= got.keys()
+    steps = reply.json()["data"]["step_cache"]  # the step answers' own budget, beside it
+    assert {"bytes", "budget", "entries", "hits", "misses", "invalidated"} <= steps.keys()

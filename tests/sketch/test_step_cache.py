@@ -137,3 +137,18 @@ def test_an_entry_keeps_only_its_newest_steps(engines, monkeypatch):
     assert _cached_steps(pre, q, 900_000, 3_240_000, 60_000) == 8
     assert_same(pre.range_query(q, 900_000, 3_240_000, 60_000),
                 exact.range_query(q, 900_000, 3_240_000, 60_000))  # fmt: skip
+
+
+def test_step_cache_counters_are_on_metrics_and_the_precompute_status(engines):
+    from server.metrics import ServerMetrics
+
+    pre, _ = engines
+    q = QUERIES[2]
+    pre.range_query(q, 900_000, 3_000_000, 60_000)
+    pre.range_query(q, 900_000, 3_000_000, 60_000)
+    stats = step_cache.stats()
+    assert stats["hits"] >= 36 and stats["entries"] == 1 and stats["bytes"] > 0
+    text = ServerMetrics().render({})
+    assert f"tidemark_step_cache_bytes {stats['bytes']}" in text
+    assert f"tidemark_step_cache_hits_total {stats['hits']}" in text
+    assert "tidemark_sketch_cache_compactions_total" in text
