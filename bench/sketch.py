@@ -201,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     # collector need not walk it again during the timed queries.
     gc.collect()
     gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
     use_prom = not args.no_prometheus and missing_reason() is None
     prom = PrometheusPeer(["--query.max-samples=200000000"]).start() if use_prom else None
     tide = None
