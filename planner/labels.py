@@ -29,6 +29,8 @@ def drop_name(labels: Labels) -> Labels:
     return labels
 
 
+# Label-set memos keep at most this many entries each (~300 bytes apiece), then start over.
+MEMO_ENTRIES = 1 << 18
 _DROPPED: dict[int, tuple[Labels, Labels]] = {}
 
 
@@ -39,7 +41,7 @@ def drop_name_cached(labels: Labels) -> Labels:
     hit = _DROPPED.get(id(labels))
     if hit is not None and hit[0] is labels:
         return hit[1]
-    if len(_DROPPED) > 1_000_000:  # bound memory under series churn
+    if len(_DROPPED) > MEMO_ENTRIES:  # bound memory under series churn
         _DROPPED.clear()
     out = drop_name(labels)
     _DROPPED[id(labels)] = (labels, out)  # holds ``labels``: its id cannot be reused meanwhile

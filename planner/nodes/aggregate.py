@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from planner.labels import group_ids
+from planner.labels import MEMO_ENTRIES, group_ids
 from planner.nodes.base import PlanError, PlanNode, require_type
 from planner.nodes.range_function import QUANTILE_WARNING, go_g, kernel_for
 from planner.values import InstantVector, ScalarValue
@@ -44,7 +44,7 @@ def grouping_keys(labels: list[Labels], grouping: frozenset[str], without: bool)
     """Each series' group label set, remembered per label tuple by identity (the same tuples
     come back every query: see ``planner.labels.drop_name_cached``)."""
     memo = _GROUP_KEYS.setdefault((grouping, without), {})
-    if len(memo) > 1_000_000:  # bound memory under series churn
+    if len(memo) > MEMO_ENTRIES:  # bound memory under series churn
         memo.clear()
     out = []
     for ls in labels:
