@@ -2,9 +2,10 @@
 
 A per-series window close codes six state columns of ~10k rows. The numpy formulation
 (``window_batch._code_column``) is a dozen small array calls per column plus a temporary per
-coded column; here one kernel per column picks the same code from one pass of statistics and
-writes it straight into the caller's output buffer, so a record is assembled in one reused buffer
-and written with one ``write``. The bytes are exactly those of ``_code_column``'s pieces joined:
+coded column; here one compiled call codes every state column of a record: per column it picks
+the same code from one pass of statistics and writes it straight into the caller's output buffer
+(typed views of it, possibly unaligned: fine on the little-endian hosts this runs on), so a record
+is assembled in one reused buffer and written with one ``write``. The bytes are exactly those of ``_code_column``'s pieces joined:
 ``tests/precompute/test_batch_codec.py`` checks that on edge cases and random columns.
 
 Kernels write little-endian bytes; ``ENABLED`` is false on big-endian hosts, where the numpy
@@ -60,8 +61,8 @@ def _raw(out, pos, words):
 
 @numba.njit(**_JIT)
 def _offsets(out, pos, col, base, width):
-    """``col - base`` (or, with ``base`` None-like 0 and ``steps``, see ``_steps``) as unsigned
-    ``width``-byte rows: typed views of the output, so the loop is a plain vectorizable store."""
+    """``col - base`` as unsigned ``width``-byte rows, through a typed view of the output so the
+    loop is a plain vectorizable store."""
     n = col.shape[0]
     if width == 1:
         d1 = out[pos : pos + n]
