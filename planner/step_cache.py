@@ -55,6 +55,7 @@ class Entry:
     ends: np.ndarray  # int64 [E]: each cached step's last window end (t − offset)
     values: np.ndarray  # float64 [n, E]
     present: np.ndarray  # bool [n, E]
+    block_ms: int  # the window table's block of window ends (``records`` is per block)
     records: dict[int, int] = field(default_factory=dict)  # block → records when computed
 
     @property
@@ -84,7 +85,9 @@ def lookup(
 ) -> Lookup:
     """The steps (last window ends ``ends``) answerable from the cache for these ``labels``.
     ``records_now``: current record counts of the blocks the query spans; ``added_ends(block,
-    old, now)``: the window ends of that block's records ``old..now`` (written since)."""
+    old, now)``: the window ends of that block's records ``old..now`` (written since). It takes
+    the window table's lock, so it is called outside this module's lock (a long decode holding
+    one table must not stall every other query's lookup)."""
     n, k = len(labels), int(ends.shape[0])
     values = np.zeros((n, k))
     present = np.zeros((n, k), dtype=bool)
@@ -99,18 +102,33 @@ def lookup(
         if entry is None:
             _STATS["misses"] += k
             return Lookup(hit, values, present)
+        pending = [
+            (b, old, records_now[b])
+            for b, old in entry.records.items()
+            if records_now.get(b, old) != old
+        ]
+    # Records written since: late entries or new windows. Only the steps spanning one of their
+    # window ends change.
+    added = [
+        (b, old, now, np.asarray(added_ends(b, old, now), np.int64)) for b, old, now in pending
+    ]
+    with _LOCK:
+        if _ENTRIES.get(key) is not entry:  # replaced or evicted meanwhile
+            _STATS["misses"] += k
+            return Lookup(hit, values, present)
         _ENTRIES.move_to_end(key)
         valid = np.ones(entry.ends.shape[0], dtype=bool)
-        for b, old in list(entry.records.items()):
-            now = records_now.get(b)
-            if now is None or now == old:
-                continue
-            # Records written since: late entries or new windows. Only the steps spanning
-            # one of their window ends change.
-            new = np.asarray(added_ends(b, old, now), dtype=np.int64)
+        for b, old, now, new in added:
+            if entry.records.get(b) != old:
+                # Another query moved this block's mark meanwhile: drop every step spanning
+                # the block (rare; exactness over reuse).
+                first, last = b * entry.block_ms, (b + 1) * entry.block_ms - 1
+                new = np.array([first, last], np.int64)
+                valid &= ~_spans(entry.ends, range_ms, new[:1], new[1:])
+                new = new[:0]
             if new.shape[0]:
                 valid &= ~_spans(entry.ends, range_ms, new, new)
-            entry.records[b] = now
+            entry.records[b] = max(now, entry.records.get(b, now))
         if current_holes:
             lo = np.array([h[0] for h in current_holes], dtype=np.int64)
             hi = np.array([h[1] for h in current_holes], dtype=np.int64)
@@ -166,7 +184,7 @@ def store(
             n = len(labels)
             entry = Entry(
                 list(labels), table_first, np.zeros(0, np.int64), np.zeros((n, 0)),
-                np.zeros((n, 0), bool),
+                np.zeros((n, 0), bool), block_ms,
             )  # fmt: skip
         else:
             _STATE["bytes"] -= entry.nbytes

@@ -152,3 +152,25 @@ def test_step_cache_counters_are_on_metrics_and_the_precompute_status(engines):
     assert f"tidemark_step_cache_bytes {stats['bytes']}" in text
     assert f"tidemark_step_cache_hits_total {stats['hits']}" in text
     assert "tidemark_sketch_cache_compactions_total" in text
+
+
+def test_a_block_changed_by_another_lookup_meanwhile_drops_its_steps():
+    """``added_ends`` runs outside the cache lock; when another query moved the block's mark
+    meanwhile, every step spanning that block is dropped rather than trusted."""
+    labels = [(("a", "1"),), (("a", "2"),)]
+    ends = np.array([60_000, 120_000, 960_000], dtype=np.int64)  # blocks 0, 0 and 1 (900 s)
+    values = np.arange(6, dtype=np.float64).reshape(2, 3)
+    first = object()
+    step_cache.store("k", labels, first, ends, values, np.ones((2, 3), bool), 900_000, 60_000,
+                     {0: 5, 1: 3})  # fmt: skip
+
+    def racing_added_ends(block, old, now):
+        # Another query notices the same block first and moves its mark to 6.
+        step_cache.lookup("k", labels, first, ends, {0: 6, 1: 3}, lambda *a: [], (), 60_000)
+        return np.array([], np.int64)
+
+    got = step_cache.lookup("k", labels, first, ends, {0: 7, 1: 3}, racing_added_ends, (), 60_000)
+    assert got.hit.tolist() == [False, False, True]
+    np.testing.assert_array_equal(got.values[:, 2], values[:, 2])
+    again = step_cache.lookup("k", labels, first, ends, {0: 7, 1: 3}, lambda *a: [], (), 60_000)
+    assert again.hit.tolist() == [False, False, True]
