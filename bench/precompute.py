@@ -104,11 +104,14 @@ def make_batches(n_series: int, total: int, seed: int = 0) -> list[DurableBatch]
     ids = np.arange(n_series, dtype=np.int64)
     scrapes = max(1, total // n_series)
     batches = []
-    base = rng.uniform(0, 1000, n_series)
+    vals = rng.uniform(0, 1000, n_series)
     for k in range(scrapes):
         ts = (k * SCRAPE_MS + rng.integers(0, 1000, n_series)).astype(np.int64)
-        vals = base + k * rng.uniform(0, 10, n_series)
-        batches.append(DurableBatch(SampleBatch(series, ids, ts, vals), ids, ids))
+        # Counters only grow between scrapes (a real counter resets on restarts only): the old
+        # ``base + k·uniform(0, 10)`` dropped on most scrapes, so nearly every window carried
+        # counter resets and records ~80 KB bigger than real counters give.
+        vals = vals + rng.uniform(0, 10, n_series)
+        batches.append(DurableBatch(SampleBatch(series, ids, ts, vals.copy()), ids, ids))
     return batches
 
 
