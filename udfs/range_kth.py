@@ -40,7 +40,10 @@ or step >= range (1) never.
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -244,12 +247,13 @@ def kth_smallest(
     order = np.argsort(rows.row, kind="stable") if np.any(np.diff(rows.row) < 0) else None
     srow = rows.row if order is None else rows.row[order]
     bounds = np.searchsorted(srow, np.arange(0, rows.n_rows + per, per))
-    for c, row0 in enumerate(range(0, rows.n_rows, per)):
+
+    def one(c: int, row0: int) -> None:
         sel = np.arange(bounds[c], bounds[c + 1])
         if order is not None:
             sel = order[sel]
         if sel.shape[0] == 0:
-            continue
+            return
         chunk = RangeKth.build(values, rows, row0, min(row0 + per, rows.n_rows))
         base = row0 * rows.width
         left = lo[sel] + rows.shift[sel] - base
@@ -262,7 +266,29 @@ def kth_smallest(
         )  # fmt: skip
         for i, dst in enumerate(out):
             dst[sel] = got[i * sel.shape[0] : (i + 1) * sel.shape[0]]
+
+    starts = list(enumerate(range(0, rows.n_rows, per)))
+    if len(starts) == 1:
+        one(*starts[0])
+        return out
+    # Chunks write disjoint windows: run them on the kernel threads (numpy's take, compress,
+    # cumsum and argsort release the GIL, so a second core does real work).
+    for f in [kernel_pool().submit(one, c, row0) for c, row0 in starts]:
+        f.result()
     return out
+
+
+_POOL: list[ThreadPoolExecutor] = []
+_POOL_LOCK = threading.Lock()
+
+
+def kernel_pool() -> ThreadPoolExecutor:
+    """Threads for independent chunks of one big kernel (one per core)."""
+    with _POOL_LOCK:
+        if not _POOL:
+            workers = max(1, min(4, os.cpu_count() or 1))
+            _POOL.append(ThreadPoolExecutor(workers, thread_name_prefix="kernel"))
+        return _POOL[0]
 
 
 def worth_it(lo: np.ndarray, hi: np.ndarray) -> bool:
