@@ -28,6 +28,7 @@ import math
 import struct
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 _KLL_PREAMBLE = struct.Struct("<BBBBHBBQHBB")  # preamble ints … num levels, unused
@@ -132,18 +133,28 @@ def segment_quantiles(seg: Segments, rows: np.ndarray, q: np.ndarray) -> np.ndar
 
 def search_right(a: np.ndarray, x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """Per element, ``np.searchsorted(a[lo:hi], x, "right") + lo``: a binary search bounded to
-    each segment, all elements in lock step. One ``np.searchsorted`` over the whole (large)
-    array would start every search at the top and miss the cache on each level; segments are
-    a few hundred items, so this is ~log2(segment) vectorized gathers."""
-    lo, hi = lo.astype(np.int64, copy=True), hi.astype(np.int64, copy=True)
-    live = np.flatnonzero(lo < hi)
-    while live.shape[0]:
-        mid = (lo[live] + hi[live]) // 2
-        right = a[mid] <= x[live]
-        lo[live[right]] = mid[right] + 1
-        hi[live[~right]] = mid[~right]
-        live = live[lo[live] < hi[live]]
-    return lo
+    each segment (a few hundred items), compiled — one ``np.searchsorted`` over the whole
+    (large) array would start every search at the top and miss the cache on each level, and the
+    lock-step numpy form cost ~10 gathers per level."""
+    lo = np.ascontiguousarray(lo, dtype=np.int64)
+    hi = np.ascontiguousarray(hi, dtype=np.int64)
+    x = np.ascontiguousarray(x)
+    out = np.empty(lo.shape[0], dtype=np.int64)
+    _search_right(a, x, lo, hi, out)
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _search_right(a, x, lo, hi, out):
+    for i in range(lo.shape[0]):
+        left, right, v = lo[i], hi[i], x[i]
+        while left < right:
+            mid = (left + right) // 2
+            if a[mid] <= v:
+                left = mid + 1
+            else:
+                right = mid
+        out[i] = left
 
 
 def _interpolated(items: np.ndarray, lo: np.ndarray, n: np.ndarray, q: np.ndarray) -> np.ndarray:
@@ -238,3 +249,9 @@ def _union(seg: Segments, members: np.ndarray, starts: np.ndarray) -> Segments:
         hi_out,
         ~inexact,
     )
+
+
+def warm_up() -> None:
+    """Compile the bounded search (or load it from numba's cache) for both weight widths."""
+    for dtype in (np.int32, np.int64):
+        search_right(np.arange(4, dtype=dtype), np.ones(1, np.int64), np.zeros(1), np.ones(1) * 4)
