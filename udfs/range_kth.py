@@ -283,7 +283,8 @@ _POOL_LOCK = threading.Lock()
 
 
 def kernel_pool() -> ThreadPoolExecutor:
-    """Threads for independent chunks of one big kernel (one per core)."""
+    """Threads for independent chunks of one big kernel (one per core, at most 4). Submit from
+    query threads only: a chunk that waited on this pool from inside it could deadlock it."""
     with _POOL_LOCK:
         if not _POOL:
             workers = max(1, min(4, os.cpu_count() or 1))
