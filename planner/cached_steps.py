@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from planner import step_cache
-from planner.nodes.precomputed_scan import PrecomputedScan, resolve_series
+from planner.nodes.precomputed_scan import PrecomputedScan, covered_windows, resolve_series
 from planner.nodes.raw_windows import contiguous_runs
 from planner.nodes.summary_merge import MergedSteps, SummaryMergeMultiple
 from planner.precompute_match import family
@@ -121,6 +121,14 @@ def cached_steps(fn: str, merge: Any, ex: Executor, grid: Grid, compute: Compute
         ok[rows, a : b + 1] = merged.ok
         fresh[a : b + 1] = ok[:, a : b + 1].all(axis=0)
         computed.append(merged)
+    # Only steps answered from stored windows alone are kept: a window rebuilt from raw samples
+    # (tumbling: open, or before the aggregation existed) can still change without a record
+    # being written. Every window end between a step's range and its end must be covered
+    # (intermediate slide ends too: conservative).
+    uncovered = np.concatenate([[0], np.cumsum(~covered_windows(table.span(), ends, window, cov))])
+    upto = uncovered[np.searchsorted(ends, step_ends, "right")]
+    since = uncovered[np.searchsorted(ends, step_ends - scan.range_ms, "right")]
+    fresh &= upto == since
     keep = np.flatnonzero(fresh)
     if keep.shape[0]:
         step_cache.store(

@@ -8,7 +8,7 @@ series its newest sample including stale markers: the answer is the newest of th
 holds a sample — found for every (series, step) at once with one forward "last non-empty window"
 index per residue class of the window grid (stride ``window / slide``), then stale ones dropped.
 
-Coverage is the range-function path's (``precomputed_scan._covered``: the precompute engine's
+Coverage is the range-function path's (``precomputed_scan.covered_windows``: the precompute engine's
 coverage when attached — every group closed — else the stored span). Other windows (before the
 aggregation existed, retention, the still-open newest window, a group not closed yet) are rebuilt
 from raw samples for tumbling windows (``raw_windows.raw_cells``); with sliding windows a step
@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from planner.nodes.base import PlanError, PlanNode, require_type
-from planner.nodes.precomputed_scan import SketchSource, _covered, resolve_series
+from planner.nodes.precomputed_scan import SketchSource, covered_windows, resolve_series
 from planner.nodes.raw_windows import raw_cells
 from planner.nodes.summary_infer import _notes, _stitch
 from planner.nodes.summary_merge import _classes
@@ -159,7 +159,7 @@ def load_last_cells(
     table = table_for(store, cfg)
     with table.lock:
         got = table.select(store, ends)
-        covered = _covered(table.span(), ends, window, coverage)
+        covered = covered_windows(table.span(), ends, window, coverage)
         r = table.rows_for(rows, n)[got.kid]
     sel = np.flatnonzero((r >= 0) & covered[got.col])
     r, col = r[sel], got.col[sel]

@@ -227,7 +227,7 @@ def load_windows(
     table = table_for(store, cfg)
     with table.lock:
         got = table.select(store, ends)
-        covered = _covered(table.span(), ends, window, coverage)
+        covered = covered_windows(table.span(), ends, window, coverage)
         key_row = table.rows_for(rows, n)
     if fam != "kll":
         return _cells(storage, matchers, labels, ends, fam, (window, slide), covered, got, key_row)
@@ -290,7 +290,7 @@ def _cells(storage, matchers, labels, ends, fam: str, sizes, covered, got, key_r
     return SketchWindows(labels, ends, fam, cols, None, dirty, covered, entries, raw_windows=n_raw)
 
 
-def _covered(span, ends: np.ndarray, window: int, coverage=None) -> np.ndarray:
+def covered_windows(span, ends: np.ndarray, window: int, coverage=None) -> np.ndarray:
     """Windows the store answers. With the engine's ``coverage`` (complete from, closed
     through, holes): complete and closed windows inside the stored range ``span``, outside the
     holes. Without it, the oldest stored window may have missed samples ingested before the

@@ -174,3 +174,14 @@ def test_a_block_changed_by_another_lookup_meanwhile_drops_its_steps():
     np.testing.assert_array_equal(got.values[:, 2], values[:, 2])
     again = step_cache.lookup("k", labels, first, ends, {0: 7, 1: 3}, lambda *a: [], (), 60_000)
     assert again.hit.tolist() == [False, False, True]
+
+
+def test_a_step_rebuilt_from_raw_samples_is_not_kept_while_its_window_is_open():
+    w = World(YAML)
+    fill(w, seed=12, end_ms=1_800_000)  # last scrape 29:50: the window ending 30:00 is open
+    pre, exact = _engines(w)
+    q = "sum_over_time(x[5m])"  # tumbling 1 m windows: the open one is rebuilt from raw samples
+    pre.range_query(q, 1_200_000, 1_800_000, 60_000)
+    w.scrape(gauge_series(N, "x"), 1_795_000, np.full(N, 1e3))  # still inside the open window
+    assert_same(pre.range_query(q, 1_200_000, 1_800_000, 60_000),
+                exact.range_query(q, 1_200_000, 1_800_000, 60_000))  # fmt: skip
