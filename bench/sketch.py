@@ -210,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             prom.remote_write(data, slice_ms=1_800_000)
             print(f"prometheus load (remote write): {time.perf_counter() - t0:.1f} s")
+            print(f"prometheus settled (head compaction done): {settle(prom.proc.pid):.0f} s")
         if args.warmup == "off":
             os.environ["TIDEMARK_SKETCH_WARMUP"] = "0"
         t0 = time.perf_counter()
@@ -246,6 +247,28 @@ def main(argv: list[str] | None = None) -> int:
             prom.stop()
         runtime.close()
     return 0
+
+
+def settle(pid: int, quiet_s: float = 5.0, limit_s: float = 240.0) -> float:
+    """Wait until the process ``pid`` has used (almost) no CPU for ``quiet_s`` seconds; seconds
+    waited. Prometheus compacts its head into blocks in the background a minute or so after a
+    6 h load; timing anything beside that measures the compaction, on both sides."""
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def cpu() -> float:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+
+    began = last_busy = time.monotonic()
+    before = cpu()
+    while time.monotonic() - began < limit_s and time.monotonic() - last_busy < quiet_s:
+        time.sleep(1.0)
+        now = cpu()
+        if now - before > 0.05:  # more than 5 % of a core over the last second
+            last_busy = time.monotonic()
+        before = now
+    return time.monotonic() - began
 
 
 def _without_step_cache(measure_, base: str, params: dict, runs: int) -> float:
