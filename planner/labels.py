@@ -5,6 +5,8 @@ These loop per series (never per step); the value matrices are moved with numpy 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from planner.values import InstantVector
@@ -31,21 +33,33 @@ def drop_name(labels: Labels) -> Labels:
 
 # Label-set memos keep at most this many entries each (~300 bytes apiece), then start over.
 MEMO_ENTRIES = 1 << 18
-_DROPPED: dict[int, tuple[Labels, Labels]] = {}
 
 
-def drop_name_cached(labels: Labels) -> Labels:
-    """``drop_name``, remembered per label tuple by identity: storage hands out the same tuples
-    every query, so a dashboard's series get the same name-less tuples each refresh (and the
-    memos keyed on those, e.g. grouping keys, hit) without rebuilding them."""
-    hit = _DROPPED.get(id(labels))
-    if hit is not None and hit[0] is labels:
-        return hit[1]
-    if len(_DROPPED) > MEMO_ENTRIES:  # bound memory under series churn
-        _DROPPED.clear()
-    out = drop_name(labels)
-    _DROPPED[id(labels)] = (labels, out)  # holds ``labels``: its id cannot be reused meanwhile
-    return out
+class IdentityMemo:
+    """``fn(labels)`` remembered per label tuple by identity: storage hands out the same tuples
+    every query, so a dashboard's series hit on every refresh with an int-keyed lookup (hashing
+    a label tuple costs about what ``fn`` does). An entry holds its tuple, so the id cannot be
+    reused while it is remembered; bounded by ``MEMO_ENTRIES`` under series churn."""
+
+    def __init__(self, fn: Callable[[Labels], Labels]) -> None:
+        self.fn = fn
+        self.memo: dict[int, tuple[Labels, Labels]] = {}
+
+    def many(self, labels: list[Labels]) -> list[Labels]:
+        memo, fn = self.memo, self.fn
+        if len(memo) > MEMO_ENTRIES:
+            memo.clear()
+        out = []
+        for ls in labels:
+            hit = memo.get(id(ls))
+            if hit is None or hit[0] is not ls:
+                hit = memo[id(ls)] = (ls, fn(ls))
+            out.append(hit[1])
+        return out
+
+
+# Name-less label sets, the same tuples each refresh (so memos keyed on them hit too).
+DROPPED_NAMES = IdentityMemo(drop_name)
 
 
 def keep_only(labels: Labels, names: frozenset[str]) -> Labels:
@@ -106,7 +120,7 @@ def with_names_dropped(vec: InstantVector, delayed: bool) -> InstantVector:
         return InstantVector(
             vec.labels, vec.values, vec.present, np.ones(vec.n_series, dtype=bool), None
         )
-    labels = [drop_name_cached(ls) for ls in vec.labels]
+    labels = DROPPED_NAMES.many(vec.labels)
     return merge_same_labels(InstantVector(labels, vec.values, vec.present))
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from planner.labels import MEMO_ENTRIES, group_ids
+from planner.labels import IdentityMemo, group_ids
 from planner.nodes.base import PlanError, PlanNode, require_type
 from planner.nodes.range_function import QUANTILE_WARNING, go_g, kernel_for
 from planner.values import InstantVector, ScalarValue
@@ -37,22 +37,17 @@ def grouping_key(labels: Labels, grouping: frozenset[str], without: bool) -> Lab
     return tuple([p for p in labels if p[0] in grouping])
 
 
-_GROUP_KEYS: dict[tuple[frozenset[str], bool], dict[int, tuple[Labels, Labels]]] = {}
+_GROUP_KEYS: dict[tuple[frozenset[str], bool], IdentityMemo] = {}
 
 
 def grouping_keys(labels: list[Labels], grouping: frozenset[str], without: bool) -> list[Labels]:
-    """Each series' group label set, remembered per label tuple by identity (the same tuples
-    come back every query: see ``planner.labels.drop_name_cached``)."""
-    memo = _GROUP_KEYS.setdefault((grouping, without), {})
-    if len(memo) > MEMO_ENTRIES:  # bound memory under series churn
-        memo.clear()
-    out = []
-    for ls in labels:
-        hit = memo.get(id(ls))
-        if hit is None or hit[0] is not ls:
-            hit = memo[id(ls)] = (ls, grouping_key(ls, grouping, without))
-        out.append(hit[1])
-    return out
+    """Each series' group label set, remembered per label tuple (``IdentityMemo``)."""
+    memo = _GROUP_KEYS.get((grouping, without))
+    if memo is None:
+        memo = _GROUP_KEYS.setdefault(
+            (grouping, without), IdentityMemo(lambda ls: grouping_key(ls, grouping, without))
+        )
+    return memo.many(labels)
 
 
 @dataclass(frozen=True)

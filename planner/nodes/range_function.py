@@ -14,7 +14,7 @@ from planner.nodes.extended_range import anchored_from, extended_rate
 from planner.values import InstantVector, RangeVector, ScalarValue
 from promql.ast import PosRange
 from promql.types import ValueType
-from storage.model import METRIC_NAME, metric_name
+from storage.model import metric_name
 
 if TYPE_CHECKING:
     from planner.executor import Executor
@@ -119,8 +119,7 @@ def _extended(fn: str, rv: RangeVector) -> tuple[np.ndarray, np.ndarray]:
 def _non_counter_info(ex: Executor, labels, pos: PosRange | None) -> None:
     # One annotation per metric name (upstream's are deduplicated by text): judged per name,
     # not per series, since a selector returns thousands of series of one or a few names.
-    names = [ls[0][1] if ls and ls[0][0] == METRIC_NAME else metric_name(ls) for ls in labels]
-    for name in dict.fromkeys(names):
+    for name in dict.fromkeys(metric_name(ls) for ls in labels):
         if name and not name.endswith(COUNTER_SUFFIXES):
             ex.info(NON_COUNTER_INFO.format(name=f'"{name}"'), pos)
 
