@@ -9,7 +9,8 @@ bucket's lower bound is 0 unless its upper bound is <= 0).
 Layout: the buckets of group ``g`` are rows ``group_offsets[g]:group_offsets[g+1]`` of
 ``counts[n_buckets, n_steps]``, sorted by ``upper_bounds``. ``present`` (optional) marks which
 bucket series have a sample at each step; a group is output at a step when any bucket is. The
-per-bucket walks loop over *bucket position* (a few dozen), vectorized over all (group, step).
+quantile walks each (group, step) cell in compiled code (``udfs.histogram_kernels``); the
+fraction loops over *bucket position* (a few dozen), vectorized over all (group, step).
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-SMALL_DELTA_TOLERANCE = 1e-12
-_MIN_NORMAL = 2.2250738585072014e-308
+from udfs.histogram_kernels import quantile_cells
 
 Result = tuple[np.ndarray, np.ndarray]
 
@@ -95,53 +95,6 @@ def _has_inf_bucket(c: _Cells) -> np.ndarray:
     return (c.size > 0) & (_at(c.ub, c.size - 1) == np.inf)
 
 
-def _almost_equal(a: np.ndarray, b: np.ndarray, eps: float) -> np.ndarray:
-    with np.errstate(invalid="ignore", over="ignore"):
-        abs_sum = np.abs(a) + np.abs(b)
-        diff = np.abs(a - b)
-        tiny = (a == 0) | (b == 0) | (abs_sum < _MIN_NORMAL)
-        rel = diff / np.minimum(abs_sum, np.finfo(np.float64).max) < eps
-        close = np.where(tiny, diff < eps * _MIN_NORMAL, rel)
-    return (np.isnan(a) & np.isnan(b)) | (a == b) | close
-
-
-def _make_monotonic(c: _Cells) -> np.ndarray:
-    cnt = c.count.copy()
-    prev = cnt[:, 0].copy()
-    for k in range(1, cnt.shape[1]):
-        cur = cnt[:, k]
-        live = k < c.size
-        with np.errstate(invalid="ignore"):
-            same = cur == prev
-            fix = live & ~same & (_almost_equal(prev, cur, SMALL_DELTA_TOLERANCE) | (cur < prev))
-            advance = live & ~same & ~fix
-        cnt[:, k] = np.where(fix, prev, cur)
-        prev = np.where(advance, cur, prev)
-    return cnt
-
-
-def _quantile_cells(q: np.ndarray, c: _Cells) -> np.ndarray:
-    cnt = _make_monotonic(c)
-    n = c.size
-    obs = _at(cnt, n - 1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        rank = q * obs
-        # First bucket among the first n-1 with count >= rank (else n-1).
-        cols = np.arange(cnt.shape[1])[None, :]
-        hit = (cnt >= rank[:, None]) & (cols < (n - 1)[:, None])
-        b = np.where(hit.any(axis=1), np.argmax(hit, axis=1), n - 1)
-        prev_cnt = np.where(b > 0, _at(cnt, b - 1), 0.0)
-        start = np.where(b > 0, _at(c.ub, b - 1), 0.0)
-        end = _at(c.ub, b)
-        inside = start + (end - start) * ((rank - prev_cnt) / (_at(cnt, b) - prev_cnt))
-        out = np.where(
-            b == n - 1, _at(c.ub, n - 2), np.where((b == 0) & (_at(c.ub, 0) <= 0), end, inside)
-        )
-    out = np.where(_has_inf_bucket(c) & (n >= 2) & (obs != 0), out, np.nan)
-    out = np.where(q < 0, -np.inf, np.where(q > 1, np.inf, out))
-    return np.where(np.isnan(q), np.nan, out)
-
-
 def histogram_quantile(
     q: np.ndarray,
     upper_bounds: np.ndarray,
@@ -150,11 +103,23 @@ def histogram_quantile(
     present: np.ndarray | None = None,
 ) -> Result:
     """φ-quantile per (group, step); ``q`` is per step. Returns ``(out, out_present)``."""
-    c = _cells(upper_bounds, counts, group_offsets, present)
-    n_groups, n_steps = c.present.shape
-    qq = np.tile(np.broadcast_to(np.asarray(q, np.float64), (n_steps,)), n_groups)
-    out = _quantile_cells(qq, c).reshape(n_groups, n_steps)
-    return np.where(c.present, out, np.nan), c.present
+    counts = np.asarray(counts, dtype=np.float64)
+    n_steps = counts.shape[1]
+    offsets = np.ascontiguousarray(group_offsets, dtype=np.int64)
+    n_groups = offsets.shape[0] - 1
+    pres = np.ones(counts.shape, bool) if present is None else np.asarray(present, bool)
+    out = np.empty((n_groups, n_steps))
+    out_present = np.empty((n_groups, n_steps), bool)
+    quantile_cells(
+        np.ascontiguousarray(np.broadcast_to(np.asarray(q, np.float64), (n_steps,))),
+        np.ascontiguousarray(upper_bounds, dtype=np.float64),
+        counts,
+        offsets,
+        pres,
+        out,
+        out_present,
+    )
+    return out, out_present
 
 
 def _fraction_cells(lower: np.ndarray, upper: np.ndarray, c: _Cells) -> np.ndarray:

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-TOLERANCE = 1e-12
+from udfs.histogram_kernels import forced_monotonicity_cells
+
 MONOTONICITY_INFO = (
     "PromQL info: input to histogram_quantile needed to be fixed for monotonicity "
     "(see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile)"
@@ -49,30 +50,36 @@ def _g(v: float) -> str:
 
 
 def forced_monotonicity(
-    upper: np.ndarray, counts: np.ndarray, present: np.ndarray, times: np.ndarray
-) -> ForcedMonotonicity | None:
-    """For one group's buckets (sorted by upper bound): where decreases had to be removed.
-
-    Walks bucket positions (a few dozen), vectorized over steps, as the kernel does.
-    """
-    prev = np.full(counts.shape[1], np.nan)
-    forced_any = np.zeros(counts.shape[1], dtype=bool)
-    min_b, max_b, max_d = np.inf, -np.inf, 0.0
-    for i in range(counts.shape[0]):
-        cur, live = counts[i], present[i]
-        first = live & np.isnan(prev)
-        with np.errstate(invalid="ignore"):
-            differs = live & ~first & (cur != prev)
-            tiny = np.abs(cur - prev) <= TOLERANCE * np.maximum(np.abs(cur), np.abs(prev))
-            forced = differs & ~tiny & (cur < prev)
-        if forced.any():
-            forced_any |= forced
-            min_b, max_b = min(min_b, upper[i]), max(max_b, upper[i])
-            max_d = max(max_d, float(np.max((prev - cur)[forced])))
-        prev = np.where(first | (differs & ~tiny & ~forced), cur, prev)
-    if not forced_any.any():
-        return None
-    steps = times[forced_any]
-    return ForcedMonotonicity(
-        int(forced_any.sum()), min_b, max_b, max_d, int(steps.min()), int(steps.max())
+    upper: np.ndarray,
+    counts: np.ndarray,
+    present: np.ndarray,
+    offsets: np.ndarray,
+    times: np.ndarray,
+) -> list[ForcedMonotonicity | None]:
+    """Per group of buckets (rows ``offsets[g]:offsets[g+1]``, sorted by upper bound): where
+    decreases had to be removed, or ``None`` where none had to be."""
+    n_groups = offsets.shape[0] - 1
+    forced = np.zeros((n_groups, counts.shape[1]), dtype=bool)
+    bucket_range = np.empty((n_groups, 2))
+    max_diff = np.empty(n_groups)
+    forced_monotonicity_cells(
+        np.ascontiguousarray(upper, dtype=np.float64),
+        np.asarray(counts, dtype=np.float64),
+        np.asarray(present, dtype=bool),
+        np.ascontiguousarray(offsets, dtype=np.int64),
+        forced,
+        bucket_range,
+        max_diff,
     )
+    found: list[ForcedMonotonicity | None] = [None] * n_groups
+    for g in np.flatnonzero(forced.any(axis=1)).tolist():  # only the groups that needed fixing
+        steps = times[forced[g]]
+        found[g] = ForcedMonotonicity(
+            int(forced[g].sum()),
+            float(bucket_range[g, 0]),
+            float(bucket_range[g, 1]),
+            float(max_diff[g]),
+            int(steps.min()),
+            int(steps.max()),
+        )
+    return found

@@ -137,15 +137,13 @@ class HistogramQuantile(PlanNode):
         return rows[order], upper[order], gids[order], groups
 
     def _monotonicity_infos(self, ex, grid, groups, offsets, upper, counts, present) -> None:
-        times = grid.times()
-        for g, labels in enumerate(groups):  # per histogram, vectorized over steps
-            a, b = int(offsets[g]), int(offsets[g + 1])
-            found = forced_monotonicity(upper[a:b], counts[a:b], present[a:b], times)
-            if found is None:
+        found = forced_monotonicity(upper, counts, present, offsets, grid.times())
+        for labels, fixed in zip(groups, found, strict=True):
+            if fixed is None:
                 continue
             name = (metric_name(labels) or "") if ex.options.delayed_name_removal else ""
             pos = self._hist_pos()
-            ex.info(found.message(name, ex.position(pos) if pos else None))
+            ex.info(fixed.message(name, ex.position(pos) if pos else None))
 
 
 def _bad_bucket(labels, delayed: bool) -> str:
