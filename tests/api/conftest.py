@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from aiohttp import web
 
-from server.app import create_app
+from server.app import create_app, new_event_loop
 from server.config import ServerConfig
 from server.routes_query import QUERY_API, QUERY_CONFIG, QueryAPIConfig
 from storage.db import Storage
@@ -25,7 +25,7 @@ class QueryServer:
         self.storage = storage
         self.port = free_port()
         self.query_config = query_config
-        self.loop = asyncio.new_event_loop()
+        self.loop = new_event_loop()  # uvloop when installed
         self.app: web.Application | None = None
         self._runner: web.AppRunner | None = None
         self._ready = threading.Event()
@@ -40,7 +40,7 @@ class QueryServer:
     async def _start(self) -> None:
         self.app = create_app(ServerConfig(host="127.0.0.1", port=self.port), self.storage)
         self.app[QUERY_CONFIG] = self.query_config
-        self._runner = web.AppRunner(self.app)
+        self._runner = web.AppRunner(self.app, access_log=None)  # as `tidemark serve` runs it
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
 
