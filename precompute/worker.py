@@ -16,14 +16,17 @@ window that contains it. Python runs per (group, pane) segment of a batch, never
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import bisect
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numba
 import numpy as np
 
 from precompute import holes
 from precompute.accumulators.base import Accumulator
+from precompute.accumulators.kll import SlidingKLLMerge
 from precompute.accumulators.registry import BY_NAME, make_accumulator
 from precompute.cells import CellTable, ColumnarLast
 from precompute.columnar import (
@@ -37,7 +40,7 @@ from precompute.config import AggregationConfig, EngineOptions, LateDataPolicy
 from precompute.output import PrecomputedOutput
 from precompute.router import WorkItem
 from precompute.window_batch import CELL_KINDS, KeyRows, WindowBatch, count_windows
-from precompute.windows import WindowSpec
+from precompute.windows import WindowSpec, group_pane_order, group_pane_segments
 
 Key = tuple[str, ...]
 # Columnar aggregations emit one WindowBatch per window-close event; others one pair per window.
@@ -45,6 +48,10 @@ Emit = tuple[PrecomputedOutput, Accumulator] | WindowBatch
 _MIN = np.iinfo(np.int64).min
 # Keyed types whose every group holds one key (no aggregated labels) are their plain twin.
 _PLAIN_TWIN = {"MultipleSum": "Sum", "MultipleMinMax": "MinMax", "MultipleIncrease": "Increase"}
+_group_pane_order = group_pane_order  # the tests' name for it
+# Object-path types whose updates read only the values: their samples' times are not gathered.
+_VALUES_ONLY = frozenset({"DatasketchesKLL"})
+_NO_TIMES = np.zeros(0, np.int64)
 
 
 def columnar_kind(config: AggregationConfig) -> str:
@@ -83,9 +90,12 @@ class AggState:
     # Keyed types run columnar over cells (group, sub key): the cell table, rows of ``columnar``.
     cells: CellTable | None = None
     # Keyed counter groups (MultipleIncrease), sliding: cached partial merges per group id.
-    sliding: dict[int, SlidingCounterMerge] = field(default_factory=dict)
+    # DatasketchesKLL groups, sliding (3+ panes per window): the same, over KLL panes.
+    sliding: dict[int, SlidingCounterMerge | SlidingKLLMerge] = field(default_factory=dict)
     # Window ends whose windows lack samples dropped as late (precompute/holes.py).
     holes: list[tuple[int, int]] = field(default_factory=list)
+    # A new empty accumulator of the config's type and parameters (object-path panes).
+    fresh_accumulator: Callable[[], Accumulator] | None = None
 
     def add_keys(self, groups: Iterable[Key], subs: Iterable[Key]) -> None:
         self.group_keys.extend(groups)
@@ -98,6 +108,69 @@ class AggState:
             self.touched = np.append(self.touched, np.zeros(extra, bool))
 
 
+def _window_ends(spec: WindowSpec, group: dict[int, Any], old: int, target: int) -> list[int]:
+    """Ends in ``(old, target]`` of the windows holding at least one of ``group``'s panes
+    (pane ends), ascending. Usually one candidate end is checked against the sorted panes;
+    after a long gap in a group's data, the panes' own window ends are collected instead."""
+    slide, size = spec.slide_ms, spec.size_ms
+    panes = sorted(group)
+    first = max(old + slide, panes[0])
+    last = min(target, panes[-1] + size - slide)
+    if first > last:
+        return []
+    if (last - first) // slide + 1 > len(panes) * spec.panes_per_window:
+        ends = {w for p in panes for w in spec.window_ends_of_pane(p) if old < w <= target}
+        return sorted(ends)
+    out = []
+    for w in range(first, last + 1, slide):
+        i = bisect.bisect_right(panes, w)  # the newest pane ≤ w is inside (w − size, w]?
+        if i and panes[i - 1] > w - size:
+            out.append(w)
+    return out
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _ingest_marks(gids, ts, closed, max_t, touched, slide, reach, n_groups):
+    """One pass over a work item: each sample's pane end (the smallest slide multiple ≥ its
+    time); which samples are late (pane already closed for their group) and which still feed an
+    open window, with counts; ``max_t`` and ``touched`` updated in place; and, when
+    ``n_groups`` > 0, the distinct group ids, ascending (a mark table of that size)."""
+    n = gids.shape[0]
+    panes = np.empty(n, np.int64)
+    late = np.empty(n, np.bool_)
+    alive = np.empty(n, np.bool_)
+    mark = np.zeros(n_groups, np.bool_)
+    n_late, n_dead, n_seen = 0, 0, 0
+    inv = 1.0 / slide
+    for i in range(n):
+        t, g = ts[i], gids[i]
+        # A float quotient corrected by whole slides: exact, without an integer division.
+        p = np.int64(t * inv) * slide
+        while p < t:
+            p += slide
+        while p - slide >= t:
+            p -= slide
+        panes[i] = p
+        c = closed[g]
+        late[i] = p <= c
+        alive[i] = p + reach > c
+        n_late += late[i]
+        n_dead += not alive[i]
+        if t > max_t[g]:
+            max_t[g] = t
+        touched[g] = True
+        if n_groups and not mark[g]:
+            mark[g] = True
+            n_seen += 1
+    seen = np.empty(n_seen, np.int64)
+    j = 0
+    for g in range(n_groups):
+        if mark[g]:
+            seen[j] = g
+            j += 1
+    return panes, late, n_late, alive, n_dead, seen
+
+
 def _distinct(ids: np.ndarray, size: int) -> np.ndarray:
     """Sorted distinct ids in ``[0, size)``: a mark table beats hashing/sorting per batch."""
     if ids.shape[0] * 8 < size:
@@ -105,20 +178,6 @@ def _distinct(ids: np.ndarray, size: int) -> np.ndarray:
     mark = np.zeros(size, dtype=bool)
     mark[ids] = True
     return np.flatnonzero(mark)
-
-
-def _group_pane_order(gids: np.ndarray, panes: np.ndarray, slide: int) -> np.ndarray:
-    """``np.lexsort((panes, gids))`` (stable: by group, then pane, then arrival) from one
-    small-integer key: pane ends are multiples of the slide and a batch spans few of them, and
-    a key under 2**16 sorts by radix (~15× faster than the two-key lexsort of 10k samples)."""
-    lo, hi = int(panes.min()), int(panes.max())
-    if (hi - lo) // slide > 64:  # panes far apart (a backfill): the general sort
-        return np.lexsort((panes, gids))
-    n_panes = (hi - lo) // slide + 1
-    key = gids * n_panes + (panes - lo) // slide
-    top = int(key.max())
-    kind = np.uint16 if top < 1 << 16 else np.uint32 if top < 1 << 32 else np.int64
-    return np.argsort(key.astype(kind, copy=False), kind="stable")
 
 
 class Worker:
@@ -138,6 +197,9 @@ class Worker:
     def add_config(self, config: AggregationConfig) -> None:
         spec = WindowSpec(config.window_size_ms, config.slide_interval_ms)
         st = AggState(config, spec)
+        st.fresh_accumulator = make_accumulator(
+            config, self.options.max_buffer_per_series
+        ).empty_like
         kind = columnar_kind(config)
         if kind in MOMENT_TYPES:
             st.columnar = ColumnarPanes(BY_NAME[kind], spec)  # type: ignore[arg-type]
@@ -170,34 +232,27 @@ class Worker:
         gids, ts, vals = item.group_ids, item.timestamps, item.values
         subs = item.sub_ids
         spec = st.spec
-        panes = spec.pane_ends(ts)
-        closed = st.closed[gids]
-        late = panes <= closed
-        alive = panes + (spec.size_ms - spec.slide_ms) > closed
+        n_groups = len(st.group_keys)
+        # One compiled pass: pane ends, late/alive against the closes before this item, the
+        # groups' newest times and touched flags (watermarks read them only when closing).
+        few = n * 8 < n_groups  # a few groups of a big table: np.unique beats a mark table
+        panes, late, n_late, alive, n_dead, seen = _ingest_marks(
+            gids, ts, st.closed, st.max_t, st.touched, spec.slide_ms,
+            spec.size_ms - spec.slide_ms, 0 if few else n_groups,
+        )  # fmt: skip
+        panes, late, alive = panes.view(np.int64), late.view(np.bool_), alive.view(np.bool_)
         out: list[Emit] = []
-        if late.any():
+        if n_late:
             out += self._late(st, late, gids, panes, ts, vals, subs)
-        idx = np.flatnonzero(alive) if not alive.all() else None
-        if idx is not None:
+        if n_dead:
+            idx = np.flatnonzero(alive)
             gids_a, panes_a, ts_a, vals_a = gids[idx], panes[idx], ts[idx], vals[idx]
             subs_a = None if subs is None else subs[idx]
         else:
             gids_a, panes_a, ts_a, vals_a, subs_a = gids, panes, ts, vals, subs
         self._apply(st, gids_a, panes_a, ts_a, vals_a, subs_a)
-        np.maximum.at(st.max_t, gids, ts)
-        st.touched[gids] = True
-        out += self._close_due(st, _distinct(gids, len(st.group_keys)))
+        out += self._close_due(st, np.unique(gids) if few else seen.view(np.int64))
         return out
-
-    def _segments(self, gids: np.ndarray, panes: np.ndarray, slide: int):
-        """Sort by (group, pane); yield ``(order, starts, ends)`` of equal-(group, pane) runs."""
-        order = _group_pane_order(gids, panes, slide)
-        g, p = gids[order], panes[order]
-        change = np.ones(g.shape[0], dtype=bool)
-        change[1:] = (g[1:] != g[:-1]) | (p[1:] != p[:-1])
-        starts = np.flatnonzero(change)
-        ends = np.append(starts[1:], g.shape[0])
-        return order, starts, ends, g[starts].tolist(), p[starts].tolist()
 
     def _apply(self, st: AggState, gids, panes, ts, vals, subs) -> None:
         if gids.shape[0] == 0:
@@ -209,21 +264,25 @@ class Worker:
         if st.columnar is not None:
             st.columnar.update(gids, panes, ts, vals, len(st.group_keys))
             return
-        order, starts, ends, seg_g, seg_p = self._segments(gids, panes, st.spec.slide_ms)
-        ts, vals = ts[order], vals[order]
+        order, starts, ends, seg_g, seg_p = group_pane_segments(gids, panes, st.spec.slide_ms)
+        vals = vals[order]
+        values_only = st.config.aggregation_type in _VALUES_ONLY
+        ts = _NO_TIMES if values_only else ts[order]
         subs = None if subs is None else subs[order]
-        config, max_buffer = st.config, self.options.max_buffer_per_series
-        for s, e, g, p in zip(starts.tolist(), ends.tolist(), seg_g, seg_p, strict=True):
-            group = st.panes.get(g)
+        fresh, all_panes, sliding = st.fresh_accumulator, st.panes, st.sliding
+        for s, e, g, p in zip(starts, ends, seg_g, seg_p, strict=True):
+            group = all_panes.get(g)
             if group is None:
-                group = st.panes[g] = {}
+                group = all_panes[g] = {}
             acc = group.get(p)
             if acc is None:
-                acc = group[p] = make_accumulator(config, max_buffer)
-            acc.update(vals[s:e], ts[s:e], st.sub_keys, None if subs is None else subs[s:e])
-            sliding = st.sliding.get(g)
-            if sliding is not None:  # new samples in a pane it may have merged already
-                sliding.touch(p)
+                acc = group[p] = fresh()
+            if values_only:
+                acc.update(vals[s:e], ts)
+            else:
+                acc.update(vals[s:e], ts[s:e], st.sub_keys, None if subs is None else subs[s:e])
+            if g in sliding:  # new samples in a pane it may have merged already
+                sliding[g].touch(p)
 
     def _late(self, st: AggState, late, gids, panes, ts, vals, subs) -> list[Emit]:
         idx = np.flatnonzero(late)
@@ -238,12 +297,12 @@ class Worker:
         st.counters.forwarded_late += int(idx.shape[0])
         gids, panes, ts, vals = gids[idx], panes[idx], ts[idx], vals[idx]
         subs = None if subs is None else subs[idx]
-        order, starts, ends, seg_g, seg_p = self._segments(gids, panes, st.spec.slide_ms)
+        order, starts, ends, seg_g, seg_p = group_pane_segments(gids, panes, st.spec.slide_ms)
         ts, vals = ts[order], vals[order]
         subs = None if subs is None else subs[order]
         out: list[Emit] = []
-        for s, e, g, p in zip(starts.tolist(), ends.tolist(), seg_g, seg_p, strict=True):
-            mini = make_accumulator(st.config, self.options.max_buffer_per_series)
+        for s, e, g, p in zip(starts, ends, seg_g, seg_p, strict=True):
+            mini = st.fresh_accumulator()
             mini.update(vals[s:e], ts[s:e], st.sub_keys, None if subs is None else subs[s:e])
             closed_ends = [w for w in st.spec.window_ends_of_pane(p) if w <= st.closed[g]]
             for i, w in enumerate(closed_ends):
@@ -317,21 +376,13 @@ class Worker:
         group = st.panes.get(g)
         if not group:
             return []
-        ends = sorted({w for p in group for w in spec.window_ends_of_pane(p) if old < w <= target})
         out: list[Emit] = []
         single = spec.panes_per_window == 1
-        for w in ends:
-            if single:
-                merged = group.pop(w)
-            else:
-                merged = self._keyed_window(st, g, w, group)
-                if merged is None:
-                    parts = [group[p] for p in spec.pane_ends_of_window(w) if p in group]
-                    merged = parts[0].empty_like()
-                    for part in parts:
-                        merged.merge(part)
+        for w in _window_ends(spec, group, old, target):
+            merged = group.pop(w) if single else self._window(st, g, w, group)
             out.append((self._output(st, g, w), merged))
-        for p in [p for p in group if spec.last_window_end_of_pane(p) <= target]:
+        cut = target - (spec.size_ms - spec.slide_ms)  # panes whose last window has closed
+        for p in [p for p in group if p <= cut]:
             del group[p]
         if not group:
             del st.panes[g]
@@ -339,15 +390,35 @@ class Worker:
         st.counters.windows_emitted += len(out)
         return out
 
-    def _keyed_window(self, st: AggState, g: int, w: int, group: dict[int, Accumulator]):
+    def _window(self, st: AggState, g: int, w: int, group: dict[int, Accumulator]) -> Accumulator:
+        """The merge of group ``g``'s panes of window ``w`` (a new accumulator): the two-stack
+        sliding merges for KLL and keyed counter panes, else pane by pane."""
+        ends = list(st.spec.pane_ends_of_window(w))
+        if len(ends) >= 3 and st.config.aggregation_type == "DatasketchesKLL":
+            sliding = st.sliding.get(g)
+            if sliding is None:
+                sliding = st.sliding[g] = SlidingKLLMerge()
+            merged = sliding.window(ends, group)  # type: ignore[union-attr, arg-type]
+            if merged is not None:
+                return merged
+        else:
+            merged = self._keyed_window(st, g, ends, group)
+            if merged is not None:
+                return merged
+        parts = [group[p] for p in ends if p in group]
+        merged = parts[0].empty_like()
+        for part in parts:
+            merged.merge(part)
+        return merged
+
+    def _keyed_window(self, st: AggState, g: int, ends: list[int], group: dict[int, Accumulator]):
         """Keyed counter panes: the two-stack sliding merge (3+ panes per window) or one
         ``merge_pair`` chain; None for other types (merged pane by pane)."""
-        ends = list(st.spec.pane_ends_of_window(w))
         if len(ends) >= 3 and getattr(type(next(iter(group.values()))), "table_of", None):
             sliding = st.sliding.get(g)
             if sliding is None:
                 sliding = st.sliding[g] = SlidingCounterMerge()
-            merged = keyed_counter_window(sliding, ends, group)
+            merged = keyed_counter_window(sliding, ends, group)  # type: ignore[arg-type]
             if merged is not None:
                 return merged
         parts = [group[p] for p in ends if p in group]

@@ -10,6 +10,7 @@ single quantile).
 
 from __future__ import annotations
 
+import copy
 import math
 import struct
 from typing import Any
@@ -161,6 +162,120 @@ class KLLAccumulator(Accumulator):
 
     def empty_like(self) -> KLLAccumulator:
         return KLLAccumulator(self.k)
+
+    def snapshot(self) -> KLLAccumulator:
+        """An independent copy (the sketch's C++ copy: ~1 µs, not a serialize round trip)."""
+        acc = KLLAccumulator.__new__(KLLAccumulator)
+        acc.k = self.k
+        acc.exact = None if self.exact is None else self.exact.copy()
+        acc.sketch = None if self.sketch is None else copy.copy(self.sketch)
+        return acc
+
+
+def merged_pair(older: KLLAccumulator, newer: KLLAccumulator) -> KLLAccumulator:
+    """A new accumulator holding ``older`` then ``newer`` (both left as they are)."""
+    out = older.snapshot()
+    out.merge(newer)
+    return out
+
+
+class SlidingKLLMerge:
+    """Two-stack sliding merge of one group's KLL panes (pane end → accumulator).
+
+    A window of panes ``j..w`` is ``back[j] ⊕ front``: ``back`` holds suffix merges of an older
+    block of panes ``a..b`` (``back[j]`` = panes ``j..b``), ``front`` the merge of panes
+    ``b+1..w``. A close extends ``front`` by its new pane and combines once; when the window
+    start passes ``b`` the block is rebuilt from the window's own panes (W − 1 merges once per W
+    closes): about 3 sketch merges per close instead of W − 1 (a merge into a non-empty k=200
+    sketch is ~3–6 µs).
+
+    Values keep time order through every merge, so a window holding ≤ k values is exact and
+    holds the same values as a left-to-right merge; past k it is a KLL sketch of the same
+    values, merged in a different tree — the same rank-error bound (KLL merges are mergeable),
+    not the same random compactions. Cached merges are never mutated; only the private
+    ``front`` is merged into. New samples in a pane already merged (late or reordered batches)
+    make ``touch`` drop just the merges holding that pane.
+    """
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.back: dict[int, KLLAccumulator | None] = {}  # None: no pane of the suffix has data
+        self.block_end = 0
+        self.front: KLLAccumulator | None = None
+        self.front_end = 0
+        self.front_stale = False
+        self.merged: set[int] = set()
+
+    def touch(self, pane: int) -> None:
+        """Pane ``pane`` got new samples: drop the merges that include it."""
+        if pane not in self.merged:
+            return
+        if pane > self.block_end:
+            self.front_stale = True
+            return
+        for j in [j for j in self.back if j <= pane]:
+            del self.back[j]
+
+    def window(self, ends: list[int], panes: dict[int, KLLAccumulator]) -> KLLAccumulator | None:
+        """A new accumulator, the merge of ``panes[p]`` for ``p`` in ``ends`` (consecutive pane
+        ends, time order; absent panes are empty); None when none of them has a pane."""
+        j, w = ends[0], ends[-1]
+        if j not in self.back or w < self.front_end:
+            if j in self.back:  # an older window again (rare): merge it directly
+                return self._direct(ends, panes)
+            return self._rebuild(ends, panes)
+        if self.front_stale:  # re-merge the front's panes; the back block is still good
+            step = ends[1] - ends[0]
+            self.front, self.front_stale = None, False
+            for p in range(self.block_end + step, self.front_end + 1, step):
+                self._extend(p, panes)
+        for p in ends:
+            if p > self.front_end:
+                self._extend(p, panes)
+                self.front_end = p
+        head, front = self.back[j], self.front
+        if head is None:
+            return None if front is None else front.snapshot()
+        return head.snapshot() if front is None else merged_pair(head, front)
+
+    def _extend(self, p: int, panes: dict[int, KLLAccumulator]) -> None:
+        self.merged.add(p)
+        part = panes.get(p)
+        if part is None:
+            return
+        if self.front is None:
+            self.front = part.snapshot()  # panes change later (late samples)
+        else:
+            self.front.merge(part)
+
+    def _rebuild(self, ends: list[int], panes: dict[int, KLLAccumulator]) -> KLLAccumulator | None:
+        self.reset()
+        acc: KLLAccumulator | None = None
+        for p in reversed(ends):
+            self.merged.add(p)
+            part = panes.get(p)
+            if part is not None:
+                acc = part.snapshot() if acc is None else merged_pair(part, acc)
+            self.back[p] = acc
+        self.block_end = self.front_end = ends[-1]
+        # The window's own suffix is handed out (its owner may keep it): a later request for
+        # this same window finds no back[j] and rebuilds.
+        return self.back.pop(ends[0])
+
+    @staticmethod
+    def _direct(ends: list[int], panes: dict[int, KLLAccumulator]) -> KLLAccumulator | None:
+        acc: KLLAccumulator | None = None
+        for p in ends:
+            part = panes.get(p)
+            if part is None:
+                continue
+            if acc is None:
+                acc = part.snapshot()
+            else:
+                acc.merge(part)
+        return acc
 
 
 class HydraKLLAccumulator(Accumulator):
