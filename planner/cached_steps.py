@@ -45,11 +45,61 @@ class Steps:
     ok: np.ndarray  # [n, k]: answered from windows (False: the raw stitch answers it)
     cached_steps: int
     computed: list[MergedSteps]
+    clean: np.ndarray  # [k]: steps answered from stored windows alone (cached or kept now)
 
 
-def cached_steps(fn: str, merge: Any, ex: Executor, grid: Grid, compute: Compute) -> Steps | None:
-    """The steps of ``grid`` from the cache and ``compute`` (None: not cacheable here, or a
-    sub-grid could not be answered from windows — the caller then runs uncached)."""
+@dataclass(frozen=True)
+class StepContext:
+    """What decides whether a cached step is still right, read once per query (before anything
+    is computed, so what is written meanwhile invalidates at the next lookup)."""
+
+    key: Any  # the query shape
+    labels: list  # the query's series over the whole grid
+    table: Any
+    first: Any  # the table's first record (another one: rebuilt)
+    step_ends: np.ndarray  # each step's last window end (t − offset)
+    window_ends: np.ndarray  # the window ends the grid spans
+    records: dict[int, int]  # block → record count
+    coverage: Any
+    range_ms: int
+
+    def added_ends(self, b: int, old: int, now: int) -> np.ndarray:
+        with self.table.lock:
+            listed = self.table.index.get(b)
+            recs = listed.recs[old:now] if listed is not None else []
+            return np.fromiter((r.window_end for r in recs), dtype=np.int64, count=len(recs))
+
+    @property
+    def holes(self) -> Any:
+        cov = self.coverage
+        return cov[2] if cov is not None and len(cov) > 2 else ()
+
+    def beyond_closed_windows(self, cfg: Any) -> np.ndarray:
+        """Steps past the newest closed sliding window: only raw samples can answer them.
+        (Tumbling windows rebuild an open window from raw samples inside the scan.)"""
+        if cfg.window_size_ms == cfg.slide_interval_ms:
+            return np.zeros(self.step_ends.shape[0], dtype=bool)
+        span = self.table.span()
+        newest = span[1] if span is not None else np.iinfo(np.int64).min
+        if self.coverage is not None:
+            newest = min(newest, self.coverage[1])
+        return self.step_ends > newest
+
+    def lookup(self, key: Any, rows: int | None = None) -> step_cache.Lookup:
+        return step_cache.lookup(
+            key, self.labels, self.first, self.step_ends, self.records, self.added_ends,
+            self.holes, self.range_ms, rows,
+        )  # fmt: skip
+
+    def store(self, key: Any, keep: np.ndarray, values: np.ndarray, present: np.ndarray) -> None:
+        step_cache.store(
+            key, self.labels, self.first, self.step_ends[keep], values[:, keep],
+            present[:, keep], self.table.block_ms, self.range_ms, self.records,
+        )  # fmt: skip
+
+
+def step_context(fn: str, merge: Any, ex: Executor, grid: Grid) -> StepContext | None:
+    """The cache's view of ``fn`` over ``merge``'s windows on ``grid`` (None: not cacheable)."""
     scan = merge.input if isinstance(merge, SummaryMergeMultiple) else None
     if not (isinstance(scan, PrecomputedScan) and step_cache.enabled()):
         return None
@@ -59,9 +109,8 @@ def cached_steps(fn: str, merge: Any, ex: Executor, grid: Grid, compute: Compute
     ends = scan.window_ends(grid)
     if ends.shape[0] == 0:
         return None
-    window = cfg.window_size_ms
     labels, _rows, reason = resolve_series(
-        ex.storage, cfg, scan.matchers, int(ends[0]) - window + 1, int(ends[-1])
+        ex.storage, cfg, scan.matchers, int(ends[0]) - cfg.window_size_ms + 1, int(ends[-1])
     )
     if reason or not labels:
         return None
@@ -73,19 +122,21 @@ def cached_steps(fn: str, merge: Any, ex: Executor, grid: Grid, compute: Compute
         table.sync(src.store)
         first = table.first
         records = {b: len(table.index.get(b, ())) for b in range(b_lo, b_hi + 1)}
-
-    def added_ends(b: int, old: int, now: int) -> np.ndarray:
-        with table.lock:
-            listed = table.index.get(b)
-            recs = listed.recs[old:now] if listed is not None else []
-            return np.fromiter((r.window_end for r in recs), dtype=np.int64, count=len(recs))
-
     cov = src.coverage(cfg.aggregation_id) if src.coverage is not None else None
-    current_holes = cov[2] if cov is not None and len(cov) > 2 else ()
     key = (fn, scan.range_ms, scan.offset_ms, cfg, scan.matchers, id(table))
-    found = step_cache.lookup(
-        key, labels, first, step_ends, records, added_ends, current_holes, scan.range_ms
-    )
+    return StepContext(key, labels, table, first, step_ends, ends, records, cov, scan.range_ms)
+
+
+def cached_steps(fn: str, merge: Any, ex: Executor, grid: Grid, compute: Compute) -> Steps | None:
+    """The steps of ``grid`` from the cache and ``compute`` (None: not cacheable here, or a
+    sub-grid could not be answered from windows — the caller then runs uncached)."""
+    ctx = step_context(fn, merge, ex, grid)
+    if ctx is None:
+        return None
+    scan, labels, table, cov = merge.input, ctx.labels, ctx.table, ctx.coverage
+    cfg, step_ends, ends = scan.config, ctx.step_ends, ctx.window_ends
+    window = cfg.window_size_ms
+    found = ctx.lookup(ctx.key)
     values, present = found.values, found.present
     n, k = len(labels), grid.n_steps
     ok = np.ones((n, k), dtype=bool)
@@ -96,14 +147,8 @@ def cached_steps(fn: str, merge: Any, ex: Executor, grid: Grid, compute: Compute
     # With sliding windows, steps past the newest closed window cannot come from windows: the
     # raw stitch answers them, without a scan that would only find them uncovered. (Tumbling
     # windows rebuild an open window from raw samples inside the scan: computed as usual.)
-    beyond = np.zeros(k, dtype=bool)
-    if window != cfg.slide_interval_ms:
-        span = table.span()
-        newest = span[1] if span is not None else np.iinfo(np.int64).min
-        if cov is not None:
-            newest = min(newest, cov[1])
-        beyond = step_ends > newest
-        ok[:, beyond] = False
+    beyond = ctx.beyond_closed_windows(cfg)
+    ok[:, beyond] = False
     for a, b in contiguous_runs(np.flatnonzero(~found.hit & ~beyond)):
         sub = Grid(int(times[a]), int(times[b]), grid.step_ms if b > a else 0)
         merged, v, p = compute(sub)
@@ -131,8 +176,6 @@ def cached_steps(fn: str, merge: Any, ex: Executor, grid: Grid, compute: Compute
     fresh &= upto == since
     keep = np.flatnonzero(fresh)
     if keep.shape[0]:
-        step_cache.store(
-            key, labels, first, step_ends[keep], values[:, keep], present[:, keep],
-            table.block_ms, scan.range_ms, records,
-        )  # fmt: skip
-    return Steps(labels, values, present, ok, int(found.hit.sum()), computed)
+        ctx.store(ctx.key, keep, values, present)
+    clean = (found.hit & ~beyond) | fresh
+    return Steps(labels, values, present, ok, int(found.hit.sum()), computed, clean)

@@ -82,13 +82,15 @@ def lookup(
     added_ends: Callable[[int, int, int], np.ndarray],
     current_holes,
     range_ms: int,
+    rows: int | None = None,
 ) -> Lookup:
-    """The steps (last window ends ``ends``) answerable from the cache for these ``labels``.
+    """The steps (last window ends ``ends``) answerable from the cache for these ``labels``
+    (``rows``: rows per step when they are not the series themselves, e.g. their groups).
     ``records_now``: current record counts of the blocks the query spans; ``added_ends(block,
     old, now)``: the window ends of that block's records ``old..now`` (written since). It takes
     the window table's lock, so it is called outside this module's lock (a long decode holding
     one table must not stall every other query's lookup)."""
-    n, k = len(labels), int(ends.shape[0])
+    n, k = len(labels) if rows is None else rows, int(ends.shape[0])
     values = np.zeros((n, k))
     present = np.zeros((n, k), dtype=bool)
     hit = np.zeros(k, dtype=bool)
@@ -165,7 +167,8 @@ def store(
     range_ms: int,
     records_before: dict[int, int],
 ) -> None:
-    """Keep the steps ``ends`` (columns of ``values``/``present``, all clean) for ``key``.
+    """Keep the steps ``ends`` (columns of ``values``/``present``, all clean) for ``key``;
+    ``labels`` are the query's series these answers were computed for.
     ``records_before``: block record counts read *before* the computation (a record added
     during it then invalidates the step at the next lookup)."""
     if ends.shape[0] == 0 or not enabled():
@@ -181,7 +184,7 @@ def store(
         ):
             if entry is not None:
                 _STATE["bytes"] -= entry.nbytes
-            n = len(labels)
+            n = values.shape[0]
             entry = Entry(
                 list(labels), table_first, np.zeros(0, np.int64), np.zeros((n, 0)),
                 np.zeros((n, 0), bool), block_ms,

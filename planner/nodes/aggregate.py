@@ -73,8 +73,11 @@ class PromAggregate(PlanNode):
             raise PlanError(f"PromAggregate: {self.op} parameter mismatch")
 
     def execute(self, ex: Executor, grid: Grid) -> InstantVector:
-        from udfs import aggregation
+        from planner.cached_aggregate import cached_aggregate
 
+        cached = cached_aggregate(self, ex, grid)
+        if cached is not None:
+            return cached
         param_values: list[np.ndarray] = []
         if self.param is not None:
             pv = ex.run(self.param, grid)
@@ -84,8 +87,16 @@ class PromAggregate(PlanNode):
         assert isinstance(vec, InstantVector)
         if param_values and not _check_param(ex, self.op, param_values[0], self.param_pos):
             return InstantVector.empty(grid.n_steps)
+        return self.reduce(ex, vec, grid.n_steps, param_values)
+
+    def reduce(
+        self, ex: Executor, vec: InstantVector, n_steps: int, param_values: list[np.ndarray]
+    ) -> InstantVector:
+        """The aggregation of ``vec`` (parameters already checked)."""
+        from udfs import aggregation
+
         if vec.n_series == 0:
-            return InstantVector.empty(grid.n_steps)
+            return InstantVector.empty(n_steps)
         keys = grouping_keys(vec.labels, frozenset(self.grouping), self.without)
         gids, groups = group_ids(keys)
         kernel = kernel_for(aggregation, self.op)
@@ -97,7 +108,7 @@ class PromAggregate(PlanNode):
             keep &= vec.present
             out = InstantVector(vec.labels, np.where(keep, vec.values, 0.0), keep, vec.drop_name)
             rows = np.nonzero(keep.any(axis=1))[0]
-            if grid.n_steps == 1:
+            if n_steps == 1:
                 rows = _selection_order(rows, gids, out.values[:, 0], self.op)
             return out.select(rows)
         out, out_present = kernel(values, vec.present, gids, len(groups), *param_values)

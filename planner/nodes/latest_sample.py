@@ -29,7 +29,7 @@ import numpy as np
 from planner.nodes.base import PlanError, PlanNode, require_type
 from planner.nodes.precomputed_scan import SketchSource, covered_windows, resolve_series
 from planner.nodes.raw_windows import raw_cells
-from planner.nodes.summary_infer import _notes, _stitch
+from planner.nodes.summary_infer import _stitch, notes_for
 from planner.nodes.summary_merge import _classes
 from planner.nodes.timing import describe_at, selector_times
 from planner.precompute_match import key_labels
@@ -90,7 +90,7 @@ class LatestSample(PlanNode):
 
     def execute(self, ex: Executor, grid: Grid) -> InstantVector:
         k = grid.n_steps
-        note = _notes(ex, self)
+        note = notes_for(ex, self)
         if self.source is None or k == 0:
             return ex.run(self.exact, grid)
         times = selector_times(grid, self.offset_ms, self.at_ms)

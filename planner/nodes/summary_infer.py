@@ -30,6 +30,8 @@ from udfs.extrapolation import extrapolated_rate, go_seconds
 if TYPE_CHECKING:
     from planner.executor import Executor
 
+# Executor scratch key: the steps of the last evaluation answered from stored windows alone.
+CLEAN_STEPS = "summary-infer-clean-steps"
 APPROX_INFO = (
     "PromQL info: approximate: {fn} from precomputed aggregation {agg}: {kind} "
     "rank error ≤ {err:.2%} at 99% confidence"
@@ -57,7 +59,7 @@ class SummaryInfer(PlanNode):
         require_type(self, self.exact, ValueType.VECTOR)
 
     def execute(self, ex: Executor, grid: Grid) -> InstantVector:
-        note = _notes(ex, self)
+        note = notes_for(ex, self)
         k = grid.n_steps
 
         def compute(sub: Grid) -> tuple[MergedSteps, np.ndarray, np.ndarray]:
@@ -71,6 +73,7 @@ class SummaryInfer(PlanNode):
         if steps is not None:
             _note_merges(note, steps.computed)
             note["cached_steps"] = steps.cached_steps
+            ex.scan_cache[(CLEAN_STEPS, id(self))] = steps.clean
             all_labels, values, present, ok = steps.labels, steps.values, steps.present, steps.ok
         else:
             merged, values, present = compute(grid)
@@ -139,7 +142,7 @@ def _note_merges(note: dict, merged: list[MergedSteps]) -> None:
         note["raw_windows"] = note.get("raw_windows", 0) + raw
 
 
-def _notes(ex: Executor, node: PlanNode) -> dict:
+def notes_for(ex: Executor, node: PlanNode) -> dict:
     """Per-node facts for ANALYZE (windows merged, raw fallbacks), kept with the executor."""
     return ex.scan_cache.setdefault(("precompute-notes", id(node)), {})
 

@@ -27,9 +27,10 @@ def _engines(w: World) -> tuple[Engine, Engine]:
 
 
 def _cached_steps(engine: Engine, query: str, start: int, end: int, step: int) -> int:
+    """Steps read from the cache: by an aggregation over the inference (its own answers) plus
+    by the inference for the steps the aggregation computed."""
     text = engine.explain(query, start, end, step, analyze=True).text
-    line = next(x for x in text.splitlines() if x.lstrip().startswith("SummaryInfer"))
-    return int(line.split("cached_steps=[")[1].split("]")[0])
+    return sum(int(part.split("]")[0]) for part in text.split("cached_steps=[")[1:])
 
 
 @pytest.mark.parametrize("query", QUERIES)
@@ -40,6 +41,20 @@ def test_a_repeated_query_reads_its_steps_from_the_cache_and_answers_the_same(en
     again = pre.range_query(query, 900_000, 3_000_000, 60_000)
     assert_same(again, first, rtol=0)
     assert_same(again, exact.range_query(query, 900_000, 3_000_000, 60_000))
+
+
+def test_an_aggregation_keeps_its_own_answers_and_skips_the_inference_when_all_steps_hit(engines):
+    pre, exact = engines
+    q = "sum by (job) (rate(c_total[5m]))"
+    first = pre.range_query(q, 900_000, 3_000_000, 60_000)
+    text = pre.explain(q, 900_000, 3_000_000, 60_000, analyze=True).text
+    aggregate = next(x for x in text.splitlines() if x.lstrip().startswith("PromAggregate"))
+    infer = next(x for x in text.splitlines() if x.lstrip().startswith("SummaryInfer"))
+    assert "cached_steps=[36]" in aggregate and "not executed" in infer
+    again = pre.range_query(q, 900_000, 3_000_000, 60_000)
+    assert_same(again, first, rtol=0)
+    assert again.infos == first.infos
+    assert_same(again, exact.range_query(q, 900_000, 3_000_000, 60_000))
 
 
 def test_new_windows_add_steps_and_leave_the_cached_ones_valid():
@@ -209,7 +224,8 @@ def test_refreshing_dashboards_over_growing_late_and_lost_data_stay_exact(policy
         if (t // SCRAPE_MS) % 6 == 0:
             end = t - t % 60_000
             for q in ("sum by (job) (rate(c_total[5m]))", "avg_over_time(x[5m])",
-                      "max_over_time(x[3m])"):  # fmt: skip
+                      "max_over_time(x[3m])", "avg by (job) (max_over_time(x[3m]))",
+                      "count without (instance) (increase(c_total[3m]))"):  # fmt: skip
                 assert_same(pre.range_query(q, end - 600_000, end, 60_000),
                             exact.range_query(q, end - 600_000, end, 60_000))  # fmt: skip
     assert step_cache.stats()["hits"] > hits + 100, "refreshes reused kept steps"
