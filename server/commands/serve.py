@@ -127,8 +127,11 @@ def run(args: argparse.Namespace) -> int:
     gc.freeze()
     gc.set_threshold(50_000, 50, 100)
     tune_allocator()
+    from server.app import new_event_loop
+
     try:
-        asyncio.run(serve(config, storage, _query_config(args)))
+        with asyncio.Runner(loop_factory=new_event_loop) as runner:
+            runner.run(serve(config, storage, _query_config(args)))
     finally:
         storage.flush()
         storage.close()
