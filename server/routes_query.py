@@ -59,6 +59,7 @@ from server.timeparse import MAX_TIME_MS, MIN_TIME_MS, parse_time
 from storage.arrays import warm_up as warm_up_storage_reads
 from udfs.aggregation import warm_up as warm_up_aggregation
 from udfs.extrapolation import warm_up as warm_up_extrapolation
+from udfs.histogram_kernels import warm_up as warm_up_histogram
 from udfs.weighted_quantile import warm_up as warm_up_weighted_quantile
 from udfs.windows import warm_up as warm_up_windows
 
@@ -82,6 +83,7 @@ _WARM_UPS = (
     warm_up_window_cells,
     warm_up_aggregation,
     warm_up_weighted_quantile,
+    warm_up_histogram,
 )
 
 
