@@ -69,6 +69,8 @@ def _in_runs(values: np.ndarray) -> np.ndarray:
 
 
 _RUN = 256
+_NO_VALUES = np.empty(0, dtype=np.float64)
+_NO_VALUES.flags.writeable = False
 
 
 class KLLAccumulator(Accumulator):
@@ -77,7 +79,8 @@ class KLLAccumulator(Accumulator):
 
     def __init__(self, k: int = 200) -> None:
         self.k = k
-        self.exact: np.ndarray | None = np.empty(0, dtype=np.float64)
+        # Never written in place (updates concatenate into a new array): one shared empty.
+        self.exact: np.ndarray | None = _NO_VALUES
         self.sketch: kll_doubles_sketch | None = None
 
     @property
@@ -201,6 +204,9 @@ def merged_pair(older: KLLAccumulator, newer: KLLAccumulator) -> KLLAccumulator:
     return out
 
 
+_ABSENT = object()
+
+
 class SlidingKLLMerge:
     """Two-stack sliding merge of one group's KLL panes (pane end → accumulator).
 
@@ -244,7 +250,13 @@ class SlidingKLLMerge:
         """A new accumulator, the merge of ``panes[p]`` for ``p`` in ``ends`` (consecutive pane
         ends, time order; absent panes are empty); None when none of them has a pane."""
         j, w = ends[0], ends[-1]
-        if j not in self.back or w < self.front_end:
+        head = self.back.get(j, _ABSENT)
+        if head is not _ABSENT and w == self.front_end + ends[1] - j and not self.front_stale:
+            # The usual close: the window one slide on from the last one.
+            self._extend(w, panes)
+            self.front_end = w
+            return self._combine(head, self.front)
+        if head is _ABSENT or w < self.front_end:
             if j in self.back:  # an older window again (rare): merge it directly
                 return self._direct(ends, panes)
             return self._rebuild(ends, panes)
@@ -257,7 +269,10 @@ class SlidingKLLMerge:
             if p > self.front_end:
                 self._extend(p, panes)
                 self.front_end = p
-        head, front = self.back[j], self.front
+        return self._combine(self.back[j], self.front)
+
+    @staticmethod
+    def _combine(head: KLLAccumulator | None, front: KLLAccumulator | None):
         if head is None:
             return None if front is None else front.snapshot()
         return head.snapshot() if front is None else merged_pair(head, front)
