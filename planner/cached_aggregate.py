@@ -52,6 +52,11 @@ def cached_aggregate(node: PromAggregate, ex: Executor, grid: Grid) -> InstantVe
     ctx = step_context(infer.fn, infer.input, ex, grid)
     if ctx is None:
         return None
+    if ctx.raw_only:  # e.g. an instant query at now: the exact subtree, planned for this grid
+        notes_for(ex, node)["raw_steps"] = grid.n_steps
+        vec = ex.run(infer.exact, grid)
+        assert isinstance(vec, InstantVector)
+        return node.reduce(ex, vec, grid.n_steps, [])
     named = DROPPED_NAMES.many(ctx.labels)
     if len(set(named)) != len(named):  # series equal but for metadata labels: the plain path
         return None  # reports the clash
@@ -60,7 +65,7 @@ def cached_aggregate(node: PromAggregate, ex: Executor, grid: Grid) -> InstantVe
     found = ctx.lookup(key, rows=len(groups))
     values, present, clean = found.values, found.present, found.hit.copy()
     times = grid.times()
-    beyond = ctx.beyond_closed_windows(infer.input.input.config)
+    beyond = ctx.beyond
     row_of: dict | None = None
     for a, b in contiguous_runs(np.flatnonzero(~found.hit)):
         for lo, hi, raw in _split(beyond, a, b):

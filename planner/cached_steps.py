@@ -46,6 +46,12 @@ class Steps:
     cached_steps: int
     computed: list[MergedSteps]
     clean: np.ndarray  # [k]: steps answered from stored windows alone (cached or kept now)
+    raw_only: bool = False  # no step can come from windows: the exact subtree answers all
+
+    @staticmethod
+    def everything_raw(k: int) -> Steps:
+        none = np.zeros((0, k), dtype=bool)
+        return Steps([], np.zeros((0, k)), none, none, 0, [], np.zeros(k, dtype=bool), True)
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,7 @@ class StepContext:
     records: dict[int, int]  # block → record count
     coverage: Any
     range_ms: int
+    beyond: np.ndarray  # [k]: past the newest closed window (only raw samples answer them)
 
     def added_ends(self, b: int, old: int, now: int) -> np.ndarray:
         with self.table.lock:
@@ -74,16 +81,11 @@ class StepContext:
         cov = self.coverage
         return cov[2] if cov is not None and len(cov) > 2 else ()
 
-    def beyond_closed_windows(self, cfg: Any) -> np.ndarray:
-        """Steps past the newest closed sliding window: only raw samples can answer them.
-        (Tumbling windows rebuild an open window from raw samples inside the scan.)"""
-        if cfg.window_size_ms == cfg.slide_interval_ms:
-            return np.zeros(self.step_ends.shape[0], dtype=bool)
-        span = self.table.span()
-        newest = span[1] if span is not None else np.iinfo(np.int64).min
-        if self.coverage is not None:
-            newest = min(newest, self.coverage[1])
-        return self.step_ends > newest
+    @property
+    def raw_only(self) -> bool:
+        """Every step is past the newest closed window (e.g. an instant query at now): the
+        series were not resolved, only raw samples answer."""
+        return bool(self.beyond.all())
 
     def lookup(self, key: Any, rows: int | None = None) -> step_cache.Lookup:
         return step_cache.lookup(
@@ -109,11 +111,6 @@ def step_context(fn: str, merge: Any, ex: Executor, grid: Grid) -> StepContext |
     ends = scan.window_ends(grid)
     if ends.shape[0] == 0:
         return None
-    labels, _rows, reason = resolve_series(
-        ex.storage, cfg, scan.matchers, int(ends[0]) - cfg.window_size_ms + 1, int(ends[-1])
-    )
-    if reason or not labels:
-        return None
     table = table_for(src.store, cfg)
     step_ends = grid.times() - scan.offset_ms
     b_lo = int(step_ends[0] - scan.range_ms + 1) // table.block_ms
@@ -123,8 +120,30 @@ def step_context(fn: str, merge: Any, ex: Executor, grid: Grid) -> StepContext |
         first = table.first
         records = {b: len(table.index.get(b, ())) for b in range(b_lo, b_hi + 1)}
     cov = src.coverage(cfg.aggregation_id) if src.coverage is not None else None
+    beyond = _beyond_closed_windows(cfg, table, cov, step_ends)
+    labels: list = []
+    if not beyond.all():  # the series are only needed to read or keep steps from windows
+        labels, _rows, reason = resolve_series(
+            ex.storage, cfg, scan.matchers, int(ends[0]) - cfg.window_size_ms + 1, int(ends[-1])
+        )
+        if reason or not labels:
+            return None
     key = (fn, scan.range_ms, scan.offset_ms, cfg, scan.matchers, id(table))
-    return StepContext(key, labels, table, first, step_ends, ends, records, cov, scan.range_ms)
+    return StepContext(
+        key, labels, table, first, step_ends, ends, records, cov, scan.range_ms, beyond
+    )
+
+
+def _beyond_closed_windows(cfg: Any, table: Any, coverage: Any, step_ends: np.ndarray):
+    """Steps past the newest closed sliding window: only raw samples can answer them.
+    (Tumbling windows rebuild an open window from raw samples inside the scan.)"""
+    if cfg.window_size_ms == cfg.slide_interval_ms:
+        return np.zeros(step_ends.shape[0], dtype=bool)
+    span = table.span()
+    newest = span[1] if span is not None else np.iinfo(np.int64).min
+    if coverage is not None:
+        newest = min(newest, coverage[1])
+    return step_ends > newest
 
 
 def cached_steps(fn: str, merge: Any, ex: Executor, grid: Grid, compute: Compute) -> Steps | None:
@@ -133,6 +152,8 @@ def cached_steps(fn: str, merge: Any, ex: Executor, grid: Grid, compute: Compute
     ctx = step_context(fn, merge, ex, grid)
     if ctx is None:
         return None
+    if ctx.raw_only:
+        return Steps.everything_raw(grid.n_steps)
     scan, labels, table, cov = merge.input, ctx.labels, ctx.table, ctx.coverage
     cfg, step_ends, ends = scan.config, ctx.step_ends, ctx.window_ends
     window = cfg.window_size_ms
@@ -147,7 +168,7 @@ def cached_steps(fn: str, merge: Any, ex: Executor, grid: Grid, compute: Compute
     # With sliding windows, steps past the newest closed window cannot come from windows: the
     # raw stitch answers them, without a scan that would only find them uncovered. (Tumbling
     # windows rebuild an open window from raw samples inside the scan: computed as usual.)
-    beyond = ctx.beyond_closed_windows(cfg)
+    beyond = ctx.beyond
     ok[:, beyond] = False
     for a, b in contiguous_runs(np.flatnonzero(~found.hit & ~beyond)):
         sub = Grid(int(times[a]), int(times[b]), grid.step_ms if b > a else 0)

@@ -70,6 +70,10 @@ class SummaryInfer(PlanNode):
             return merged, *self._compute(ex, merged, sub)
 
         steps = cached_steps(self.fn, self.input, ex, grid, compute)
+        if steps is not None and steps.raw_only:
+            note["raw_steps"] = note.get("raw_steps", 0) + k
+            ex.scan_cache[(CLEAN_STEPS, id(self))] = steps.clean
+            return ex.run(self.exact, grid)
         if steps is not None:
             _note_merges(note, steps.computed)
             note["cached_steps"] = steps.cached_steps

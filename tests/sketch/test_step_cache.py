@@ -229,3 +229,20 @@ def test_refreshing_dashboards_over_growing_late_and_lost_data_stay_exact(policy
                 assert_same(pre.range_query(q, end - 600_000, end, 60_000),
                             exact.range_query(q, end - 600_000, end, 60_000))  # fmt: skip
     assert step_cache.stats()["hits"] > hits + 100, "refreshes reused kept steps"
+
+
+@pytest.mark.parametrize("query", ["rate(d_total[2m])", "sum by (job) (rate(d_total[2m]))"])
+def test_an_instant_query_past_the_newest_closed_window_goes_straight_to_raw_samples(
+    engines, query
+):
+    pre, exact = engines
+    # The last scrape is at 59:50: the sliding window ending at 60:00 is still open.
+    lines = pre.explain(query, HOUR_MS, HOUR_MS, 0, analyze=True).text.splitlines()
+    top = next(x for x in lines if x.startswith(("PromAggregate", "SummaryInfer")))
+    assert "raw_steps=[1]" in top
+    for node in ("SummaryMergeMultiple", "PrecomputedScan"):  # no window was looked up
+        assert "not executed" in next(x for x in lines if x.lstrip().startswith(node))
+    assert "not executed" not in next(x for x in lines if x.lstrip().startswith("SeriesScan"))
+    got, want = pre.instant_query(query, HOUR_MS), exact.instant_query(query, HOUR_MS)
+    assert got.series and got.infos == want.infos
+    assert_same(got, want, rtol=0)
