@@ -10,7 +10,6 @@ single quantile).
 
 from __future__ import annotations
 
-import copy
 import math
 import struct
 from typing import Any
@@ -193,7 +192,7 @@ class KLLAccumulator(Accumulator):
         acc = KLLAccumulator.__new__(KLLAccumulator)
         acc.k = self.k
         acc.exact = None if self.exact is None else self.exact.copy()
-        acc.sketch = None if self.sketch is None else copy.copy(self.sketch)
+        acc.sketch = None if self.sketch is None else self.sketch.__copy__()
         return acc
 
 
