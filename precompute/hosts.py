@@ -8,6 +8,7 @@ with a reply), ``stop``. Emitted windows go to the sink; completed work is ackno
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing as mp
 import queue
 import threading
@@ -23,6 +24,18 @@ from precompute.window_batch import WindowBatch
 from precompute.worker import Emit, Worker
 
 Message = tuple[Any, ...]
+
+# Calls that only read a worker's state; every other message may change it.
+READ_ONLY_CALLS = frozenset({"coverage", "status", "snapshot"})
+# Hosts stamp ``generation`` with the next number at every message that may change their
+# worker (``next`` on a count is atomic under the GIL): an unchanged stamp means a read-only
+# answer (e.g. ``coverage``, asked on every query) read since is still right.
+_STAMPS = itertools.count(1)
+
+
+def _stamp(host: Any, msg: Message) -> None:
+    if msg[0] != "call" or msg[1] not in READ_ONLY_CALLS:
+        host.generation = next(_STAMPS)
 
 
 def _handle(worker: Worker, msg: Message) -> tuple[list[Emit], int, Any]:
@@ -57,8 +70,10 @@ def _handle(worker: Worker, msg: Message) -> tuple[list[Emit], int, Any]:
 class InlineHost:
     def __init__(self, worker: Worker, sink: OutputSink, on_done: Callable[[int], None]) -> None:
         self.worker, self.sink, self.on_done = worker, sink, on_done
+        self.generation = next(_STAMPS)
 
     def send(self, msg: Message) -> Future | None:
+        _stamp(self, msg)
         out, n, reply = _handle(self.worker, msg)
         if out:
             self.sink.write(out)
@@ -80,6 +95,7 @@ class ThreadHost:
 
     def __init__(self, worker: Worker, sink: OutputSink, on_done: Callable[[int], None]) -> None:
         self.worker, self.sink, self.on_done = worker, sink, on_done
+        self.generation = next(_STAMPS)
         self.inbox: queue.SimpleQueue = queue.SimpleQueue()
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="precompute-worker", daemon=True)
@@ -106,6 +122,7 @@ class ThreadHost:
                 self.on_done(n)
 
     def send(self, msg: Message) -> Future | None:
+        _stamp(self, msg)
         fut: Future | None = Future() if msg[0] == "call" else None
         self.inbox.put((msg, fut))
         return fut
@@ -153,6 +170,7 @@ class ProcessHost:
         self.inbox = ctx.Queue()
         self.outbox = ctx.Queue()
         self.sink, self.on_done = sink, on_done
+        self.generation = next(_STAMPS)
         self.pending: queue.SimpleQueue = queue.SimpleQueue()
         self.proc = ctx.Process(
             target=_process_main, args=(configs, options, self.inbox, self.outbox), daemon=True
@@ -185,6 +203,7 @@ class ProcessHost:
                     fut.set_exception(RuntimeError(msg[2]))
 
     def send(self, msg: Message) -> Future | None:
+        _stamp(self, msg)
         fut: Future | None = None
         if msg[0] == "call":
             fut = Future()

@@ -265,3 +265,37 @@ def test_windows_missing_samples_dropped_as_late_are_answered_from_raw_data():
         assert_same(pre.instant_query(query, 2_400_000), exact.instant_query(query, 2_400_000))
     text = pre.explain("sum_over_time(x[5m])", 900_000, 3_000_000, 60_000, analyze=True).text
     assert "SummaryMergeMultiple" in text  # the windows outside the holes come from the store
+
+
+@pytest.mark.parametrize("backend", ["inline", "thread"])
+def test_coverage_is_asked_of_the_workers_again_only_after_a_message_that_can_change_it(
+    backend, monkeypatch
+):
+    from precompute.config import load_config
+    from precompute.engine import PrecomputeEngine
+    from precompute.output import StoreSink
+    from precompute.worker import Worker
+    from storage.sketch_store import SketchStore
+
+    cfg = load_config(YAML)
+    opts = type(cfg.engine)(
+        backend=backend, flush_interval_ms=0, num_workers=2, late_data_policy="Drop"
+    )
+    w = World(YAML)
+    w.storage.remove_listener(w.engine.on_batch)
+    w.engine = PrecomputeEngine(type(cfg)(cfg.aggregations, opts), StoreSink(SketchStore()))
+    w.storage.add_listener(w.engine.on_batch)
+    fill(w, seed=31, end_ms=900_000)
+    w.engine.drain()
+    asked = []
+    real = Worker.coverage
+    monkeypatch.setattr(Worker, "coverage", lambda self: asked.append(1) or real(self))
+    first = w.engine.coverage(1)
+    assert w.engine.coverage(1) == first and w.engine.status()  # status changes nothing
+    assert w.engine.coverage(1) == first and len(asked) == 2  # once per worker
+    # A scrape three minutes late for a closed window: dropped, a hole the next answer shows.
+    w.scrape(gauge_series(3, "x"), 900_000 - 180_000, np.ones(3))
+    w.engine.drain()
+    after = w.engine.coverage(1)
+    assert len(asked) == 4 and after[2] and after != first
+    w.engine.stop(snapshot=False)
