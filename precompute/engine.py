@@ -62,6 +62,8 @@ class PrecomputeEngine:
         self.history_through_ms = history_through_ms
         self.max_seen_t: int | None = None
         self.first_t: dict[int, int] = {}
+        # Per aggregation, the oldest sample time ever routed to it (late ones included).
+        self.oldest_t: dict[int, int] = {}
         # coverage: last known worker watermarks and holes
         self._last_marks: dict[int, tuple[list[int], list[tuple[int, int]]]] = {}
         self._coverage_at: dict[int, tuple[tuple[int, ...], Any]] = {}  # host stamps, answer
@@ -201,8 +203,11 @@ class PrecomputeEngine:
                     t = int(item.timestamps.max())
                     if t > self.agg_max_t.get(item.aggregation_id, t - 1):
                         self.agg_max_t[item.aggregation_id] = t
+                    oldest = int(item.timestamps.min())
                     if item.aggregation_id not in self.first_t:
-                        self.first_t[item.aggregation_id] = int(item.timestamps.min())
+                        self.first_t[item.aggregation_id] = oldest
+                    if oldest < self.oldest_t.get(item.aggregation_id, oldest + 1):
+                        self.oldest_t[item.aggregation_id] = oldest
             self.counters["samples_in"] += total
             for host, items in zip(self.hosts, per_worker, strict=True):
                 if items:
@@ -277,6 +282,7 @@ class PrecomputeEngine:
                     host.send(("remove", agg_id))
                 self.agg_max_t.pop(agg_id, None)
                 self.first_t.pop(agg_id, None)
+                self.oldest_t.pop(agg_id, None)
                 self._last_marks.pop(agg_id, None)
                 self._coverage_at.pop(agg_id, None)
                 self.holes.pop(agg_id, None)
@@ -307,6 +313,7 @@ class PrecomputeEngine:
                 "agg_max_t": dict(self.agg_max_t),
                 "coverage": (self.max_seen_t, dict(self.first_t), dict(self.complete_from)),
                 "holes": {a: list(h) for a, h in self.holes.items()},
+                "oldest_t": dict(self.oldest_t),
             }
 
     def save_snapshot(self) -> None:
@@ -351,17 +358,25 @@ class PrecomputeEngine:
                     {a: t for a, t in complete_from.items() if a in self.configs}
                 )
             self.holes = {a: list(h) for a, h in snap.get("holes", {}).items() if a in self.configs}
+            self.oldest_t.update(
+                {a: t for a, t in snap.get("oldest_t", {}).items() if a in self.configs}
+            )
             self._broadcast_call("status")
         return True
 
     # --- observability ----------------------------------------------------------------------
 
-    def coverage(self, aggregation_id: int) -> tuple[int, int, tuple[tuple[int, int], ...]] | None:
-        """``(complete_from_ms, closed_through_ms, holes)``: windows ``(s, e]`` with
-        ``s >= complete_from_ms`` hold every sample of the aggregation, and every group has
+    def coverage(
+        self, aggregation_id: int
+    ) -> tuple[int, int, tuple[tuple[int, int], ...], int | None] | None:
+        """``(complete_from_ms, closed_through_ms, holes, empty_before_ms)``: windows ``(s, e]``
+        with ``s >= complete_from_ms`` hold every sample of the aggregation, and every group has
         closed its windows ending at or before ``closed_through_ms``, except windows whose end
         lies in one of the ``holes`` ``(lo, hi]`` (windows missing samples: dropped as late, or
-        lost in a crash, ``_mark_crash_hole``). None: no window yet."""
+        lost in a crash, ``_mark_crash_hole``). When the engine has seen every sample the
+        aggregation ever had (its history is known), windows ending before ``empty_before_ms``
+        — the oldest sample routed to it — had none: nothing to store, nothing to read from raw
+        data either (else None). None: no window yet."""
         cfg = self.configs.get(aggregation_id)
         first = self.first_t.get(aggregation_id)
         if cfg is None or first is None:
@@ -377,6 +392,7 @@ class PrecomputeEngine:
             (first if start is None else start),
             closed,
             tuple(holes.merge([*self.holes.get(aggregation_id, ()), *dropped])),
+            None if start is None else self.oldest_t.get(aggregation_id, first),
         )
 
     def _worker_coverage(self, aggregation_id: int) -> tuple[list[int], list[tuple[int, int]]]:

@@ -292,16 +292,19 @@ def _cells(storage, matchers, labels, ends, fam: str, sizes, covered, got, key_r
 
 def covered_windows(span, ends: np.ndarray, window: int, coverage=None) -> np.ndarray:
     """Windows the store answers. With the engine's ``coverage`` (complete from, closed
-    through, holes): complete and closed windows inside the stored range ``span``, outside the
-    holes. Without it, the oldest stored window may have missed samples ingested before the
-    aggregation existed, so only windows starting at or after its end count, and windows after
-    the newest are open."""
+    through, holes, empty before): complete and closed windows inside the stored range ``span``
+    or before the aggregation's oldest sample, outside the holes. Without it, the oldest stored
+    window may have missed samples ingested before the aggregation existed, so only windows
+    starting at or after its end count, and windows after the newest are open."""
     if span is None:
         return np.zeros(ends.shape[0], dtype=bool)
     if coverage is None:
         return (ends - window >= span[0]) & (ends <= span[1])
     complete_from, closed_through, *rest = coverage
     inside = (ends >= span[0]) & (ends <= min(span[1], closed_through))
+    if len(rest) > 1 and rest[1] is not None:
+        # Before the aggregation's oldest sample (its whole history seen): empty, not missing.
+        inside |= ends < rest[1]
     inside &= ends - window >= complete_from
     if rest and rest[0]:
         inside &= ~holes.inside(ends, rest[0])

@@ -11,7 +11,7 @@ from planner.engine import Engine, EngineOptions
 from planner.nodes.precomputed_scan import SketchSource
 from precompute.config import EngineOptions as PcOptions
 from precompute.config import load_config
-from precompute.engine import PrecomputeEngine
+from precompute.engine import NO_HISTORY_MS, PrecomputeEngine
 from precompute.output import StoreSink
 from storage.db import Storage, StorageOptions
 from storage.model import Labels, SampleBatch, make_labels
@@ -43,6 +43,8 @@ class World:
     workers: int = 1
     lateness_ms: int = 0
     policy: str = "Drop"
+    # As ``tidemark serve`` on an empty data directory: the engine sees every sample there is.
+    known_history: bool = False
     storage: Storage = field(init=False)
     store: SketchStore = field(init=False)
     engine: PrecomputeEngine = field(init=False)
@@ -61,7 +63,10 @@ class World:
             allowed_lateness_ms=self.lateness_ms,
             late_data_policy=self.policy,  # type: ignore[arg-type]
         )
-        self.engine = PrecomputeEngine(type(cfg)(cfg.aggregations, options), StoreSink(self.store))
+        history = NO_HISTORY_MS if self.known_history and snapshot is None else None
+        self.engine = PrecomputeEngine(
+            type(cfg)(cfg.aggregations, options), StoreSink(self.store), history_through_ms=history
+        )
         if snapshot is not None:
             assert self.engine.restore(snapshot)
         self.storage.add_listener(self.engine.on_batch)

@@ -180,8 +180,10 @@ def test_engine_coverage_sends_time_before_a_config_was_added_to_raw_data():
 
     w.engine.update_config(load_config(YAML))
     fill(w, seed=4, start_ms=1_200_000, end_ms=HOUR_MS)
-    complete_from, closed, holes = w.engine.coverage(1)
+    complete_from, closed, holes, empty_before = w.engine.coverage(1)
     assert complete_from == 1_190_001 and closed == HOUR_MS - 60_000 and holes == ()
+    # Older windows are not known to be empty: samples before the config went unseen by it.
+    assert empty_before == 1_200_000
     pre, exact = _engines_with_coverage(w)
     for query in SHAPES:
         assert_same(pre.range_query(query, 600_000, 3_000_000, 60_000),
@@ -205,7 +207,7 @@ aggregations:
         t = i * SCRAPE_MS
         now = series if t <= 300_000 else lead
         w.scrape(now, t, rng.normal(10, 3, len(now)))
-    _, closed, _ = w.engine.coverage(1)
+    closed = w.engine.coverage(1)[1]
     assert closed == 240_000
     pre, exact = _engines_with_coverage(w)
     for query in ("sum_over_time(x[1m])", "count_over_time(x[2m])"):

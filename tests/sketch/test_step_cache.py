@@ -202,12 +202,12 @@ def test_a_step_rebuilt_from_raw_samples_is_not_kept_while_its_window_is_open():
                 exact.range_query(q, 1_200_000, 1_800_000, 60_000))  # fmt: skip
 
 
-@pytest.mark.parametrize("policy", ["ForwardToStore", "Drop"])
-def test_refreshing_dashboards_over_growing_late_and_lost_data_stay_exact(policy):
+@pytest.mark.parametrize(("policy", "known_history"), [("ForwardToStore", True), ("Drop", False)])
+def test_refreshing_dashboards_over_growing_late_and_lost_data_stay_exact(policy, known_history):
     """A dashboard refreshing every scrape while data arrives — on time, late (forwarded or
     dropped into holes) and for new series — answers as the exact path at every refresh."""
     rng = np.random.default_rng(31)
-    w = World(YAML, workers=2, policy=policy)
+    w = World(YAML, workers=2, policy=policy, known_history=known_history)
     fill(w, seed=13, end_ms=900_000)
     pre, exact = _engines(w)
     xs, cs = gauge_series(N + 2, "x"), gauge_series(N, "c_total")
@@ -246,3 +246,29 @@ def test_an_instant_query_past_the_newest_closed_window_goes_straight_to_raw_sam
     got, want = pre.instant_query(query, HOUR_MS), exact.instant_query(query, HOUR_MS)
     assert got.series and got.infos == want.infos
     assert_same(got, want, rtol=0)
+
+
+def test_steps_whose_range_starts_before_the_first_sample_are_answered_and_kept_from_windows():
+    w = World(YAML, known_history=True)
+    fill(w, seed=14, start_ms=600_000, end_ms=HOUR_MS)
+    pre, exact = _engines(w)
+    q = "avg_over_time(x[10m])"  # the first steps reach back before 10:00, the first scrape
+    first = pre.range_query(q, 600_000, 1_800_000, 60_000)
+    text = pre.explain(q, 600_000, 1_800_000, 60_000, analyze=True).text
+    assert "cached_steps=[21]" in text and "raw_windows" not in text
+    assert_same(first, exact.range_query(q, 600_000, 1_800_000, 60_000))
+
+
+@pytest.mark.parametrize("policy", ["ForwardToStore", "Drop"])
+def test_a_sample_older_than_any_before_makes_its_windows_not_empty_any_more(policy):
+    w = World(YAML, policy=policy, lateness_ms=0, known_history=True)
+    fill(w, seed=15, start_ms=600_000, end_ms=1_800_000)
+    pre, exact = _engines(w)
+    q = "sum_over_time(x[5m])"
+    pre.range_query(q, 600_000, 1_500_000, 60_000)
+    assert w.engine.coverage(1)[3] == 600_000
+    w.scrape(gauge_series(N, "x")[:1], 450_000, np.array([1e6]))  # before every other sample
+    assert w.engine.coverage(1)[3] == 450_000
+    got = pre.range_query(q, 600_000, 1_500_000, 60_000)
+    assert_same(got, exact.range_query(q, 600_000, 1_500_000, 60_000))
+    assert np.nanmax(next(iter(got.series)).values) > 1e5, "the old sample counts"
