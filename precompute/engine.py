@@ -392,7 +392,7 @@ class PrecomputeEngine:
             (first if start is None else start),
             closed,
             tuple(holes.merge([*self.holes.get(aggregation_id, ()), *dropped])),
-            None if start is None else self.oldest_t.get(aggregation_id, first),
+            None if start is None else self.oldest_t.get(aggregation_id),
         )
 
     def _worker_coverage(self, aggregation_id: int) -> tuple[list[int], list[tuple[int, int]]]:
