@@ -251,6 +251,10 @@ def main(argv: list[str] | None = None) -> int:
                 uncached_t = _without_step_cache(measure, base, params, args.runs)
                 ex_t, exact, _ = measure(base, params | {"precompute": "off"}, args.runs)
                 prom_t = measure(prom.url, params, args.runs)[0] if prom is not None else None
+                if prom is not None:
+                    # Go's collector and scavenger keep working for a while after a big query:
+                    # the next Tidemark timings must not share the two cores with them.
+                    settle(prom.proc.pid, quiet_s=1.0, limit_s=30.0, least_s=0.0)
                 plan = timed(f"{base}/api/v1/query_range?"
                              + urllib.parse.urlencode(params | {"explain": "true"}))[1]  # fmt: skip
                 used = "SummaryMergeMultiple" in plan["data"]["explain"]["text"]
