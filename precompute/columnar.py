@@ -35,6 +35,7 @@ from precompute.counter_kernels import (
     take_present,
     warm,
 )
+from precompute.two_stack import TwoStackMerge
 from precompute.windows import WindowSpec
 
 MOMENT_TYPES = frozenset({"Sum", "Count", "Min", "Max", "MinMax", "Avg"})
@@ -254,7 +255,7 @@ def _split_by_pane(panes: np.ndarray, slide: int, arrays: tuple[np.ndarray, ...]
             yield pane, tuple(x[sel] for x in arrays)
 
 
-class SlidingCounterMerge:
+class SlidingCounterMerge(TwoStackMerge):
     """Two-stack sliding merge of counter panes over a dense group-id prefix.
 
     A window of W panes ``j..w`` is ``back[j] ⊕ front``: ``back`` holds suffix merges of an older
@@ -270,28 +271,9 @@ class SlidingCounterMerge:
     applied out of order) does: ``touch`` drops only the merges that include that pane.
     """
 
-    def __init__(self) -> None:
-        self.reset()
-
     def reset(self) -> None:
-        self.back: dict[int, CounterColumns] = {}
-        self.block_end = 0
-        self.front: CounterColumns | None = None
-        self.front_end = 0
-        self.front_stale = False
+        super().reset()
         self.width = 0
-        self.merged: set[int] = set()
-
-    def touch(self, pane: int) -> None:
-        """Pane ``pane`` got new samples (late or reordered batches): drop the merges that
-        include it — back suffixes starting at or before it, or the front — and keep the rest."""
-        if pane not in self.merged:
-            return
-        if pane > self.block_end:
-            self.front_stale = True
-            return
-        for j in [j for j in self.back if j <= pane]:
-            del self.back[j]
 
     def window(self, ends: list[int], get, width: int) -> CounterColumns:
         """The merge of panes ``ends`` (time order, consecutive) over rows ``0..width-1``;
@@ -332,15 +314,7 @@ class SlidingCounterMerge:
             if self.back and j in self.back and w < self.front_end:
                 return self._direct(ends, get, width), None  # an older window again: rare
             return self._rebuild(ends, get, width), None
-        if self.front_stale:  # re-merge the front's panes, the back block is still good
-            step = ends[1] - ends[0]
-            self.front, self.front_stale = None, False
-            for p in range(self.block_end + step, self.front_end + 1, step):
-                self._extend(p, get)
-        for p in ends:
-            if p > self.front_end:
-                self._extend(p, get)
-                self.front_end = p
+        self._catch_up(ends, get)
         return self.back[j], self.front
 
     def _extend(self, p: int, get) -> None:

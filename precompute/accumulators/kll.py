@@ -28,6 +28,7 @@ from precompute.accumulators.base import (
     unpack_keys,
 )
 from precompute.accumulators.keyhash import row_columns
+from precompute.two_stack import TwoStackMerge
 
 REPORTED_QUANTILES = (0.5, 0.9, 0.99)
 
@@ -206,7 +207,7 @@ def merged_pair(older: KLLAccumulator, newer: KLLAccumulator) -> KLLAccumulator:
 _ABSENT = object()
 
 
-class SlidingKLLMerge:
+class SlidingKLLMerge(TwoStackMerge):
     """Two-stack sliding merge of one group's KLL panes (pane end → accumulator).
 
     A window of panes ``j..w`` is ``back[j] ⊕ front``: ``back`` holds suffix merges of an older
@@ -224,27 +225,6 @@ class SlidingKLLMerge:
     make ``touch`` drop just the merges holding that pane.
     """
 
-    def __init__(self) -> None:
-        self.reset()
-
-    def reset(self) -> None:
-        self.back: dict[int, KLLAccumulator | None] = {}  # None: no pane of the suffix has data
-        self.block_end = 0
-        self.front: KLLAccumulator | None = None
-        self.front_end = 0
-        self.front_stale = False
-        self.merged: set[int] = set()
-
-    def touch(self, pane: int) -> None:
-        """Pane ``pane`` got new samples: drop the merges that include it."""
-        if pane not in self.merged:
-            return
-        if pane > self.block_end:
-            self.front_stale = True
-            return
-        for j in [j for j in self.back if j <= pane]:
-            del self.back[j]
-
     def window(self, ends: list[int], panes: dict[int, KLLAccumulator]) -> KLLAccumulator | None:
         """A new accumulator, the merge of ``panes[p]`` for ``p`` in ``ends`` (consecutive pane
         ends, time order; absent panes are empty); None when none of them has a pane."""
@@ -259,15 +239,7 @@ class SlidingKLLMerge:
             if j in self.back:  # an older window again (rare): merge it directly
                 return self._direct(ends, panes)
             return self._rebuild(ends, panes)
-        if self.front_stale:  # re-merge the front's panes; the back block is still good
-            step = ends[1] - ends[0]
-            self.front, self.front_stale = None, False
-            for p in range(self.block_end + step, self.front_end + 1, step):
-                self._extend(p, panes)
-        for p in ends:
-            if p > self.front_end:
-                self._extend(p, panes)
-                self.front_end = p
+        self._catch_up(ends, panes)
         return self._combine(self.back[j], self.front)
 
     @staticmethod
