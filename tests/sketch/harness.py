@@ -45,6 +45,7 @@ class World:
     policy: str = "Drop"
     # As ``tidemark serve`` on an empty data directory: the engine sees every sample there is.
     known_history: bool = False
+    backend: str = "inline"  # "thread": worker threads, as served (stop them: ``engine.stop``)
     storage: Storage = field(init=False)
     store: SketchStore = field(init=False)
     engine: PrecomputeEngine = field(init=False)
@@ -58,7 +59,7 @@ class World:
         cfg = load_config(self.yaml)
         options = PcOptions(
             num_workers=self.workers,
-            backend="inline",
+            backend=self.backend,  # type: ignore[arg-type]
             flush_interval_ms=0,
             allowed_lateness_ms=self.lateness_ms,
             late_data_policy=self.policy,  # type: ignore[arg-type]

@@ -228,19 +228,9 @@ def test_engine_coverage_survives_a_restart():
 
 
 def test_coverage_is_the_same_with_worker_threads():
-    from precompute.config import load_config
-    from precompute.engine import PrecomputeEngine
-    from precompute.output import StoreSink
-    from storage.sketch_store import SketchStore
-
-    cfg = load_config(YAML)
     out = []
     for backend in ("inline", "thread"):
-        opts = type(cfg.engine)(backend=backend, flush_interval_ms=0, num_workers=2)
-        w = World(YAML)
-        w.storage.remove_listener(w.engine.on_batch)
-        w.engine = PrecomputeEngine(type(cfg)(cfg.aggregations, opts), StoreSink(SketchStore()))
-        w.storage.add_listener(w.engine.on_batch)
+        w = World(YAML, workers=2, backend=backend)
         fill(w, seed=30, end_ms=900_000)
         w.engine.drain()
         out.append([w.engine.coverage(a) for a in (1, 3, 5)])
@@ -273,20 +263,9 @@ def test_windows_missing_samples_dropped_as_late_are_answered_from_raw_data():
 def test_coverage_is_asked_of_the_workers_again_only_after_a_message_that_can_change_it(
     backend, monkeypatch
 ):
-    from precompute.config import load_config
-    from precompute.engine import PrecomputeEngine
-    from precompute.output import StoreSink
     from precompute.worker import Worker
-    from storage.sketch_store import SketchStore
 
-    cfg = load_config(YAML)
-    opts = type(cfg.engine)(
-        backend=backend, flush_interval_ms=0, num_workers=2, late_data_policy="Drop"
-    )
-    w = World(YAML)
-    w.storage.remove_listener(w.engine.on_batch)
-    w.engine = PrecomputeEngine(type(cfg)(cfg.aggregations, opts), StoreSink(SketchStore()))
-    w.storage.add_listener(w.engine.on_batch)
+    w = World(YAML, workers=2, policy="Drop", backend=backend)
     fill(w, seed=31, end_ms=900_000)
     w.engine.drain()
     asked = []
