@@ -159,6 +159,9 @@ class PrecomputeEngine:
         """
         for agg_id, cfg in self.configs.items():
             cov = self.coverage(agg_id)
+            # A sample older than any the snapshot knew may have been lost too: from now on no
+            # window of this aggregation is known to be empty (the sentinel never moves).
+            self.oldest_t[agg_id] = NO_HISTORY_MS
             lo = cov[1] if cov is not None else NO_HISTORY_MS
             if stored_through_ms is None:
                 hi = _FOREVER_MS  # unknown: trust nothing after the snapshot
@@ -376,7 +379,8 @@ class PrecomputeEngine:
         lost in a crash, ``_mark_crash_hole``). When the engine has seen every sample the
         aggregation ever had (its history is known), windows ending before ``empty_before_ms``
         — the oldest sample routed to it — had none: nothing to store, nothing to read from raw
-        data either (else None). None: no window yet."""
+        data either (else None; after a crash, the oldest sample is not known). None: no window
+        yet."""
         cfg = self.configs.get(aggregation_id)
         first = self.first_t.get(aggregation_id)
         if cfg is None or first is None:
