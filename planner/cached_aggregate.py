@@ -20,7 +20,7 @@ import numpy as np
 
 from planner.cached_steps import step_context
 from planner.labels import DROPPED_NAMES, group_ids
-from planner.nodes.range_function import KEEPS_NAME, _non_counter_info
+from planner.nodes.range_function import KEEPS_NAME, non_counter_info
 from planner.nodes.raw_windows import contiguous_runs
 from planner.nodes.summary_infer import CLEAN_STEPS, SummaryInfer, notes_for
 from planner.rules.pushdown import pushdown
@@ -85,7 +85,7 @@ def cached_aggregate(node: PromAggregate, ex: Executor, grid: Grid) -> InstantVe
         if infer.fn in ("rate", "increase") and present[:, found.hit].any():
             # What the inference would have said about the cached steps: a configuration's
             # series all carry its metric name, so one label set speaks for all.
-            _non_counter_info(ex, ctx.labels[:1], infer.pos)
+            non_counter_info(ex, ctx.labels[:1], infer.pos)
     rows = np.flatnonzero(present.any(axis=1))
     if rows.shape[0] == len(groups):
         return InstantVector(list(groups), values, present)

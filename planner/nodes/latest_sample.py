@@ -13,7 +13,7 @@ coverage when attached — every group closed — else the stored span). Other w
 aggregation existed, retention, the still-open newest window, a group not closed yet) are rebuilt
 from raw samples for tumbling windows (``raw_windows.raw_cells``); with sliding windows a step
 whose answer depends on an uncovered window (one newer than every non-empty covered window) is
-evaluated by the exact subtree (``summary_infer._stitch``). Several entries of one (key, window) — late
+evaluated by the exact subtree (``summary_infer.stitch_exact_steps``). Several entries of one (key, window) — late
 mini-accumulators, restarts — merge as the accumulator does: newest timestamp, ties to the one
 written later. Data-dependent refusals (keys not identifying series, series the aggregation does
 not summarise) hand the whole query to the exact subtree.
@@ -29,7 +29,7 @@ import numpy as np
 from planner.nodes.base import PlanError, PlanNode, require_type
 from planner.nodes.precomputed_scan import SketchSource, covered_windows, resolve_series
 from planner.nodes.raw_windows import raw_cells
-from planner.nodes.summary_infer import _stitch, notes_for
+from planner.nodes.summary_infer import notes_for, stitch_exact_steps
 from planner.nodes.summary_merge import _classes
 from planner.nodes.timing import describe_at, selector_times
 from planner.precompute_match import key_labels
@@ -119,7 +119,7 @@ class LatestSample(PlanNode):
         bad = ~ok.all(axis=0)
         if bad.any():
             note["raw_steps"] = int(bad.sum())
-            out = _stitch(ex, self.exact, grid, out, bad)
+            out = stitch_exact_steps(ex, self.exact, grid, out, bad)
         return out
 
 

@@ -91,7 +91,7 @@ class RangeFunction(PlanNode):
             labels = [rv.labels[i] for i in rows.tolist()]
         drop = None if rv.drop_name is None else rv.drop_name[rows]
         if self.fn in ("rate", "increase"):
-            _non_counter_info(ex, labels, self.pos)
+            non_counter_info(ex, labels, self.pos)
         if self.fn == "quantile_over_time":
             q = scalars[0].reshape(n, k)[0]
             bad = q[present.any(axis=0) & ((q < 0) | (q > 1) | np.isnan(q))]
@@ -116,7 +116,7 @@ def _extended(fn: str, rv: RangeVector) -> tuple[np.ndarray, np.ndarray]:
     return extended_rate(rv.ranges, rv.gt_start, rv.ge_end, smoothed, fn != "delta", fn == "rate")
 
 
-def _non_counter_info(ex: Executor, labels, pos: PosRange | None) -> None:
+def non_counter_info(ex: Executor, labels, pos: PosRange | None) -> None:
     # One annotation per metric name (upstream's are deduplicated by text): judged per name,
     # not per series, since a selector returns thousands of series of one or a few names.
     for name in dict.fromkeys(metric_name(ls) for ls in labels):

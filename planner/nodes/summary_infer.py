@@ -19,7 +19,7 @@ import numpy as np
 from planner.cached_steps import cached_steps
 from planner.labels import with_names_dropped
 from planner.nodes.base import PlanNode, require_type
-from planner.nodes.range_function import KEEPS_NAME, QUANTILE_WARNING, _non_counter_info, go_g
+from planner.nodes.range_function import KEEPS_NAME, QUANTILE_WARNING, go_g, non_counter_info
 from planner.nodes.summary_merge import MergedSteps
 from planner.stmt import Grid
 from planner.values import InstantVector, ScalarValue
@@ -93,13 +93,13 @@ class SummaryInfer(PlanNode):
         rows = np.flatnonzero(keep)
         labels = [all_labels[i] for i in rows.tolist()]
         if self.fn in ("rate", "increase"):
-            _non_counter_info(ex, labels, self.pos)
+            non_counter_info(ex, labels, self.pos)
         out = InstantVector(labels, values[rows], present[rows])
         if self.fn not in KEEPS_NAME:
             out = with_names_dropped(out, ex.options.delayed_name_removal)
         if bad.any():
             note["raw_steps"] = int(bad.sum())
-            out = _stitch(ex, self.exact, grid, out, bad)
+            out = stitch_exact_steps(ex, self.exact, grid, out, bad)
         return out
 
     def _compute(self, ex: Executor, merged: MergedSteps, grid: Grid):
@@ -169,7 +169,9 @@ def extrapolate(c: dict[str, np.ndarray], start: np.ndarray, end: np.ndarray, is
     return np.where(present, values, 0.0), present
 
 
-def _stitch(ex: Executor, exact: PlanNode, grid: Grid, pre: InstantVector, bad: np.ndarray):
+def stitch_exact_steps(
+    ex: Executor, exact: PlanNode, grid: Grid, pre: InstantVector, bad: np.ndarray
+):
     """Replace the ``bad`` step columns of ``pre`` with the exact subtree's answer for them,
     evaluated once per contiguous run of bad steps (typically a few at the start and the end)."""
     from planner.nodes.raw_windows import contiguous_runs
