@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from planner.cached_steps import step_context
-from planner.labels import DROPPED_NAMES, group_ids
+from planner.labels import DROPPED_NAMES, all_distinct
 from planner.nodes.range_function import KEEPS_NAME, non_counter_info
 from planner.nodes.raw_windows import contiguous_runs
 from planner.nodes.summary_infer import CLEAN_STEPS, SummaryInfer, notes_for
@@ -56,7 +56,7 @@ def cached_aggregate(node: PromAggregate, ex: Executor, grid: Grid) -> InstantVe
         assert isinstance(vec, InstantVector)
         return node.reduce(ex, vec, grid.n_steps, [])
     key = ("aggregate", node.op, node.grouping, node.without, ctx.key)
-    groups = _groups(key, ctx.labels, node)
+    groups = _groups(ctx.labels, node)
     if groups is None:  # series equal but for metadata labels: the plain path reports the clash
         return None
     found = ctx.lookup(key, rows=len(groups))
@@ -92,27 +92,15 @@ def cached_aggregate(node: PromAggregate, ex: Executor, grid: Grid) -> InstantVe
     return InstantVector([groups[i] for i in rows.tolist()], values[rows], present[rows])
 
 
-# Per query shape: the series list last seen and its groups. Comparing the list with the one kept
-# is a pointer walk (storage hands out the same label tuples), deriving groups ~0.5 µs a series.
-_GROUPS: dict = {}
-_GROUPS_KEPT = 4096
+def _groups(labels: list, node: PromAggregate) -> list | None:
+    """The aggregation's output label sets for these input series, in first-seen order (None:
+    two series have the same labels without their names, which the exact path reports)."""
+    from planner.nodes.aggregate import grouped
 
-
-def _groups(key: tuple, labels: list, node: PromAggregate) -> list | None:
-    """The aggregation's output label sets for these input series, in first-seen order."""
-    from planner.nodes.aggregate import grouping_keys
-
-    kept = _GROUPS.get(key)
-    if kept is not None and kept[0] == labels:
-        return kept[1]
     named = DROPPED_NAMES.many(labels)
-    groups = None
-    if len(set(named)) == len(named):
-        groups = group_ids(grouping_keys(named, frozenset(node.grouping), node.without))[1]
-    if len(_GROUPS) >= _GROUPS_KEPT:
-        _GROUPS.clear()
-    _GROUPS[key] = (labels, groups)
-    return groups
+    if not all_distinct(named):
+        return None
+    return list(grouped(named, frozenset(node.grouping), node.without)[1])
 
 
 def _split(beyond: np.ndarray, a: int, b: int) -> list[tuple[int, int, bool]]:

@@ -8,11 +8,12 @@ Grouping is per series (a dict over label tuples); the kernels reduce ``[n_serie
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from planner.labels import IdentityMemo, group_ids
+from planner.labels import IdentityMemo, ListMemo, group_ids
 from planner.nodes.base import PlanError, PlanNode, require_type
 from planner.nodes.range_function import QUANTILE_WARNING, go_g, kernel_for
 from planner.values import InstantVector, ScalarValue
@@ -37,17 +38,25 @@ def grouping_key(labels: Labels, grouping: frozenset[str], without: bool) -> Lab
     return tuple([p for p in labels if p[0] in grouping])
 
 
-_GROUP_KEYS: dict[tuple[frozenset[str], bool], IdentityMemo] = {}
+_GROUPINGS: dict[tuple[frozenset[str], bool], ListMemo] = {}
 
 
-def grouping_keys(labels: list[Labels], grouping: frozenset[str], without: bool) -> list[Labels]:
-    """Each series' group label set, remembered per label tuple (``IdentityMemo``)."""
-    memo = _GROUP_KEYS.get((grouping, without))
+def grouped(
+    labels: list[Labels], grouping: frozenset[str], without: bool
+) -> tuple[np.ndarray, tuple[Labels, ...]]:
+    """Each series' group id (read-only) and the groups in order of first appearance,
+    remembered per series list (``ListMemo``) and per label tuple (``IdentityMemo``)."""
+    memo = _GROUPINGS.get((grouping, without))
     if memo is None:
-        memo = _GROUP_KEYS.setdefault(
-            (grouping, without), IdentityMemo(lambda ls: grouping_key(ls, grouping, without))
-        )
-    return memo.many(labels)
+        keys = IdentityMemo(lambda ls: grouping_key(ls, grouping, without))
+        memo = _GROUPINGS.setdefault((grouping, without), ListMemo(partial(_group, keys)))
+    return memo(labels)
+
+
+def _group(keys: IdentityMemo, labels: list[Labels]) -> tuple[np.ndarray, tuple[Labels, ...]]:
+    ids, groups = group_ids(keys.many(labels))
+    ids.setflags(write=False)
+    return ids, tuple(groups)
 
 
 @dataclass(frozen=True)
@@ -97,8 +106,7 @@ class PromAggregate(PlanNode):
 
         if vec.n_series == 0:
             return InstantVector.empty(n_steps)
-        keys = grouping_keys(vec.labels, frozenset(self.grouping), self.without)
-        gids, groups = group_ids(keys)
+        gids, groups = grouped(vec.labels, frozenset(self.grouping), self.without)
         kernel = kernel_for(aggregation, self.op)
         values = np.where(vec.present, vec.values, 0.0)
         if self.op in SELECTORS:

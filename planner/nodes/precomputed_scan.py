@@ -28,10 +28,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from planner.labels import ListMemo, all_distinct
 from planner.nodes.base import PlanNode
 from planner.nodes.raw_windows import raw_cells
 from planner.precompute_match import family, key_labels
@@ -157,7 +159,7 @@ def resolve_series(
     same = aggregated == set(matchers)  # the dashboard case: the query selects what is summarised
     summarised = query if same else storage.series([[metric, *cfg.matchers]], mint, maxt)
     keys = _keys(names, summarised)
-    if len(set(keys)) != len(keys):
+    if not all_distinct(list(keys)):
         first: dict[Key, Labels] = {}
         for key, ls in zip(keys, summarised, strict=True):
             if key in first:
@@ -169,7 +171,7 @@ def resolve_series(
             first[key] = ls
     if aggregated <= set(matchers):  # the selector applied the aggregation's own matchers
         own = keys if same else _keys(names, query)
-        return query, dict(zip(own, range(len(query)), strict=True)), ""
+        return query, _ROWS(list(own)), ""
     # Judged with the router's own filter (what was really summarised), memoized per series.
     filt = LabelFilter.from_matchers((metric, *cfg.matchers))
     seen = _MATCH_CACHE.setdefault((metric, *cfg.matchers), {})
@@ -181,17 +183,25 @@ def resolve_series(
             ok = seen[ls] = filt.matches(ls)
         if not ok:
             return query, {}, f"series {_fmt(ls)} is not summarised by the aggregation"
-    return query, dict(zip(_keys(names, query), range(len(query)), strict=True)), ""
+    return query, _ROWS(list(_keys(names, query))), ""
 
 
 _KEY_CACHE: dict[tuple[str, ...], dict[Labels, Key]] = {}
 _MATCH_CACHE: dict[tuple[Matcher, ...], dict[Labels, bool]] = {}
+_KEYS: dict[tuple[str, ...], ListMemo] = {}
 
 
-def _keys(names: tuple[str, ...], series: list[Labels]) -> list[Key]:
-    """Each series' key label values, memoized per label set (dashboards ask for the same
-    series on every refresh; building a dict per series per query was most of this scan's
-    Python time)."""
+def _keys(names: tuple[str, ...], series: list[Labels]) -> tuple[Key, ...]:
+    """Each series' key label values, remembered per series list and per label set
+    (dashboards ask for the same series on every refresh; building a dict per series per query
+    was most of this scan's Python time)."""
+    memo = _KEYS.get(names)
+    if memo is None:
+        memo = _KEYS.setdefault(names, ListMemo(partial(_derive_keys, names)))
+    return memo(series)
+
+
+def _derive_keys(names: tuple[str, ...], series: list[Labels]) -> tuple[Key, ...]:
     cache = _KEY_CACHE.setdefault(names, {})
     if len(cache) > 1_000_000:  # bound memory under series churn
         cache.clear()
@@ -202,7 +212,15 @@ def _keys(names: tuple[str, ...], series: list[Labels]) -> list[Key]:
             values = dict(ls)
             key = cache[ls] = tuple(values.get(n, "") for n in names)
         out.append(key)
-    return out
+    return tuple(out)
+
+
+def _row_index(keys: list[Key]) -> dict[Key, int]:
+    return dict(zip(keys, range(len(keys)), strict=True))
+
+
+# Key → query row per key list (shared between queries: read, never changed).
+_ROWS = ListMemo(_row_index)
 
 
 def _fmt(labels: Labels) -> str:

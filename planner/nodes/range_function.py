@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from planner.labels import with_names_dropped
+from planner.labels import ListMemo, with_names_dropped
 from planner.nodes.base import PlanError, PlanNode, require_type
 from planner.nodes.extended_range import anchored_from, extended_rate
 from planner.values import InstantVector, RangeVector, ScalarValue
 from promql.ast import PosRange
 from promql.types import ValueType
-from storage.model import metric_name
+from storage.model import Labels, metric_name
 
 if TYPE_CHECKING:
     from planner.executor import Executor
@@ -116,10 +116,17 @@ def _extended(fn: str, rv: RangeVector) -> tuple[np.ndarray, np.ndarray]:
     return extended_rate(rv.ranges, rv.gt_start, rv.ge_end, smoothed, fn != "delta", fn == "rate")
 
 
+def _metric_names(labels: list[Labels]) -> tuple[str | None, ...]:
+    return tuple(dict.fromkeys(map(metric_name, labels)))
+
+
+_METRIC_NAMES = ListMemo(_metric_names)
+
+
 def non_counter_info(ex: Executor, labels, pos: PosRange | None) -> None:
     # One annotation per metric name (upstream's are deduplicated by text): judged per name,
     # not per series, since a selector returns thousands of series of one or a few names.
-    for name in dict.fromkeys(metric_name(ls) for ls in labels):
+    for name in _METRIC_NAMES(labels):
         if name and not name.endswith(COUNTER_SUFFIXES):
             ex.info(NON_COUNTER_INFO.format(name=f'"{name}"'), pos)
 
