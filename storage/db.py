@@ -284,7 +284,7 @@ class Storage:
         with self._lock:
             if matcher_sets:
                 sets = [self._index.select(ms) for ms in matcher_sets]
-                ids = np.unique(np.concatenate(sets)) if sets else np.zeros(0, _I64)
+                ids = sets[0] if len(sets) == 1 else np.unique(np.concatenate(sets))
             else:
                 ids = np.arange(len(self._index), dtype=_I64)
             blocks = [b for b in self._blocks if b.overlaps(lo, hi)]
@@ -300,7 +300,7 @@ class Storage:
                 continue
             # Per-series bounds, O(series): like Prometheus (which answers at chunk granularity),
             # a series whose samples straddle the range without one inside it still counts.
-            first, last = seg.ts[seg.starts[:-1]], seg.ts[seg.starts[1:] - 1]
+            first, last = seg.series_bounds
             has[seg.sids[(first <= hi) & (last >= lo)]] = True
         for sid, ts, _ in head.tail:
             has[sid[(ts >= lo) & (ts <= hi)]] = True

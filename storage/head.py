@@ -14,6 +14,7 @@ the store's lock and works on it without the lock.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -54,6 +55,13 @@ class Segment:
 
     def __len__(self) -> int:
         return int(self.ts.shape[0])
+
+    @cached_property
+    def series_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each series' first and last timestamp (kept: a segment never changes once built)."""
+        if not self.sids.shape[0]:
+            return self.ts[:0], self.ts[:0]
+        return self.ts[self.starts[:-1]], self.ts[self.starts[1:] - 1]
 
     def runs(self, sids: np.ndarray, mint: int, maxt: int) -> Runs:
         """The requested series' rows in ``[mint, maxt]`` as runs keyed by request index,
