@@ -11,14 +11,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from planner.labels import drop_name, group_ids, merge_same_labels
+from planner.labels import ListMemo, drop_name, group_ids, merge_same_labels
 from planner.nodes.base import PlanError, PlanNode, require_type
 from planner.nodes.bucket_checks import forced_monotonicity
 from planner.nodes.range_function import QUANTILE_WARNING, go_g
 from planner.values import InstantVector, ScalarValue
 from promql.ast import PosRange
 from promql.types import ValueType
-from storage.model import metric_name
+from storage.model import Labels, metric_name
 
 if TYPE_CHECKING:
     from planner.executor import Executor
@@ -93,9 +93,8 @@ class HistogramQuantile(PlanNode):
         """The kernel over all groups and steps; ``extra`` adds ``(label, q)`` to every group."""
         from udfs import histogram
 
-        rows, upper, gids, groups = buckets
+        rows, upper, group_offsets, groups = buckets
         counts, bucket_present = vec.values[rows], vec.present[rows]
-        group_offsets = np.searchsorted(gids, np.arange(len(groups) + 1)).astype(np.int64)
         name = "histogram_fraction" if self.fn == "histogram_fraction" else "histogram_quantile"
         out, present = getattr(histogram, name)(
             *scalars, upper, counts, group_offsets, bucket_present
@@ -120,21 +119,16 @@ class HistogramQuantile(PlanNode):
 
     def _buckets(self, ex: Executor, vec: InstantVector):
         """Valid bucket rows sorted by (group, upper bound); warns on a bad ``le``."""
-        bounds = [parse_le(dict(ls).get(BUCKET_LABEL, "")) for ls in vec.labels]
-        seen = vec.present.any(axis=1)
-        for i, b in enumerate(bounds):
-            if b is None and seen[i]:
-                ex.warn(
-                    _bad_bucket(vec.labels[i], ex.options.delayed_name_removal), self._hist_pos()
-                )
-        rows = np.array([i for i, b in enumerate(bounds) if b is not None], dtype=np.int64)
-        if rows.size == 0:
-            return None
-        keys = [tuple(p for p in vec.labels[i] if p[0] != BUCKET_LABEL) for i in rows.tolist()]
-        gids, groups = group_ids(keys)
-        upper = np.array([bounds[i] for i in rows.tolist()], dtype=np.float64)
-        order = np.lexsort((upper, gids))
-        return rows[order], upper[order], gids[order], groups
+        layout = _LAYOUTS(vec.labels)
+        if layout.malformed:
+            seen = vec.present.any(axis=1)
+            for i in layout.malformed:
+                if seen[i]:
+                    ex.warn(
+                        _bad_bucket(vec.labels[i], ex.options.delayed_name_removal),
+                        self._hist_pos(),
+                    )
+        return layout.buckets
 
     def _monotonicity_infos(self, ex, grid, groups, offsets, upper, counts, present) -> None:
         found = forced_monotonicity(upper, counts, present, offsets, grid.times())
@@ -144,6 +138,37 @@ class HistogramQuantile(PlanNode):
             name = (metric_name(labels) or "") if ex.options.delayed_name_removal else ""
             pos = self._hist_pos()
             ex.info(fixed.message(name, ex.position(pos) if pos else None))
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """What the bucket series' labels alone decide: rows with a malformed ``le``, and the valid
+    rows sorted by (group, upper bound) with their bounds, each group's first row in that order
+    (plus the end) and the groups; the arrays are read-only."""
+
+    malformed: tuple[int, ...]
+    buckets: tuple[np.ndarray, np.ndarray, np.ndarray, tuple[Labels, ...]] | None
+
+
+def _layout(labels: list[Labels]) -> _Layout:
+    bounds = [parse_le(dict(ls).get(BUCKET_LABEL, "")) for ls in labels]
+    malformed = tuple(i for i, b in enumerate(bounds) if b is None)
+    rows = np.array([i for i, b in enumerate(bounds) if b is not None], dtype=np.int64)
+    if rows.size == 0:
+        return _Layout(malformed, None)
+    keys = [tuple(p for p in labels[i] if p[0] != BUCKET_LABEL) for i in rows.tolist()]
+    gids, groups = group_ids(keys)
+    upper = np.array([bounds[i] for i in rows.tolist()], dtype=np.float64)
+    order = np.lexsort((upper, gids))
+    offsets = np.searchsorted(gids[order], np.arange(len(groups) + 1)).astype(np.int64)
+    arrays = rows[order], upper[order], offsets
+    for a in arrays:
+        a.setflags(write=False)
+    return _Layout(malformed, (*arrays, tuple(groups)))
+
+
+# A dashboard's histogram asks for the same bucket series on every refresh.
+_LAYOUTS = ListMemo(_layout)
 
 
 def _bad_bucket(labels, delayed: bool) -> str:
