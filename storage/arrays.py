@@ -67,6 +67,33 @@ def _clip_kernel(ts, starts, ends, mint, maxt, first, last):
         last[k] = lo
 
 
+@numba.njit(cache=True, nogil=True)
+def find_runs(keys, starts, ts, wanted, mint, maxt, clip):
+    """For each ``wanted[i]`` present in the ascending ``keys`` (rows ``starts[j]:starts[j+1]``
+    of the ascending-in-each-range ``ts``): ``(i, lo, hi)`` of its rows in ``[mint, maxt]``
+    (all its rows unless ``clip``), non-empty ones only. One compiled pass for a head segment's
+    read: the numpy version was a dozen calls, most of a small query's storage time."""
+    n = wanted.shape[0]
+    index = np.empty(n, dtype=np.int64)
+    lo = np.empty(n, dtype=np.int64)
+    hi = np.empty(n, dtype=np.int64)
+    m = 0
+    for i in range(n):
+        j = np.searchsorted(keys, wanted[i])
+        if j >= keys.shape[0] or keys[j] != wanted[i]:
+            continue
+        a, b = starts[j], starts[j + 1]
+        if clip:
+            a = a + np.searchsorted(ts[a:b], mint)
+            b = a + np.searchsorted(ts[a:b], maxt, side="right")
+        if a < b:
+            index[m] = i
+            lo[m] = a
+            hi[m] = b
+            m += 1
+    return index[:m], lo[:m], hi[:m]
+
+
 def sort_key(group: np.ndarray, ts: np.ndarray) -> np.ndarray | None:
     """An int64 key ordering rows by ``(group, ts)``, or None when it could overflow."""
     if ts.size == 0:
@@ -209,6 +236,11 @@ def merge_runs(sources: list[Runs], ngroups: int) -> tuple[np.ndarray, np.ndarra
     another in time source after source (in-order ingest, adjacent blocks) needs nothing more;
     only groups whose runs overlap are then sorted and deduplicated in place, one by one.
     """
+    if len(sources) == 1:  # one block or head segment: nothing can overlap
+        s = sources[0]
+        src_v = np.ascontiguousarray(s.values, dtype=np.float64).view(np.int64)
+        offsets, out_t, bits = _gather_runs(s.ts, src_v, s.group, s.lo, s.hi, ngroups)
+        return offsets, out_t, bits.view(np.float64)
     counts = np.zeros(ngroups, dtype=_I64)
     last = np.full(ngroups, np.iinfo(_I64).min, dtype=_I64)
     overlap = np.zeros(ngroups, dtype=bool)
@@ -256,6 +288,26 @@ def _copy_runs(src_t, src_v, group, lo, hi, fill, out_t, out_v):
 
 
 @numba.njit(cache=True, nogil=True)
+def _gather_runs(src_t, src_v, group, lo, hi, ngroups):
+    """One source's runs (one per group at most) packed by group: ``merge_runs`` in one pass
+    when there is nothing to merge (~20 numpy calls fewer on a small read)."""
+    offsets = np.zeros(ngroups + 1, dtype=np.int64)
+    for k in range(group.shape[0]):
+        offsets[group[k] + 1] = hi[k] - lo[k]
+    for g in range(ngroups):
+        offsets[g + 1] += offsets[g]
+    out_t = np.empty(offsets[ngroups], dtype=np.int64)
+    out_v = np.empty(offsets[ngroups], dtype=np.int64)
+    for k in range(group.shape[0]):
+        d = offsets[group[k]]
+        a = lo[k]
+        for j in range(hi[k] - a):
+            out_t[d + j] = src_t[a + j]
+            out_v[d + j] = src_v[a + j]
+    return offsets, out_t, out_v
+
+
+@numba.njit(cache=True, nogil=True)
 def _sort_dedupe_groups(offsets, groups, ts, vals):
     """Sort each listed group's rows by time in place, keeping the last written of equal
     timestamps (rows are in write order); returns every group's new length."""
@@ -293,3 +345,6 @@ def warm_up() -> None:
     g = np.array([0, 0], dtype=_I64)
     part = (g, np.array([1, 2], dtype=_I64), np.zeros(2))
     merge_sorted_parts([part, part], 1)
+    merge_runs([Runs.of_sorted(*part)], 1)
+    one = np.zeros(1, dtype=_I64)
+    find_runs(one, np.array([0, 2], dtype=_I64), part[1], one, 0, 1, True)

@@ -18,7 +18,7 @@ from functools import cached_property
 
 import numpy as np
 
-from storage.arrays import Runs, clip_ranges, merge_runs, sort_dedupe
+from storage.arrays import Runs, find_runs, merge_runs, sort_dedupe
 
 _I64 = np.int64
 
@@ -69,13 +69,10 @@ class Segment:
         if not self.sids.shape[0] or sids.shape[0] == 0:
             z = np.zeros(0, dtype=_I64)
             return Runs(self.ts, self.values, z, z, z)
-        pos = np.minimum(np.searchsorted(self.sids, sids), self.sids.shape[0] - 1)
-        found = np.flatnonzero(self.sids[pos] == sids)
-        p = pos[found]
-        lo, hi = self.starts[p], self.starts[p + 1]
-        if self.mint < mint or self.maxt > maxt:
-            lo, hi = clip_ranges(self.ts, lo, hi, mint, maxt)
-        return Runs.of_ranges(self.ts, self.values, found, lo, hi)
+        clip = self.mint < mint or self.maxt > maxt
+        wanted = np.ascontiguousarray(sids, dtype=_I64)
+        found, lo, hi = find_runs(self.sids, self.starts, self.ts, wanted, mint, maxt, clip)
+        return Runs(self.ts, self.values, found, lo, hi)
 
     def as_runs(self) -> Runs:
         """All rows as runs keyed by series id (nothing copied)."""
