@@ -148,3 +148,38 @@ def test_executor_raises_timeout_past_the_deadline(storage):
     ex = Executor(storage, EngineOptions(), 300_000, time.monotonic() - 1)
     with pytest.raises(QueryTimeoutError):
         ex.run(ScalarCalc("literal", value=1.0), Grid(0, 0, 0))
+
+
+def _all_node_types() -> list[type]:
+    import importlib
+    import pkgutil
+
+    import planner.nodes
+
+    for mod in pkgutil.iter_modules(planner.nodes.__path__):
+        importlib.import_module(f"planner.nodes.{mod.name}")
+    found, todo = [], [PlanNode]
+    while todo:
+        for sub in todo.pop().__subclasses__():
+            found.append(sub)
+            todo.append(sub)
+    return found
+
+
+def test_plan_nodes_hold_no_derived_state_that_a_copy_with_new_children_would_keep():
+    """``map_inputs`` copies a node's fields without re-running ``__init__``."""
+    types = _all_node_types()
+    assert len(types) > 20
+    for cls in types:
+        assert not hasattr(cls, "__post_init__"), cls
+        assert "__slots__" not in vars(cls), cls  # slot fields would not be in ``__dict__``
+
+
+def test_a_node_rebuilt_with_a_new_child_keeps_its_other_fields_and_leaves_the_old_one():
+    scan = SeriesScan((Matcher(MatchType.EQUAL, "__name__", "x"),), 0, 10)
+    other = SeriesScan((Matcher(MatchType.EQUAL, "__name__", "y"),), 0, 10)
+    node = SeriesNormalize(scan)
+    rebuilt = node.map_inputs(lambda _c: other)
+    assert rebuilt == SeriesNormalize(other) and rebuilt is not node
+    assert node.input is scan
+    assert node.map_inputs(lambda c: c) is node
