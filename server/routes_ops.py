@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import platform
 from importlib import metadata as pkg_metadata
 
@@ -14,6 +15,7 @@ from server.errors import REJECT_HOOK, IngestRejected, success_response
 READY = web.AppKey("tidemark_ready", dict)
 
 
+@functools.cache
 def _version() -> str:
     try:
         return pkg_metadata.version("tidemark")
