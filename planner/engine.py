@@ -125,6 +125,31 @@ class Engine:
         lookback_ms: int | None = None,
         range_: bool = False,
     ) -> Planned:
+        source = self.precompute if self.options.precompute else None
+        configs = tuple(source.current()) if source is not None else ()
+        key = None
+        if isinstance(query, str):
+            key = (query, start_ms, end_ms, step_ms, lookback_ms, range_, self.options)
+            kept = _PLANS.get(key)
+            if kept is not None and kept[0] is source and kept[1] == configs:
+                return kept[2]
+        planned = self._plan(query, start_ms, end_ms, step_ms, lookback_ms, range_, source)
+        if key is not None:
+            if len(_PLANS) >= PLANS_KEPT:
+                _PLANS.clear()
+            _PLANS[key] = (source, configs, planned)
+        return planned
+
+    def _plan(
+        self,
+        query: str | Expr,
+        start_ms: int,
+        end_ms: int,
+        step_ms: int,
+        lookback_ms: int | None,
+        range_: bool,
+        source: SketchSource | None,
+    ) -> Planned:
         expr = self.parse(query)
         if range_ and expr.type not in (ValueType.SCALAR, ValueType.VECTOR):
             raise BadDataError(
@@ -135,7 +160,6 @@ class Engine:
         stmt = EvalStmt(expr, start_ms, end_ms, step_ms if range_ else 0, lookback)
         logical = logical_plan(stmt, self.options.default_subquery_step_ms)
         text = query if isinstance(query, str) else ""
-        source = self.precompute if self.options.precompute else None
         return Planned(stmt, logical, optimize(logical, stmt.grid, source), text)
 
     # -- execution --------------------------------------------------------------------------
@@ -157,6 +181,15 @@ class Engine:
         result.warnings.extend(ex.warnings)
         result.infos.extend(ex.infos)
         return result, ex
+
+
+# Plans by query text, times and options, with the sketch source and configurations they were
+# made for. Grafana aligns a panel's range to its step, so every refresh within one step and
+# every viewer of a dashboard asks the same query; a plan depends on none of the data (windows'
+# coverage and the step cache are judged when it runs), so it is made once. Bounded: past
+# ``PLANS_KEPT`` entries it starts over.
+PLANS_KEPT = 1024
+_PLANS: dict[tuple, tuple[SketchSource | None, tuple, Planned]] = {}
 
 
 @functools.lru_cache(maxsize=1024)
