@@ -56,3 +56,22 @@ def _reach(node: InstantManipulate | RangeManipulate) -> tuple[int, int]:
 
 def pushdown(plan: PlanNode, grid: Grid) -> PlanNode:
     return _push(plan, grid)
+
+
+# Exact subtrees pushed down at run time (the newest steps of a precomputed answer, read raw on
+# every refresh), by subtree identity and grid; bounded, it starts over when full.
+_PUSHED: dict[tuple[int, Grid], tuple[PlanNode, PlanNode]] = {}
+_PUSHED_KEPT = 1024
+
+
+def pushed(plan: PlanNode, grid: Grid) -> PlanNode:
+    """``pushdown`` remembered for a subtree of a kept plan (``engine.Engine.plan``)."""
+    key = (id(plan), grid)
+    kept = _PUSHED.get(key)
+    if kept is not None and kept[0] is plan:
+        return kept[1]
+    out = _push(plan, grid)
+    if len(_PUSHED) >= _PUSHED_KEPT:
+        _PUSHED.clear()
+    _PUSHED[key] = (plan, out)
+    return out

@@ -146,6 +146,93 @@ def test_a_query_after_shutdown_is_unavailable_and_takes_no_slot(on_loop) -> Non
     assert on_loop(go) == 2
 
 
+def _thread_name() -> str:
+    return threading.current_thread().name
+
+
+def test_a_cheap_repeated_request_runs_on_the_loop_and_a_new_one_in_the_pool(on_loop) -> None:
+    async def go(api: QueryAPI) -> list[str]:
+        names = [(await api.run(_thread_name, 5.0, "panel"))[0] for _ in range(3)]
+        names.append((await api.run(_thread_name, 5.0, "other panel"))[0])
+        names.append((await api.run(_thread_name, 5.0))[0])  # not named: never inline
+        return names
+
+    loop_thread = threading.current_thread().name  # run_until_complete runs the loop here
+    first, second, third, other, unnamed = on_loop(go)
+    assert first.startswith("query") and other.startswith("query") and unnamed.startswith("query")
+    assert second == third == loop_thread
+
+
+def test_a_request_that_took_longer_than_the_budget_stays_in_the_pool(on_loop) -> None:
+    def slow() -> str:
+        time.sleep(0.01)  # over the 2 ms budget
+        return _thread_name()
+
+    async def go(api: QueryAPI) -> list[str]:
+        return [(await api.run(slow, 5.0, "slow panel"))[0] for _ in range(3)]
+
+    assert all(name.startswith("query") for name in on_loop(go))
+
+
+def test_a_cheap_repeat_goes_to_the_pool_while_another_query_runs(on_loop) -> None:
+    release = threading.Event()
+
+    async def go(api: QueryAPI) -> tuple[str, str, int]:
+        await api.run(_thread_name, 5.0, "panel")
+        busy = asyncio.ensure_future(api.run(lambda: release.wait(5) and "done", 5.0))
+        while _free_slots(api) == 2:
+            await asyncio.sleep(0.001)
+        during = (await api.run(_thread_name, 5.0, "panel"))[0]
+        release.set()
+        await busy
+        after = (await api.run(_thread_name, 5.0, "panel"))[0]
+        return during, after, _free_slots(api)
+
+    loop_thread = threading.current_thread().name
+    try:
+        during, after, free = on_loop(go)
+    finally:
+        release.set()
+    assert during.startswith("query")
+    assert after == loop_thread
+    assert free == 2
+
+
+def test_an_inline_engine_error_is_reported_like_a_pooled_one(on_loop) -> None:
+    calls: list[str] = []
+
+    def bad() -> None:
+        calls.append(_thread_name())
+        if len(calls) > 1:
+            raise BadDataError("invalid expression type for range query")
+
+    async def go(api: QueryAPI) -> str:
+        await api.run(bad, 5.0, "panel")
+        with pytest.raises(BadDataError) as err:
+            await api.run(bad, 5.0, "panel")
+        return err.value.message
+
+    message = on_loop(go)
+    assert message.startswith('invalid parameter "query": ')
+    assert calls[1] == threading.current_thread().name
+
+
+def test_a_zero_budget_never_runs_a_query_on_the_loop() -> None:
+    storage = Storage.in_memory(StorageOptions(background_maintenance=False))
+    api = QueryAPI(storage, QueryAPIConfig(max_concurrent=2, inline_below_s=0.0))
+    loop = new_event_loop()
+
+    async def go() -> list[str]:
+        return [(await api.run(_thread_name, 5.0, "panel"))[0] for _ in range(3)]
+
+    try:
+        assert all(name.startswith("query") for name in loop.run_until_complete(go()))
+    finally:
+        api.close()
+        loop.close()
+        storage.close()
+
+
 def test_the_served_loop_is_uvloop_when_it_is_installed() -> None:
     uvloop = pytest.importorskip("uvloop")
     loop = new_event_loop()
