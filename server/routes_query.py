@@ -61,6 +61,7 @@ from storage.arrays import warm_up as warm_up_storage_reads
 from udfs.aggregation import warm_up as warm_up_aggregation
 from udfs.extrapolation import warm_up as warm_up_extrapolation
 from udfs.histogram_kernels import warm_up as warm_up_histogram
+from udfs.range_functions import warm_up as warm_up_rates
 from udfs.weighted_quantile import warm_up as warm_up_weighted_quantile
 from udfs.windows import warm_up as warm_up_windows
 
@@ -81,6 +82,7 @@ _WARM_UPS = (
     warm_up_storage_reads,
     warm_up_windows,
     warm_up_extrapolation,
+    warm_up_rates,
     warm_up_window_cells,
     warm_up_aggregation,
     warm_up_weighted_quantile,

@@ -17,6 +17,7 @@ family lives in ``udfs.over_time`` and is re-exported here so the registry can n
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 from udfs.extrapolation import extrapolated_rate, go_seconds
@@ -76,29 +77,26 @@ __all__ = [
 Result = tuple[np.ndarray, np.ndarray]
 
 
-def _add_reset_corrections(ra: RangeArray, result: np.ndarray) -> np.ndarray:
-    """Add the pre-reset value of every counter reset, in time order as upstream does."""
-    v = ra.values
-    if v.shape[0] < 2:
-        return result
-    is_reset = np.empty(v.shape[0], dtype=bool)
-    is_reset[0] = False
-    with np.errstate(invalid="ignore"):
-        np.less(v[1:], v[:-1], out=is_reset[1:])
-    hit = np.flatnonzero(_window_counts(is_reset, ra) > 0)
-    if hit.shape[0] == 0:
-        return result
-    # Only windows that contain a reset are scanned; the sequential order keeps upstream's
-    # rounding (e.g. cancellation between huge values) bit for bit.
-    sub = RangeArray(v, ra.timestamps, ra.offsets[hit], ra.sizes[hit], ra.window_ends[hit], 0)
-    scan = ColumnScan.of(sub, min_size=2)
-    acc = result[hit][scan.order]
-    with np.errstate(invalid="ignore", over="ignore"):
-        for _, k, idx in scan.columns(first=1):
-            acc[:k] = np.where(is_reset[idx], acc[:k] + v[idx - 1], acc[:k])
-    out = result.copy()
-    out[hit[scan.order]] = acc
-    return out
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _window_deltas(values, timestamps, offsets, sizes, counter, result, first_v, first_t, last_t):
+    """Per window of at least one sample: last − first value (plus, for counters, the value
+    before every reset, added in time order as upstream does), the first value and the first
+    and last timestamps."""
+    for i in range(offsets.shape[0]):
+        n = sizes[i]
+        if n == 0:
+            continue
+        a = offsets[i]
+        b = a + n - 1
+        r = values[b] - values[a]
+        if counter:
+            for j in range(a + 1, b + 1):
+                if values[j] < values[j - 1]:
+                    r += values[j - 1]
+        result[i] = r
+        first_v[i] = values[a]
+        first_t[i] = timestamps[a]
+        last_t[i] = timestamps[b]
 
 
 def _window_counts(flags: np.ndarray, ra: RangeArray) -> np.ndarray:
@@ -118,20 +116,19 @@ def _window_counts(flags: np.ndarray, ra: RangeArray) -> np.ndarray:
 def _extrapolated_rate(ra: RangeArray, is_counter: bool, is_rate: bool) -> Result:
     """``extrapolatedRate`` for float samples (no start timestamps, not anchored/smoothed)."""
     present = ra.sizes >= 2
-    first = ra.offsets
-    last = np.maximum(ra.offsets + ra.sizes - 1, 0)
-    n = ra.values.shape[0]
-    if n == 0:
-        return np.full(ra.n_windows, np.nan), np.zeros(ra.n_windows, dtype=bool)
-    first = np.minimum(first, n - 1)
-    last = np.minimum(last, n - 1)
-    first_v, last_v = ra.values[first], ra.values[last]
-    first_t, last_t = ra.timestamps[first], ra.timestamps[last]
+    w = ra.n_windows
+    if ra.values.shape[0] == 0:
+        return np.full(w, np.nan), np.zeros(w, dtype=bool)
+    result, first_v = np.zeros(w), np.zeros(w)
+    first_t, last_t = np.zeros(w, dtype=np.int64), np.zeros(w, dtype=np.int64)
+    _window_deltas(
+        np.ascontiguousarray(ra.values, dtype=np.float64),
+        np.ascontiguousarray(ra.timestamps, dtype=np.int64),
+        np.ascontiguousarray(ra.offsets, dtype=np.int64),
+        np.ascontiguousarray(ra.sizes, dtype=np.int64),
+        is_counter, result, first_v, first_t, last_t,
+    )  # fmt: skip
     range_start = ra.window_ends - ra.range_ms
-    with np.errstate(invalid="ignore", over="ignore"):
-        result = last_v - first_v
-    if is_counter:
-        result = _add_reset_corrections(ra, result)
     result = extrapolated_rate(
         result, first_v, first_t, last_t, ra.sizes, range_start, ra.window_ends,
         counter=is_counter, range_seconds=go_seconds(ra.range_ms) if is_rate else None,
@@ -262,3 +259,10 @@ def resets(ra: RangeArray) -> Result:
     with np.errstate(invalid="ignore"):
         flags = v[1:] < v[:-1]
     return _pair_count(ra, flags)
+
+
+def warm_up() -> None:
+    """Compile the window-delta kernel (or load it from numba's cache) before the first query."""
+    ts = np.array([0, 10_000], dtype=np.int64)
+    ra = RangeArray(np.array([2.0, 1.0]), ts, np.zeros(1, np.int64), np.full(1, 2), ts[1:], 20_000)
+    rate(ra)
