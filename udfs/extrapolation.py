@@ -19,7 +19,12 @@ def go_seconds(range_ms: int) -> float:
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _extrapolate(result, first_v, first_t, last_t, count, start, end, counter, scale, inner, out):
+def extrapolate_into(
+    result, first_v, first_t, last_t, count, start, end, counter, scale, inner, out
+):
+    """``out[i]``: window ``i``'s ``result`` extrapolated (compiled; callable from other
+    kernels). Flat arrays; window ``i``'s bounds are ``start``/``end[(i // inner) % period]``;
+    ``scale``: the range in seconds for ``rate``, else 1."""
     period = start.shape[0]  # window i's bounds are start/end[(i // inner) % period]
     for i in range(result.shape[0]):
         b = (i // inner) % period
@@ -79,7 +84,7 @@ def extrapolated_rate(
 
     result, first_v, first_t, last_t, count = windows
     out = np.empty(int(np.prod(shape)), dtype=np.float64)
-    _extrapolate(
+    extrapolate_into(
         flat(result, np.float64), flat(first_v, np.float64), flat(first_t, np.int64),
         flat(last_t, np.int64), flat(count, np.int64), flat(start, np.int64),
         flat(end, np.int64), counter, 1.0 if range_seconds is None else float(range_seconds),

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from udfs.extrapolation import extrapolated_rate, go_seconds
+from udfs.extrapolation import extrapolate_into, go_seconds
 from udfs.over_time import (
     absent_over_time,
     avg_over_time,
@@ -78,11 +78,16 @@ Result = tuple[np.ndarray, np.ndarray]
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _window_deltas(values, timestamps, offsets, sizes, counter, result, first_v, first_t, last_t):
-    """Per window of at least one sample: last − first value (plus, for counters, the value
-    before every reset, added in time order as upstream does), the first value and the first
-    and last timestamps."""
-    for i in range(offsets.shape[0]):
+def _rates(values, timestamps, offsets, sizes, ends, range_ms, counter, scale, out):
+    """``extrapolatedRate`` per window in one pass: last − first value (plus, for counters,
+    the value before every reset, added in time order as upstream does), extrapolated to the
+    window ``(end − range, end]``; NaN below two samples."""
+    w = offsets.shape[0]
+    result = np.zeros(w)
+    first_v = np.zeros(w)
+    first_t = np.zeros(w, dtype=np.int64)
+    last_t = np.zeros(w, dtype=np.int64)
+    for i in range(w):
         n = sizes[i]
         if n == 0:
             continue
@@ -97,6 +102,9 @@ def _window_deltas(values, timestamps, offsets, sizes, counter, result, first_v,
         first_v[i] = values[a]
         first_t[i] = timestamps[a]
         last_t[i] = timestamps[b]
+    extrapolate_into(
+        result, first_v, first_t, last_t, sizes, ends - range_ms, ends, counter, scale, 1, out
+    )
 
 
 def _window_counts(flags: np.ndarray, ra: RangeArray) -> np.ndarray:
@@ -116,24 +124,19 @@ def _window_counts(flags: np.ndarray, ra: RangeArray) -> np.ndarray:
 def _extrapolated_rate(ra: RangeArray, is_counter: bool, is_rate: bool) -> Result:
     """``extrapolatedRate`` for float samples (no start timestamps, not anchored/smoothed)."""
     present = ra.sizes >= 2
-    w = ra.n_windows
+    out = np.empty(ra.n_windows)
     if ra.values.shape[0] == 0:
-        return np.full(w, np.nan), np.zeros(w, dtype=bool)
-    result, first_v = np.zeros(w), np.zeros(w)
-    first_t, last_t = np.zeros(w, dtype=np.int64), np.zeros(w, dtype=np.int64)
-    _window_deltas(
+        out.fill(np.nan)
+        return out, present
+    _rates(
         np.ascontiguousarray(ra.values, dtype=np.float64),
         np.ascontiguousarray(ra.timestamps, dtype=np.int64),
         np.ascontiguousarray(ra.offsets, dtype=np.int64),
         np.ascontiguousarray(ra.sizes, dtype=np.int64),
-        is_counter, result, first_v, first_t, last_t,
+        np.ascontiguousarray(ra.window_ends, dtype=np.int64),
+        ra.range_ms, is_counter, go_seconds(ra.range_ms) if is_rate else 1.0, out,
     )  # fmt: skip
-    range_start = ra.window_ends - ra.range_ms
-    result = extrapolated_rate(
-        result, first_v, first_t, last_t, ra.sizes, range_start, ra.window_ends,
-        counter=is_counter, range_seconds=go_seconds(ra.range_ms) if is_rate else None,
-    )  # fmt: skip
-    return np.where(present, result, np.nan), present
+    return out, present
 
 
 def rate(ra: RangeArray) -> Result:
