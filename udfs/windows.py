@@ -122,6 +122,10 @@ def _count_le(
     return out if uniq is queries else out[:, inverse]
 
 
+def _ascending(times: np.ndarray) -> bool:
+    return times.shape[0] < 2 or bool(np.all(times[1:] > times[:-1]))
+
+
 def range_windows(
     series_offsets: np.ndarray, timestamps: np.ndarray, eval_times: np.ndarray, range_ms: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -135,10 +139,14 @@ def range_windows(
     eval_times = np.asarray(eval_times, dtype=np.int64)
     n_steps = eval_times.shape[0]
     n_series = series_offsets.shape[0] - 1
-    uniq, inverse = np.unique(
-        np.concatenate([eval_times - int(range_ms), eval_times]), return_inverse=True
-    )
-    inverse = inverse.reshape(-1).astype(np.int64)
+    bounds = np.concatenate([eval_times - int(range_ms), eval_times])
+    if n_steps and bounds[n_steps - 1] < bounds[n_steps] and _ascending(eval_times):
+        # Every window starts before the first ends (one step, or a range wider than the
+        # steps span): the bounds are already sorted and distinct.
+        uniq, inverse = bounds, np.arange(2 * n_steps, dtype=np.int64)
+    else:
+        uniq, inverse = np.unique(bounds, return_inverse=True)
+        inverse = inverse.reshape(-1).astype(np.int64)
     starts = np.empty(n_series * n_steps, dtype=np.int64)
     sizes = np.empty(n_series * n_steps, dtype=np.int64)
     _range_kernel(
