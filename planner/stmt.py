@@ -33,11 +33,18 @@ class Grid:
         return self.start_ms + (self.n_steps - 1) * self.step_ms
 
     def times(self) -> np.ndarray:
-        if self.n_steps == 0:
-            return np.zeros(0, dtype=np.int64)
-        if self.step_ms <= 0:
-            return np.array([self.start_ms], dtype=np.int64)
-        return np.arange(self.start_ms, self.last_ms + 1, self.step_ms, dtype=np.int64)
+        """The timestamps, read-only: made once per grid (every node asks for them)."""
+        kept = self.__dict__.get("_times")
+        if kept is None:
+            if self.n_steps == 0:
+                kept = np.zeros(0, dtype=np.int64)
+            elif self.step_ms <= 0:
+                kept = np.array([self.start_ms], dtype=np.int64)
+            else:
+                kept = np.arange(self.start_ms, self.last_ms + 1, self.step_ms, dtype=np.int64)
+            kept.setflags(write=False)
+            self.__dict__["_times"] = kept
+        return kept
 
     def describe(self) -> str:
         return f"{self.start_ms}..{self.end_ms}"

@@ -65,9 +65,12 @@ def contiguous_runs(columns: np.ndarray):
     """Contiguous runs ``(first, last)`` of a sorted column index array."""
     if columns.shape[0] == 0:
         return []
+    cols = columns.tolist()
+    if cols[-1] - cols[0] == len(cols) - 1:  # one run (e.g. every step missed, or the newest)
+        return [(cols[0], cols[-1])]
     breaks = np.flatnonzero(np.diff(columns) != 1)
-    starts = np.r_[columns[0], columns[breaks + 1]]
-    stops = np.r_[columns[breaks], columns[-1]]
+    starts = np.concatenate((columns[:1], columns[breaks + 1]))
+    stops = np.concatenate((columns[breaks], columns[-1:]))
     return list(zip(starts.tolist(), stops.tolist(), strict=True))
 
 
