@@ -14,7 +14,7 @@ import pytest
 
 from promql.errors import BadDataError, QueryTimeoutError, UnavailableError
 from server.app import new_event_loop
-from server.routes_query import QueryAPI, QueryAPIConfig
+from server.query_api import QueryAPI, QueryAPIConfig
 from storage.db import Storage, StorageOptions
 
 LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
