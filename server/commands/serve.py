@@ -148,6 +148,7 @@ def _query_config(args: argparse.Namespace) -> object:
         max_samples=args.query_max_samples,
         lookback_ms=args.query_lookback_delta,
         cors_origin=args.web_cors_origin,
+        inline_below_s=args.query_inline_below / 1000.0,
     )
 
 
@@ -185,6 +186,16 @@ def _add_query_arguments(p: argparse.ArgumentParser) -> None:
         default=d.lookback_ms,
         metavar="DURATION",
         help="how far back to look for a sample of an instant vector (default 5m)",
+    )
+    p.add_argument(
+        "--query.inline-below",
+        dest="query_inline_below",
+        type=_duration_ms,
+        default=int(d.inline_below_s * 1000),
+        metavar="DURATION",
+        help="a query whose previous run with the same parameters took at most this long runs "
+        "on the event loop while no other query runs, without the hand-off to a query thread; "
+        "0 turns it off (default 2ms; a Tidemark flag)",
     )
     p.add_argument(
         "--web.cors.origin",

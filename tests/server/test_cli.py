@@ -122,3 +122,6 @@ def test_query_flags_take_prometheus_names_and_durations():
         60_000,
     )
     assert cfg.cors_origin == "https://grafana\\.example"
+    assert cfg.inline_below_s == 0.002  # the default
+    off = build_parser().parse_args(["serve", "--query.inline-below=0"])
+    assert _query_config(off).inline_below_s == 0.0
