@@ -39,6 +39,7 @@ def grouping_key(labels: Labels, grouping: frozenset[str], without: bool) -> Lab
 
 
 _GROUPINGS: dict[tuple[frozenset[str], bool], ListMemo] = {}
+GROUPINGS_KEPT = 256
 
 
 def grouped(
@@ -48,6 +49,8 @@ def grouped(
     remembered per series list (``ListMemo``) and per label tuple (``IdentityMemo``)."""
     memo = _GROUPINGS.get((grouping, without))
     if memo is None:
+        if len(_GROUPINGS) >= GROUPINGS_KEPT:  # ad-hoc queries: bound the memos, not just each
+            _GROUPINGS.clear()
         keys = IdentityMemo(lambda ls: grouping_key(ls, grouping, without))
         memo = _GROUPINGS.setdefault((grouping, without), ListMemo(partial(_group, keys)))
     return memo(labels)
