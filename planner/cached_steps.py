@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 CACHED_FUNCTIONS = frozenset(
     {"rate", "increase", "sum_over_time", "count_over_time", "avg_over_time", "min_over_time",
-     "max_over_time"}
+     "max_over_time", "quantile_over_time"}
 )  # fmt: skip
 
 Compute = Callable[[Grid], tuple[MergedSteps, np.ndarray, np.ndarray]]
@@ -100,13 +100,18 @@ class StepContext:
         )  # fmt: skip
 
 
-def step_context(fn: str, merge: Any, ex: Executor, grid: Grid) -> StepContext | None:
-    """The cache's view of ``fn`` over ``merge``'s windows on ``grid`` (None: not cacheable)."""
+def step_context(
+    fn: str, merge: Any, ex: Executor, grid: Grid, extra: tuple = ()
+) -> StepContext | None:
+    """The cache's view of ``fn`` over ``merge``'s windows on ``grid`` (None: not cacheable).
+    ``extra``: what else the answers depend on (a quantile's ``q``; sketches need one)."""
     scan = merge.input if isinstance(merge, SummaryMergeMultiple) else None
     if not (isinstance(scan, PrecomputedScan) and step_cache.enabled()):
         return None
     src, cfg = scan.source, scan.config
-    if src is None or fn not in CACHED_FUNCTIONS or family(cfg.aggregation_type) == "kll":
+    if src is None or fn not in CACHED_FUNCTIONS:
+        return None
+    if family(cfg.aggregation_type) == "kll" and not extra:
         return None
     ends = scan.window_ends(grid)
     if ends.shape[0] == 0:
@@ -128,7 +133,9 @@ def step_context(fn: str, merge: Any, ex: Executor, grid: Grid) -> StepContext |
         )
         if reason or not labels:
             return None
-    key = (fn, scan.range_ms, scan.offset_ms, cfg, scan.matchers, id(table))
+    # Which windows count as covered depends on whether the engine's coverage is known.
+    judged = cov is not None
+    key = (fn, scan.range_ms, scan.offset_ms, cfg, scan.matchers, id(table), judged, *extra)
     return StepContext(
         key, labels, table, first, step_ends, ends, records, cov, scan.range_ms, beyond
     )
@@ -146,10 +153,23 @@ def _beyond_closed_windows(cfg: Any, table: Any, coverage: Any, step_ends: np.nd
     return step_ends > newest
 
 
-def cached_steps(fn: str, merge: Any, ex: Executor, grid: Grid, compute: Compute) -> Steps | None:
+def cached_steps(
+    fn: str,
+    merge: Any,
+    ex: Executor,
+    grid: Grid,
+    compute: Compute,
+    side: np.ndarray | None = None,
+    extra: tuple = (),
+) -> Steps | None:
     """The steps of ``grid`` from the cache and ``compute`` (None: not cacheable here, or a
-    sub-grid could not be answered from windows — the caller then runs uncached)."""
-    ctx = step_context(fn, merge, ex, grid)
+    sub-grid could not be answered from windows — the caller then runs uncached).
+
+    ``side``: per-step facts the caller keeps beside the answers ([rows, k]; e.g. a quantile
+    step's rank error when its answer is approximate). ``compute`` fills its columns for the
+    steps it computes; cached columns are filled here, and a step is only read from the cache
+    when its facts are kept too."""
+    ctx = step_context(fn, merge, ex, grid, extra)
     if ctx is None:
         return None
     if ctx.raw_only:
@@ -158,7 +178,13 @@ def cached_steps(fn: str, merge: Any, ex: Executor, grid: Grid, compute: Compute
     cfg, step_ends, ends = scan.config, ctx.step_ends, ctx.window_ends
     window = cfg.window_size_ms
     found = ctx.lookup(ctx.key)
-    values, present = found.values, found.present
+    values, present, hit = found.values, found.present, found.hit
+    if side is not None:
+        facts = ctx.lookup((*ctx.key, "side"), rows=side.shape[0])
+        lost = hit & ~facts.hit  # evicted apart: computed again
+        values[:, lost], present[:, lost] = 0.0, False
+        hit = hit & facts.hit
+        side[:, hit] = facts.values[:, hit]
     n, k = len(labels), grid.n_steps
     ok = np.ones((n, k), dtype=bool)
     computed: list[MergedSteps] = []
@@ -170,7 +196,7 @@ def cached_steps(fn: str, merge: Any, ex: Executor, grid: Grid, compute: Compute
     # windows rebuild an open window from raw samples inside the scan: computed as usual.)
     beyond = ctx.beyond
     ok[:, beyond] = False
-    for a, b in contiguous_runs(np.flatnonzero(~found.hit & ~beyond)):
+    for a, b in contiguous_runs(np.flatnonzero(~hit & ~beyond)):
         sub = Grid(int(times[a]), int(times[b]), grid.step_ms if b > a else 0)
         merged, v, p = compute(sub)
         if merged.reason:
@@ -198,5 +224,7 @@ def cached_steps(fn: str, merge: Any, ex: Executor, grid: Grid, compute: Compute
     keep = np.flatnonzero(fresh)
     if keep.shape[0]:
         ctx.store(ctx.key, keep, values, present)
-    clean = (found.hit & ~beyond) | fresh
-    return Steps(labels, values, present, ok, int(found.hit.sum()), computed, clean)
+        if side is not None:
+            ctx.store((*ctx.key, "side"), keep, side, np.ones(side.shape, dtype=bool))
+    clean = (hit & ~beyond) | fresh
+    return Steps(labels, values, present, ok, int(hit.sum()), computed, clean)

@@ -61,15 +61,24 @@ class SummaryInfer(PlanNode):
     def execute(self, ex: Executor, grid: Grid) -> InstantVector:
         note = notes_for(ex, self)
         k = grid.n_steps
+        # A quantile's steps are cached per q (one for the whole grid), with each step's rank
+        # error kept beside them (0: exact) so that a refresh answered from the cache alone
+        # still says it is approximate.
+        extra, errors = self._quantile_key(ex, grid), None
+        if extra:
+            errors = np.zeros((1, k))
 
         def compute(sub: Grid) -> tuple[MergedSteps, np.ndarray, np.ndarray]:
             merged = ex.run(self.input, sub)
             assert isinstance(merged, MergedSteps)
             if merged.reason or not merged.labels:
                 return merged, np.zeros((0, sub.n_steps)), np.zeros((0, sub.n_steps), bool)
-            return merged, *self._compute(ex, merged, sub)
+            values, present, error = self._compute(ex, merged, sub)
+            if errors is not None:
+                errors[0, _columns(grid, sub)] = error
+            return merged, values, present
 
-        steps = cached_steps(self.fn, self.input, ex, grid, compute)
+        steps = cached_steps(self.fn, self.input, ex, grid, compute, errors, extra)
         if steps is not None and steps.raw_only:
             note["raw_steps"] = note.get("raw_steps", 0) + k
             ex.scan_cache[(CLEAN_STEPS, id(self))] = steps.clean
@@ -79,6 +88,8 @@ class SummaryInfer(PlanNode):
             note["cached_steps"] = steps.cached_steps
             ex.scan_cache[(CLEAN_STEPS, id(self))] = steps.clean
             all_labels, values, present, ok = steps.labels, steps.values, steps.present, steps.ok
+            if errors is not None:
+                self._approximate_info(ex, errors[0][present.any(axis=0)])
         else:
             merged, values, present = compute(grid)
             _note_merges(note, [merged])
@@ -102,7 +113,25 @@ class SummaryInfer(PlanNode):
             out = stitch_exact_steps(ex, self.exact, grid, out, bad)
         return out
 
+    def _quantile_key(self, ex: Executor, grid: Grid) -> tuple:
+        """``("q", q)`` when this is a quantile with one valid ``q`` for the whole grid (what
+        its cached steps depend on besides the windows), else ``()``: not cached."""
+        if self.fn != "quantile_over_time" or not self.params_:
+            return ()
+        sv = ex.run(self.params_[0], grid)
+        assert isinstance(sv, ScalarValue)
+        q = np.asarray(sv.values, np.float64)
+        if q.shape[0] == 0 or not (q == q[0]).all() or not 0.0 <= q[0] <= 1.0:
+            return ()
+        return ("q", float(q[0]))
+
+    def _approximate_info(self, ex: Executor, errors: np.ndarray) -> None:
+        if errors.shape[0] and errors.max() > 0:
+            err = float(errors.max())
+            ex.info(APPROX_INFO.format(fn=self.fn, agg=self.aggregation, kind="KLL", err=err))
+
     def _compute(self, ex: Executor, merged: MergedSteps, grid: Grid):
+        """(values, present, each step's rank error: 0 unless its quantile is approximate)."""
         times = grid.times() - self.offset_ms
         c, ok = merged.cols, merged.ok
         if merged.family == "moments":
@@ -119,8 +148,10 @@ class SummaryInfer(PlanNode):
             values, present = extrapolate(c, times - self.range_ms, times, self.fn == "rate")
             present &= ok
         else:
-            values, present = self._quantiles(ex, merged, grid)
-        return np.where(present, values, 0.0), present
+            values, present, approx = self._quantiles(ex, merged, grid)
+            error = np.where(approx, merged.rank_error, 0.0)
+            return np.where(present, values, 0.0), present, error
+        return np.where(present, values, 0.0), present, np.zeros(grid.n_steps)
 
     def _quantiles(self, ex: Executor, merged: MergedSteps, grid: Grid):
         sv = ex.run(self.params_[0], grid)
@@ -132,10 +163,15 @@ class SummaryInfer(PlanNode):
         bad = q[present.any(axis=0) & ((q < 0) | (q > 1) | np.isnan(q))]
         if bad.size:
             ex.warn(f"{QUANTILE_WARNING}, got {go_g(float(bad[0]))}", self.pos)
-        if approx:
-            err = merged.rank_error
-            ex.info(APPROX_INFO.format(fn=self.fn, agg=self.aggregation, kind="KLL", err=err))
-        return values, present
+        self._approximate_info(ex, np.where(approx, merged.rank_error, 0.0))
+        return values, present, approx
+
+
+def _columns(grid: Grid, sub: Grid) -> np.ndarray:
+    """The columns of ``grid`` that the steps of ``sub`` (a part of it) are."""
+    if grid.step_ms <= 0:
+        return np.zeros(sub.n_steps, dtype=np.int64)
+    return (sub.times() - grid.start_ms) // grid.step_ms
 
 
 def _note_merges(note: dict, merged: list[MergedSteps]) -> None:

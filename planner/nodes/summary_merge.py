@@ -248,8 +248,8 @@ class KllSteps:
     cols: np.ndarray  # int64 [m, k]: window columns of each step, oldest first
 
     def quantiles(self, ok: np.ndarray, q: np.ndarray):
-        """(values [n, k], present [n, k], whether any answer is approximate) for the cells
-        ``ok``; ``q`` per step."""
+        """(values [n, k], present [n, k], per step whether an answer is approximate [k]) for
+        the cells ``ok``; ``q`` per step."""
         n, k = ok.shape
         q = np.broadcast_to(q, (k,))
         values = np.zeros(n * k)
@@ -257,12 +257,12 @@ class KllSteps:
         pairs = np.flatnonzero(ok.ravel())
         m = self.cols.shape[0]
         block = max(1, CHUNK_ITEMS // (16 * m))  # pairs per pass: bounds the [pairs, m] arrays
-        approx = False
+        approx = np.zeros(k, dtype=bool)
         for a in range(0, pairs.shape[0], block):
             p = pairs[a : a + block]
             v, has, exact = self._pairs(p // k, p % k, q[p % k])
             values[p], present[p] = v, has
-            approx = approx or bool((has & ~exact).any())
+            approx[(p % k)[has & ~exact]] = True
         return values.reshape(n, k), present.reshape(n, k), approx
 
     def _pairs(self, i: np.ndarray, j: np.ndarray, q: np.ndarray):

@@ -17,6 +17,7 @@ QUERIES = (
     "avg_over_time(x[10m])",
     "max_over_time(x[5m])",
     "increase(c_total[3m])",
+    "quantile_over_time(0.9, x[5m])",
 )
 
 
@@ -55,6 +56,35 @@ def test_an_aggregation_keeps_its_own_answers_and_skips_the_inference_when_all_s
     assert_same(again, first, rtol=0)
     assert again.infos == first.infos
     assert_same(again, exact.range_query(q, 900_000, 3_000_000, 60_000))
+
+
+def test_an_approximate_quantile_answered_from_the_cache_alone_still_says_so(engines):
+    pre, _ = engines
+    q = "quantile_over_time(0.5, y[5m])"  # K=8 sketches over 30 samples: approximate
+    first = pre.range_query(q, 900_000, 3_000_000, 60_000)
+    assert any("approximate" in text for text in first.infos)
+    assert _cached_steps(pre, q, 900_000, 3_000_000, 60_000) == 36
+    again = pre.range_query(q, 900_000, 3_000_000, 60_000)
+    assert_same(again, first, rtol=0)
+    assert again.infos == first.infos
+    exact_first = pre.range_query("quantile_over_time(0.5, x[5m])", 900_000, 3_000_000, 60_000)
+    assert not any("approximate" in text for text in exact_first.infos)  # K=200: every value kept
+
+
+def test_quantiles_of_the_same_series_keep_their_steps_apart(engines):
+    pre, exact = engines
+    for q in ("quantile_over_time(0.9, x[5m])", "quantile_over_time(0.1, x[5m])"):
+        pre.range_query(q, 900_000, 3_000_000, 60_000)
+        assert_same(pre.range_query(q, 900_000, 3_000_000, 60_000),
+                    exact.range_query(q, 900_000, 3_000_000, 60_000))  # fmt: skip
+
+
+def test_a_quantile_whose_q_changes_by_step_is_not_cached(engines):
+    pre, exact = engines
+    q = "quantile_over_time(time() / 10000, x[5m])"
+    first = pre.range_query(q, 900_000, 3_000_000, 60_000)
+    assert _cached_steps(pre, q, 900_000, 3_000_000, 60_000) == 0
+    assert_same(first, exact.range_query(q, 900_000, 3_000_000, 60_000))
 
 
 def test_new_windows_add_steps_and_leave_the_cached_ones_valid():
@@ -225,7 +255,8 @@ def test_refreshing_dashboards_over_growing_late_and_lost_data_stay_exact(policy
             end = t - t % 60_000
             for q in ("sum by (job) (rate(c_total[5m]))", "avg_over_time(x[5m])",
                       "max_over_time(x[3m])", "avg by (job) (max_over_time(x[3m]))",
-                      "count without (instance) (increase(c_total[3m]))"):  # fmt: skip
+                      "count without (instance) (increase(c_total[3m]))",
+                      "quantile_over_time(0.9, x[5m])"):  # fmt: skip
                 assert_same(pre.range_query(q, end - 600_000, end, 60_000),
                             exact.range_query(q, end - 600_000, end, 60_000))  # fmt: skip
     assert step_cache.stats()["hits"] > hits + 100, "refreshes reused kept steps"
