@@ -140,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _query_config(args: argparse.Namespace) -> object:
-    from server.routes_query import QueryAPIConfig
+    from server.query_api import QueryAPIConfig
 
     return QueryAPIConfig(
         max_concurrent=args.query_max_concurrency,
@@ -152,19 +152,23 @@ def _query_config(args: argparse.Namespace) -> object:
     )
 
 
+def _duration_flag(p: argparse.ArgumentParser, flag: str, default_ms: int, text: str) -> None:
+    """A ``--query.<name>`` duration flag (``5m``, ``250ms`` or seconds), stored in ms as
+    ``query_<name>`` with dashes as underscores."""
+    dest = "query_" + flag.removeprefix("--query.").replace("-", "_")
+    p.add_argument(flag, dest=dest, type=_duration_ms, default=default_ms, metavar="DURATION",
+                   help=text)  # fmt: skip
+
+
 def _add_query_arguments(p: argparse.ArgumentParser) -> None:
     """Prometheus' own ``--query.*`` / ``--web.cors.origin`` flags, with its defaults."""
-    from server.routes_query import QueryAPIConfig
+    from server.query_api import QueryAPIConfig
 
     d = QueryAPIConfig()
-    p.add_argument(
-        "--query.timeout",
-        dest="query_timeout",
-        type=_duration_ms,
-        default=int(d.timeout_s * 1000),
-        metavar="DURATION",
-        help="maximum time a query may take before it is aborted (default 2m)",
-    )
+    _duration_flag(
+        p, "--query.timeout", int(d.timeout_s * 1000),
+        "maximum time a query may take before it is aborted (default 2m)",
+    )  # fmt: skip
     p.add_argument(
         "--query.max-concurrency",
         dest="query_max_concurrency",
@@ -179,24 +183,16 @@ def _add_query_arguments(p: argparse.ArgumentParser) -> None:
         default=d.max_samples,
         help="maximum number of samples a single query can load into memory",
     )
-    p.add_argument(
-        "--query.lookback-delta",
-        dest="query_lookback_delta",
-        type=_duration_ms,
-        default=d.lookback_ms,
-        metavar="DURATION",
-        help="how far back to look for a sample of an instant vector (default 5m)",
-    )
-    p.add_argument(
-        "--query.inline-below",
-        dest="query_inline_below",
-        type=_duration_ms,
-        default=int(d.inline_below_s * 1000),
-        metavar="DURATION",
-        help="a query whose previous run with the same parameters took at most this long runs "
-        "on the event loop while no other query runs, without the hand-off to a query thread; "
-        "0 turns it off (default 2ms; a Tidemark flag)",
-    )
+    _duration_flag(
+        p, "--query.lookback-delta", d.lookback_ms,
+        "how far back to look for a sample of an instant vector (default 5m)",
+    )  # fmt: skip
+    _duration_flag(
+        p, "--query.inline-below", int(d.inline_below_s * 1000),
+        "a query whose previous run with the same parameters took at most this long runs on the "
+        "event loop while no other query runs, without the hand-off to a query thread; 0 turns "
+        "it off (default 2ms; a Tidemark flag)",
+    )  # fmt: skip
     p.add_argument(
         "--web.cors.origin",
         dest="web_cors_origin",
