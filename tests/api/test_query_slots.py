@@ -115,7 +115,9 @@ def test_a_full_gate_queues_until_the_timeout_then_serves_when_a_slot_frees(on_l
         assert not waiting.done()
         release.set()
         value, queued, _took = await waiting
-        assert value == "served" and queued >= 0.1
+        # The loop's timers round to milliseconds (uvloop), so its 0.1 s sleep can end a little
+        # before 0.1 s of perf_counter time has passed; the point is that the query waited it out.
+        assert value == "served" and queued >= 0.09
         await asyncio.gather(*busy)
         assert _free_slots(api) == 2
 
