@@ -23,7 +23,7 @@ from planner.labels import DROPPED_NAMES, all_distinct
 from planner.nodes.range_function import KEEPS_NAME, non_counter_info
 from planner.nodes.raw_windows import contiguous_runs
 from planner.nodes.summary_infer import CLEAN_STEPS, SummaryInfer, notes_for
-from planner.rules.pushdown import pushed
+from planner.raw_step_cache import run_exact
 from planner.stmt import Grid
 from planner.values import InstantVector
 
@@ -120,7 +120,7 @@ def _evaluate(
     infer = node.input
     assert isinstance(infer, SummaryInfer)
     if raw:
-        vec = ex.run(pushed(infer.exact, sub), sub)
+        vec = run_exact(ex, infer.exact, sub)
         run_clean: np.ndarray | bool = False
     else:
         ex.scan_cache.pop((CLEAN_STEPS, id(infer)), None)

@@ -10,6 +10,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from planner.raw_step_cache import stats as raw_step_cache_stats
 from planner.sketch_table import cache_stats
 from planner.sketch_warmup import warmup_stats
 from planner.step_cache import stats as step_cache_stats
@@ -110,6 +111,27 @@ _STEP_CACHE_METRICS: dict[str, tuple[str, str, str]] = {
     ),
 }
 
+_RAW_STEP_CACHE_METRICS: dict[str, tuple[str, str, str]] = {
+    # planner.raw_step_cache.stats key: (metric name, type, help)
+    "bytes": ("tidemark_raw_step_cache_bytes", "gauge", "Bytes of raw newest-step answers kept."),
+    "entries": ("tidemark_raw_step_cache_entries", "gauge", "Raw newest-step answers kept."),
+    "hits": (
+        "tidemark_raw_step_cache_hits_total",
+        "counter",
+        "Raw newest-step answers reused: no sample they read was written since.",
+    ),
+    "misses": (
+        "tidemark_raw_step_cache_misses_total",
+        "counter",
+        "Raw newest-step answers computed and kept.",
+    ),
+    "stale": (
+        "tidemark_raw_step_cache_stale_total",
+        "counter",
+        "Kept raw answers computed again: a sample at or before their newest read was written.",
+    ),
+}
+
 
 _SKETCH_WARMUP_METRICS: dict[str, tuple[str, str, str]] = {
     # planner.sketch_warmup.warmup_stats key: (metric name, type, help)
@@ -204,6 +226,9 @@ class ServerMetrics:
         steps = step_cache_stats()
         for key, (name, kind, help_) in _STEP_CACHE_METRICS.items():
             family(name, kind, help_, [("", steps[key])])
+        raw_steps = raw_step_cache_stats()
+        for key, (name, kind, help_) in _RAW_STEP_CACHE_METRICS.items():
+            family(name, kind, help_, [("", raw_steps[key])])
         warmup = warmup_stats()
         for key, (name, kind, help_) in _SKETCH_WARMUP_METRICS.items():
             family(name, kind, help_, [("", warmup[key])])

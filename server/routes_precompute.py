@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from planner import sketch_cache, step_cache
+from planner import raw_step_cache, sketch_cache, step_cache
 from planner.sketch_warmup import Warmup, share_from_env
 from planner.sketch_warmup import enabled as warmup_enabled
 from precompute.accumulators.base import Accumulator
@@ -154,6 +154,7 @@ async def status(request: web.Request) -> web.Response:
     data["store"] = runtime.store.stats()
     data["sketch_cache"] = sketch_cache.status()  # decoded windows: bytes, budget and its source
     data["step_cache"] = step_cache.stats()  # kept step answers (planner/step_cache.py)
+    data["raw_step_cache"] = raw_step_cache.stats()  # kept newest raw steps
     return success_response(data)
 
 

@@ -29,6 +29,7 @@ import numpy as np
 
 from promql.errors import BadDataError
 from promql.types import Matcher
+from storage.append_log import AppendLog
 from storage.arrays import Runs, merge_runs, sort_dedupe
 from storage.block import Block, list_block_dirs
 from storage.dirlock import DirectoryLock
@@ -91,6 +92,7 @@ class Storage:
         self._lock = threading.RLock()
         self._index = LabelIndex()
         self._head = Head(freeze_samples=options.head_freeze_samples)
+        self.appends = AppendLog()  # the earliest timestamp written since a mark (read-only)
         self._blocks: list[Block] = []
         self._wal: WAL | None = None
         self._in_wal = np.zeros(0, dtype=bool)
@@ -204,6 +206,8 @@ class Storage:
             sample_ids.flags.writeable = False  # shared by the head and every listener
             seq = self._log(series_ids, batch.metadata, sample_ids, ts, values)
             self._head.append(sample_ids, ts, values)
+            if ts.shape[0]:
+                self.appends.wrote(int(ts.min()))
             for m in batch.metadata:
                 self._add_metadata(m)
             self.counters["samples_appended"] += ts.shape[0]

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from storage import compaction
+from storage.append_log import EVERYTHING
 from storage.arrays import merge_sorted_parts, ranges_index
 from storage.block import Block, remove_block_dir, write_block
 from storage.head import Segment
@@ -225,6 +226,8 @@ class Maintenance:
             doomed = [b for b in db._blocks if b.seq in victims]
             db._blocks = [b for b in db._blocks if b.seq not in victims]
             db.counters["blocks_deleted"] += len(doomed)
+            if doomed:
+                db.appends.wrote(EVERYTHING)  # answers kept over deleted samples are void
         for b in doomed:
             remove_block_dir(b.path)
         while self._compact_once():

@@ -26,6 +26,9 @@ class PlanError(Exception):
 class PlanNode:
     INPUTS: ClassVar[tuple[str, ...]] = ()
     OUTPUT: ClassVar[ValueType] = ValueType.VECTOR
+    # Reads ``ex.storage`` itself (not only through its inputs): ``planner.raw_step_cache``
+    # needs to know every node whose answer depends on stored samples directly.
+    READS_STORAGE: ClassVar[bool] = False
 
     @property
     def name(self) -> str:

@@ -69,6 +69,7 @@ class LatestSample(PlanNode):
     source: SketchSource | None = field(default=None, compare=False, repr=False)
 
     INPUTS = ("exact",)
+    READS_STORAGE = True
 
     def params(self):
         cfg = self.config

@@ -109,6 +109,7 @@ class PrecomputedScan(PlanNode):
     source: SketchSource | None = field(default=None, compare=False, repr=False)
 
     OUTPUT = ValueType.NONE
+    READS_STORAGE = True
 
     def params(self):
         cfg = self.config

@@ -30,6 +30,7 @@ class SeriesScan(PlanNode):
     maxt_ms: int | None = None
 
     OUTPUT = ValueType.NONE
+    READS_STORAGE = True
 
     def params(self):
         out = [("matchers", [format_matcher(m) for m in self.matchers])]

@@ -211,7 +211,7 @@ def stitch_exact_steps(
     """Replace the ``bad`` step columns of ``pre`` with the exact subtree's answer for them,
     evaluated once per contiguous run of bad steps (typically a few at the start and the end)."""
     from planner.nodes.raw_windows import contiguous_runs
-    from planner.rules.pushdown import pushed
+    from planner.raw_step_cache import run_exact
 
     k, times = grid.n_steps, grid.times()
     index = {ls: i for i, ls in enumerate(pre.labels)}
@@ -220,7 +220,7 @@ def stitch_exact_steps(
     for a, b in contiguous_runs(np.flatnonzero(bad)):
         sub = Grid(int(times[a]), int(times[b]), grid.step_ms if b > a else 0)
         # Read only what these steps need (the planned ranges cover the whole grid).
-        raw = ex.run(pushed(exact, sub), sub)
+        raw = run_exact(ex, exact, sub)
         assert isinstance(raw, InstantVector)
         for ls in raw.labels:
             if ls not in index:

@@ -175,6 +175,17 @@ def test_plan_nodes_hold_no_derived_state_that_a_copy_with_new_children_would_ke
         assert "__slots__" not in vars(cls), cls  # slot fields would not be in ``__dict__``
 
 
+def test_every_node_that_reads_storage_itself_says_so():
+    """``planner.raw_step_cache`` keeps answers by the ranges ``SeriesScan``s read: a node
+    reading ``ex.storage`` another way must set ``READS_STORAGE`` so its plans are not kept."""
+    import inspect
+
+    for cls in _all_node_types():
+        if cls.__module__.startswith("planner.nodes."):
+            source = inspect.getsource(cls)
+            assert ("ex.storage" in source) <= cls.READS_STORAGE, cls
+
+
 def test_a_node_rebuilt_with_a_new_child_keeps_its_other_fields_and_leaves_the_old_one():
     scan = SeriesScan((Matcher(MatchType.EQUAL, "__name__", "x"),), 0, 10)
     other = SeriesScan((Matcher(MatchType.EQUAL, "__name__", "y"),), 0, 10)

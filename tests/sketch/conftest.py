@@ -74,14 +74,17 @@ def engines(world):
 def fresh_step_cache():
     """Every test starts without cached step answers (they would hide the window reads and
     merges a test looks at); the cache itself is on, as in production."""
-    from planner import step_cache
+    from planner import raw_step_cache, step_cache
 
     step_cache.clear()
+    raw_step_cache.clear()
     yield
     step_cache.clear()
+    raw_step_cache.clear()
 
 
 @pytest.fixture
 def no_step_cache(monkeypatch):
     """For tests of what one query reads and merges, run after run: no step answers kept."""
     monkeypatch.setenv("TIDEMARK_STEP_CACHE", "0")
+    monkeypatch.setenv("TIDEMARK_RAW_STEP_CACHE", "0")

@@ -180,3 +180,5 @@ def test_precompute_status_shows_the_effective_budget_beside_the_cache_stats(
     assert {"bytes", "blocks", "hits", "misses", "evictions", "compactions"} <= got.keys()
     steps = reply.json()["data"]["step_cache"]  # the step answers' own budget, beside it
     assert {"bytes", "budget", "entries", "hits", "misses", "invalidated"} <= steps.keys()
+    raw = reply.json()["data"]["raw_step_cache"]  # the newest raw steps kept
+    assert {"bytes", "entries", "hits", "misses", "stale"} <= raw.keys()

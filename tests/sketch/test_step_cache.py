@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from planner import step_cache
+from planner import raw_step_cache, step_cache
 from planner.engine import Engine, EngineOptions
 from planner.nodes.precomputed_scan import SketchSource
 from tests.sketch.conftest import HOUR_MS, YAML, N, fill
@@ -196,6 +196,9 @@ def test_step_cache_counters_are_on_metrics_and_the_precompute_status(engines):
     text = ServerMetrics().render({})
     assert f"tidemark_step_cache_bytes {stats['bytes']}" in text
     assert f"tidemark_step_cache_hits_total {stats['hits']}" in text
+    raw = raw_step_cache.stats()
+    assert f"tidemark_raw_step_cache_hits_total {raw['hits']}" in text
+    assert f"tidemark_raw_step_cache_entries {raw['entries']}" in text
     assert "tidemark_sketch_cache_compactions_total" in text
 
 
