@@ -22,9 +22,11 @@ would deploy, so the planner says so and answers exactly. All three answer over
 HTTP, each on one kept-alive connection (as Grafana's data source proxy keeps its own); each cell is the median of ``--runs`` timed runs after one warm-up (the warm-up also
 fills Tidemark's decoded-window cache and its step cache, as a dashboard refresh would; its time
 is the last column). "precomputed" re-asks the same query, as a refreshing dashboard does, and
-reads the steps answered before from the step cache (``planner/step_cache.py``); "no step cache"
-infers every step from the windows again (``TIDEMARK_STEP_CACHE=0``), as a first load after the
-windows are decoded. Errors: precomputed vs exact, the largest relative difference (sums/rates) or the
+reads the steps answered before from the step cache (``planner/step_cache.py``) and the newest
+steps' raw answers from ``planner/raw_step_cache.py`` (no sample was written since); "no step
+cache" infers every step from the windows again and reads the newest raw
+(``TIDEMARK_STEP_CACHE=0``, ``TIDEMARK_RAW_STEP_CACHE=0``), as a first load after the windows are
+decoded. Errors: precomputed vs exact, the largest relative difference (sums/rates) or the
 largest normalized rank error of the answer among the window's raw values (quantiles), against
 the stated bound.
 
@@ -303,16 +305,20 @@ def settle(pid: int, quiet_s: float = 5.0, limit_s: float = 240.0, least_s: floa
 
 
 def _without_step_cache(measure_, base: str, params: dict, runs: int) -> float:
-    """``measure`` (median ms) with the step cache off (``planner.step_cache``): every step inferred from the
-    windows again, as on a dashboard's first load."""
-    from planner import step_cache
+    """``measure`` (median ms) with no kept step answers (``planner.step_cache``,
+    ``planner.raw_step_cache``): every step inferred from the windows again and the newest
+    read raw, as on a dashboard's first load."""
+    from planner import raw_step_cache, step_cache
 
     os.environ["TIDEMARK_STEP_CACHE"] = "0"
+    os.environ["TIDEMARK_RAW_STEP_CACHE"] = "0"
     try:
         return measure_(base, params, runs)[0]
     finally:
         del os.environ["TIDEMARK_STEP_CACHE"]
+        del os.environ["TIDEMARK_RAW_STEP_CACHE"]
         step_cache.clear()
+        raw_step_cache.clear()
 
 
 def _header() -> str:
