@@ -94,6 +94,23 @@ def find_runs(keys, starts, ts, wanted, mint, maxt, clip):
     return index[:m], lo[:m], hi[:m]
 
 
+@numba.njit(cache=True, nogil=True)
+def mark_overlapping(keys, first, last, wanted, lo, hi, out):
+    """``out[i] = True`` where ascending ``keys`` holds ``wanted[i]`` (ascending) with
+    ``first <= hi`` and ``last >= lo``. Touches only the wanted keys' neighbourhood: over whole
+    arrays, a few hundred series of a million-series segment cost memory traffic for all."""
+    n, m = keys.shape[0], wanted.shape[0]
+    j = 0
+    for i in range(m):
+        w = wanted[i]
+        if j < n and keys[j] < w:
+            j += np.searchsorted(keys[j:], w)
+        if j >= n:
+            return
+        if keys[j] == w and first[j] <= hi and last[j] >= lo:
+            out[i] = True
+
+
 def sort_key(group: np.ndarray, ts: np.ndarray) -> np.ndarray | None:
     """An int64 key ordering rows by ``(group, ts)``, or None when it could overflow."""
     if ts.size == 0:

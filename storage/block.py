@@ -18,6 +18,7 @@ either a whole block or a ``.tmp`` directory that the next open deletes. Deletio
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import threading
@@ -256,6 +257,12 @@ class Block:
             lo, hi = clip_ranges(all_ts, lo, hi, mint, maxt)
         rows = ranges_index(lo, hi)
         return np.repeat(found.astype(_I64), hi - lo), all_ts[rows], all_v[rows]
+
+    @functools.cached_property
+    def bounds_by_global(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(ascending global ids, their series' first and last timestamps), once bound."""
+        local = self._by_global_local
+        return self._by_global, self.series_mint[local], self.series_maxt[local]
 
     def _located(self, sids: np.ndarray, mint: int, maxt: int) -> tuple[np.ndarray, np.ndarray]:
         """``(request index, local series)`` of the requested global series this block holds

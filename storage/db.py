@@ -30,7 +30,7 @@ import numpy as np
 from promql.errors import BadDataError
 from promql.types import Matcher
 from storage.append_log import AppendLog
-from storage.arrays import Runs, merge_runs, sort_dedupe
+from storage.arrays import Runs, mark_overlapping, merge_runs, sort_dedupe
 from storage.block import Block, list_block_dirs
 from storage.dirlock import DirectoryLock
 from storage.head import Head
@@ -296,19 +296,20 @@ class Storage:
             n = len(self._index)
         if ids.shape[0] == 0:
             return ids
-        has = np.zeros(n, dtype=bool)
+        present = np.zeros(ids.shape[0], dtype=bool)
+        # Per-series bounds: like Prometheus (which answers at chunk granularity), a series
+        # whose samples straddle the range without one inside it still counts.
         for b in blocks:
-            has[b.global_ids[(b.series_mint <= hi) & (b.series_maxt >= lo)]] = True
+            mark_overlapping(*b.bounds_by_global, ids, lo, hi, present)
         for seg in head.segments:
-            if not seg.sids.shape[0]:
-                continue
-            # Per-series bounds, O(series): like Prometheus (which answers at chunk granularity),
-            # a series whose samples straddle the range without one inside it still counts.
-            first, last = seg.series_bounds
-            has[seg.sids[(first <= hi) & (last >= lo)]] = True
-        for sid, ts, _ in head.tail:
-            has[sid[(ts >= lo) & (ts <= hi)]] = True
-        return ids[has[ids]]
+            if seg.sids.shape[0]:
+                mark_overlapping(seg.sids, *seg.series_bounds, ids, lo, hi, present)
+        if head.tail:
+            has = np.zeros(n, dtype=bool)
+            for sid, ts, _ in head.tail:
+                has[sid[(ts >= lo) & (ts <= hi)]] = True
+            present |= has[ids]
+        return ids[present]
 
     def series(
         self,

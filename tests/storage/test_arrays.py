@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -11,6 +12,7 @@ from storage.arrays import (
     clip_ranges,
     delta_decode,
     delta_encode,
+    mark_overlapping,
     merge_runs,
     merge_sorted_parts,
     ranges_index,
@@ -130,3 +132,21 @@ def test_merge_runs_keeps_stale_marker_bits_and_resolves_overlap_by_write_order(
     assert t.tolist() == [1, 5, 2, 3]
     bits = v.view(np.uint64).tolist()
     assert bits[1] == bits[3] == 0x7FF0000000000002 and v[0] == 1.0 and v[2] == 7.0
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_mark_overlapping_matches_a_whole_array_filter(seed):
+    rng = np.random.default_rng(seed)
+    keys = np.unique(rng.integers(0, 400, int(rng.integers(0, 200))))
+    first = rng.integers(0, 1000, keys.shape[0])
+    last = first + rng.integers(0, 300, keys.shape[0])
+    wanted = np.unique(rng.integers(0, 450, int(rng.integers(1, 120))))
+    lo = int(rng.integers(0, 1000))
+    hi = lo + int(rng.integers(0, 400))
+    out = np.zeros(wanted.shape[0], dtype=bool)
+    mark_overlapping(keys, first, last, wanted, lo, hi, out)
+    live = set(keys[(first <= hi) & (last >= lo)].tolist())
+    assert out.tolist() == [w in live for w in wanted.tolist()]
+    before = out.copy()
+    mark_overlapping(keys[:0], first[:0], last[:0], wanted, lo, hi, out)  # marks, never clears
+    assert out.tolist() == before.tolist()
