@@ -154,6 +154,12 @@ class WindowTable:
         """Index records appended since the last sync by block (no decoding)."""
         # Columnar records (``WindowBatch``: every group whose window closed together) stay
         # unexpanded; stores without them give per-entry views.
+        mark = getattr(store, "chunk_mark", None)
+        if self.seen and mark is not None:
+            # The usual refresh: nothing appended, and the log not rebuilt (no list copy).
+            n, first, last = mark(self.config.aggregation_id, self.seen)
+            if n == self.seen and first is self.first and last is self.last:
+                return
         reader = getattr(store, "chunk_view", None) or store.log_view
         view = reader(self.config.aggregation_id)
         if self.seen and (

@@ -490,6 +490,15 @@ class SketchStore:
         with self._lock:
             return list(self._chunks.get(aggregation_id, []))
 
+    def chunk_mark(self, aggregation_id: int, seen: int) -> tuple[int, object, object]:
+        """(record count, first record, record ``seen - 1``) of ``chunk_view``, read together
+        without copying the list: what a reader that indexed ``seen`` records checks before
+        asking for the view again."""
+        with self._lock:
+            chunks = self._chunks.get(aggregation_id, [])
+            n = len(chunks)
+            return n, chunks[0] if n else None, chunks[seen - 1] if 0 < seen <= n else None
+
     def window_batches(
         self, aggregation_id: int, start_ms: int | None = None, end_ms: int | None = None
     ) -> tuple[list[WindowBatch], list[SketchEntry]]:

@@ -216,3 +216,18 @@ def test_batches_naming_keys_by_row_persist_them_once_in_a_key_table(tmp_path):
     compacted = SketchStore(tmp_path)
     assert seen(compacted) == expected
     compacted.close()
+
+
+def test_chunk_mark_reads_the_count_and_the_records_a_reader_checks_without_a_copy():
+    store = SketchStore(retention_ms=15)
+    store.append_outputs([sum_batch(10, [("a",)], [1.0]), sum_batch(20, [("a",)], [2.0])])
+    view = store.chunk_view(1)
+    n, first, last = store.chunk_mark(1, 2)
+    assert n == 2 and first is view[0] and last is view[1]
+    store.append_outputs([sum_batch(30, [("a",)], [3.0])])
+    n, first, last = store.chunk_mark(1, 2)
+    assert n == 3 and first is view[0] and last is view[1]
+    store.apply_retention(now_ms=35)  # drops the window ending at 10: the log is rebuilt
+    n, first, last = store.chunk_mark(1, 2)
+    assert n == 2 and first is view[1] and last is not view[1]
+    assert store.chunk_mark(7, 0) == (0, None, None)
