@@ -27,6 +27,7 @@ filter), and the key labels must identify a single series among all the aggregat
 from __future__ import annotations
 
 import dataclasses
+import weakref
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -150,10 +151,40 @@ def _refused(labels, ends, fam: str, reason: str) -> SketchWindows:
     )
 
 
+# Resolved series lists by (storage, aggregation, selector, range), with the storage's write mark
+# taken before the read: kept while nothing at or before the range's end was written since.
+_RESOLVED: dict[tuple, tuple[weakref.ref, int, tuple[list[Labels], dict[Key, int], str]]] = {}
+RESOLVED_KEPT = 256
+
+
 def resolve_series(
     storage, cfg: AggregationConfig, matchers: tuple[Matcher, ...], mint: int, maxt: int
 ) -> tuple[list[Labels], dict[Key, int], str]:
-    """The query's series, their keys → row, or the reason keys cannot name them."""
+    """The query's series, their keys → row, or the reason keys cannot name them.
+
+    A refresh asks for the same range again: the answer is kept while the earliest sample
+    written since (``storage.append_log``) is newer than ``maxt``. A series listed only because
+    its samples straddle the range (``Storage.series``) can then be missed; it has no sample
+    in the range, so no window or raw cell to answer for."""
+    appends = getattr(storage, "appends", None)
+    if appends is None:
+        return _resolve(storage, cfg, matchers, mint, maxt)
+    key = (id(storage), cfg, matchers, mint, maxt)
+    kept = _RESOLVED.get(key)
+    if kept is not None and kept[0]() is storage and appends.earliest_since(kept[1]) > maxt:
+        labels, rows, reason = kept[2]
+        return list(labels), rows, reason
+    mark = appends.mark()
+    resolved = _resolve(storage, cfg, matchers, mint, maxt)
+    if len(_RESOLVED) >= RESOLVED_KEPT:
+        _RESOLVED.clear()
+    _RESOLVED[key] = (weakref.ref(storage), mark, (list(resolved[0]), *resolved[1:]))
+    return resolved
+
+
+def _resolve(
+    storage, cfg: AggregationConfig, matchers: tuple[Matcher, ...], mint: int, maxt: int
+) -> tuple[list[Labels], dict[Key, int], str]:
     names = key_labels(cfg)
     query = storage.series([list(matchers)], mint, maxt)
     metric = Matcher(MatchType.EQUAL, METRIC_NAME, cfg.metric)

@@ -13,6 +13,7 @@ from planner import raw_step_cache
 from planner.engine import Engine, EngineOptions
 from planner.executor import Executor
 from planner.values import InstantVector
+from promql.types import Matcher, MatchType
 from storage.db import Storage, StorageOptions
 from storage.model import SampleBatch, make_labels
 from tests.sketch.conftest import YAML, N, fill
@@ -163,3 +164,24 @@ def test_plans_reading_storage_beyond_series_scans_are_not_kept(engines):
     assert raw_step_cache.reads_until(planned.physical) is None
     literal = Engine(_plain()).plan("vector(1)", 0, 60_000, 60_000, range_=True).physical
     assert raw_step_cache.reads_until(literal) is None  # reads nothing: nothing to keep
+
+
+def test_resolved_series_are_kept_until_a_sample_at_or_before_the_range_end(monkeypatch):
+    from planner.nodes import precomputed_scan
+
+    w, _, _ = _world()
+    cfg = next(c for c in w.engine.configs.values() if c.metric == "d_total")
+    matchers = (Matcher(MatchType.EQUAL, "__name__", "d_total"),)
+    calls = []
+    real = precomputed_scan._resolve
+    monkeypatch.setattr(
+        precomputed_scan, "_resolve", lambda *a: calls.append(a) or real(*a), raising=True
+    )
+    first = precomputed_scan.resolve_series(w.storage, cfg, matchers, 0, END)
+    w.scrape(gauge_series(N, "d_total"), END + 10_000, np.ones(N))  # newer than the range
+    again = precomputed_scan.resolve_series(w.storage, cfg, matchers, 0, END)
+    assert len(calls) == 1 and again[0] == first[0] and again[0] is not first[0]
+    newcomer = gauge_series(N + 1, "d_total")[-1:]
+    w.scrape(newcomer, END - 30_000, np.ones(1))  # a new series inside the range
+    got = precomputed_scan.resolve_series(w.storage, cfg, matchers, 0, END)
+    assert len(calls) == 2 and newcomer[0] in got[0] and len(got[0]) == N + 1
