@@ -63,8 +63,7 @@ def run_exact(ex: Executor, exact: PlanNode, sub: Grid) -> Value:
     """``exact`` on ``sub`` with its ranges pushed down: kept, or evaluated (and kept)."""
     plan = pushed(exact, sub)
     appends = getattr(ex.storage, "appends", None)
-    until = reads_until(plan)
-    if appends is None or until is None or not enabled():
+    if appends is None or not enabled():
         return ex.run(plan, sub)
     key = (id(plan), id(ex.storage))
     with _LOCK:
@@ -81,6 +80,9 @@ def run_exact(ex: Executor, exact: PlanNode, sub: Grid) -> Value:
             return InstantVector(list(v.labels), v.values, v.present, v.drop_name, v.sample_ts)
         with _LOCK:
             _STATS["stale"] += 1
+    until = reads_until(plan)
+    if until is None:
+        return ex.run(plan, sub)
     mark = appends.mark()  # before anything is read: a write meanwhile voids the entry
     outer = ex.warnings, ex.infos
     ex.warnings, ex.infos = {}, {}
