@@ -68,18 +68,17 @@ def run_exact(ex: Executor, exact: PlanNode, sub: Grid) -> Value:
     key = (id(plan), id(ex.storage))
     with _LOCK:
         entry = _ENTRIES.get(key)
-    if entry is not None and entry.plan is plan and entry.storage() is ex.storage:
-        if appends.earliest_since(entry.mark) > entry.reads_until:
-            with _LOCK:
-                if key in _ENTRIES:
-                    _ENTRIES.move_to_end(key)
-                _STATS["hits"] += 1
-            ex.warnings.update(dict.fromkeys(entry.warnings))
-            ex.infos.update(dict.fromkeys(entry.infos))
-            v = entry.value
-            return InstantVector(list(v.labels), v.values, v.present, v.drop_name, v.sample_ts)
-        with _LOCK:
-            _STATS["stale"] += 1
+        if entry is not None and (entry.plan is not plan or entry.storage() is not ex.storage):
+            entry = None  # the id of a plan or storage gone since
+        fresh = entry is not None and appends.earliest_since(entry.mark) > entry.reads_until
+        if fresh:
+            _ENTRIES.move_to_end(key)
+        _STATS["hits" if fresh else "stale" if entry is not None else "misses"] += 1
+    if entry is not None and fresh:
+        ex.warnings.update(dict.fromkeys(entry.warnings))
+        ex.infos.update(dict.fromkeys(entry.infos))
+        v = entry.value
+        return InstantVector(list(v.labels), v.values, v.present, v.drop_name, v.sample_ts)
     until = reads_until(plan)
     if until is None:
         return ex.run(plan, sub)
@@ -128,7 +127,6 @@ def _keep(key, plan, storage, mark, until, value: InstantVector, raised) -> None
             arr.flags.writeable = False
     entry = _Entry(plan, weakref.ref(storage), mark, until, value, *raised, nbytes)
     with _LOCK:
-        _STATS["misses"] += 1
         old = _ENTRIES.pop(key, None)
         if old is not None:
             _STATE["bytes"] -= old.nbytes

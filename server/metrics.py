@@ -123,7 +123,7 @@ _RAW_STEP_CACHE_METRICS: dict[str, tuple[str, str, str]] = {
     "misses": (
         "tidemark_raw_step_cache_misses_total",
         "counter",
-        "Raw newest-step answers computed and kept.",
+        "Raw newest-step answers computed: none was kept for them.",
     ),
     "stale": (
         "tidemark_raw_step_cache_stale_total",

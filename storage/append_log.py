@@ -32,6 +32,10 @@ class AppendLog:
         self._marks: list[int] = []  # increasing
         self._earliest: list[int] = []  # strictly increasing
 
+    def __len__(self) -> int:
+        """Entries kept (bounded by ``KEPT``)."""
+        return len(self._marks)
+
     def mark(self) -> int:
         """The current mark: take it before reading, so what is written meanwhile counts."""
         return self._count

@@ -37,7 +37,7 @@ def test_the_earliest_since_any_mark_is_the_true_one_or_earlier(monkeypatch, kep
             assert got <= want
             if kept == FULL or len(history) - mark <= 4:
                 assert got == want, (mark, len(history))
-    assert len(log._marks) <= kept
+    assert len(log) <= kept
 
 
 def test_a_mark_taken_now_sees_nothing_until_the_next_write():
