@@ -201,9 +201,12 @@ def cached_steps(
         merged, v, p = compute(sub)
         if merged.reason:
             return None
-        if row_of is None:
-            row_of = {id(ls): i for i, ls in enumerate(labels)}
-        rows = np.array([row_of.get(id(ls), -1) for ls in merged.labels], dtype=np.int64)
+        if len(merged.labels) == n and merged.labels == labels:
+            rows = np.arange(n, dtype=np.int64)  # the usual case: the same series, in order
+        else:
+            if row_of is None:
+                row_of = {id(ls): i for i, ls in enumerate(labels)}
+            rows = np.array([row_of.get(id(ls), -1) for ls in merged.labels], dtype=np.int64)
         if (rows < 0).any():  # a series the full range did not list: leave it to the plain path
             return None
         values[rows, a : b + 1] = v

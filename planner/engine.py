@@ -16,7 +16,7 @@ import numpy as np
 from planner import sketch_cache
 from planner.executor import Executor
 from planner.explain import Explained, explain_json, explain_text
-from planner.labels import finalize_names, merge_same_labels
+from planner.labels import ListMemo, finalize_names, merge_same_labels
 from planner.logical import logical_plan
 from planner.nodes.aggregate import PromAggregate
 from planner.nodes.base import PlanNode
@@ -232,19 +232,31 @@ def _to_result(value: Value, times: np.ndarray, stmt: EvalStmt, ordered: bool) -
     # Row-wise any/all once for the whole matrix; full rows are sliced without a mask copy.
     any_point = vec.present.any(axis=1)
     all_points = vec.present.all(axis=1)
+    if instant and ordered:
+        rows = np.flatnonzero(any_point)
+    else:  # label order, remembered per series list (a refresh sorts the same labels again)
+        order = _SORTED_ROWS(vec.labels)
+        rows = order[any_point[order]]
     series = []
-    for i in np.flatnonzero(any_point).tolist():
+    for i in rows.tolist():
         if all_points[i]:
             series.append(SeriesResult(vec.labels[i], times, vec.values[i]))
         else:
             mask = vec.present[i]
             series.append(SeriesResult(vec.labels[i], times[mask], vec.values[i, mask]))
     if instant:
-        if not ordered:
-            series.sort(key=lambda s: s.labels)
         return QueryResult(ValueType.VECTOR, series, ordered=ordered)
-    series.sort(key=lambda s: s.labels)
     return QueryResult(ValueType.MATRIX, series)
+
+
+def _sorted_rows(labels: list) -> np.ndarray:
+    """Row indices in label order (stable, as ``list.sort``), read-only: shared by a memo."""
+    order = np.array(sorted(range(len(labels)), key=labels.__getitem__), dtype=np.int64)
+    order.flags.writeable = False
+    return order
+
+
+_SORTED_ROWS = ListMemo(_sorted_rows)
 
 
 def _range_series(rv: RangeVector) -> list[SeriesResult]:

@@ -130,6 +130,8 @@ class WindowTable:
 
     def _reset(self) -> None:
         self.key_ids.clear()
+        self.key_epoch = getattr(self, "key_epoch", 0) + 1  # key ids renumbered from here
+        self.rows_kept: dict[int, tuple[dict, tuple[int, int], np.ndarray]] = {}
         self.seen = 0
         self.first: Any = None
         self.last: Any = None
@@ -287,12 +289,22 @@ class WindowTable:
         return Selection(kid, col, pool, rows, segments, seg["k"])
 
     def rows_for(self, keys: dict[Key, int], n_series: int) -> np.ndarray:
-        """Per key id, the query's series row (-1: not asked for)."""
+        """Per key id, the query's series row (-1: not asked for); read-only. Kept per ``keys``
+        mapping (the same object each refresh, ``precomputed_scan``'s memo) while no key id
+        was added or renumbered: a dict walk per series was ~0.4 ms at 1,000 series."""
+        state = (len(self.key_ids), self.key_epoch)
+        kept = self.rows_kept.get(id(keys))
+        if kept is not None and kept[0] is keys and kept[1] == state:
+            return kept[2]
         out = np.full(len(self.key_ids), -1, dtype=np.int64)
         for key, row in keys.items():
             kid = self.key_ids.get(key)
             if kid is not None:
                 out[kid] = row
+        out.flags.writeable = False
+        if len(self.rows_kept) >= 16:
+            self.rows_kept.clear()
+        self.rows_kept[id(keys)] = (keys, state, out)
         return out
 
     # --- decoding ---------------------------------------------------------------------------

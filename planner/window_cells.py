@@ -135,10 +135,13 @@ def warm_up() -> None:
     """Compile both kernels (or load them from numba's cache) before the first request."""
     one = np.zeros(1, np.int64)
     ok = np.ones(1, bool)
+    kept = one.copy()
+    kept.flags.writeable = False  # ``WindowTable.rows_for`` hands out read-only rows
     for fam, names in (("moments", MOMENTS), ("counter", COUNTERS)):
         src = empty_cells(names, 1)
         hits = np.zeros(1, np.int32)
-        gather_cells(fam, src, one, one, one, one, ok, 1, empty_cells(names, 1), hits)
+        for key_row in (one, kept):
+            gather_cells(fam, src, one, one, one, key_row, ok, 1, empty_cells(names, 1), hits)
         for v in src.values():
             to_rows(v, 1, 1)
     to_rows(np.zeros(1, np.int32), 1, 1)

@@ -117,10 +117,14 @@ class _RowLookup:
 
     def __init__(self, labels: list[Labels]) -> None:
         self.labels = labels
-        self.by_id = {id(ls): i for i, ls in enumerate(labels)}
+        self.by_id: dict[int, int] | None = None
         self.by_value: dict[Labels, int] | None = None
 
     def rows(self, labels: list[Labels]) -> np.ndarray:
+        if len(labels) == len(self.labels) and labels == self.labels:
+            return np.arange(len(labels), dtype=np.int64)  # the usual read: every series
+        if self.by_id is None:
+            self.by_id = {id(ls): i for i, ls in enumerate(self.labels)}
         out = np.empty(len(labels), dtype=np.int64)
         for j, ls in enumerate(labels):
             i = self.by_id.get(id(ls))

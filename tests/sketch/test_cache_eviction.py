@@ -166,3 +166,20 @@ def _rows(table: WindowTable, world) -> list[tuple]:
     )
     keys = zip(ALL_ENDS[got.col].tolist(), got.kid.tolist(), strict=True)
     return sorted(k + c for k, c in zip(keys, cells, strict=True))
+
+
+def test_rows_for_is_kept_per_mapping_until_a_key_id_is_added_or_renumbered():
+    table = WindowTable(_config(1))
+    a, b, c = ("j0",), ("j1",), ("j2",)
+    for key in (a, b):
+        table._kid(key)
+    keys = {b: 0, c: 1}
+    first = table.rows_for(keys, 2)
+    assert first.tolist() == [-1, 0] and not first.flags.writeable
+    assert table.rows_for(keys, 2) is first  # the same mapping, the same ids: kept
+    table._kid(c)  # a key decoded since: its row must show
+    assert table.rows_for(keys, 2).tolist() == [-1, 0, 1]
+    table._reset()  # ids renumbered from scratch
+    table._kid(c)
+    assert table.rows_for(keys, 2).tolist() == [1]
+    assert table.rows_for({a: 5}, 1).tolist() == [-1]  # another mapping
