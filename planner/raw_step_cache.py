@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import threading
-import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -27,6 +26,7 @@ from typing import TYPE_CHECKING
 from planner.nodes.series_scan import SeriesScan
 from planner.rules.pushdown import pushed
 from planner.values import InstantVector
+from storage.append_log import ReadMark
 
 if TYPE_CHECKING:
     from planner.executor import Executor
@@ -46,9 +46,7 @@ _STATS = {"hits": 0, "misses": 0, "stale": 0}
 @dataclass(frozen=True)
 class _Entry:
     plan: PlanNode  # held: the key is its id
-    storage: weakref.ref
-    mark: int
-    reads_until: int
+    read: ReadMark  # the storage's write mark before the read, and the newest timestamp read
     value: InstantVector
     warnings: tuple[str, ...]
     infos: tuple[str, ...]
@@ -68,9 +66,9 @@ def run_exact(ex: Executor, exact: PlanNode, sub: Grid) -> Value:
     key = (id(plan), id(ex.storage))
     with _LOCK:
         entry = _ENTRIES.get(key)
-        if entry is not None and (entry.plan is not plan or entry.storage() is not ex.storage):
+        if entry is not None and (entry.plan is not plan or entry.read.log() is not appends):
             entry = None  # the id of a plan or storage gone since
-        fresh = entry is not None and appends.earliest_since(entry.mark) > entry.reads_until
+        fresh = entry is not None and entry.read.holds(appends)
         if fresh:
             _ENTRIES.move_to_end(key)
         _STATS["hits" if fresh else "stale" if entry is not None else "misses"] += 1
@@ -82,7 +80,7 @@ def run_exact(ex: Executor, exact: PlanNode, sub: Grid) -> Value:
     until = reads_until(plan)
     if until is None:
         return ex.run(plan, sub)
-    mark = appends.mark()  # before anything is read: a write meanwhile voids the entry
+    read = appends.before_read(until)  # before anything is read: a write meanwhile voids it
     outer = ex.warnings, ex.infos
     ex.warnings, ex.infos = {}, {}
     try:
@@ -94,7 +92,7 @@ def run_exact(ex: Executor, exact: PlanNode, sub: Grid) -> Value:
         ex.warnings.update(inner_warnings)
         ex.infos.update(inner_infos)
     if isinstance(value, InstantVector):
-        _keep(key, plan, ex.storage, mark, until, value, raised)
+        _keep(key, plan, read, value, raised)
     return value
 
 
@@ -115,7 +113,7 @@ def _scans(plan: PlanNode, into: list[SeriesScan]) -> bool:
     return not plan.READS_STORAGE and all(_scans(child, into) for child in plan.inputs)
 
 
-def _keep(key, plan, storage, mark, until, value: InstantVector, raised) -> None:
+def _keep(key, plan, read: ReadMark, value: InstantVector, raised) -> None:
     nbytes = value.values.nbytes + value.present.nbytes
     if value.sample_ts is not None:
         nbytes += value.sample_ts.nbytes
@@ -125,7 +123,7 @@ def _keep(key, plan, storage, mark, until, value: InstantVector, raised) -> None
     for arr in (value.values, value.present, value.drop_name, value.sample_ts):
         if arr is not None:
             arr.flags.writeable = False
-    entry = _Entry(plan, weakref.ref(storage), mark, until, value, *raised, nbytes)
+    entry = _Entry(plan, read, value, *raised, nbytes)
     with _LOCK:
         old = _ENTRIES.pop(key, None)
         if old is not None:

@@ -218,20 +218,18 @@ class ServerMetrics:
             "Requests answered with an error envelope, by reason (ingest) or errorType.",
             by("reason", self.rejected),
         )
-        for key, (name, kind, help_) in _STORAGE_METRICS.items():
-            if key in storage_stats:
-                family(name, kind, help_, [("", storage_stats[key])])
-        for key, (name, kind, help_) in _SKETCH_CACHE_METRICS.items():
-            family(name, kind, help_, [("", sketch_cache[key])])
-        steps = step_cache_stats()
-        for key, (name, kind, help_) in _STEP_CACHE_METRICS.items():
-            family(name, kind, help_, [("", steps[key])])
-        raw_steps = raw_step_cache_stats()
-        for key, (name, kind, help_) in _RAW_STEP_CACHE_METRICS.items():
-            family(name, kind, help_, [("", raw_steps[key])])
-        warmup = warmup_stats()
-        for key, (name, kind, help_) in _SKETCH_WARMUP_METRICS.items():
-            family(name, kind, help_, [("", warmup[key])])
+        # One gauge or counter per stats key, for each component's table (storage counters
+        # only where the storage reports them).
+        for table, stats in (
+            (_STORAGE_METRICS, storage_stats),
+            (_SKETCH_CACHE_METRICS, sketch_cache),
+            (_STEP_CACHE_METRICS, step_cache_stats()),
+            (_RAW_STEP_CACHE_METRICS, raw_step_cache_stats()),
+            (_SKETCH_WARMUP_METRICS, warmup_stats()),
+        ):
+            for key, (name, kind, help_) in table.items():
+                if key in stats:
+                    family(name, kind, help_, [("", stats[key])])
         family(
             "tidemark_start_time_seconds",
             "gauge",

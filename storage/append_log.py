@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import bisect
 import threading
+import weakref
+from dataclasses import dataclass
 
 EVERYTHING = -(1 << 63)  # "anything may have changed" (data deleted, or an unknown mark)
 NOTHING = (1 << 63) - 1  # nothing written since
@@ -39,6 +41,11 @@ class AppendLog:
     def mark(self) -> int:
         """The current mark: take it before reading, so what is written meanwhile counts."""
         return self._count
+
+    def before_read(self, reads_until: int) -> ReadMark:
+        """Taken before reading samples up to ``reads_until``: what tells later whether an
+        answer computed from that read still holds (``ReadMark.holds``)."""
+        return ReadMark(weakref.ref(self), self._count, reads_until)
 
     def wrote(self, earliest_ts: int) -> None:
         """A write whose earliest sample timestamp is ``earliest_ts`` (``EVERYTHING`` for a
@@ -65,3 +72,17 @@ class AppendLog:
         earliest = self._earliest[0:half:2]  # ... with its earlier timestamp
         self._marks[:half] = marks
         self._earliest[:half] = earliest
+
+
+@dataclass(frozen=True)
+class ReadMark:
+    """A read of samples up to ``reads_until`` after write ``mark`` of one log."""
+
+    log: weakref.ref
+    mark: int
+    reads_until: int
+
+    def holds(self, log: AppendLog) -> bool:
+        """Nothing at or before ``reads_until`` was written to ``log`` since (another log, or
+        one gone: False)."""
+        return self.log() is log and log.earliest_since(self.mark) > self.reads_until

@@ -27,7 +27,6 @@ filter), and the key labels must identify a single series among all the aggregat
 from __future__ import annotations
 
 import dataclasses
-import weakref
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -43,6 +42,7 @@ from planner.window_cells import empty_cells, gather_cells, to_rows
 from precompute import holes
 from precompute.filters import LabelFilter
 from promql.types import Matcher, MatchType, ValueType
+from storage.append_log import ReadMark
 from storage.model import METRIC_NAME, Labels
 from udfs.weighted_quantile import Segments, concat, local_cumsum, take
 
@@ -153,7 +153,7 @@ def _refused(labels, ends, fam: str, reason: str) -> SketchWindows:
 
 # Resolved series lists by (storage, aggregation, selector, range), with the storage's write mark
 # taken before the read: kept while nothing at or before the range's end was written since.
-_RESOLVED: dict[tuple, tuple[weakref.ref, int, tuple[list[Labels], dict[Key, int], str]]] = {}
+_RESOLVED: dict[tuple, tuple[ReadMark, tuple[list[Labels], dict[Key, int], str]]] = {}
 RESOLVED_KEPT = 256
 
 
@@ -171,14 +171,14 @@ def resolve_series(
         return _resolve(storage, cfg, matchers, mint, maxt)
     key = (id(storage), cfg, matchers, mint, maxt)
     kept = _RESOLVED.get(key)
-    if kept is not None and kept[0]() is storage and appends.earliest_since(kept[1]) > maxt:
-        labels, rows, reason = kept[2]
+    if kept is not None and kept[0].holds(appends):
+        labels, rows, reason = kept[1]
         return list(labels), rows, reason
-    mark = appends.mark()
+    read = appends.before_read(maxt)
     resolved = _resolve(storage, cfg, matchers, mint, maxt)
     if len(_RESOLVED) >= RESOLVED_KEPT:
         _RESOLVED.clear()
-    _RESOLVED[key] = (weakref.ref(storage), mark, (list(resolved[0]), *resolved[1:]))
+    _RESOLVED[key] = (read, (list(resolved[0]), *resolved[1:]))
     return resolved
 
 

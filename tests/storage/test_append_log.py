@@ -79,3 +79,12 @@ def test_retention_deleting_blocks_voids_every_mark(tmp_path):
     assert db.stats()["blocks_deleted"] > deleted
     assert db.appends.earliest_since(mark) == EVERYTHING
     db.close()
+
+
+def test_a_read_mark_holds_until_a_write_at_or_before_what_was_read():
+    log, other = AppendLog(), AppendLog()
+    read = log.before_read(1_000)
+    log.wrote(1_001)  # newer than anything read
+    assert read.holds(log) and not read.holds(other)
+    log.wrote(1_000)
+    assert not read.holds(log)
